@@ -1,0 +1,275 @@
+/*
+ * psyne.h - the one public header of psyne, a zero-copy messaging library.
+ *
+ * A message is claimed directly inside a channel's ring buffer, written in
+ * place and published with psyne_commit(); the receiver gets a view of the
+ * same bytes with psyne_receive() and gives the space back with
+ * psyne_release(). The library never copies a payload.
+ *
+ * Conventions (all functions):
+ *   - Every function returns int: 0 or a count on success, a negative errno
+ *     on failure. psyne_strerror() names the error; psyne_last_error() gives
+ *     the detail of the calling thread's most recent failure.
+ *   - "Full" and "empty" are not failures: a non-blocking call
+ *     (timeout_ns == PSYNE_NONBLOCK) returns -EAGAIN, a blocking call waits
+ *     up to timeout_ns nanoseconds and then returns -ETIMEDOUT.
+ *     PSYNE_FOREVER waits without limit.
+ *   - A channel that was shut down (psyne_channel_shutdown, or closing the
+ *     last producer or consumer handle) makes waiters and new claims return
+ *     -EPIPE; receivers first drain what was committed before the shutdown.
+ *
+ * Thread safety is stated per function. "Producer side" means claim,
+ * commit, abort; "consumer side" means receive, release and their batch forms.
+ */
+#ifndef PSYNE_H
+#define PSYNE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Marks the exported symbols of the shared library. */
+#if defined(__GNUC__)
+#define PSYNE_API __attribute__((visibility("default")))
+#else
+#define PSYNE_API
+#endif
+
+#define PSYNE_VERSION_MAJOR 0
+#define PSYNE_VERSION_MINOR 1
+#define PSYNE_VERSION_PATCH 0
+
+/* Timeouts of the waiting calls, in nanoseconds. */
+#define PSYNE_NONBLOCK ((int64_t)0)  /* never wait: -EAGAIN when full/empty */
+#define PSYNE_FOREVER ((int64_t)-1)  /* wait until it succeeds or -EPIPE */
+
+/* Message type ids: 0 is invalid, 1..PSYNE_TYPE_USER_MIN-1 are reserved for
+ * psyne, user types go up to PSYNE_TYPE_USER_MAX. */
+#define PSYNE_TYPE_USER_MIN ((uint32_t)1024)
+#define PSYNE_TYPE_USER_MAX ((uint32_t)0x7fffffff)
+
+/* Ring capacity limits in bytes (capacity is rounded up to a power of two,
+ * at least one page). A message of length L needs PSYNE_RECORD_SIZE(L) bytes. */
+#define PSYNE_DEFAULT_CAPACITY ((uint64_t)1 << 20)
+#define PSYNE_MAX_CAPACITY ((uint64_t)1 << 30)
+#define PSYNE_RECORD_HEADER 8u
+#define PSYNE_RECORD_SIZE(len) ((uint64_t)PSYNE_RECORD_HEADER + ((((uint64_t)(len)) + 7u) & ~(uint64_t)7u))
+
+/* Maximum number of simultaneous subscribers of a BROADCAST channel. */
+#define PSYNE_MAX_SUBSCRIBERS 32
+
+/* Ring modes. SP/MP: one or many producers; SC/MC: one or many consumers,
+ * each message delivered to exactly one of them. BROADCAST: one producer,
+ * every subscriber sees every message. */
+enum psyne_mode {
+    PSYNE_MODE_SPSC = 0,
+    PSYNE_MODE_SPMC = 1,
+    PSYNE_MODE_MPSC = 2,
+    PSYNE_MODE_MPMC = 3,
+    PSYNE_MODE_BROADCAST = 4,
+};
+
+/* What a handle does. Only BROADCAST needs it: a CONSUMER handle there is a
+ * subscriber (it holds back the producer until it releases). */
+enum psyne_role {
+    PSYNE_ROLE_ANY = 0,      /* may produce and consume (not for BROADCAST) */
+    PSYNE_ROLE_PRODUCER = 1, /* claim/commit only */
+    PSYNE_ROLE_CONSUMER = 2, /* receive/release only */
+};
+
+/* How a blocking call waits: spin (pause) for spin_ns, then yield the CPU
+ * until yield_ns have passed, then sleep on a futex. The other side issues
+ * a wake-up system call only when somebody sleeps. */
+enum psyne_wait {
+    PSYNE_WAIT_ADAPTIVE = 0, /* spin, yield, then sleep (default) */
+    PSYNE_WAIT_SPIN = 1,     /* never sleep: lowest latency, burns a core */
+};
+
+/* Option flags. */
+#define PSYNE_F_NO_PREFAULT (1u << 0) /* do not touch the ring's pages at open */
+
+struct psyne_options {
+    uint64_t capacity;   /* ring bytes; 0 = PSYNE_DEFAULT_CAPACITY (joining: any) */
+    int mode;            /* enum psyne_mode */
+    int role;            /* enum psyne_role */
+    int wait;            /* enum psyne_wait */
+    uint32_t flags;      /* PSYNE_F_* */
+    int64_t spin_ns;     /* adaptive wait: spin this long; <0 = default (50 us) */
+    int64_t yield_ns;    /* adaptive wait: then yield this long; <0 = default (200 us) */
+    uint64_t reserved[4]; /* zero */
+};
+
+/* Fills *opt with the defaults (SPSC, default capacity, adaptive waiting).
+ * Thread-safe; never blocks. */
+PSYNE_API void psyne_options_init(struct psyne_options *opt);
+
+typedef struct psyne_channel psyne_channel;
+
+/*
+ * Opens the channel named by uri and returns a new handle in *out.
+ *   memory://name   threads of this process; every open of the same name
+ *                   gets a handle on the same ring. The first open creates
+ *                   it with opt; later opens must ask for the same mode and
+ *                   no more capacity than it has (-EINVAL). opt NULL: create
+ *                   with the defaults, or join the existing ring as it is.
+ * Returns 0, or -EINVAL (bad URI or options), -EPROTONOSUPPORT (a scheme this
+ * build does not provide), -ENOMEM, -EBUSY (BROADCAST: all subscriber slots
+ * taken), or another -errno from the system.
+ * Thread-safe (any thread, concurrently); may block briefly on a mutex.
+ */
+PSYNE_API int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_options *opt);
+
+/*
+ * Shuts the channel down for every handle: waiters wake with -EPIPE, new
+ * claims fail with -EPIPE, receivers drain what was committed and then get
+ * -EPIPE. Idempotent. Thread-safe: any thread, concurrently with any call on
+ * any handle of the channel (this is how to stop a thread blocked in a call).
+ */
+PSYNE_API int psyne_channel_shutdown(psyne_channel *ch);
+
+/*
+ * Frees this handle; the ring goes away with its last handle. Like a pipe,
+ * closing the last handle that may produce (role PRODUCER or ANY) or the last
+ * that may consume (CONSUMER or ANY) shuts the channel down as
+ * psyne_channel_shutdown does: consumers drain and then get -EPIPE, producers
+ * get -EPIPE. Give handles their role to get this end-of-stream signal (two
+ * ANY handles keep each other open). Returns 0 (NULL is accepted).
+ * Threads: no other thread may use this same handle during or after the
+ * call; wake such threads with psyne_channel_shutdown first.
+ */
+PSYNE_API int psyne_channel_close(psyne_channel *ch);
+
+/* A claimed region: write up to `capacity` bytes at `data`, then commit or
+ * abort it. Fields prefixed psy_ are private. */
+struct psyne_claim {
+    void *data;        /* 8-byte aligned, contiguous */
+    uint32_t capacity; /* bytes that may be written */
+    uint32_t psy_reserved;
+    uint64_t psy_pos;
+};
+
+/*
+ * Claims space for a message of up to max_len bytes and points c->data at it
+ * inside the ring. Waits up to timeout_ns for space (PSYNE_NONBLOCK,
+ * PSYNE_FOREVER or a duration). Returns 0, -EAGAIN (full, non-blocking),
+ * -ETIMEDOUT, -EPIPE (shut down), -EMSGSIZE (max_len can never fit this
+ * ring), -EBUSY (this producer already holds an uncommitted claim in an SP
+ * mode), -EPERM (handle is a consumer).
+ * Threads: SP modes - one producer thread at a time per channel; MP modes -
+ * any number of threads concurrently, on one handle or several. A producer
+ * preempted between claim and commit never stops other producers claiming.
+ */
+PSYNE_API int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claim *c, int64_t timeout_ns);
+
+/*
+ * Publishes a claimed message with its final length (<= c->capacity) and
+ * type (PSYNE_TYPE_USER_MIN..PSYNE_TYPE_USER_MAX). Returns 0, or -EINVAL
+ * (length too long, bad type, claim not open); on -EINVAL the claim stays
+ * open. Never blocks; issues a wake-up system call only when a consumer
+ * sleeps. Threads: the thread that owns the claim.
+ */
+PSYNE_API int psyne_commit(psyne_channel *ch, struct psyne_claim *c, size_t length, uint32_t type);
+
+/*
+ * Gives a claim up without publishing a message. Returns 0 or -EINVAL.
+ * Never blocks. Threads: the thread that owns the claim.
+ */
+PSYNE_API int psyne_abort(psyne_channel *ch, struct psyne_claim *c);
+
+/* A received message, read in place. data is 8-byte aligned and contiguous.
+ * It may be modified in place except in BROADCAST mode. */
+struct psyne_msg {
+    void *data;
+    uint32_t length;
+    uint32_t type;
+    uint64_t psy_begin; /* private: release span */
+    uint64_t psy_end;
+};
+
+/*
+ * Returns a view of the next message in *m. Waits up to timeout_ns.
+ * Returns 0, -EAGAIN (empty, non-blocking), -ETIMEDOUT, -EPIPE (shut down
+ * and drained), -EPROTO (the ring holds a corrupted record), -EPERM
+ * (producer handle). A handle may hold several views; see psyne_release.
+ * Threads: SC modes and each BROADCAST subscriber handle - one consumer
+ * thread at a time; MC modes - any number of threads concurrently.
+ */
+PSYNE_API int psyne_receive(psyne_channel *ch, struct psyne_msg *m, int64_t timeout_ns);
+
+/*
+ * Returns the space of a received message to the producers. In single
+ * consumer modes (SPSC, MPSC, BROADCAST subscribers) it also releases every
+ * earlier message this consumer still holds; in MC modes it releases only m.
+ * Returns 0 or -EINVAL (m was already released or is not from this channel).
+ * Never blocks; wakes a sleeping producer when there is one.
+ * Threads: as psyne_receive.
+ */
+PSYNE_API int psyne_release(psyne_channel *ch, const struct psyne_msg *m);
+
+/*
+ * Takes up to max messages at once (one position update in MC modes).
+ * Returns the count (>= 1), or the errors of psyne_receive. Waits (up to
+ * timeout_ns) only for the first message. Threads: as psyne_receive.
+ */
+PSYNE_API int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max, int64_t timeout_ns);
+
+/*
+ * Releases the n messages of one psyne_receive_batch call with one position
+ * update. Returns 0 or -EINVAL. Threads: as psyne_receive.
+ */
+PSYNE_API int psyne_release_batch(psyne_channel *ch, const struct psyne_msg *msgs, unsigned n);
+
+/* Called by psyne_drain for each message, in order; the view is valid until
+ * the handler returns. */
+typedef void (*psyne_handler)(void *arg, const struct psyne_msg *m);
+
+/*
+ * Receives up to max messages (waiting up to timeout_ns for the first),
+ * calls fn on each in order, and releases them with one position update per
+ * batch of up to 64. Returns the number handled (>= 1) or the errors of
+ * psyne_receive. Threads: as psyne_receive.
+ */
+PSYNE_API int psyne_drain(psyne_channel *ch, psyne_handler fn, void *arg, unsigned max, int64_t timeout_ns);
+
+/* Counters of a channel, summed over every handle of it. */
+struct psyne_stats {
+    uint64_t capacity;     /* ring bytes */
+    uint64_t in_use;       /* bytes committed or claimed and not yet released */
+    uint64_t high_water;   /* most bytes in use seen by a side that looked */
+    uint64_t msgs_out;     /* messages committed */
+    uint64_t bytes_out;    /* payload bytes committed */
+    uint64_t msgs_in;      /* messages released by consumers (per subscriber in BROADCAST) */
+    uint64_t bytes_in;     /* payload bytes released by consumers */
+    uint64_t full_events;  /* claims that found the ring full */
+    uint64_t empty_events; /* receives that found the ring empty */
+    uint64_t waits;        /* times a caller went to sleep on the futex */
+    uint64_t wakeups;      /* wake-up system calls issued */
+    int mode;              /* enum psyne_mode */
+    int subscribers;       /* BROADCAST: current subscribers */
+    uint64_t reserved[4];
+};
+
+/*
+ * Reads the channel's counters. Counters are updated without locks, so a
+ * snapshot taken while others run is approximate (each counter is exact at
+ * some moment). Returns 0 or -EINVAL. Thread-safe; never blocks.
+ */
+PSYNE_API int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st);
+
+/* Short description of a psyne return code (-errno or errno). Thread-safe;
+ * the string is static. */
+PSYNE_API const char *psyne_strerror(int err);
+
+/* Detail of the calling thread's most recent failed call ("capacity 3 GiB is
+ * above PSYNE_MAX_CAPACITY"), or "" if none. Valid until the thread's next
+ * psyne call. */
+PSYNE_API const char *psyne_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PSYNE_H */

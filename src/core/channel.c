@@ -1,0 +1,302 @@
+/*
+ * channel.c - the public channel API: option checks, roles, blocking with
+ * timeouts on top of the ring's non-blocking calls, and statistics.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ring/ring.h"
+#include "../transport/transport.h"
+#include "channel.h"
+#include "error.h"
+#include "uri.h"
+
+struct psyne_channel {
+    struct psy_ring *ring;
+    int role;
+    int sub; /* BROADCAST subscriber slot, else -1 */
+};
+
+struct psy_ring *psy_channel_ring(psyne_channel *ch)
+{
+    return ch->ring;
+}
+
+void psyne_options_init(struct psyne_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->capacity = 0; /* PSYNE_DEFAULT_CAPACITY when creating; any size when joining */
+    opt->mode = PSYNE_MODE_SPSC;
+    opt->role = PSYNE_ROLE_ANY;
+    opt->wait = PSYNE_WAIT_ADAPTIVE;
+    opt->spin_ns = -1;
+    opt->yield_ns = -1;
+}
+
+static int check_options(const struct psyne_options *o)
+{
+    if (o->mode < PSYNE_MODE_SPSC || o->mode > PSYNE_MODE_BROADCAST)
+        return psy_fail(-EINVAL, "mode %d is not a psyne_mode", o->mode);
+    if (o->role < PSYNE_ROLE_ANY || o->role > PSYNE_ROLE_CONSUMER)
+        return psy_fail(-EINVAL, "role %d is not a psyne_role", o->role);
+    if (o->mode == PSYNE_MODE_BROADCAST && o->role == PSYNE_ROLE_ANY)
+        return psy_fail(-EINVAL, "a BROADCAST handle must be PSYNE_ROLE_PRODUCER or PSYNE_ROLE_CONSUMER");
+    if (o->wait != PSYNE_WAIT_ADAPTIVE && o->wait != PSYNE_WAIT_SPIN)
+        return psy_fail(-EINVAL, "wait %d is not a psyne_wait", o->wait);
+    if (o->flags & ~PSYNE_F_NO_PREFAULT)
+        return psy_fail(-EINVAL, "unknown option flags 0x%x", o->flags & ~PSYNE_F_NO_PREFAULT);
+    if (o->capacity > PSYNE_MAX_CAPACITY)
+        return psy_fail(-EINVAL, "capacity %llu is above PSYNE_MAX_CAPACITY (%llu)",
+                        (unsigned long long)o->capacity, (unsigned long long)PSYNE_MAX_CAPACITY);
+    for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
+        if (o->reserved[i])
+            return psy_fail(-EINVAL, "reserved option fields must be zero");
+    return 0;
+}
+
+int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_options *opt)
+{
+    psy_clear_error();
+    if (!out)
+        return psy_fail(-EINVAL, "out is NULL");
+    *out = NULL;
+    struct psyne_options defaults;
+    bool join_any = !opt; /* NULL: join whatever exists under the name */
+    if (!opt) {
+        psyne_options_init(&defaults);
+        opt = &defaults;
+    }
+    int rc = check_options(opt);
+    if (rc)
+        return rc;
+    struct psy_uri u;
+    if ((rc = psy_uri_parse(uri, &u)) != 0)
+        return rc;
+    if (u.scheme != PSY_SCHEME_MEMORY)
+        return psy_fail(-EPROTONOSUPPORT, "%s is not supported by this build yet (memory:// is)", uri);
+
+    psy_wait_init();
+    psyne_channel *ch = calloc(1, sizeof *ch);
+    if (!ch)
+        return psy_fail(-ENOMEM, "out of memory");
+    ch->role = opt->role;
+    ch->sub = -1;
+    if ((rc = psy_memory_attach(u.name, opt, join_any, &ch->ring)) != 0) {
+        free(ch);
+        return rc;
+    }
+    if (opt->mode == PSYNE_MODE_BROADCAST && opt->role == PSYNE_ROLE_CONSUMER) {
+        ch->sub = psy_ring_subscribe(ch->ring);
+        if (ch->sub < 0) {
+            psy_memory_detach(ch->ring);
+            free(ch);
+            return psy_fail(-EBUSY, "%s already has %d subscribers", uri, PSYNE_MAX_SUBSCRIBERS);
+        }
+    }
+    struct psy_wait_block *w = &ch->ring->sh->wait;
+    if (ch->role != PSYNE_ROLE_CONSUMER)
+        atomic_fetch_add_explicit(&w->producers, 1, memory_order_relaxed);
+    if (ch->role != PSYNE_ROLE_PRODUCER)
+        atomic_fetch_add_explicit(&w->consumers, 1, memory_order_relaxed);
+    *out = ch;
+    return 0;
+}
+
+int psyne_channel_shutdown(psyne_channel *ch)
+{
+    if (!ch)
+        return psy_fail(-EINVAL, "channel is NULL");
+    psy_ring_shutdown(ch->ring);
+    return 0;
+}
+
+int psyne_channel_close(psyne_channel *ch)
+{
+    if (!ch)
+        return 0;
+    /* Like a pipe: when the last handle that could produce (or consume) goes,
+     * nobody can make progress on the other side any more. */
+    struct psy_wait_block *w = &ch->ring->sh->wait;
+    bool last = false;
+    if (ch->role != PSYNE_ROLE_CONSUMER)
+        last |= atomic_fetch_sub_explicit(&w->producers, 1, memory_order_acq_rel) == 1;
+    if (ch->role != PSYNE_ROLE_PRODUCER)
+        last |= atomic_fetch_sub_explicit(&w->consumers, 1, memory_order_acq_rel) == 1;
+    if (last)
+        psy_ring_shutdown(ch->ring);
+    if (ch->sub >= 0)
+        psy_ring_unsubscribe(ch->ring, ch->sub);
+    psy_memory_detach(ch->ring);
+    free(ch);
+    return 0;
+}
+
+/* ---- producer side ---- */
+
+struct claim_try {
+    struct psy_ring *ring;
+    uint64_t need;
+    struct psyne_claim *claim;
+};
+
+static int claim_once(void *ctx)
+{
+    struct claim_try *t = ctx;
+    if (psy_ring_closed(t->ring))
+        return -EPIPE;
+    return psy_ring_claim(t->ring, t->need, t->claim);
+}
+
+int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claim *c, int64_t timeout_ns)
+{
+    struct psy_ring *r = ch->ring;
+    if (ch->role == PSYNE_ROLE_CONSUMER)
+        return psy_fail(-EPERM, "claim on a consumer handle");
+    uint64_t need = PSYNE_RECORD_SIZE(max_len);
+    if (max_len > UINT32_MAX || need > r->cap)
+        return psy_fail(-EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu", max_len,
+                        (unsigned long long)need, (unsigned long long)r->cap);
+    c->capacity = (uint32_t)max_len;
+    struct claim_try t = {r, need, c};
+    int rc = claim_once(&t);
+    if (rc != -EAGAIN)
+        return rc;
+    psy_ring_count_full(r);
+    if (timeout_ns == PSYNE_NONBLOCK)
+        return -EAGAIN;
+    return psy_wait_loop(r, PSY_WAIT_SPACE, claim_once, &t, timeout_ns);
+}
+
+int psyne_commit(psyne_channel *ch, struct psyne_claim *c, size_t length, uint32_t type)
+{
+    if (!c->psy_reserved)
+        return psy_fail(-EINVAL, "commit of a claim that is not open");
+    if (length > c->capacity)
+        return psy_fail(-EINVAL, "commit of %zu bytes into a claim of %u", length, c->capacity);
+    if (type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX)
+        return psy_fail(-EINVAL, "type %u is outside %u..%u", type, PSYNE_TYPE_USER_MIN, PSYNE_TYPE_USER_MAX);
+    return psy_ring_commit(ch->ring, c, (uint32_t)length, type);
+}
+
+int psyne_abort(psyne_channel *ch, struct psyne_claim *c)
+{
+    if (!c->psy_reserved)
+        return psy_fail(-EINVAL, "abort of a claim that is not open");
+    return psy_ring_abort(ch->ring, c);
+}
+
+/* ---- consumer side ---- */
+
+struct receive_try {
+    psyne_channel *ch;
+    struct psyne_msg *msgs;
+    unsigned max;
+};
+
+static int receive_once(void *ctx)
+{
+    struct receive_try *t = ctx;
+    return psy_ring_receive(t->ch->ring, t->ch->sub, t->msgs, t->max);
+}
+
+int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max, int64_t timeout_ns)
+{
+    if (ch->role == PSYNE_ROLE_PRODUCER)
+        return psy_fail(-EPERM, "receive on a producer handle");
+    if (max == 0)
+        return psy_fail(-EINVAL, "receive of 0 messages");
+    struct receive_try t = {ch, msgs, max};
+    int rc = receive_once(&t);
+    if (rc != -EAGAIN) {
+        if (rc == -EPROTO)
+            psy_fail(rc, "the ring holds a record with an impossible header");
+        return rc;
+    }
+    psy_ring_count_empty(ch->ring, ch->sub);
+    if (timeout_ns == PSYNE_NONBLOCK)
+        return -EAGAIN;
+    return psy_wait_loop(ch->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns);
+}
+
+int psyne_receive(psyne_channel *ch, struct psyne_msg *m, int64_t timeout_ns)
+{
+    int rc = psyne_receive_batch(ch, m, 1, timeout_ns);
+    return rc < 0 ? rc : 0;
+}
+
+int psyne_release(psyne_channel *ch, const struct psyne_msg *m)
+{
+    int rc = psy_ring_release(ch->ring, ch->sub, m->psy_begin, m->psy_end);
+    return rc ? psy_fail(rc, "release of a message this consumer does not hold") : 0;
+}
+
+int psyne_release_batch(psyne_channel *ch, const struct psyne_msg *msgs, unsigned n)
+{
+    if (n == 0)
+        return psy_fail(-EINVAL, "release of 0 messages");
+    for (unsigned i = 1; i < n; i++)
+        if (msgs[i].psy_begin != msgs[i - 1].psy_end)
+            return psy_fail(-EINVAL, "release_batch of messages that are not one receive_batch result");
+    int rc = psy_ring_release(ch->ring, ch->sub, msgs[0].psy_begin, msgs[n - 1].psy_end);
+    return rc ? psy_fail(rc, "release of messages this consumer does not hold") : 0;
+}
+
+int psyne_drain(psyne_channel *ch, psyne_handler fn, void *arg, unsigned max, int64_t timeout_ns)
+{
+    enum { CHUNK = 64 };
+    struct psyne_msg msgs[CHUNK];
+    unsigned done = 0;
+    while (done < max) {
+        unsigned want = max - done < CHUNK ? max - done : CHUNK;
+        int n = psyne_receive_batch(ch, msgs, want, done ? PSYNE_NONBLOCK : timeout_ns);
+        if (n < 0)
+            return done ? (int)done : n;
+        for (int i = 0; i < n; i++)
+            fn(arg, &msgs[i]);
+        int rc = psyne_release_batch(ch, msgs, (unsigned)n);
+        if (rc)
+            return rc;
+        done += (unsigned)n;
+        if ((unsigned)n < want)
+            break;
+    }
+    return (int)done;
+}
+
+/* ---- statistics ---- */
+
+static uint64_t rd(psy_atomic64 *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
+{
+    if (!ch || !st)
+        return psy_fail(-EINVAL, "NULL argument");
+    struct psy_ring *r = ch->ring;
+    struct psy_ring_shared *sh = r->sh;
+    memset(st, 0, sizeof *st);
+    st->capacity = r->cap;
+    st->mode = r->mode;
+    st->in_use = psy_ring_in_use(r);
+    st->high_water = rd(&sh->slow.high_water);
+    if (st->in_use > st->high_water)
+        st->high_water = st->in_use;
+    st->msgs_out = rd(&sh->prod.msgs);
+    st->bytes_out = rd(&sh->prod.bytes);
+    st->full_events = rd(&sh->prod.full_events);
+    st->msgs_in = rd(&sh->cons.msgs);
+    st->bytes_in = rd(&sh->cons.bytes);
+    st->empty_events = rd(&sh->cons.empty_events);
+    for (int i = 0; i < PSYNE_MAX_SUBSCRIBERS; i++) {
+        st->msgs_in += rd(&sh->subs[i].msgs);
+        st->bytes_in += rd(&sh->subs[i].bytes);
+        st->empty_events += rd(&sh->subs[i].empty_events);
+    }
+    st->waits = rd(&sh->slow.waits);
+    st->wakeups = rd(&sh->slow.wakeups);
+    st->subscribers = (int)atomic_load_explicit(&sh->bcast.count, memory_order_relaxed);
+    return 0;
+}

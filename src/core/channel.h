@@ -1,0 +1,13 @@
+/*
+ * channel.h - internal access to a channel's ring, for the library's own
+ * tests and tools (not part of the public API).
+ */
+#ifndef PSY_CHANNEL_H
+#define PSY_CHANNEL_H
+
+#include "psyne.h"
+
+struct psy_ring;
+struct psy_ring *psy_channel_ring(psyne_channel *ch);
+
+#endif

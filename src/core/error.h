@@ -1,0 +1,11 @@
+/*
+ * error.h - the calling thread's error detail behind psyne_last_error().
+ */
+#ifndef PSY_ERROR_H
+#define PSY_ERROR_H
+
+/* Records a printf-style detail for this thread and returns rc (a -errno). */
+int psy_fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void psy_clear_error(void);
+
+#endif

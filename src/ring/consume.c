@@ -1,0 +1,300 @@
+/*
+ * consume.c - receive and release: the consumer side of the ring.
+ *
+ * SC (SPSC, MPSC) and each BROADCAST subscriber: one reader per position
+ * set; release stores the new position (R3) and, in MP modes, first zeroes
+ * the released bytes so free space stays zero.
+ * MC (SPMC, MPMC): consumers take records under the lock bit of read_pos and
+ * release each span by turning its header into a marker (R4); whoever holds
+ * the lock bit of rel.head sweeps consecutive markers and advances it. A
+ * consumer that holds a view for long delays reuse of the space, never other
+ * consumers.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include "ring.h"
+
+/* Where the readable records end for a reader at pos: SP producers publish a
+ * tail (A1 pairs with R1); MP producers publish each header (checked while
+ * walking), so their bound is "infinite". */
+static uint64_t sp_visible_tail(struct psy_ring *r, psy_atomic64 *cached_tail, uint64_t pos, uint64_t head)
+{
+    uint64_t tail = atomic_load_explicit(cached_tail, memory_order_relaxed);
+    if (pos == tail) {
+        tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire); /* A1 */
+        atomic_store_explicit(cached_tail, tail, memory_order_relaxed);
+        if (tail != pos)
+            psy_ring_note_usage(r, tail - head);
+    }
+    return tail;
+}
+
+/*
+ * Walks committed records from pos, filling up to max views. Pads are folded
+ * into the span of the message after them. Returns the count, sets *end to
+ * the position after the last record taken (pads included) or -EPROTO on a
+ * header that cannot be valid.
+ */
+static int walk(struct psy_ring *r, uint64_t pos, uint64_t tail, struct psyne_msg *msgs, unsigned max,
+                uint64_t *end)
+{
+    uint64_t begin = pos;
+    unsigned n = 0;
+    while (n < max) {
+        uint64_t w;
+        if (r->mp) {
+            w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_acquire); /* A2 */
+            if (w == 0)
+                break;
+        } else {
+            if (pos == tail)
+                break;
+            w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_relaxed); /* ordered by A1 */
+        }
+        uint32_t type = psy_hdr_type(w);
+        uint64_t size = PSYNE_RECORD_SIZE(psy_hdr_length(w));
+        if (type == 0 || (w & PSY_MARKER_BIT) || size > r->cap || (!r->mp && size > tail - pos))
+            return -EPROTO;
+        if (type != PSY_TYPE_PAD) {
+            msgs[n].data = r->data + (pos & r->mask) + PSYNE_RECORD_HEADER;
+            msgs[n].length = psy_hdr_length(w);
+            msgs[n].type = type;
+            msgs[n].psy_begin = begin;
+            msgs[n].psy_end = pos + size;
+            begin = pos + size;
+            n++;
+        }
+        pos += size;
+    }
+    *end = pos;
+    return (int)n;
+}
+
+static void count_received(psy_atomic64 *msgs_ctr, psy_atomic64 *bytes_ctr, const struct psyne_msg *msgs, int n,
+                           bool shared)
+{
+    uint64_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        bytes += msgs[i].length;
+    if (shared) {
+        atomic_fetch_add_explicit(msgs_ctr, (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(bytes_ctr, bytes, memory_order_relaxed);
+    } else {
+        psy_count(msgs_ctr, (uint64_t)n);
+        psy_count(bytes_ctr, bytes);
+    }
+}
+
+static int empty_result(struct psy_ring *r)
+{
+    return psy_ring_closed(r) ? -EPIPE : -EAGAIN;
+}
+
+void psy_ring_count_empty(struct psy_ring *r, int sub)
+{
+    if (sub >= 0)
+        psy_count(&r->sh->subs[sub].empty_events, 1);
+    else if (r->mc)
+        atomic_fetch_add_explicit(&r->sh->cons.empty_events, 1, memory_order_relaxed);
+    else
+        psy_count(&r->sh->cons.empty_events, 1);
+}
+
+/* SC release: frees [current head, end). In MP modes the space is zeroed
+ * first, so producers always claim zeroed memory. */
+static int sc_release(struct psy_ring *r, psy_atomic64 *head_ptr, psy_atomic64 *read_ptr, uint64_t end)
+{
+    uint64_t head = atomic_load_explicit(head_ptr, memory_order_relaxed);
+    uint64_t read = atomic_load_explicit(read_ptr, memory_order_relaxed);
+    if (end - head == 0 || end - head > read - head)
+        return -EINVAL;
+    if (r->mp)
+        memset(r->data + (head & r->mask), 0, end - head);
+    atomic_store_explicit(head_ptr, end, memory_order_release); /* R3 */
+    psy_wake_if_waiting(r, PSY_WAIT_SPACE);
+    return 0;
+}
+
+static int sc_receive(struct psy_ring *r, psy_atomic64 *read_ptr, psy_atomic64 *head_ptr, psy_atomic64 *cached_tail,
+                      psy_atomic64 *msgs_ctr, psy_atomic64 *bytes_ctr, struct psyne_msg *msgs, unsigned max)
+{
+    uint64_t pos = atomic_load_explicit(read_ptr, memory_order_relaxed);
+    uint64_t tail = r->mp ? 0 : sp_visible_tail(r, cached_tail, pos, atomic_load_explicit(head_ptr, memory_order_relaxed));
+    uint64_t end;
+    int n = walk(r, pos, tail, msgs, max, &end);
+    if (n < 0)
+        return n;
+    if (n == 0) {
+        /* Only pads: if nothing earlier is held, give their space back now,
+         * or a producer waiting for exactly those bytes could wait for a
+         * release that never comes. Otherwise read them again next time. */
+        if (end != pos && atomic_load_explicit(head_ptr, memory_order_relaxed) == pos) {
+            atomic_store_explicit(read_ptr, end, memory_order_relaxed);
+            sc_release(r, head_ptr, read_ptr, end);
+        }
+        return empty_result(r);
+    }
+    /* Trailing pads stay unread, so read_pos never passes space that no
+     * held message covers. */
+    atomic_store_explicit(read_ptr, msgs[n - 1].psy_end, memory_order_relaxed);
+    count_received(msgs_ctr, bytes_ctr, msgs, n, false);
+    return n;
+}
+
+/* Takes the lock bit of an MC position. Gives up (-EAGAIN) only after
+ * yielding, so a preempted holder gets the CPU back. */
+static int mc_lock(psy_atomic64 *word, uint64_t *pos, bool try_only)
+{
+    for (unsigned spins = 0;;) {
+        uint64_t v = atomic_load_explicit(word, memory_order_relaxed);
+        if (!(v & PSY_LOCK_BIT)) {
+            if (atomic_compare_exchange_weak_explicit(word, &v, v | PSY_LOCK_BIT, memory_order_acquire,
+                                                      memory_order_relaxed)) {
+                *pos = v;
+                return 0;
+            }
+            continue; /* the position moved (or a spurious failure): look again */
+        }
+        if (try_only)
+            return -EAGAIN;
+        if (++spins < 128) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield(); /* the holder may be preempted: let it run */
+            if (spins > 256)
+                return -EAGAIN;
+        }
+    }
+}
+
+/* MC: sweeps released spans at rel.head forward, under its lock bit. */
+static void mc_sweep(struct psy_ring *r)
+{
+    struct psy_ring_shared *sh = r->sh;
+    for (;;) {
+        uint64_t head;
+        if (mc_lock(&sh->rel.head, &head, true))
+            return; /* the holder re-checks after unlocking (F1) */
+        uint64_t start = head;
+        uint64_t read = atomic_load_explicit(&sh->cons.read_pos, memory_order_acquire) & ~PSY_LOCK_BIT;
+        while (head != read) {
+            uint64_t w = atomic_load_explicit(psy_hdr_at(r, head), memory_order_acquire); /* A4 */
+            if (!(w & PSY_MARKER_BIT))
+                break;
+            if (r->mp)
+                atomic_store_explicit(psy_hdr_at(r, head), 0, memory_order_relaxed); /* published by R3 */
+            head += psy_hdr_length(w);
+        }
+        atomic_store_explicit(&sh->rel.head, head, memory_order_release); /* R3, and unlock */
+        if (head != start)
+            psy_wake_if_waiting(r, PSY_WAIT_SPACE);
+        /* F1: a release that marked `head` while we held the lock saw the
+         * bit and left it to us; pairs with the fence in mc_release. */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (head == read || !(atomic_load_explicit(psy_hdr_at(r, head), memory_order_acquire) & PSY_MARKER_BIT))
+            return;
+    }
+}
+
+static int mc_release(struct psy_ring *r, uint64_t begin, uint64_t end)
+{
+    uint64_t span = end - begin;
+    if (span < PSYNE_RECORD_HEADER || span > r->cap)
+        return -EINVAL;
+    if (r->mp)
+        memset(r->data + (begin & r->mask) + PSYNE_RECORD_HEADER, 0, span - PSYNE_RECORD_HEADER);
+    atomic_store_explicit(psy_hdr_at(r, begin), PSY_MARKER_BIT | span, memory_order_release); /* R4 */
+    atomic_thread_fence(memory_order_seq_cst); /* F1: pairs with the sweeper's re-check */
+    mc_sweep(r);
+    return 0;
+}
+
+static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
+{
+    struct psy_ring_shared *sh = r->sh;
+    for (;;) {
+        uint64_t pos;
+        if (mc_lock(&sh->cons.read_pos, &pos, false))
+            return -EAGAIN;
+        uint64_t tail = 0;
+        if (!r->mp) {
+            tail = atomic_load_explicit(&sh->pub.tail, memory_order_acquire); /* A1 */
+            if (tail != pos)
+                psy_ring_note_usage(r, tail - (atomic_load_explicit(&sh->rel.head, memory_order_relaxed) & ~PSY_LOCK_BIT));
+        }
+        uint64_t end;
+        int n = walk(r, pos, tail, msgs, max, &end);
+        if (n < 0) {
+            atomic_store_explicit(&sh->cons.read_pos, pos, memory_order_release); /* unlock */
+            return n;
+        }
+        atomic_store_explicit(&sh->cons.read_pos, end, memory_order_release); /* unlock */
+        uint64_t taken_end = n ? msgs[n - 1].psy_end : pos;
+        if (taken_end != end) /* trailing pads nobody will release: release them now */
+            mc_release(r, taken_end, end);
+        if (n == 0)
+            return empty_result(r);
+        count_received(&sh->cons.msgs, &sh->cons.bytes, msgs, n, true);
+        return n;
+    }
+}
+
+int psy_ring_receive(struct psy_ring *r, int sub, struct psyne_msg *msgs, unsigned max)
+{
+    struct psy_ring_shared *sh = r->sh;
+    if (sub >= 0) {
+        struct psy_sub *s = &sh->subs[sub];
+        return sc_receive(r, &s->read_pos, &s->head, &s->cached_tail, &s->msgs, &s->bytes, msgs, max);
+    }
+    if (r->mc)
+        return mc_receive(r, msgs, max);
+    return sc_receive(r, &sh->cons.read_pos, &sh->rel.head, &sh->cons.cached_tail, &sh->cons.msgs, &sh->cons.bytes,
+                      msgs, max);
+}
+
+int psy_ring_release(struct psy_ring *r, int sub, uint64_t begin, uint64_t end)
+{
+    struct psy_ring_shared *sh = r->sh;
+    if (sub >= 0)
+        return sc_release(r, &sh->subs[sub].head, &sh->subs[sub].read_pos, end);
+    if (r->mc)
+        return mc_release(r, begin, end);
+    return sc_release(r, &sh->rel.head, &sh->cons.read_pos, end);
+}
+
+int psy_ring_subscribe(struct psy_ring *r)
+{
+    struct psy_ring_shared *sh = r->sh;
+    int slot = -EBUSY;
+    pthread_mutex_lock(&sh->bcast.lock);
+    for (int i = 0; i < PSYNE_MAX_SUBSCRIBERS; i++) {
+        struct psy_sub *s = &sh->subs[i];
+        if (atomic_load_explicit(&s->active, memory_order_relaxed))
+            continue;
+        /* Start at the oldest message the producer still keeps. */
+        uint64_t floor = atomic_load_explicit(&sh->bcast.floor, memory_order_relaxed);
+        atomic_store_explicit(&s->head, floor, memory_order_relaxed);
+        atomic_store_explicit(&s->read_pos, floor, memory_order_relaxed);
+        atomic_store_explicit(&s->cached_tail, floor, memory_order_relaxed);
+        atomic_store_explicit(&s->active, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sh->bcast.count, 1, memory_order_relaxed);
+        slot = i;
+        break;
+    }
+    pthread_mutex_unlock(&sh->bcast.lock);
+    return slot;
+}
+
+void psy_ring_unsubscribe(struct psy_ring *r, int sub)
+{
+    struct psy_ring_shared *sh = r->sh;
+    pthread_mutex_lock(&sh->bcast.lock);
+    atomic_store_explicit(&sh->subs[sub].active, 0, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&sh->bcast.count, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&sh->bcast.lock);
+    psy_wake_if_waiting(r, PSY_WAIT_SPACE); /* the slowest may have left */
+}

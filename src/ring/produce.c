@@ -1,0 +1,158 @@
+/*
+ * produce.c - claim, commit and abort: the producer side of the ring.
+ *
+ * SP (SPSC, SPMC, BROADCAST): one producer; the record is written, then the
+ * tail is published (R1). No read-modify-write instruction.
+ * MP (MPSC, MPMC): producers reserve space with one CAS on pub.tail and each
+ * commits its own record by storing its header last (R2), so a producer that
+ * is preempted between claim and commit never stops the others from claiming;
+ * consumers simply see its header still zero and wait for that record.
+ */
+#include <errno.h>
+
+#include "ring.h"
+
+/* A3 (pairs with R3 in consume.c): the releasing side's stores, including
+ * the zeroing of MP space, happen before we reuse the space. */
+static uint64_t refresh_head(struct psy_ring *r)
+{
+    struct psy_ring_shared *sh = r->sh;
+    if (r->mode != PSYNE_MODE_BROADCAST)
+        return atomic_load_explicit(&sh->rel.head, memory_order_acquire) & ~PSY_LOCK_BIT;
+
+    /* BROADCAST: the slowest active subscriber, under the membership lock so
+     * a joining subscriber (which starts at the floor) is never overtaken. */
+    pthread_mutex_lock(&sh->bcast.lock);
+    uint64_t floor = atomic_load_explicit(&sh->bcast.floor, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
+    uint64_t min = tail;
+    bool any = false;
+    for (int i = 0; i < PSYNE_MAX_SUBSCRIBERS; i++) {
+        if (!atomic_load_explicit(&sh->subs[i].active, memory_order_relaxed))
+            continue;
+        uint64_t h = atomic_load_explicit(&sh->subs[i].head, memory_order_acquire); /* A3 */
+        if (!any || h - floor < min - floor)
+            min = h;
+        any = true;
+    }
+    if (any && min - floor <= r->cap)
+        atomic_store_explicit(&sh->bcast.floor, min, memory_order_release);
+    else
+        min = floor; /* nobody subscribed: keep everything for the first subscriber */
+    pthread_mutex_unlock(&sh->bcast.lock);
+    return min;
+}
+
+static int sp_claim(struct psy_ring *r, uint64_t need, struct psyne_claim *c)
+{
+    struct psy_ring_shared *sh = r->sh;
+    if (atomic_load_explicit(&sh->prod.claim_open, memory_order_relaxed))
+        return -EBUSY;
+    uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed); /* we are its only writer */
+    uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_relaxed);
+    if (tail + need - head > r->cap) {
+        head = refresh_head(r);
+        atomic_store_explicit(&sh->prod.cached_head, head, memory_order_relaxed);
+        psy_ring_note_usage(r, tail - head);
+        if (tail + need - head > r->cap)
+            return -EAGAIN;
+    }
+    atomic_store_explicit(&sh->prod.claim_open, 1, memory_order_relaxed);
+    c->data = r->data + (tail & r->mask) + PSYNE_RECORD_HEADER;
+    c->psy_pos = tail;
+    c->psy_reserved = (uint32_t)need;
+    return 0;
+}
+
+static int mp_claim(struct psy_ring *r, uint64_t need, struct psyne_claim *c)
+{
+    struct psy_ring_shared *sh = r->sh;
+    uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
+    for (;;) {
+        /* A5 pairs with R5 below: carries A3's view of the zeroed space from
+         * the producer that refreshed it to us. */
+        uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_acquire);
+        if (tail + need - head > r->cap) {
+            head = refresh_head(r);
+            atomic_store_explicit(&sh->prod.cached_head, head, memory_order_release); /* R5 */
+            psy_ring_note_usage(r, tail - head);
+            if (tail + need - head > r->cap) {
+                uint64_t now = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
+                if (now != tail) { /* another producer moved on: look again */
+                    tail = now;
+                    continue;
+                }
+                return -EAGAIN;
+            }
+        }
+        if (atomic_compare_exchange_weak_explicit(&sh->pub.tail, &tail, tail + need, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            break;
+    }
+    c->data = r->data + (tail & r->mask) + PSYNE_RECORD_HEADER;
+    c->psy_pos = tail;
+    c->psy_reserved = (uint32_t)need;
+    return 0;
+}
+
+int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claim *c)
+{
+    return r->mp ? mp_claim(r, need, c) : sp_claim(r, need, c);
+}
+
+/* MP: publishes `length`/`type` at pos, and a pad record over whatever is
+ * left of the reservation so consumers can step over it. */
+static void mp_publish(struct psy_ring *r, uint64_t pos, uint64_t reserved, uint32_t length, uint32_t type)
+{
+    uint64_t used = PSYNE_RECORD_SIZE(length);
+    if (used < reserved) /* consumers reach the pad only after the header below (R2) */
+        atomic_store_explicit(psy_hdr_at(r, pos + used),
+                              psy_hdr_make((uint32_t)(reserved - used - PSYNE_RECORD_HEADER), PSY_TYPE_PAD),
+                              memory_order_relaxed);
+    atomic_store_explicit(psy_hdr_at(r, pos), psy_hdr_make(length, type), memory_order_release); /* R2 */
+}
+
+int psy_ring_commit(struct psy_ring *r, struct psyne_claim *c, uint32_t length, uint32_t type)
+{
+    struct psy_ring_shared *sh = r->sh;
+    if (r->mp) {
+        mp_publish(r, c->psy_pos, c->psy_reserved, length, type);
+        atomic_fetch_add_explicit(&sh->prod.msgs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sh->prod.bytes, length, memory_order_relaxed);
+    } else {
+        if (!atomic_load_explicit(&sh->prod.claim_open, memory_order_relaxed))
+            return -EINVAL;
+        atomic_store_explicit(psy_hdr_at(r, c->psy_pos), psy_hdr_make(length, type), memory_order_relaxed);
+        atomic_store_explicit(&sh->pub.tail, c->psy_pos + PSYNE_RECORD_SIZE(length), memory_order_release); /* R1 */
+        atomic_store_explicit(&sh->prod.claim_open, 0, memory_order_relaxed);
+        psy_count(&sh->prod.msgs, 1);
+        psy_count(&sh->prod.bytes, length);
+    }
+    c->psy_reserved = 0;
+    psy_wake_if_waiting(r, PSY_WAIT_DATA);
+    return 0;
+}
+
+int psy_ring_abort(struct psy_ring *r, struct psyne_claim *c)
+{
+    if (r->mp) {
+        /* Others may have claimed after us: the space cannot be handed back,
+         * so it becomes one pad record that consumers skip. */
+        mp_publish(r, c->psy_pos, c->psy_reserved, c->psy_reserved - PSYNE_RECORD_HEADER, PSY_TYPE_PAD);
+        psy_wake_if_waiting(r, PSY_WAIT_DATA);
+    } else {
+        if (!atomic_load_explicit(&r->sh->prod.claim_open, memory_order_relaxed))
+            return -EINVAL;
+        atomic_store_explicit(&r->sh->prod.claim_open, 0, memory_order_relaxed);
+    }
+    c->psy_reserved = 0;
+    return 0;
+}
+
+void psy_ring_count_full(struct psy_ring *r)
+{
+    if (r->mp)
+        atomic_fetch_add_explicit(&r->sh->prod.full_events, 1, memory_order_relaxed);
+    else
+        psy_count(&r->sh->prod.full_events, 1);
+}

@@ -1,0 +1,123 @@
+/*
+ * ring.c - creating, shutting down and measuring a ring; the produce and
+ * consume paths live in produce.c and consume.c.
+ */
+#include "ring.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/error.h"
+#include "../mem/mirror.h"
+
+static uint64_t round_up_pow2(uint64_t v)
+{
+    uint64_t p = 1;
+    while (p < v)
+        p <<= 1;
+    return p;
+}
+
+int psy_ring_create(struct psy_ring *r, const struct psyne_options *opt)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t want = opt->capacity ? opt->capacity : PSYNE_DEFAULT_CAPACITY;
+    if (want > PSYNE_MAX_CAPACITY)
+        return psy_fail(-EINVAL, "capacity %llu is above PSYNE_MAX_CAPACITY (%llu)", (unsigned long long)want,
+                        (unsigned long long)PSYNE_MAX_CAPACITY);
+    uint64_t cap = round_up_pow2(want < page ? page : want);
+
+    struct psy_mirror m = {0};
+    size_t ctl_len = (sizeof(struct psy_ring_shared) + page - 1) / page * page;
+    int rc = psy_mirror_create(&m, ctl_len, cap, !(opt->flags & PSYNE_F_NO_PREFAULT));
+    if (rc)
+        return psy_fail(rc, "cannot map a mirrored ring of %llu bytes", (unsigned long long)cap);
+
+    memset(r, 0, sizeof *r);
+    r->sh = m.base;
+    r->data = (uint8_t *)m.base + ctl_len;
+    r->cap = cap;
+    r->mask = cap - 1;
+    r->mode = opt->mode;
+    r->mp = opt->mode == PSYNE_MODE_MPSC || opt->mode == PSYNE_MODE_MPMC;
+    r->mc = opt->mode == PSYNE_MODE_SPMC || opt->mode == PSYNE_MODE_MPMC;
+    r->wait_kind = opt->wait;
+    r->spin_ns = opt->spin_ns < 0 ? 50000 : opt->spin_ns;
+    r->yield_ns = opt->yield_ns < 0 ? 200000 : opt->yield_ns;
+    r->map_base = m.base;
+    r->map_len = m.map_len;
+
+    /* The memfd is zero-filled: every counter and position starts at 0. */
+    struct psy_ring_shared *sh = r->sh;
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&sh->bcast.lock, &ma);
+    pthread_mutexattr_destroy(&ma);
+    sh->ident.mode = (uint32_t)opt->mode;
+    sh->ident.capacity = cap;
+    sh->ident.data_offset = ctl_len;
+    sh->ident.magic = PSY_RING_MAGIC;
+    sh->ident.version = PSY_RING_VERSION;
+    return 0;
+}
+
+/* Starts the positions at `start` (tests use values near 2^64 to prove that
+ * wrap-around of the counters is harmless). Only before any use. */
+void psy_ring_set_start(struct psy_ring *r, uint64_t start)
+{
+    struct psy_ring_shared *sh = r->sh;
+    start &= ~(uint64_t)7;
+    atomic_store(&sh->pub.tail, start);
+    atomic_store(&sh->prod.cached_head, start);
+    atomic_store(&sh->cons.read_pos, start);
+    atomic_store(&sh->cons.cached_tail, start);
+    atomic_store(&sh->rel.head, start);
+    atomic_store(&sh->bcast.floor, start);
+}
+
+void psy_ring_destroy(struct psy_ring *r)
+{
+    if (!r->sh)
+        return;
+    pthread_mutex_destroy(&r->sh->bcast.lock);
+    struct psy_mirror m = {.base = r->map_base, .map_len = r->map_len};
+    psy_mirror_destroy(&m);
+    r->sh = NULL;
+}
+
+void psy_ring_shutdown(struct psy_ring *r)
+{
+    struct psy_wait_block *w = &r->sh->wait;
+    if (atomic_exchange_explicit(&w->closed, 1, memory_order_seq_cst))
+        return;
+    /* Wake unconditionally: a sleeper either sees `closed` in its re-check or
+     * finds the sequence changed and does not sleep. */
+    psy_wake_slow(r, PSY_WAIT_DATA);
+    psy_wake_slow(r, PSY_WAIT_SPACE);
+}
+
+/* The position behind which producers may not write. */
+static uint64_t release_floor(const struct psy_ring *r)
+{
+    if (r->mode == PSYNE_MODE_BROADCAST)
+        return atomic_load_explicit(&r->sh->bcast.floor, memory_order_acquire);
+    return atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_LOCK_BIT;
+}
+
+uint64_t psy_ring_in_use(const struct psy_ring *r)
+{
+    uint64_t head = release_floor(r);
+    uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
+    return tail - head <= r->cap ? tail - head : 0;
+}
+
+void psy_ring_note_usage(struct psy_ring *r, uint64_t used)
+{
+    psy_atomic64 *hw = &r->sh->slow.high_water;
+    uint64_t cur = atomic_load_explicit(hw, memory_order_relaxed);
+    while (used > cur && !atomic_compare_exchange_weak_explicit(hw, &cur, used, memory_order_relaxed,
+                                                                memory_order_relaxed)) {
+    }
+}

@@ -1,0 +1,236 @@
+/*
+ * ring.h - the byte ring shared by every transport: its memory layout and
+ * the internal calls of src/ring/.
+ *
+ * Memory: one mapping of [control block | data] where the data region (a
+ * power of two, page multiple) is mapped twice back to back, so a record that
+ * runs past the end continues in the second mapping and is contiguous.
+ * Positions are free-running 64-bit byte counters; pos & mask is the offset.
+ *
+ * Record: 8-byte header {uint32 length; uint32 type} read and written as one
+ * 64-bit word (little endian: length | type << 32), then the payload, padded
+ * so the next record starts 8-byte aligned. Type 0 never appears in a
+ * committed header, so a zero word means "not committed yet".
+ *
+ * Ordering contract (labels are used in the .c files):
+ *   SP producer: writes the record, then R1 stores pub.tail with release;
+ *     consumers A1 load pub.tail with acquire before reading the record.
+ *   MP producers: reserve with a CAS on pub.tail; R2 store the header with
+ *     release once the record is written; consumers A2 load the header with
+ *     acquire. Free space is always zero (consumers zero what they release
+ *     in MP modes), so a non-zero header is a committed record.
+ *   SC consumer / BROADCAST subscriber: reads, then R3 stores its release
+ *     position with release; the producer A3 loads it with acquire before
+ *     reusing the space (this also publishes the zeroing in MP modes).
+ *   MC consumers: read_pos and rel.head carry a lock bit (bit 0; positions
+ *     are 8-aligned). Taking records and sweeping released ones each happen
+ *     under their bit, so nobody ever reads a header that may be recycled.
+ *     A released record's header becomes a marker (R4, release); the sweeper
+ *     A4 loads it. Release and sweep pair with a seq_cst fence each (F1) so a
+ *     release during a sweep is never left unswept.
+ *   Waiting: see wait.c (waiter counts, asymmetric barrier, futex).
+ */
+#ifndef PSY_RING_H
+#define PSY_RING_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "psyne.h"
+
+#define PSY_CACHE_BLOCK 128 /* two lines: keeps adjacent-line prefetch off the other side */
+#define PSY_RING_MAGIC 0x31454e5953505953ull /* "SYPSYNE1" */
+#define PSY_RING_VERSION 1u
+
+#define PSY_TYPE_PAD 1u                  /* filler: rest of an MP reservation */
+#define PSY_MARKER_BIT (1ull << 63)      /* MC: header of a released span */
+#define PSY_LOCK_BIT 1ull                /* MC: bit 0 of read_pos / rel.head */
+
+typedef _Atomic uint64_t psy_atomic64;
+typedef _Atomic uint32_t psy_atomic32;
+
+/* Producer's published position (the line consumers read). */
+struct psy_pub {
+    alignas(PSY_CACHE_BLOCK) psy_atomic64 tail; /* SP: producer writes; MP: CAS by producers */
+};
+
+/* Producer-side private state and counters. */
+struct psy_prod {
+    alignas(PSY_CACHE_BLOCK) psy_atomic64 cached_head; /* producer's copy of the release position */
+    psy_atomic64 msgs;        /* written by producers */
+    psy_atomic64 bytes;
+    psy_atomic64 full_events;
+    psy_atomic32 claim_open;  /* SP: a claim is outstanding */
+};
+
+/* Consumer-side read state (MC: contended, lock bit in read_pos). */
+struct psy_cons {
+    alignas(PSY_CACHE_BLOCK) psy_atomic64 read_pos; /* next record to hand out */
+    psy_atomic64 cached_tail; /* consumer's copy of pub.tail (SP producers) */
+    psy_atomic64 msgs;
+    psy_atomic64 bytes;
+    psy_atomic64 empty_events;
+};
+
+/* Consumer's release position: the line producers read. */
+struct psy_rel {
+    alignas(PSY_CACHE_BLOCK) psy_atomic64 head; /* MC: lock bit 0 while sweeping */
+};
+
+/* Waiting: read on every commit/release, written only by sleepers/wakers. */
+struct psy_wait_block {
+    alignas(PSY_CACHE_BLOCK) psy_atomic32 data_seq;  /* futex word: consumers sleep on it */
+    psy_atomic32 data_waiters;
+    psy_atomic32 space_seq;                          /* futex word: producers sleep on it */
+    psy_atomic32 space_waiters;
+    psy_atomic32 closed;                             /* set once by shutdown */
+    psy_atomic32 producers;                          /* open handles that may produce */
+    psy_atomic32 consumers;                          /* open handles that may consume */
+};
+
+/* Slow-path counters. */
+struct psy_slow_stats {
+    alignas(PSY_CACHE_BLOCK) psy_atomic64 waits;
+    psy_atomic64 wakeups;
+    psy_atomic64 high_water;
+};
+
+/* One BROADCAST subscriber, written by its own consumer. */
+struct psy_sub {
+    alignas(PSY_CACHE_BLOCK) psy_atomic64 head; /* R3: release position */
+    psy_atomic64 read_pos;
+    psy_atomic64 cached_tail;
+    psy_atomic64 msgs;
+    psy_atomic64 bytes;
+    psy_atomic64 empty_events;
+    psy_atomic32 active; /* changed under bcast.lock */
+};
+
+/* BROADCAST membership; the producer's refresh of the slowest position and
+ * every join/leave take the lock, so a joining subscriber never starts
+ * behind space the producer already reuses. */
+struct psy_bcast {
+    alignas(PSY_CACHE_BLOCK) pthread_mutex_t lock;
+    psy_atomic64 floor; /* slowest subscriber position seen by the producer */
+    psy_atomic32 count;
+};
+
+/* Identity, written once before the ring is shared. */
+struct psy_ident {
+    alignas(PSY_CACHE_BLOCK) uint64_t magic;
+    uint32_t version;
+    uint32_t mode;
+    uint64_t capacity;
+    uint64_t data_offset; /* from the start of the control block */
+    uint64_t reserved[4];
+};
+
+struct psy_ring_shared {
+    struct psy_ident ident;
+    struct psy_pub pub;
+    struct psy_prod prod;
+    struct psy_cons cons;
+    struct psy_rel rel;
+    struct psy_wait_block wait;
+    struct psy_slow_stats slow;
+    struct psy_bcast bcast;
+    struct psy_sub subs[PSYNE_MAX_SUBSCRIBERS];
+};
+
+_Static_assert(offsetof(struct psy_ring_shared, pub) % PSY_CACHE_BLOCK == 0, "pub block aligned");
+_Static_assert(offsetof(struct psy_ring_shared, prod) - offsetof(struct psy_ring_shared, pub) == PSY_CACHE_BLOCK,
+               "producer private state apart from the published tail");
+_Static_assert(offsetof(struct psy_ring_shared, rel) - offsetof(struct psy_ring_shared, cons) == PSY_CACHE_BLOCK,
+               "release position apart from consumer read state");
+_Static_assert(sizeof(struct psy_wait_block) == PSY_CACHE_BLOCK, "wait block is one block");
+_Static_assert(sizeof(struct psy_sub) == PSY_CACHE_BLOCK, "one block per subscriber");
+_Static_assert(sizeof(struct psy_ring_shared) <= 8192, "control block fits two pages");
+
+/* Process-local view of a ring. */
+struct psy_ring {
+    struct psy_ring_shared *sh;
+    uint8_t *data;     /* first of the two mirrored mappings */
+    uint64_t cap;
+    uint64_t mask;
+    int mode;
+    bool mp;           /* many producers: CAS reservation, zeroed free space */
+    bool mc;           /* many competing consumers: lock bits, markers */
+    int wait_kind;     /* enum psyne_wait */
+    int64_t spin_ns;
+    int64_t yield_ns;
+    void *map_base;    /* whole reservation, for unmapping */
+    size_t map_len;
+};
+
+/* Header word helpers. */
+static inline uint64_t psy_hdr_make(uint32_t length, uint32_t type)
+{
+    return (uint64_t)length | ((uint64_t)type << 32);
+}
+static inline uint32_t psy_hdr_length(uint64_t w) { return (uint32_t)w; }
+static inline uint32_t psy_hdr_type(uint64_t w) { return (uint32_t)(w >> 32); }
+static inline psy_atomic64 *psy_hdr_at(const struct psy_ring *r, uint64_t pos)
+{
+    return (psy_atomic64 *)(r->data + (pos & r->mask));
+}
+
+/* Creation and teardown (ring.c). */
+int psy_ring_create(struct psy_ring *r, const struct psyne_options *opt);
+void psy_ring_destroy(struct psy_ring *r);
+void psy_ring_set_start(struct psy_ring *r, uint64_t start);
+void psy_ring_shutdown(struct psy_ring *r);
+static inline bool psy_ring_closed(const struct psy_ring *r)
+{
+    return atomic_load_explicit(&r->sh->wait.closed, memory_order_acquire) != 0;
+}
+uint64_t psy_ring_in_use(const struct psy_ring *r);
+void psy_ring_note_usage(struct psy_ring *r, uint64_t used);
+
+/* Producer side (produce.c): non-blocking; -EAGAIN when full. */
+int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claim *c);
+int psy_ring_commit(struct psy_ring *r, struct psyne_claim *c, uint32_t length, uint32_t type);
+int psy_ring_abort(struct psy_ring *r, struct psyne_claim *c);
+void psy_ring_count_full(struct psy_ring *r);
+
+/* Consumer side (consume.c): non-blocking; -EAGAIN when empty, -EPIPE when
+ * shut down and drained. sub is the BROADCAST subscriber slot, else -1. */
+int psy_ring_receive(struct psy_ring *r, int sub, struct psyne_msg *msgs, unsigned max);
+int psy_ring_release(struct psy_ring *r, int sub, uint64_t begin, uint64_t end);
+int psy_ring_subscribe(struct psy_ring *r);
+void psy_ring_unsubscribe(struct psy_ring *r, int sub);
+void psy_ring_count_empty(struct psy_ring *r, int sub);
+
+/* Waiting (wait.c). */
+enum psy_wait_side { PSY_WAIT_DATA, PSY_WAIT_SPACE };
+typedef int (*psy_try_fn)(void *ctx);
+int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t timeout_ns);
+void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side);
+void psy_wait_init(void);
+extern bool psy_wake_needs_fence;
+
+/* Called by the side that just made data (or space) available. The sleeper
+ * registers, then runs a process-wide barrier (membarrier) before its final
+ * re-check, so this side needs only a compiler barrier here: either the
+ * sleeper's re-check sees what we published, or we see its waiter count. */
+static inline void psy_wake_if_waiting(struct psy_ring *r, enum psy_wait_side side)
+{
+    psy_atomic32 *waiters = side == PSY_WAIT_DATA ? &r->sh->wait.data_waiters : &r->sh->wait.space_waiters;
+    if (psy_wake_needs_fence)
+        atomic_thread_fence(memory_order_seq_cst); /* no membarrier here: pay the fence instead */
+    else
+        atomic_signal_fence(memory_order_seq_cst); /* keep the compiler from hoisting the load */
+    if (atomic_load_explicit(waiters, memory_order_relaxed) != 0)
+        psy_wake_slow(r, side);
+}
+
+/* Single-writer counter increment: no read-modify-write instruction. */
+static inline void psy_count(psy_atomic64 *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+#endif /* PSY_RING_H */

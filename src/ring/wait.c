@@ -1,0 +1,132 @@
+/*
+ * wait.c - how a blocked caller waits: spin, then yield, then sleep on a
+ * futex in the ring, with a waiter count so the other side makes a wake-up
+ * system call only when somebody sleeps.
+ *
+ * The lost-wake-up race is the Dekker pattern: the publisher does "store
+ * position; load waiters", the sleeper "store waiters; load position". One
+ * of them must see the other's store. Instead of a full fence on every
+ * publish (the hot path), the sleeper runs membarrier(PRIVATE_EXPEDITED),
+ * which makes every running thread of the process execute a full barrier:
+ * after it, either the publisher's position store is visible to the
+ * sleeper's re-check, or the publisher's later waiter load sees the count.
+ * Where membarrier is unavailable, publishers pay a seq_cst fence instead
+ * (psy_wake_needs_fence). The futex word is a sequence number read before the
+ * re-check, so a wake between re-check and sleep makes FUTEX_WAIT return.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ring.h"
+
+bool psy_wake_needs_fence = true;
+static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
+
+static void membarrier_register(void)
+{
+    long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+        psy_wake_needs_fence = false;
+}
+
+/* Called once before any ring is used (channel open). */
+void psy_wait_init(void)
+{
+    pthread_once(&membarrier_once, membarrier_register);
+}
+
+/* The sleeper's half of the Dekker pairing described above. */
+static void heavy_barrier(void)
+{
+    if (psy_wake_needs_fence || syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+        atomic_thread_fence(memory_order_seq_cst); /* the publisher fences too in this case */
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side)
+{
+    struct psy_wait_block *w = &r->sh->wait;
+    psy_atomic32 *seq = side == PSY_WAIT_DATA ? &w->data_seq : &w->space_seq;
+    atomic_fetch_add_explicit(seq, 1, memory_order_seq_cst);
+    /* Not FUTEX_PRIVATE: the ring may be shared with other processes. */
+    syscall(SYS_futex, seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    atomic_fetch_add_explicit(&r->sh->slow.wakeups, 1, memory_order_relaxed);
+}
+
+/* Sleeps until woken, or until the deadline (0 = none). */
+static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t deadline)
+{
+    struct psy_wait_block *w = &r->sh->wait;
+    psy_atomic32 *seq = side == PSY_WAIT_DATA ? &w->data_seq : &w->space_seq;
+    psy_atomic32 *waiters = side == PSY_WAIT_DATA ? &w->data_waiters : &w->space_waiters;
+
+    atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
+    heavy_barrier();
+    uint32_t seen = atomic_load_explicit(seq, memory_order_seq_cst);
+    int rc = try_once(ctx);
+    if (rc == -EAGAIN) {
+        struct timespec ts, *tsp = NULL;
+        if (deadline) {
+            int64_t left = deadline - now_ns();
+            if (left <= 0)
+                left = 1;
+            ts.tv_sec = left / 1000000000;
+            ts.tv_nsec = left % 1000000000;
+            tsp = &ts;
+        }
+        atomic_fetch_add_explicit(&r->sh->slow.waits, 1, memory_order_relaxed);
+        syscall(SYS_futex, seq, FUTEX_WAIT, seen, tsp, NULL, 0);
+    }
+    atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+    return rc;
+}
+
+int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t timeout_ns)
+{
+    int64_t start = now_ns();
+    int64_t deadline = timeout_ns > 0 ? start + timeout_ns : 0;
+    for (unsigned iter = 1;; iter++) {
+        int rc = try_once(ctx);
+        if (rc != -EAGAIN)
+            return rc;
+        cpu_relax();
+        if (iter % 64)
+            continue; /* read the clock only now and then */
+        int64_t now = now_ns();
+        if (deadline && now >= deadline)
+            return -ETIMEDOUT;
+        int64_t waited = now - start;
+        if (r->wait_kind == PSYNE_WAIT_SPIN || waited < r->spin_ns)
+            continue;
+        if (waited < r->spin_ns + r->yield_ns) {
+            sched_yield();
+            continue;
+        }
+        rc = sleep_once(r, side, try_once, ctx, deadline);
+        if (rc != -EAGAIN)
+            return rc;
+    }
+}

@@ -1,0 +1,96 @@
+/*
+ * memory.c - the memory:// transport: a registry of named rings in this
+ * process. Every attach of a name returns the same ring until its last handle
+ * detaches; a ring that was shut down is unlinked from the registry at once,
+ * so the next attach of its name creates a fresh ring.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/error.h"
+#include "../core/uri.h"
+#include "transport.h"
+
+struct memory_entry {
+    struct psy_ring ring; /* first: detach gets the entry back from the ring */
+    struct memory_entry *next;
+    unsigned refs;
+    bool linked;
+    char name[PSY_NAME_MAX + 1];
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct memory_entry *registry;
+
+static void unlink_entry(struct memory_entry *e)
+{
+    for (struct memory_entry **p = &registry; *p; p = &(*p)->next) {
+        if (*p == e) {
+            *p = e->next;
+            break;
+        }
+    }
+    e->linked = false;
+}
+
+static int check_compatible(const struct memory_entry *e, const struct psyne_options *opt)
+{
+    if (opt->mode != e->ring.mode)
+        return psy_fail(-EINVAL, "memory://%s exists with mode %d, asked for mode %d", e->name, e->ring.mode,
+                        opt->mode);
+    if (opt->capacity && opt->capacity > e->ring.cap)
+        return psy_fail(-EINVAL, "memory://%s exists with capacity %llu, asked for %llu", e->name,
+                        (unsigned long long)e->ring.cap, (unsigned long long)opt->capacity);
+    return 0;
+}
+
+int psy_memory_attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&registry_lock);
+    struct memory_entry *e = registry;
+    while (e && strcmp(e->name, name) != 0)
+        e = e->next;
+    if (e && psy_ring_closed(&e->ring)) {
+        unlink_entry(e); /* its handles keep it alive; the name is free again */
+        e = NULL;
+    }
+    if (e) {
+        rc = join_any ? 0 : check_compatible(e, opt);
+    } else {
+        e = calloc(1, sizeof *e);
+        if (!e) {
+            rc = psy_fail(-ENOMEM, "out of memory");
+        } else if ((rc = psy_ring_create(&e->ring, opt)) != 0) {
+            free(e);
+            e = NULL;
+        } else {
+            strcpy(e->name, name); /* the URI parser bounded it */
+            e->next = registry;
+            e->linked = true;
+            registry = e;
+        }
+    }
+    if (rc == 0) {
+        e->refs++;
+        *out = &e->ring;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return rc;
+}
+
+void psy_memory_detach(struct psy_ring *r)
+{
+    struct memory_entry *e = (struct memory_entry *)r;
+    pthread_mutex_lock(&registry_lock);
+    bool last = --e->refs == 0;
+    if (last && e->linked)
+        unlink_entry(e);
+    pthread_mutex_unlock(&registry_lock);
+    if (last) {
+        psy_ring_destroy(&e->ring);
+        free(e);
+    }
+}

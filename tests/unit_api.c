@@ -1,0 +1,477 @@
+/*
+ * unit_api.c - every public call of psyne.h, its success path and each error
+ * it documents, on memory:// channels.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "psyne.h"
+
+#define T_MSG PSYNE_TYPE_USER_MIN
+
+static struct psyne_options opts(int mode, uint64_t capacity)
+{
+    struct psyne_options o;
+    psyne_options_init(&o);
+    o.mode = mode;
+    o.capacity = capacity;
+    return o;
+}
+
+static psyne_channel *open_ch(const char *uri, int mode, uint64_t capacity)
+{
+    struct psyne_options o = opts(mode, capacity);
+    psyne_channel *ch = NULL;
+    CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+    CHECK(ch != NULL);
+    return ch;
+}
+
+static void send_bytes(psyne_channel *ch, const void *p, size_t n, uint32_t type)
+{
+    struct psyne_claim c;
+    CHECK_RC(psyne_claim(ch, n, &c, PSYNE_NONBLOCK), 0);
+    CHECK(c.capacity == n);
+    CHECK(((uintptr_t)c.data & 7) == 0);
+    memcpy(c.data, p, n);
+    CHECK_RC(psyne_commit(ch, &c, n, type), 0);
+}
+
+static void test_options_and_uris(void)
+{
+    struct psyne_options o;
+    psyne_options_init(&o);
+    CHECK(o.capacity == 0 && o.mode == PSYNE_MODE_SPSC && o.role == PSYNE_ROLE_ANY);
+    CHECK(o.wait == PSYNE_WAIT_ADAPTIVE && o.spin_ns < 0 && o.yield_ns < 0 && o.flags == 0);
+
+    psyne_channel *ch = (psyne_channel *)&o; /* must be overwritten with NULL on failure */
+    CHECK_RC(psyne_channel_open(NULL, "memory://x", NULL), -EINVAL);
+    CHECK_RC(psyne_channel_open(&ch, NULL, NULL), -EINVAL);
+    CHECK(ch == NULL);
+    const char *bad[] = {"", "memory:/x", "memory://", "foo://x", "memory://a b", "memory://tab\there", "x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_RC(psyne_channel_open(&ch, bad[i], NULL), -EINVAL);
+        CHECK(strlen(psyne_last_error()) > 0);
+    }
+    char longname[300] = "memory://";
+    memset(longname + 9, 'n', 280);
+    longname[289] = 0;
+    CHECK_RC(psyne_channel_open(&ch, longname, NULL), -EINVAL);
+    CHECK_RC(psyne_channel_open(&ch, "ipc://later", NULL), -EPROTONOSUPPORT);
+    CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1:1", NULL), -EPROTONOSUPPORT);
+
+    struct psyne_options b = opts(7, 0);
+    CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
+    b = opts(-1, 0);
+    CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
+    b = opts(PSYNE_MODE_SPSC, 0);
+    b.role = 9;
+    CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
+    b = opts(PSYNE_MODE_BROADCAST, 0); /* role ANY is ambiguous for BROADCAST */
+    CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
+    b = opts(PSYNE_MODE_SPSC, 0);
+    b.wait = 5;
+    CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
+    b = opts(PSYNE_MODE_SPSC, 0);
+    b.flags = 0x100;
+    CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
+    b = opts(PSYNE_MODE_SPSC, PSYNE_MAX_CAPACITY * 2);
+    CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
+    CHECK(strstr(psyne_last_error(), "PSYNE_MAX_CAPACITY") != NULL);
+    b = opts(PSYNE_MODE_SPSC, 0);
+    b.reserved[2] = 1;
+    CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
+    CHECK(ch == NULL);
+
+    /* psyne_strerror accepts both signs and knows every documented code. */
+    int codes[] = {0, EINVAL, EAGAIN, ETIMEDOUT, EPIPE, EMSGSIZE, EPROTO, EPROTONOSUPPORT, EBUSY, EPERM, ENOMEM};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        CHECK(strlen(psyne_strerror(-codes[i])) > 0);
+        CHECK(strcmp(psyne_strerror(-codes[i]), psyne_strerror(codes[i])) == 0);
+    }
+    CHECK(strlen(psyne_strerror(-ENOENT)) > 0);
+    CHECK_RC(psyne_channel_close(NULL), 0);
+    CHECK_RC(psyne_channel_shutdown(NULL), -EINVAL);
+    CHECK_RC(psyne_channel_stats(NULL, NULL), -EINVAL);
+}
+
+static void test_round_trip_and_sharing(void)
+{
+    psyne_channel *tx = open_ch("memory://rt", PSYNE_MODE_SPSC, 5000);
+    psyne_channel *rx = NULL;
+    CHECK_RC(psyne_channel_open(&rx, "memory://rt", NULL), 0); /* same name, same ring */
+
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(rx, &st), 0);
+    CHECK(st.capacity == 8192); /* rounded up to a power of two */
+
+    /* a second opener may not ask for another mode or a larger ring */
+    struct psyne_options o = opts(PSYNE_MODE_MPMC, 0);
+    psyne_channel *bad = NULL;
+    CHECK_RC(psyne_channel_open(&bad, "memory://rt", &o), -EINVAL);
+    o = opts(PSYNE_MODE_SPSC, 1 << 20);
+    CHECK_RC(psyne_channel_open(&bad, "memory://rt", &o), -EINVAL);
+
+    for (uint32_t len = 0; len < 300; len++) {
+        uint8_t buf[300];
+        for (uint32_t i = 0; i < len; i++)
+            buf[i] = (uint8_t)(len + i);
+        send_bytes(tx, buf, len, T_MSG + len);
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(rx, &m, PSYNE_NONBLOCK), 0);
+        CHECK(m.length == len && m.type == T_MSG + len);
+        CHECK(((uintptr_t)m.data & 7) == 0);
+        CHECK(memcmp(m.data, buf, len) == 0);
+        CHECK_RC(psyne_release(rx, &m), 0);
+        CHECK_RC(psyne_release(rx, &m), -EINVAL); /* already released */
+    }
+
+    /* the receiver reads the bytes where the producer wrote them */
+    struct psyne_claim c;
+    CHECK_RC(psyne_claim(tx, 64, &c, PSYNE_NONBLOCK), 0);
+    void *written_at = c.data;
+    memset(c.data, 0xab, 64);
+    CHECK_RC(psyne_commit(tx, &c, 64, T_MSG), 0);
+    struct psyne_msg m;
+    CHECK_RC(psyne_receive(rx, &m, PSYNE_NONBLOCK), 0);
+    CHECK(m.data == written_at);
+    CHECK_RC(psyne_release(rx, &m), 0);
+
+    CHECK_RC(psyne_channel_stats(tx, &st), 0);
+    CHECK(st.msgs_out == 301 && st.msgs_in == 301);
+    CHECK(st.bytes_out == 299 * 300 / 2 + 64 && st.bytes_in == st.bytes_out);
+    CHECK(st.in_use == 0 && st.high_water > 0 && st.mode == PSYNE_MODE_SPSC);
+    psyne_channel_close(tx);
+    psyne_channel_close(rx);
+}
+
+static void test_full_empty_timeouts(int mode)
+{
+    psyne_channel *ch = open_ch("memory://full", mode, 4096);
+    struct psyne_claim c;
+    struct psyne_msg m;
+    CHECK_RC(psyne_claim(ch, 4096, &c, PSYNE_NONBLOCK), -EMSGSIZE);
+    CHECK_RC(psyne_claim(ch, (size_t)1 << 40, &c, PSYNE_NONBLOCK), -EMSGSIZE);
+    CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), -EAGAIN);
+    CHECK_RC(psyne_receive(ch, &m, 1000000), -ETIMEDOUT);
+
+    /* the largest message that fits an empty ring */
+    CHECK_RC(psyne_claim(ch, 4096 - PSYNE_RECORD_HEADER, &c, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_commit(ch, &c, 4096 - PSYNE_RECORD_HEADER, T_MSG), 0);
+    CHECK_RC(psyne_claim(ch, 0, &c, PSYNE_NONBLOCK), -EAGAIN);
+    CHECK_RC(psyne_claim(ch, 0, &c, 2000000), -ETIMEDOUT);
+    CHECK_RC(psyne_receive(ch, &m, PSYNE_FOREVER), 0);
+    CHECK(m.length == 4096 - PSYNE_RECORD_HEADER);
+    CHECK_RC(psyne_release(ch, &m), 0);
+
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(ch, &st), 0);
+    CHECK(st.full_events >= 2 && st.empty_events >= 2);
+    CHECK(st.high_water == 4096);
+    psyne_channel_close(ch);
+}
+
+static void test_commit_abort_errors(int mode)
+{
+    psyne_channel *ch = open_ch("memory://commit", mode, 8192);
+    struct psyne_claim c;
+    struct psyne_msg m;
+    CHECK_RC(psyne_claim(ch, 100, &c, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_commit(ch, &c, 101, T_MSG), -EINVAL);
+    CHECK_RC(psyne_commit(ch, &c, 10, 0), -EINVAL);
+    CHECK_RC(psyne_commit(ch, &c, 10, PSYNE_TYPE_USER_MIN - 1), -EINVAL);
+    CHECK_RC(psyne_commit(ch, &c, 10, PSYNE_TYPE_USER_MAX + 1u), -EINVAL);
+    if (mode == PSYNE_MODE_SPSC || mode == PSYNE_MODE_SPMC) {
+        struct psyne_claim c2;
+        CHECK_RC(psyne_claim(ch, 8, &c2, PSYNE_NONBLOCK), -EBUSY); /* one open claim per SP producer */
+    }
+    memcpy(c.data, "hello", 5);
+    CHECK_RC(psyne_commit(ch, &c, 5, PSYNE_TYPE_USER_MAX), 0); /* shorter than claimed */
+    CHECK_RC(psyne_commit(ch, &c, 5, T_MSG), -EINVAL);         /* not open any more */
+    CHECK_RC(psyne_abort(ch, &c), -EINVAL);
+
+    CHECK_RC(psyne_claim(ch, 200, &c, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_abort(ch, &c), 0); /* nothing is published */
+    CHECK_RC(psyne_commit(ch, &c, 1, T_MSG), -EINVAL);
+
+    CHECK_RC(psyne_claim(ch, 16, &c, PSYNE_NONBLOCK), 0);
+    memcpy(c.data, "world", 5);
+    CHECK_RC(psyne_commit(ch, &c, 5, T_MSG + 1), 0);
+
+    CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), 0);
+    CHECK(m.length == 5 && m.type == PSYNE_TYPE_USER_MAX && memcmp(m.data, "hello", 5) == 0);
+    CHECK_RC(psyne_release(ch, &m), 0);
+    CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), 0);
+    CHECK(m.length == 5 && m.type == T_MSG + 1 && memcmp(m.data, "world", 5) == 0);
+    CHECK_RC(psyne_release(ch, &m), 0);
+    CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), -EAGAIN);
+
+    /* fill past one lap with short commits of long claims (MP pads) */
+    for (int i = 0; i < 500; i++) {
+        CHECK_RC(psyne_claim(ch, 1000, &c, PSYNE_NONBLOCK), 0);
+        *(int *)c.data = i;
+        CHECK_RC(psyne_commit(ch, &c, sizeof(int), T_MSG), 0);
+        CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), 0);
+        CHECK(m.length == sizeof(int) && *(int *)m.data == i);
+        CHECK_RC(psyne_release(ch, &m), 0);
+    }
+    psyne_channel_close(ch);
+}
+
+static void test_roles(void)
+{
+    struct psyne_options o = opts(PSYNE_MODE_SPSC, 0);
+    o.role = PSYNE_ROLE_PRODUCER;
+    psyne_channel *p = NULL, *c = NULL;
+    CHECK_RC(psyne_channel_open(&p, "memory://roles", &o), 0);
+    o.role = PSYNE_ROLE_CONSUMER;
+    CHECK_RC(psyne_channel_open(&c, "memory://roles", &o), 0);
+    struct psyne_claim cl;
+    struct psyne_msg m;
+    CHECK_RC(psyne_receive(p, &m, PSYNE_NONBLOCK), -EPERM);
+    CHECK_RC(psyne_claim(c, 8, &cl, PSYNE_NONBLOCK), -EPERM);
+    psyne_channel_close(p);
+    psyne_channel_close(c);
+}
+
+struct drain_ctx {
+    int seen;
+    int next;
+};
+
+static void drain_fn(void *arg, const struct psyne_msg *m)
+{
+    struct drain_ctx *d = arg;
+    CHECK(m->length == sizeof(int) && *(const int *)m->data == d->next);
+    d->next++;
+    d->seen++;
+}
+
+static void test_batches(int mode)
+{
+    psyne_channel *ch = open_ch("memory://batch", mode, 1 << 16);
+    struct psyne_claim c;
+    for (int i = 0; i < 100; i++) {
+        CHECK_RC(psyne_claim(ch, 64, &c, PSYNE_NONBLOCK), 0);
+        *(int *)c.data = i;
+        CHECK_RC(psyne_commit(ch, &c, sizeof(int), T_MSG), 0);
+    }
+    struct psyne_msg msgs[40];
+    CHECK_RC(psyne_receive_batch(ch, msgs, 0, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_receive_batch(ch, msgs, 40, PSYNE_NONBLOCK), 40);
+    for (int i = 0; i < 40; i++)
+        CHECK(*(int *)msgs[i].data == i);
+    struct psyne_msg gap[2] = {msgs[0], msgs[2]};
+    CHECK_RC(psyne_release_batch(ch, gap, 2), -EINVAL);
+    CHECK_RC(psyne_release_batch(ch, msgs, 0), -EINVAL);
+    CHECK_RC(psyne_release_batch(ch, msgs, 40), 0);
+
+    struct drain_ctx d = {0, 40};
+    CHECK_RC(psyne_drain(ch, drain_fn, &d, 50, PSYNE_NONBLOCK), 50);
+    CHECK_RC(psyne_drain(ch, drain_fn, &d, 1000, PSYNE_NONBLOCK), 10);
+    CHECK(d.seen == 60 && d.next == 100);
+    CHECK_RC(psyne_drain(ch, drain_fn, &d, 10, PSYNE_NONBLOCK), -EAGAIN);
+    CHECK_RC(psyne_drain(ch, drain_fn, &d, 10, 1000000), -ETIMEDOUT);
+
+    /* several views held at once, released individually */
+    for (int i = 0; i < 3; i++) {
+        CHECK_RC(psyne_claim(ch, 8, &c, PSYNE_NONBLOCK), 0);
+        *(int *)c.data = i;
+        CHECK_RC(psyne_commit(ch, &c, sizeof(int), T_MSG), 0);
+    }
+    struct psyne_msg a, b, z;
+    CHECK_RC(psyne_receive(ch, &a, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_receive(ch, &b, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_receive(ch, &z, PSYNE_NONBLOCK), 0);
+    CHECK(*(int *)a.data == 0 && *(int *)b.data == 1 && *(int *)z.data == 2);
+    CHECK_RC(psyne_release(ch, &a), 0);
+    CHECK_RC(psyne_release(ch, &b), 0);
+    CHECK_RC(psyne_release(ch, &z), 0);
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(ch, &st), 0);
+    CHECK(st.in_use == 0 && st.msgs_in == 103);
+    psyne_channel_close(ch);
+}
+
+struct blocked {
+    psyne_channel *ch;
+    int rc;
+    int is_producer;
+};
+
+static void *block_forever(void *arg)
+{
+    struct blocked *b = arg;
+    if (b->is_producer) {
+        struct psyne_claim c;
+        b->rc = psyne_claim(b->ch, 3000, &c, PSYNE_FOREVER);
+    } else {
+        struct psyne_msg m;
+        b->rc = psyne_receive(b->ch, &m, PSYNE_FOREVER);
+    }
+    return NULL;
+}
+
+static void test_shutdown(int mode)
+{
+    /* a receiver and a producer asleep on the futex both wake with -EPIPE */
+    psyne_channel *rx = open_ch("memory://shut-rx", mode, 4096);
+    psyne_channel *tx = open_ch("memory://shut-tx", mode, 4096);
+    struct psyne_claim c;
+    CHECK_RC(psyne_claim(tx, 3000, &c, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_commit(tx, &c, 3000, T_MSG), 0); /* now full for a 3000-byte claim */
+    struct blocked br = {rx, 1, 0}, bt = {tx, 1, 1};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, block_forever, &br);
+    pthread_create(&t2, NULL, block_forever, &bt);
+    usleep(300000); /* long enough to pass spinning and yielding and sleep */
+    CHECK_RC(psyne_channel_shutdown(rx), 0);
+    CHECK_RC(psyne_channel_shutdown(rx), 0); /* idempotent */
+    CHECK_RC(psyne_channel_shutdown(tx), 0);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK_RC(br.rc, -EPIPE);
+    CHECK_RC(bt.rc, -EPIPE);
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(rx, &st), 0);
+    CHECK(st.waits >= 1 && st.wakeups >= 1);
+
+    /* after shutdown: claims fail, receivers drain, then -EPIPE */
+    struct psyne_msg m;
+    CHECK_RC(psyne_claim(tx, 8, &c, PSYNE_NONBLOCK), -EPIPE);
+    CHECK_RC(psyne_receive(tx, &m, PSYNE_FOREVER), 0);
+    CHECK(m.length == 3000);
+    CHECK_RC(psyne_release(tx, &m), 0);
+    CHECK_RC(psyne_receive(tx, &m, PSYNE_FOREVER), -EPIPE);
+    CHECK_RC(psyne_receive(tx, &m, PSYNE_NONBLOCK), -EPIPE);
+
+    /* the name is free again: a new open gets a fresh ring */
+    psyne_channel *again = open_ch("memory://shut-tx", mode, 4096);
+    CHECK_RC(psyne_claim(again, 8, &c, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_abort(again, &c), 0);
+    psyne_channel_close(again);
+    psyne_channel_close(rx);
+    psyne_channel_close(tx);
+}
+
+struct late_sender {
+    psyne_channel *ch;
+};
+
+static void *send_late(void *arg)
+{
+    struct late_sender *s = arg;
+    usleep(100000);
+    struct psyne_claim c;
+    CHECK_RC(psyne_claim(s->ch, 8, &c, PSYNE_FOREVER), 0);
+    CHECK_RC(psyne_commit(s->ch, &c, 8, T_MSG), 0);
+    return NULL;
+}
+
+static void test_sleep_and_wake(void)
+{
+    /* the receiver goes to sleep; the commit must wake it with one syscall */
+    psyne_channel *ch = open_ch("memory://wake", PSYNE_MODE_SPSC, 4096);
+    struct late_sender s = {ch};
+    pthread_t t;
+    pthread_create(&t, NULL, send_late, &s);
+    struct psyne_msg m;
+    CHECK_RC(psyne_receive(ch, &m, 5000000000LL), 0);
+    CHECK_RC(psyne_release(ch, &m), 0);
+    pthread_join(t, NULL);
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(ch, &st), 0);
+    CHECK(st.waits >= 1 && st.wakeups >= 1);
+    psyne_channel_close(ch);
+}
+
+static void test_corrupt_record(void)
+{
+    /* a header that cannot be valid is reported, never followed */
+    psyne_channel *ch = open_ch("memory://corrupt", PSYNE_MODE_SPSC, 4096);
+    struct psyne_claim c;
+    CHECK_RC(psyne_claim(ch, 16, &c, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_commit(ch, &c, 16, T_MSG), 0);
+    uint64_t *hdr = (uint64_t *)c.data - 1;
+    *hdr = 0xfffffff0u | ((uint64_t)T_MSG << 32); /* length beyond the ring */
+    struct psyne_msg m;
+    CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), -EPROTO);
+    CHECK(strlen(psyne_last_error()) > 0);
+    *hdr = 16; /* type 0 */
+    CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), -EPROTO);
+    *hdr = 16 | ((uint64_t)T_MSG << 32);
+    CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_release(ch, &m), 0);
+    psyne_channel_close(ch);
+}
+
+static void test_broadcast(void)
+{
+    struct psyne_options o = opts(PSYNE_MODE_BROADCAST, 8192);
+    o.role = PSYNE_ROLE_PRODUCER;
+    psyne_channel *tx = NULL, *subs[PSYNE_MAX_SUBSCRIBERS], *extra = NULL;
+    CHECK_RC(psyne_channel_open(&tx, "memory://bcast", &o), 0);
+    o.role = PSYNE_ROLE_CONSUMER;
+    for (int i = 0; i < PSYNE_MAX_SUBSCRIBERS; i++)
+        CHECK_RC(psyne_channel_open(&subs[i], "memory://bcast", &o), 0);
+    CHECK_RC(psyne_channel_open(&extra, "memory://bcast", &o), -EBUSY);
+    for (int i = 2; i < PSYNE_MAX_SUBSCRIBERS; i++)
+        CHECK_RC(psyne_channel_close(subs[i]), 0);
+
+    struct psyne_claim c;
+    for (int i = 0; i < 3; i++) {
+        CHECK_RC(psyne_claim(tx, 8, &c, PSYNE_NONBLOCK), 0);
+        *(int *)c.data = i;
+        CHECK_RC(psyne_commit(tx, &c, sizeof(int), T_MSG), 0);
+    }
+    for (int s = 0; s < 2; s++) {
+        for (int i = 0; i < 3; i++) {
+            struct psyne_msg m;
+            CHECK_RC(psyne_receive(subs[s], &m, PSYNE_NONBLOCK), 0);
+            CHECK(*(int *)m.data == i);
+            CHECK_RC(psyne_release(subs[s], &m), 0);
+        }
+    }
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(tx, &st), 0);
+    CHECK(st.subscribers == 2 && st.msgs_out == 3 && st.msgs_in == 6);
+
+    /* the producer is held back by the slowest subscriber */
+    int sent = 0;
+    while (psyne_claim(tx, 1000, &c, PSYNE_NONBLOCK) == 0) {
+        CHECK_RC(psyne_commit(tx, &c, 1000, T_MSG), 0);
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(subs[0], &m, PSYNE_NONBLOCK), 0); /* subs[1] never reads */
+        CHECK_RC(psyne_release(subs[0], &m), 0);
+        sent++;
+    }
+    CHECK(sent > 0 && sent < 10);
+    psyne_channel_close(tx);
+    psyne_channel_close(subs[0]);
+    psyne_channel_close(subs[1]);
+}
+
+int main(void)
+{
+    test_options_and_uris();
+    test_round_trip_and_sharing();
+    test_roles();
+    test_sleep_and_wake();
+    test_corrupt_record();
+    test_broadcast();
+    int modes[] = {PSYNE_MODE_SPSC, PSYNE_MODE_SPMC, PSYNE_MODE_MPSC, PSYNE_MODE_MPMC};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        test_full_empty_timeouts(modes[i]);
+        test_commit_abort_errors(modes[i]);
+        test_batches(modes[i]);
+        test_shutdown(modes[i]);
+    }
+    printf("unit_api: all checks passed\n");
+    return 0;
+}
