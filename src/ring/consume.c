@@ -32,30 +32,36 @@ static uint64_t sp_visible_tail(struct psy_ring *r, psy_atomic64 *cached_tail, u
 }
 
 /*
- * Walks committed records from pos, filling up to max views. Pads are folded
- * into the span of the message after them. Returns the count, sets *end to
- * the position after the last record taken (pads included) or -EPROTO on a
- * header that cannot be valid.
+ * Walks committed records from pos up to limit, filling up to max views. For
+ * SP producers limit is the published tail; for MP producers it is the
+ * release position plus the capacity: the bytes there are the oldest held
+ * record, not new data, so the walk must stop even though they are non-zero.
+ * Pads are folded into the span of the message after them. Returns the count
+ * and sets *end past the last record walked, or -EPROTO on a header that
+ * cannot be valid.
  */
-static int walk(struct psy_ring *r, uint64_t pos, uint64_t tail, struct psyne_msg *msgs, unsigned max,
+static int walk(struct psy_ring *r, uint64_t pos, uint64_t limit, struct psyne_msg *msgs, unsigned max,
                 uint64_t *end)
 {
     uint64_t begin = pos;
     unsigned n = 0;
-    while (n < max) {
+    while (n < max && pos != limit) {
         uint64_t w;
         if (r->mp) {
             w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_acquire); /* A2 */
             if (w == 0)
                 break;
         } else {
-            if (pos == tail)
-                break;
             w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_relaxed); /* ordered by A1 */
         }
         uint32_t type = psy_hdr_type(w);
         uint64_t size = PSYNE_RECORD_SIZE(psy_hdr_length(w));
-        if (type == 0 || (w & PSY_MARKER_BIT) || size > r->cap || (!r->mp && size > tail - pos))
+        if (size > limit - pos && r->mp && r->mc) {
+            /* MC's limit came from a rel.head that may be stale; the producer
+             * of this record saw a newer one (A2 orders this re-read). */
+            limit = (atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_LOCK_BIT) + r->cap;
+        }
+        if (type == 0 || (w & PSY_MARKER_BIT) || size > limit - pos)
             return -EPROTO;
         if (type != PSY_TYPE_PAD) {
             msgs[n].data = r->data + (pos & r->mask) + PSYNE_RECORD_HEADER;
@@ -121,16 +127,17 @@ static int sc_receive(struct psy_ring *r, psy_atomic64 *read_ptr, psy_atomic64 *
                       psy_atomic64 *msgs_ctr, psy_atomic64 *bytes_ctr, struct psyne_msg *msgs, unsigned max)
 {
     uint64_t pos = atomic_load_explicit(read_ptr, memory_order_relaxed);
-    uint64_t tail = r->mp ? 0 : sp_visible_tail(r, cached_tail, pos, atomic_load_explicit(head_ptr, memory_order_relaxed));
+    uint64_t head = atomic_load_explicit(head_ptr, memory_order_relaxed);
+    uint64_t limit = r->mp ? head + r->cap : sp_visible_tail(r, cached_tail, pos, head);
     uint64_t end;
-    int n = walk(r, pos, tail, msgs, max, &end);
+    int n = walk(r, pos, limit, msgs, max, &end);
     if (n < 0)
         return n;
     if (n == 0) {
         /* Only pads: if nothing earlier is held, give their space back now,
          * or a producer waiting for exactly those bytes could wait for a
          * release that never comes. Otherwise read them again next time. */
-        if (end != pos && atomic_load_explicit(head_ptr, memory_order_relaxed) == pos) {
+        if (end != pos && head == pos) {
             atomic_store_explicit(read_ptr, end, memory_order_relaxed);
             sc_release(r, head_ptr, read_ptr, end);
         }
@@ -220,14 +227,16 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
         uint64_t pos;
         if (mc_lock(&sh->cons.read_pos, &pos, false))
             return -EAGAIN;
-        uint64_t tail = 0;
+        /* rel.head only grows: a stale value only shortens the walk */
+        uint64_t head = atomic_load_explicit(&sh->rel.head, memory_order_acquire) & ~PSY_LOCK_BIT;
+        uint64_t limit = head + r->cap;
         if (!r->mp) {
-            tail = atomic_load_explicit(&sh->pub.tail, memory_order_acquire); /* A1 */
-            if (tail != pos)
-                psy_ring_note_usage(r, tail - (atomic_load_explicit(&sh->rel.head, memory_order_relaxed) & ~PSY_LOCK_BIT));
+            limit = atomic_load_explicit(&sh->pub.tail, memory_order_acquire); /* A1 */
+            if (limit != pos)
+                psy_ring_note_usage(r, limit - head);
         }
         uint64_t end;
-        int n = walk(r, pos, tail, msgs, max, &end);
+        int n = walk(r, pos, limit, msgs, max, &end);
         if (n < 0) {
             atomic_store_explicit(&sh->cons.read_pos, pos, memory_order_release); /* unlock */
             return n;

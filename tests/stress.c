@@ -1,0 +1,273 @@
+/*
+ * stress.c - one stress body, built once per ring mode (STRESS_MODE).
+ *
+ *   stress_<mode> PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY
+ *
+ * Every message is stamped with producer id, sequence number and a checksum
+ * of a payload of random length (24 bytes of stamp + 0..4000 bytes). Producers
+ * claim more than they commit now and then (pads in MP modes) and abort some
+ * claims. Consumers use every receive form (single, held views, batch, drain)
+ * and check that nothing is lost, duplicated, reordered per producer or
+ * corrupted. BROADCAST: every subscriber must see every message in order.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "psyne.h"
+
+#ifndef STRESS_MODE
+#error "build with -DSTRESS_MODE=PSYNE_MODE_..."
+#endif
+
+#define MAX_THREADS 8
+#define MAX_EXTRA 4000
+#define T_STAMPED (PSYNE_TYPE_USER_MIN + 7)
+
+struct stamp {
+    uint32_t producer;
+    uint32_t extra; /* payload bytes after the stamp */
+    uint64_t seq;
+    uint64_t checksum;
+};
+
+static const char *uri = "memory://stress";
+static unsigned n_prod, n_cons;
+static uint64_t per_producer;
+static uint64_t capacity;
+static _Atomic uint64_t *seen[MAX_THREADS]; /* MC modes: one bit per message */
+static _Atomic uint64_t total_received;
+
+static uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* The payload is a function of (producer, seq) so the checksum also proves
+ * the bytes are the ones that producer wrote for that message. */
+static uint64_t fill_or_check(uint8_t *p, uint32_t n, uint32_t producer, uint64_t seq, int fill)
+{
+    uint64_t s = (seq + 1) * 0x9e3779b97f4a7c15ull ^ ((uint64_t)producer << 56), sum = 0;
+    for (uint32_t i = 0; i < n; i += 8) {
+        uint64_t v = xorshift(&s);
+        uint32_t k = n - i < 8 ? n - i : 8;
+        if (fill)
+            memcpy(p + i, &v, k);
+        uint64_t got = 0;
+        memcpy(&got, p + i, k);
+        sum = (sum ^ got) * 0x100000001b3ull;
+    }
+    return sum;
+}
+
+static struct psyne_options options(int role)
+{
+    struct psyne_options o;
+    psyne_options_init(&o);
+    o.mode = STRESS_MODE;
+    o.capacity = capacity;
+    o.role = role;
+    /* short spin so the futex path is exercised on this loaded 2-core box */
+    o.spin_ns = 2000;
+    o.yield_ns = 20000;
+    return o;
+}
+
+static void *producer(void *arg)
+{
+    uint32_t id = (uint32_t)(uintptr_t)arg;
+    struct psyne_options o = options(PSYNE_ROLE_PRODUCER);
+    psyne_channel *ch;
+    CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+    uint64_t rnd = 0x1234567ull + id * 7919;
+    uint32_t max_extra = (uint32_t)(capacity / 4 < MAX_EXTRA ? capacity / 4 : MAX_EXTRA);
+    for (uint64_t seq = 0; seq < per_producer;) {
+        uint32_t extra = (uint32_t)(xorshift(&rnd) % (max_extra + 1));
+        uint32_t slack = (xorshift(&rnd) & 3) == 0 ? (uint32_t)(xorshift(&rnd) % 64) : 0;
+        struct psyne_claim c;
+        CHECK_RC(psyne_claim(ch, sizeof(struct stamp) + extra + slack, &c, PSYNE_FOREVER), 0);
+        if ((xorshift(&rnd) & 63) == 0) { /* give some claims up */
+            CHECK_RC(psyne_abort(ch, &c), 0);
+            continue;
+        }
+        struct stamp *st = c.data;
+        st->producer = id;
+        st->extra = extra;
+        st->seq = seq;
+        st->checksum = fill_or_check((uint8_t *)(st + 1), extra, id, seq, 1);
+        CHECK_RC(psyne_commit(ch, &c, sizeof *st + extra, T_STAMPED), 0);
+        seq++;
+    }
+    psyne_channel_close(ch); /* the last producer to close ends the stream */
+    return NULL;
+}
+
+struct consumer_state {
+    unsigned id;
+    uint64_t next[MAX_THREADS]; /* per producer: next expected (exact) or floor (MC) */
+    uint64_t count;
+};
+
+static void verify(struct consumer_state *cs, const struct psyne_msg *m)
+{
+    CHECK(m->type == T_STAMPED);
+    CHECK(m->length >= sizeof(struct stamp));
+    const struct stamp *st = m->data;
+    CHECK(st->producer < n_prod);
+    CHECK(m->length == sizeof *st + st->extra);
+    CHECK(st->checksum == fill_or_check((uint8_t *)(st + 1), st->extra, st->producer, st->seq, 0));
+    uint64_t *next = &cs->next[st->producer];
+    int competing = STRESS_MODE == PSYNE_MODE_SPMC || STRESS_MODE == PSYNE_MODE_MPMC;
+    if (competing) {
+        CHECK(st->seq >= *next); /* per producer, each consumer sees increasing sequences */
+        uint64_t bit = 1ull << (st->seq & 63);
+        uint64_t old = atomic_fetch_or(&seen[st->producer][st->seq >> 6], bit);
+        CHECK(!(old & bit)); /* never delivered twice */
+    } else {
+        if (st->seq != *next)
+            fprintf(stderr, "consumer %u: producer %u seq %llu, expected %llu\n", cs->id, st->producer,
+                    (unsigned long long)st->seq, (unsigned long long)*next);
+        CHECK(st->seq == *next); /* exactly the next one: nothing lost or reordered */
+    }
+    *next = st->seq + 1;
+    cs->count++;
+}
+
+static void drain_cb(void *arg, const struct psyne_msg *m)
+{
+    verify(arg, m);
+}
+
+static void *consumer(void *arg)
+{
+    struct consumer_state *cs = arg;
+    struct psyne_options o = options(PSYNE_ROLE_CONSUMER);
+    psyne_channel *ch;
+    CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+    int single_consumer = STRESS_MODE != PSYNE_MODE_SPMC && STRESS_MODE != PSYNE_MODE_MPMC;
+    for (uint64_t round = 0;; round++) {
+        int rc;
+        switch (round % 4) {
+        case 0: { /* one at a time */
+            struct psyne_msg m;
+            rc = psyne_receive(ch, &m, PSYNE_FOREVER);
+            if (rc == 0) {
+                verify(cs, &m);
+                CHECK_RC(psyne_release(ch, &m), 0);
+            }
+            break;
+        }
+        case 1: { /* hold up to three views, then release them */
+            struct psyne_msg m[3];
+            int held = 0;
+            rc = 0;
+            while (held < 3 && (rc = psyne_receive(ch, &m[held], held ? PSYNE_NONBLOCK : PSYNE_FOREVER)) == 0)
+                verify(cs, &m[held++]);
+            if (held) {
+                if (single_consumer) {
+                    CHECK_RC(psyne_release(ch, &m[held - 1]), 0); /* frees the earlier ones too */
+                } else {
+                    for (int i = held - 1; i >= 0; i--) /* out of order on purpose */
+                        CHECK_RC(psyne_release(ch, &m[i]), 0);
+                }
+                rc = 0;
+            }
+            break;
+        }
+        case 2: { /* batch */
+            struct psyne_msg m[32];
+            rc = psyne_receive_batch(ch, m, 32, PSYNE_FOREVER);
+            if (rc > 0) {
+                for (int i = 0; i < rc; i++)
+                    verify(cs, &m[i]);
+                CHECK_RC(psyne_release_batch(ch, m, (unsigned)rc), 0);
+                rc = 0;
+            }
+            break;
+        }
+        default:
+            rc = psyne_drain(ch, drain_cb, cs, 100, PSYNE_FOREVER);
+            if (rc > 0)
+                rc = 0;
+            break;
+        }
+        if (rc == -EPIPE)
+            break;
+        CHECK_RC(rc, 0);
+    }
+    atomic_fetch_add(&total_received, cs->count);
+    psyne_channel_close(ch);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY\n", argv[0]);
+        return 2;
+    }
+    n_prod = (unsigned)atoi(argv[1]);
+    n_cons = (unsigned)atoi(argv[2]);
+    per_producer = test_scale(strtoull(argv[3], NULL, 10));
+    capacity = strtoull(argv[4], NULL, 10);
+    CHECK(n_prod >= 1 && n_prod <= MAX_THREADS && n_cons >= 1 && n_cons <= MAX_THREADS);
+    alarm(600); /* a hang is a failure, not a stuck CI job */
+
+    for (unsigned p = 0; p < n_prod; p++)
+        CHECK((seen[p] = calloc(per_producer / 64 + 1, sizeof(uint64_t))) != NULL);
+
+    /* Create the channel before any thread runs, and open every consumer
+     * before producers start (BROADCAST subscribers see what follows). */
+    struct psyne_options o = options(PSYNE_ROLE_CONSUMER);
+    psyne_channel *keep;
+    CHECK_RC(psyne_channel_open(&keep, uri, &o), 0);
+    pthread_t pt[MAX_THREADS], ct[MAX_THREADS];
+    struct consumer_state cs[MAX_THREADS];
+    memset(cs, 0, sizeof cs);
+    for (unsigned c = 0; c < n_cons; c++) {
+        cs[c].id = c;
+        pthread_create(&ct[c], NULL, consumer, &cs[c]);
+    }
+    usleep(20000);
+    if (STRESS_MODE == PSYNE_MODE_BROADCAST) { /* the extra subscriber must not hold the producer back */
+        psyne_channel_close(keep);
+        keep = NULL;
+    }
+    for (unsigned p = 0; p < n_prod; p++)
+        pthread_create(&pt[p], NULL, producer, (void *)(uintptr_t)p);
+    for (unsigned p = 0; p < n_prod; p++)
+        pthread_join(pt[p], NULL);
+    for (unsigned c = 0; c < n_cons; c++)
+        pthread_join(ct[c], NULL);
+
+    struct psyne_stats st;
+    if (keep) {
+        CHECK_RC(psyne_channel_stats(keep, &st), 0);
+        CHECK(st.in_use == 0);
+        CHECK(st.msgs_out == per_producer * n_prod && st.msgs_in == st.msgs_out);
+        CHECK(st.bytes_in == st.bytes_out);
+    }
+    uint64_t expect = per_producer * n_prod * (STRESS_MODE == PSYNE_MODE_BROADCAST ? n_cons : 1);
+    CHECK(atomic_load(&total_received) == expect);
+    for (unsigned c = 0; c < n_cons; c++)
+        for (unsigned p = 0; p < n_prod; p++)
+            if (STRESS_MODE != PSYNE_MODE_SPMC && STRESS_MODE != PSYNE_MODE_MPMC)
+                CHECK(cs[c].next[p] == per_producer); /* every sequence, in order */
+    if (STRESS_MODE == PSYNE_MODE_SPMC || STRESS_MODE == PSYNE_MODE_MPMC)
+        for (unsigned p = 0; p < n_prod; p++)
+            for (uint64_t s = 0; s < per_producer; s++)
+                CHECK(atomic_load(&seen[p][s >> 6]) & (1ull << (s & 63))); /* every sequence, once */
+    psyne_channel_close(keep);
+    printf("stress mode=%d producers=%u consumers=%u messages=%llu received=%llu: ok\n", STRESS_MODE, n_prod, n_cons,
+           (unsigned long long)(per_producer * n_prod), (unsigned long long)expect);
+    return 0;
+}
