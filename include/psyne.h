@@ -144,7 +144,7 @@ PSYNE_API int psyne_channel_close(psyne_channel *ch);
 
 /* A claimed region: write up to `capacity` bytes at `data`, then commit or
  * abort it. Fields prefixed psy_ are private. */
-struct psyne_claim {
+struct psyne_claimed {
     void *data;        /* 8-byte aligned, contiguous */
     uint32_t capacity; /* bytes that may be written */
     uint32_t psy_reserved;
@@ -162,7 +162,7 @@ struct psyne_claim {
  * any number of threads concurrently, on one handle or several. A producer
  * preempted between claim and commit never stops other producers claiming.
  */
-PSYNE_API int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claim *c, int64_t timeout_ns);
+PSYNE_API int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns);
 
 /*
  * Publishes a claimed message with its final length (<= c->capacity) and
@@ -171,13 +171,13 @@ PSYNE_API int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claim 
  * open. Never blocks; issues a wake-up system call only when a consumer
  * sleeps. Threads: the thread that owns the claim.
  */
-PSYNE_API int psyne_commit(psyne_channel *ch, struct psyne_claim *c, size_t length, uint32_t type);
+PSYNE_API int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type);
 
 /*
  * Gives a claim up without publishing a message. Returns 0 or -EINVAL.
  * Never blocks. Threads: the thread that owns the claim.
  */
-PSYNE_API int psyne_abort(psyne_channel *ch, struct psyne_claim *c);
+PSYNE_API int psyne_abort(psyne_channel *ch, struct psyne_claimed *c);
 
 /* A received message, read in place. data is 8-byte aligned and contiguous.
  * It may be modified in place except in BROADCAST mode. */

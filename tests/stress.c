@@ -93,7 +93,7 @@ static void *producer(void *arg)
     for (uint64_t seq = 0; seq < per_producer;) {
         uint32_t extra = (uint32_t)(xorshift(&rnd) % (max_extra + 1));
         uint32_t slack = (xorshift(&rnd) & 3) == 0 ? (uint32_t)(xorshift(&rnd) % 64) : 0;
-        struct psyne_claim c;
+        struct psyne_claimed c;
         CHECK_RC(psyne_claim(ch, sizeof(struct stamp) + extra + slack, &c, PSYNE_FOREVER), 0);
         if ((xorshift(&rnd) & 63) == 0) { /* give some claims up */
             CHECK_RC(psyne_abort(ch, &c), 0);

@@ -35,7 +35,7 @@ static psyne_channel *open_ch(const char *uri, int mode, uint64_t capacity)
 
 static void send_bytes(psyne_channel *ch, const void *p, size_t n, uint32_t type)
 {
-    struct psyne_claim c;
+    struct psyne_claimed c;
     CHECK_RC(psyne_claim(ch, n, &c, PSYNE_NONBLOCK), 0);
     CHECK(c.capacity == n);
     CHECK(((uintptr_t)c.data & 7) == 0);
@@ -133,7 +133,7 @@ static void test_round_trip_and_sharing(void)
     }
 
     /* the receiver reads the bytes where the producer wrote them */
-    struct psyne_claim c;
+    struct psyne_claimed c;
     CHECK_RC(psyne_claim(tx, 64, &c, PSYNE_NONBLOCK), 0);
     void *written_at = c.data;
     memset(c.data, 0xab, 64);
@@ -154,7 +154,7 @@ static void test_round_trip_and_sharing(void)
 static void test_full_empty_timeouts(int mode)
 {
     psyne_channel *ch = open_ch("memory://full", mode, 4096);
-    struct psyne_claim c;
+    struct psyne_claimed c;
     struct psyne_msg m;
     CHECK_RC(psyne_claim(ch, 4096, &c, PSYNE_NONBLOCK), -EMSGSIZE);
     CHECK_RC(psyne_claim(ch, (size_t)1 << 40, &c, PSYNE_NONBLOCK), -EMSGSIZE);
@@ -180,7 +180,7 @@ static void test_full_empty_timeouts(int mode)
 static void test_commit_abort_errors(int mode)
 {
     psyne_channel *ch = open_ch("memory://commit", mode, 8192);
-    struct psyne_claim c;
+    struct psyne_claimed c;
     struct psyne_msg m;
     CHECK_RC(psyne_claim(ch, 100, &c, PSYNE_NONBLOCK), 0);
     CHECK_RC(psyne_commit(ch, &c, 101, T_MSG), -EINVAL);
@@ -188,7 +188,7 @@ static void test_commit_abort_errors(int mode)
     CHECK_RC(psyne_commit(ch, &c, 10, PSYNE_TYPE_USER_MIN - 1), -EINVAL);
     CHECK_RC(psyne_commit(ch, &c, 10, PSYNE_TYPE_USER_MAX + 1u), -EINVAL);
     if (mode == PSYNE_MODE_SPSC || mode == PSYNE_MODE_SPMC) {
-        struct psyne_claim c2;
+        struct psyne_claimed c2;
         CHECK_RC(psyne_claim(ch, 8, &c2, PSYNE_NONBLOCK), -EBUSY); /* one open claim per SP producer */
     }
     memcpy(c.data, "hello", 5);
@@ -232,7 +232,7 @@ static void test_roles(void)
     CHECK_RC(psyne_channel_open(&p, "memory://roles", &o), 0);
     o.role = PSYNE_ROLE_CONSUMER;
     CHECK_RC(psyne_channel_open(&c, "memory://roles", &o), 0);
-    struct psyne_claim cl;
+    struct psyne_claimed cl;
     struct psyne_msg m;
     CHECK_RC(psyne_receive(p, &m, PSYNE_NONBLOCK), -EPERM);
     CHECK_RC(psyne_claim(c, 8, &cl, PSYNE_NONBLOCK), -EPERM);
@@ -256,7 +256,7 @@ static void drain_fn(void *arg, const struct psyne_msg *m)
 static void test_batches(int mode)
 {
     psyne_channel *ch = open_ch("memory://batch", mode, 1 << 16);
-    struct psyne_claim c;
+    struct psyne_claimed c;
     for (int i = 0; i < 100; i++) {
         CHECK_RC(psyne_claim(ch, 64, &c, PSYNE_NONBLOCK), 0);
         *(int *)c.data = i;
@@ -309,7 +309,7 @@ static void *block_forever(void *arg)
 {
     struct blocked *b = arg;
     if (b->is_producer) {
-        struct psyne_claim c;
+        struct psyne_claimed c;
         b->rc = psyne_claim(b->ch, 3000, &c, PSYNE_FOREVER);
     } else {
         struct psyne_msg m;
@@ -323,7 +323,7 @@ static void test_shutdown(int mode)
     /* a receiver and a producer asleep on the futex both wake with -EPIPE */
     psyne_channel *rx = open_ch("memory://shut-rx", mode, 4096);
     psyne_channel *tx = open_ch("memory://shut-tx", mode, 4096);
-    struct psyne_claim c;
+    struct psyne_claimed c;
     CHECK_RC(psyne_claim(tx, 3000, &c, PSYNE_NONBLOCK), 0);
     CHECK_RC(psyne_commit(tx, &c, 3000, T_MSG), 0); /* now full for a 3000-byte claim */
     struct blocked br = {rx, 1, 0}, bt = {tx, 1, 1};
@@ -368,7 +368,7 @@ static void *send_late(void *arg)
 {
     struct late_sender *s = arg;
     usleep(100000);
-    struct psyne_claim c;
+    struct psyne_claimed c;
     CHECK_RC(psyne_claim(s->ch, 8, &c, PSYNE_FOREVER), 0);
     CHECK_RC(psyne_commit(s->ch, &c, 8, T_MSG), 0);
     return NULL;
@@ -395,7 +395,7 @@ static void test_corrupt_record(void)
 {
     /* a header that cannot be valid is reported, never followed */
     psyne_channel *ch = open_ch("memory://corrupt", PSYNE_MODE_SPSC, 4096);
-    struct psyne_claim c;
+    struct psyne_claimed c;
     CHECK_RC(psyne_claim(ch, 16, &c, PSYNE_NONBLOCK), 0);
     CHECK_RC(psyne_commit(ch, &c, 16, T_MSG), 0);
     uint64_t *hdr = (uint64_t *)c.data - 1;
@@ -424,7 +424,7 @@ static void test_broadcast(void)
     for (int i = 2; i < PSYNE_MAX_SUBSCRIBERS; i++)
         CHECK_RC(psyne_channel_close(subs[i]), 0);
 
-    struct psyne_claim c;
+    struct psyne_claimed c;
     for (int i = 0; i < 3; i++) {
         CHECK_RC(psyne_claim(tx, 8, &c, PSYNE_NONBLOCK), 0);
         *(int *)c.data = i;

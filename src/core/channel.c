@@ -137,7 +137,7 @@ int psyne_channel_close(psyne_channel *ch)
 struct claim_try {
     struct psy_ring *ring;
     uint64_t need;
-    struct psyne_claim *claim;
+    struct psyne_claimed *claim;
 };
 
 static int claim_once(void *ctx)
@@ -148,7 +148,7 @@ static int claim_once(void *ctx)
     return psy_ring_claim(t->ring, t->need, t->claim);
 }
 
-int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claim *c, int64_t timeout_ns)
+int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
 {
     struct psy_ring *r = ch->ring;
     if (ch->role == PSYNE_ROLE_CONSUMER)
@@ -168,7 +168,7 @@ int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claim *c, int64_
     return psy_wait_loop(r, PSY_WAIT_SPACE, claim_once, &t, timeout_ns);
 }
 
-int psyne_commit(psyne_channel *ch, struct psyne_claim *c, size_t length, uint32_t type)
+int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type)
 {
     if (!c->psy_reserved)
         return psy_fail(-EINVAL, "commit of a claim that is not open");
@@ -179,7 +179,7 @@ int psyne_commit(psyne_channel *ch, struct psyne_claim *c, size_t length, uint32
     return psy_ring_commit(ch->ring, c, (uint32_t)length, type);
 }
 
-int psyne_abort(psyne_channel *ch, struct psyne_claim *c)
+int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)
 {
     if (!c->psy_reserved)
         return psy_fail(-EINVAL, "abort of a claim that is not open");

@@ -25,25 +25,14 @@ static uint64_t refresh_head(struct psy_ring *r)
     pthread_mutex_lock(&sh->bcast.lock);
     uint64_t floor = atomic_load_explicit(&sh->bcast.floor, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
-    uint64_t min = tail;
-    bool any = false;
-    for (int i = 0; i < PSYNE_MAX_SUBSCRIBERS; i++) {
-        if (!atomic_load_explicit(&sh->subs[i].active, memory_order_relaxed))
-            continue;
-        uint64_t h = atomic_load_explicit(&sh->subs[i].head, memory_order_acquire); /* A3 */
-        if (!any || h - floor < min - floor)
-            min = h;
-        any = true;
-    }
-    if (any && min - floor <= r->cap)
-        atomic_store_explicit(&sh->bcast.floor, min, memory_order_release);
-    else
-        min = floor; /* nobody subscribed: keep everything for the first subscriber */
+    /* nobody subscribed: the floor stays, keeping everything for the first */
+    uint64_t min = psy_bcast_slowest(r, floor, tail);
+    atomic_store_explicit(&sh->bcast.floor, min, memory_order_release);
     pthread_mutex_unlock(&sh->bcast.lock);
     return min;
 }
 
-static int sp_claim(struct psy_ring *r, uint64_t need, struct psyne_claim *c)
+static int sp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
 {
     struct psy_ring_shared *sh = r->sh;
     if (atomic_load_explicit(&sh->prod.claim_open, memory_order_relaxed))
@@ -64,7 +53,7 @@ static int sp_claim(struct psy_ring *r, uint64_t need, struct psyne_claim *c)
     return 0;
 }
 
-static int mp_claim(struct psy_ring *r, uint64_t need, struct psyne_claim *c)
+static int mp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
 {
     struct psy_ring_shared *sh = r->sh;
     uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
@@ -95,7 +84,7 @@ static int mp_claim(struct psy_ring *r, uint64_t need, struct psyne_claim *c)
     return 0;
 }
 
-int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claim *c)
+int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
 {
     return r->mp ? mp_claim(r, need, c) : sp_claim(r, need, c);
 }
@@ -112,7 +101,7 @@ static void mp_publish(struct psy_ring *r, uint64_t pos, uint64_t reserved, uint
     atomic_store_explicit(psy_hdr_at(r, pos), psy_hdr_make(length, type), memory_order_release); /* R2 */
 }
 
-int psy_ring_commit(struct psy_ring *r, struct psyne_claim *c, uint32_t length, uint32_t type)
+int psy_ring_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length, uint32_t type)
 {
     struct psy_ring_shared *sh = r->sh;
     if (r->mp) {
@@ -133,7 +122,7 @@ int psy_ring_commit(struct psy_ring *r, struct psyne_claim *c, uint32_t length, 
     return 0;
 }
 
-int psy_ring_abort(struct psy_ring *r, struct psyne_claim *c)
+int psy_ring_abort(struct psy_ring *r, struct psyne_claimed *c)
 {
     if (r->mp) {
         /* Others may have claimed after us: the space cannot be handed back,

@@ -98,18 +98,30 @@ void psy_ring_shutdown(struct psy_ring *r)
     psy_wake_slow(r, PSY_WAIT_SPACE);
 }
 
-/* The position behind which producers may not write. */
-static uint64_t release_floor(const struct psy_ring *r)
+uint64_t psy_bcast_slowest(const struct psy_ring *r, uint64_t floor, uint64_t tail)
 {
-    if (r->mode == PSYNE_MODE_BROADCAST)
-        return atomic_load_explicit(&r->sh->bcast.floor, memory_order_acquire);
-    return atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_LOCK_BIT;
+    uint64_t min = floor;
+    bool any = false;
+    for (int i = 0; i < PSYNE_MAX_SUBSCRIBERS; i++) {
+        const struct psy_sub *s = &r->sh->subs[i];
+        if (!atomic_load_explicit(&s->active, memory_order_relaxed))
+            continue;
+        uint64_t h = atomic_load_explicit(&s->head, memory_order_acquire); /* A3 */
+        if (!any || h - floor < min - floor)
+            min = h;
+        any = true;
+    }
+    return any && min - floor <= tail - floor ? min : floor;
 }
 
 uint64_t psy_ring_in_use(const struct psy_ring *r)
 {
-    uint64_t head = release_floor(r);
     uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
+    uint64_t head;
+    if (r->mode == PSYNE_MODE_BROADCAST)
+        head = psy_bcast_slowest(r, atomic_load_explicit(&r->sh->bcast.floor, memory_order_acquire), tail);
+    else
+        head = atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_LOCK_BIT;
     return tail - head <= r->cap ? tail - head : 0;
 }
 

@@ -188,12 +188,14 @@ static inline bool psy_ring_closed(const struct psy_ring *r)
     return atomic_load_explicit(&r->sh->wait.closed, memory_order_acquire) != 0;
 }
 uint64_t psy_ring_in_use(const struct psy_ring *r);
+/* BROADCAST: the position of the slowest active subscriber, or floor if none. */
+uint64_t psy_bcast_slowest(const struct psy_ring *r, uint64_t floor, uint64_t tail);
 void psy_ring_note_usage(struct psy_ring *r, uint64_t used);
 
 /* Producer side (produce.c): non-blocking; -EAGAIN when full. */
-int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claim *c);
-int psy_ring_commit(struct psy_ring *r, struct psyne_claim *c, uint32_t length, uint32_t type);
-int psy_ring_abort(struct psy_ring *r, struct psyne_claim *c);
+int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c);
+int psy_ring_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length, uint32_t type);
+int psy_ring_abort(struct psy_ring *r, struct psyne_claimed *c);
 void psy_ring_count_full(struct psy_ring *r);
 
 /* Consumer side (consume.c): non-blocking; -EAGAIN when empty, -EPIPE when

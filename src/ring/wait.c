@@ -108,7 +108,7 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
 {
     int64_t start = now_ns();
     int64_t deadline = timeout_ns > 0 ? start + timeout_ns : 0;
-    for (unsigned iter = 1;; iter++) {
+    for (unsigned iter = 0;; iter++) {
         int rc = try_once(ctx);
         if (rc != -EAGAIN)
             return rc;

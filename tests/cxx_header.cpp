@@ -1,0 +1,52 @@
+// cxx_header.cpp - psyne.h compiled as C++, and every public macro expanded
+// (in C++ here, so an unparenthesized macro or a C-only construct fails).
+#include "psyne.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#define EXPECT(cond)                                                          \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond); \
+            std::abort();                                                     \
+        }                                                                     \
+    } while (0)
+
+int main()
+{
+    static_assert(PSYNE_VERSION_MAJOR >= 0 && PSYNE_VERSION_MINOR >= 0 && PSYNE_VERSION_PATCH >= 0, "version");
+    static_assert(PSYNE_RECORD_HEADER == 8, "record header");
+    static_assert(PSYNE_RECORD_SIZE(0) == 8 && PSYNE_RECORD_SIZE(1) == 16 && PSYNE_RECORD_SIZE(8) == 16, "size");
+    static_assert(2 * PSYNE_RECORD_SIZE(3 + 5) == 32, "argument and result are parenthesized");
+    static_assert(PSYNE_TYPE_USER_MIN < PSYNE_TYPE_USER_MAX, "type range");
+    static_assert(PSYNE_DEFAULT_CAPACITY <= PSYNE_MAX_CAPACITY, "capacities");
+    static_assert(PSYNE_MAX_SUBSCRIBERS > 0, "subscribers");
+    static_assert(PSYNE_NONBLOCK == 0 && PSYNE_FOREVER < 0, "timeouts");
+    static_assert(PSYNE_F_NO_PREFAULT != 0, "flags");
+
+    psyne_options o;
+    psyne_options_init(&o);
+    o.mode = PSYNE_MODE_MPMC;
+    o.capacity = 1 << 16;
+    o.flags = PSYNE_F_NO_PREFAULT;
+    psyne_channel *ch = nullptr;
+    EXPECT(psyne_channel_open(&ch, "memory://cxx", &o) == 0);
+    psyne_claimed c;
+    EXPECT(psyne_claim(ch, 16, &c, PSYNE_NONBLOCK) == 0);
+    std::memcpy(c.data, "c++", 4);
+    EXPECT(psyne_commit(ch, &c, 4, PSYNE_TYPE_USER_MIN) == 0);
+    psyne_msg m;
+    EXPECT(psyne_receive(ch, &m, PSYNE_FOREVER) == 0);
+    EXPECT(m.length == 4 && std::strcmp(static_cast<const char *>(m.data), "c++") == 0);
+    EXPECT(psyne_release(ch, &m) == 0);
+    EXPECT(psyne_receive(ch, &m, PSYNE_NONBLOCK) == -EAGAIN);
+    psyne_stats st;
+    EXPECT(psyne_channel_stats(ch, &st) == 0 && st.msgs_in == 1);
+    EXPECT(std::strlen(psyne_strerror(-EPIPE)) > 0);
+    EXPECT(psyne_channel_close(ch) == 0);
+    std::puts("cxx_header: ok");
+    return 0;
+}
