@@ -59,7 +59,7 @@ static int walk(struct psy_ring *r, uint64_t pos, uint64_t limit, struct psyne_m
         if (size > limit - pos && r->mp && r->mc) {
             /* MC's limit came from a rel.head that may be stale; the producer
              * of this record saw a newer one (A2 orders this re-read). */
-            limit = (atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_LOCK_BIT) + r->cap;
+            limit = (atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS) + r->cap;
         }
         if (type == 0 || (w & PSY_MARKER_BIT) || size > limit - pos)
             return -EPROTO;
@@ -150,9 +150,9 @@ static int sc_receive(struct psy_ring *r, psy_atomic64 *read_ptr, psy_atomic64 *
     return n;
 }
 
-/* Takes the lock bit of an MC position. Gives up (-EAGAIN) only after
+/* MC: takes the lock bit of read_pos. Gives up (-EAGAIN) only after
  * yielding, so a preempted holder gets the CPU back. */
-static int mc_lock(psy_atomic64 *word, uint64_t *pos, bool try_only)
+static int mc_lock_read(psy_atomic64 *word, uint64_t *pos)
 {
     for (unsigned spins = 0;;) {
         uint64_t v = atomic_load_explicit(word, memory_order_relaxed);
@@ -164,8 +164,6 @@ static int mc_lock(psy_atomic64 *word, uint64_t *pos, bool try_only)
             }
             continue; /* the position moved (or a spurious failure): look again */
         }
-        if (try_only)
-            return -EAGAIN;
         if (++spins < 128) {
 #if defined(__x86_64__) || defined(__i386__)
             __builtin_ia32_pause();
@@ -178,16 +176,30 @@ static int mc_lock(psy_atomic64 *word, uint64_t *pos, bool try_only)
     }
 }
 
-/* MC: sweeps released spans at rel.head forward, under its lock bit. */
+/*
+ * MC: frees released spans at rel.head. Either we take the sweep lock and
+ * sweep, or the lock is held and we set PENDING so its holder sweeps again;
+ * nobody waits for anybody, and no header is read outside the lock.
+ */
 static void mc_sweep(struct psy_ring *r)
 {
     struct psy_ring_shared *sh = r->sh;
+    uint64_t v = atomic_load_explicit(&sh->rel.head, memory_order_relaxed);
     for (;;) {
-        uint64_t head;
-        if (mc_lock(&sh->rel.head, &head, true))
-            return; /* the holder re-checks after unlocking (F1) */
-        uint64_t start = head;
-        uint64_t read = atomic_load_explicit(&sh->cons.read_pos, memory_order_acquire) & ~PSY_LOCK_BIT;
+        if (v & PSY_LOCK_BIT) {
+            if (v & PSY_PENDING_BIT)
+                return; /* the holder already has to look again */
+            if (atomic_compare_exchange_weak_explicit(&sh->rel.head, &v, v | PSY_PENDING_BIT, memory_order_release,
+                                                      memory_order_relaxed)) /* R6 */
+                return;
+        } else if (atomic_compare_exchange_weak_explicit(&sh->rel.head, &v, v | PSY_LOCK_BIT, memory_order_acquire,
+                                                         memory_order_relaxed)) {
+            break;
+        }
+    }
+    uint64_t start = v, head = v;
+    for (;;) {
+        uint64_t read = atomic_load_explicit(&sh->cons.read_pos, memory_order_acquire) & ~PSY_POS_FLAGS;
         while (head != read) {
             uint64_t w = atomic_load_explicit(psy_hdr_at(r, head), memory_order_acquire); /* A4 */
             if (!(w & PSY_MARKER_BIT))
@@ -196,15 +208,16 @@ static void mc_sweep(struct psy_ring *r)
                 atomic_store_explicit(psy_hdr_at(r, head), 0, memory_order_relaxed); /* published by R3 */
             head += psy_hdr_length(w);
         }
-        atomic_store_explicit(&sh->rel.head, head, memory_order_release); /* R3, and unlock */
-        if (head != start)
-            psy_wake_if_waiting(r, PSY_WAIT_SPACE);
-        /* F1: a release that marked `head` while we held the lock saw the
-         * bit and left it to us; pairs with the fence in mc_release. */
-        atomic_thread_fence(memory_order_seq_cst);
-        if (head == read || !(atomic_load_explicit(psy_hdr_at(r, head), memory_order_acquire) & PSY_MARKER_BIT))
-            return;
+        uint64_t expected = start | PSY_LOCK_BIT;
+        if (atomic_compare_exchange_strong_explicit(&sh->rel.head, &expected, head, memory_order_release,
+                                                    memory_order_acquire)) /* R3, and unlock */
+            break;
+        /* A6: PENDING was set; publish progress, keep the lock, look again */
+        atomic_store_explicit(&sh->rel.head, head | PSY_LOCK_BIT, memory_order_release);
+        start = head;
     }
+    if (head != v)
+        psy_wake_if_waiting(r, PSY_WAIT_SPACE);
 }
 
 static int mc_release(struct psy_ring *r, uint64_t begin, uint64_t end)
@@ -215,7 +228,6 @@ static int mc_release(struct psy_ring *r, uint64_t begin, uint64_t end)
     if (r->mp)
         memset(r->data + (begin & r->mask) + PSYNE_RECORD_HEADER, 0, span - PSYNE_RECORD_HEADER);
     atomic_store_explicit(psy_hdr_at(r, begin), PSY_MARKER_BIT | span, memory_order_release); /* R4 */
-    atomic_thread_fence(memory_order_seq_cst); /* F1: pairs with the sweeper's re-check */
     mc_sweep(r);
     return 0;
 }
@@ -225,10 +237,10 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
     struct psy_ring_shared *sh = r->sh;
     for (;;) {
         uint64_t pos;
-        if (mc_lock(&sh->cons.read_pos, &pos, false))
+        if (mc_lock_read(&sh->cons.read_pos, &pos))
             return -EAGAIN;
         /* rel.head only grows: a stale value only shortens the walk */
-        uint64_t head = atomic_load_explicit(&sh->rel.head, memory_order_acquire) & ~PSY_LOCK_BIT;
+        uint64_t head = atomic_load_explicit(&sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS;
         uint64_t limit = head + r->cap;
         if (!r->mp) {
             limit = atomic_load_explicit(&sh->pub.tail, memory_order_acquire); /* A1 */

@@ -18,7 +18,7 @@ static uint64_t refresh_head(struct psy_ring *r)
 {
     struct psy_ring_shared *sh = r->sh;
     if (r->mode != PSYNE_MODE_BROADCAST)
-        return atomic_load_explicit(&sh->rel.head, memory_order_acquire) & ~PSY_LOCK_BIT;
+        return atomic_load_explicit(&sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS;
 
     /* BROADCAST: the slowest active subscriber, under the membership lock so
      * a joining subscriber (which starts at the floor) is never overtaken. */

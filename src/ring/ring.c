@@ -121,7 +121,7 @@ uint64_t psy_ring_in_use(const struct psy_ring *r)
     if (r->mode == PSYNE_MODE_BROADCAST)
         head = psy_bcast_slowest(r, atomic_load_explicit(&r->sh->bcast.floor, memory_order_acquire), tail);
     else
-        head = atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_LOCK_BIT;
+        head = atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS;
     return tail - head <= r->cap ? tail - head : 0;
 }
 

@@ -26,8 +26,9 @@
  *     are 8-aligned). Taking records and sweeping released ones each happen
  *     under their bit, so nobody ever reads a header that may be recycled.
  *     A released record's header becomes a marker (R4, release); the sweeper
- *     A4 loads it. Release and sweep pair with a seq_cst fence each (F1) so a
- *     release during a sweep is never left unswept.
+ *     A4 loads it. A release that finds the sweep lock taken sets the
+ *     PENDING bit with a CAS (R6, release) instead; the holder's unlock CAS
+ *     fails on it (A6, acquire), so it sees the marker and sweeps again.
  *   Waiting: see wait.c (waiter counts, asymmetric barrier, futex).
  */
 #ifndef PSY_RING_H
@@ -49,6 +50,8 @@
 #define PSY_TYPE_PAD 1u                  /* filler: rest of an MP reservation */
 #define PSY_MARKER_BIT (1ull << 63)      /* MC: header of a released span */
 #define PSY_LOCK_BIT 1ull                /* MC: bit 0 of read_pos / rel.head */
+#define PSY_PENDING_BIT 2ull             /* MC: rel.head - a release came during a sweep */
+#define PSY_POS_FLAGS 7ull               /* positions are 8-aligned: low bits are flags */
 
 typedef _Atomic uint64_t psy_atomic64;
 typedef _Atomic uint32_t psy_atomic32;

@@ -1,0 +1,37 @@
+/*
+ * bench_util.h - what every psyne benchmark program shares: clocks, thread
+ * pinning, payload writing/checking by the WORKLOADS.md rules, medians and
+ * latency percentiles, and the RESULT line format.
+ */
+#ifndef PSY_BENCH_UTIL_H
+#define PSY_BENCH_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int64_t bench_now_ns(void);
+/* Pins the calling thread to cpu (modulo the CPUs present); no-op if cpu < 0. */
+void bench_pin(int cpu);
+
+/* The sender writes every payload byte: the sequence number at offset 0 and
+ * the rest filled. The receiver checks the sequence (abort on mismatch) and
+ * reads every byte; the returned sum keeps the compiler from skipping it. */
+void bench_write_payload(void *p, size_t size, uint64_t seq);
+uint64_t bench_read_payload(const void *p, size_t size, uint64_t expect_seq, const char *who);
+
+double bench_median(double *v, int n); /* sorts v */
+double bench_min(const double *v, int n);
+double bench_max(const double *v, int n);
+
+/* Latency samples in ns -> percentile p (0..100) after sorting. */
+void bench_sort_u64(uint64_t *v, size_t n);
+uint64_t bench_percentile(const uint64_t *sorted, size_t n, double p);
+
+/* A run of a two-sided workload: start both sides together. */
+struct bench_gate {
+    _Atomic int ready;
+    _Atomic int go;
+};
+void bench_gate_arrive(struct bench_gate *g, int parties);
+
+#endif

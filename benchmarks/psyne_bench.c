@@ -1,0 +1,183 @@
+/*
+ * psyne_bench - runs the WORKLOADS.md workloads on psyne's memory:// channels
+ * and prints one RESULT line per measurement (median of --runs runs after a
+ * discarded warm-up run; min and max follow).
+ *
+ *   psyne_bench                          short default set, explained
+ *   psyne_bench --iterations 1000000     every workload with 1e6 messages a run
+ *   psyne_bench --workload inproc-spsc-tput --size 64,4096 --runs 9
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "workloads.h"
+
+#define MAX_RUNS 64
+
+struct config {
+    const char *workloads; /* comma list, NULL = all */
+    size_t sizes[16];
+    int n_sizes;
+    uint64_t iterations; /* 0 = per-size default */
+    int runs;
+    int pin;
+    int producers, consumers;
+    int api; /* 0 both, 1 single only, 2 batch only */
+};
+
+static int wants(const struct config *c, const char *workload)
+{
+    if (!c->workloads)
+        return 1;
+    const char *p = strstr(c->workloads, workload);
+    size_t n = strlen(workload);
+    return p && (p == c->workloads || p[-1] == ',') && (p[n] == 0 || p[n] == ',');
+}
+
+/* Messages per run when --iterations is not given: about 0.1-0.3 s a run. */
+static uint64_t default_count(size_t size)
+{
+    if (size <= 256)
+        return 3000000;
+    if (size <= 8192)
+        return 600000;
+    if (size <= 131072)
+        return 60000;
+    return 4000;
+}
+
+static void run_spsc(const struct config *c, size_t size, int batch)
+{
+    uint64_t count = c->iterations ? c->iterations : default_count(size);
+    double mps[MAX_RUNS], gbps[MAX_RUNS];
+    struct tput_result r;
+    psyne_spsc_tput(size, count / 10 + 1, batch, c->pin, &r); /* warm-up */
+    for (int i = 0; i < c->runs; i++) {
+        psyne_spsc_tput(size, count, batch, c->pin, &r);
+        mps[i] = r.mps;
+        gbps[i] = r.gbps;
+    }
+    double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
+    printf("RESULT system=psyne workload=inproc-spsc-tput size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f "
+           "api=%s runs=%d count=%llu\n",
+           size, bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, batch ? "batch" : "single",
+           c->runs, (unsigned long long)count);
+    fflush(stdout);
+}
+
+static void run_pingpong(const struct config *c, size_t size)
+{
+    uint64_t trips = c->iterations ? c->iterations : 200000;
+    double p50[MAX_RUNS], p99[MAX_RUNS], p999[MAX_RUNS], p9999[MAX_RUNS], mx[MAX_RUNS];
+    struct lat_result r;
+    psyne_pingpong(size, trips / 10 + 1, c->pin, &r); /* warm-up */
+    for (int i = 0; i < c->runs; i++) {
+        psyne_pingpong(size, trips, c->pin, &r);
+        p50[i] = (double)r.p50;
+        p99[i] = (double)r.p99;
+        p999[i] = (double)r.p999;
+        p9999[i] = (double)r.p9999;
+        mx[i] = (double)r.max;
+    }
+    double m50 = bench_median(p50, c->runs);
+    printf("RESULT system=psyne workload=inproc-pingpong size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
+           "oneway_p50_ns=%.0f rtt_p9999_ns=%.0f rtt_max_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d "
+           "round_trips=%llu\n",
+           size, m50, bench_median(p99, c->runs), bench_median(p999, c->runs), m50 / 2,
+           bench_median(p9999, c->runs), bench_median(mx, c->runs), bench_min(p50, c->runs),
+           bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
+    fflush(stdout);
+}
+
+static void run_mpmc(const struct config *c, size_t size)
+{
+    uint64_t count = c->iterations ? c->iterations : default_count(size);
+    double mps[MAX_RUNS];
+    struct tput_result r;
+    psyne_mpmc_tput(size, count / 10 + 2, c->producers, c->consumers, &r); /* warm-up */
+    for (int i = 0; i < c->runs; i++) {
+        psyne_mpmc_tput(size, count, c->producers, c->consumers, &r);
+        mps[i] = r.mps;
+    }
+    double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
+    printf("RESULT system=psyne workload=inproc-mpmc-tput size=%zu mps=%.0f mps_min=%.0f mps_max=%.0f producers=%d "
+           "consumers=%d runs=%d count=%llu\n",
+           size, bench_median(mps, c->runs), lo, hi, c->producers, c->consumers, c->runs, (unsigned long long)count);
+    fflush(stdout);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: psyne_bench [options]\n"
+            "  --workload LIST    inproc-spsc-tput,inproc-pingpong,inproc-mpmc-tput (default: all)\n"
+            "  --size LIST        payload bytes (default: 64,4096,65536,1048576 for spsc; 64 otherwise)\n"
+            "  --iterations N     messages (round trips) per run (default: by size)\n"
+            "  --runs N           measured runs; the median is reported (default 5)\n"
+            "  --api single|batch|both   consumer API for inproc-spsc-tput (default both at 64 B)\n"
+            "  --producers N --consumers N   inproc-mpmc-tput threads (default 2 and 2)\n"
+            "  --no-pin           do not pin producer to CPU 0 and consumer to CPU 1\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct config c = {.runs = 5, .pin = 1, .producers = 2, .consumers = 2};
+    static const struct option opts[] = {
+        {"workload", required_argument, 0, 'w'}, {"size", required_argument, 0, 's'},
+        {"iterations", required_argument, 0, 'i'}, {"runs", required_argument, 0, 'r'},
+        {"api", required_argument, 0, 'a'}, {"producers", required_argument, 0, 'p'},
+        {"consumers", required_argument, 0, 'c'}, {"no-pin", no_argument, 0, 'n'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'w': c.workloads = optarg; break;
+        case 's':
+            for (char *tok = strtok(optarg, ","); tok && c.n_sizes < 16; tok = strtok(NULL, ","))
+                c.sizes[c.n_sizes++] = strtoull(tok, NULL, 10);
+            break;
+        case 'i': c.iterations = strtoull(optarg, NULL, 10); break;
+        case 'r': c.runs = atoi(optarg); break;
+        case 'a': c.api = !strcmp(optarg, "single") ? 1 : !strcmp(optarg, "batch") ? 2 : 0; break;
+        case 'p': c.producers = atoi(optarg); break;
+        case 'c': c.consumers = atoi(optarg); break;
+        case 'n': c.pin = 0; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (c.runs < 1 || c.runs > MAX_RUNS || c.producers < 1 || c.consumers < 1 || c.producers > 16 ||
+        c.consumers > 16) {
+        usage(stderr);
+        return 2;
+    }
+    if (argc == 1)
+        printf("# psyne_bench: the default set on memory:// channels (threads of this process).\n"
+               "# Each RESULT line is the median of %d runs after a warm-up run: mps = messages/s,\n"
+               "# gbps = payload GB/s, rtt_* = round-trip percentiles in ns. The producer writes every\n"
+               "# payload byte in place and the consumer checks the sequence number and reads every byte.\n"
+               "# This machine is shared and noisy: compare systems with benchmarks/compare (ratios).\n",
+               c.runs);
+
+    static const size_t spsc_sizes[] = {64, 4096, 65536, 1048576};
+    if (wants(&c, "inproc-spsc-tput")) {
+        int n = c.n_sizes ? c.n_sizes : 4;
+        for (int i = 0; i < n; i++) {
+            size_t size = c.n_sizes ? c.sizes[i] : spsc_sizes[i];
+            if (c.api != 2)
+                run_spsc(&c, size, 0);
+            if (c.api == 2 || (c.api == 0 && size <= 256))
+                run_spsc(&c, size, 1);
+        }
+    }
+    if (wants(&c, "inproc-pingpong"))
+        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
+            run_pingpong(&c, c.n_sizes ? c.sizes[i] : 64);
+    if (wants(&c, "inproc-mpmc-tput"))
+        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
+            run_mpmc(&c, c.n_sizes ? c.sizes[i] : 64);
+    return 0;
+}

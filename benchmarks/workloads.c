@@ -1,0 +1,294 @@
+/*
+ * workloads.c - psyne's runs of the in-process workloads of WORKLOADS.md:
+ * every payload byte written in place and read in place, every sequence
+ * number checked.
+ */
+#define _GNU_SOURCE
+#include "workloads.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "psyne.h"
+
+#define T_BENCH PSYNE_TYPE_USER_MIN
+
+static void must(int rc, const char *what)
+{
+    if (rc < 0) {
+        fprintf(stderr, "psyne_bench: %s: %s (%s)\n", what, psyne_strerror(rc), psyne_last_error());
+        abort();
+    }
+}
+
+uint64_t workload_capacity(size_t size)
+{
+    uint64_t want = 16 * PSYNE_RECORD_SIZE(size), cap = 256 * 1024;
+    while (cap < want)
+        cap <<= 1;
+    return cap;
+}
+
+static psyne_channel *open_channel(const char *uri, int mode, int role, uint64_t capacity, int wait)
+{
+    struct psyne_options o;
+    psyne_options_init(&o);
+    o.mode = mode;
+    o.role = role;
+    o.capacity = capacity;
+    o.wait = wait;
+    psyne_channel *ch;
+    must(psyne_channel_open(&ch, uri, &o), uri);
+    return ch;
+}
+
+/* ---- inproc-spsc-tput ---- */
+
+struct spsc_run {
+    psyne_channel *tx, *rx;
+    size_t size;
+    uint64_t count;
+    int batch, pin;
+    struct bench_gate gate;
+    int64_t start, end;
+    uint64_t sink;
+};
+
+static void *spsc_producer(void *arg)
+{
+    struct spsc_run *s = arg;
+    bench_pin(s->pin ? 0 : -1);
+    bench_gate_arrive(&s->gate, 2);
+    s->start = bench_now_ns();
+    for (uint64_t i = 0; i < s->count; i++) {
+        struct psyne_claimed c;
+        must(psyne_claim(s->tx, s->size, &c, PSYNE_FOREVER), "claim");
+        bench_write_payload(c.data, s->size, i);
+        must(psyne_commit(s->tx, &c, s->size, T_BENCH), "commit");
+    }
+    return NULL;
+}
+
+static void spsc_consume(struct spsc_run *s)
+{
+    uint64_t sum = 0;
+    if (s->batch) {
+        struct psyne_msg m[32];
+        for (uint64_t i = 0; i < s->count;) {
+            int n = psyne_receive_batch(s->rx, m, 32, PSYNE_FOREVER);
+            must(n, "receive_batch");
+            for (int k = 0; k < n; k++, i++)
+                sum += bench_read_payload(m[k].data, m[k].length, i, "psyne");
+            must(psyne_release_batch(s->rx, m, (unsigned)n), "release_batch");
+        }
+    } else {
+        for (uint64_t i = 0; i < s->count; i++) {
+            struct psyne_msg m;
+            must(psyne_receive(s->rx, &m, PSYNE_FOREVER), "receive");
+            sum += bench_read_payload(m.data, m.length, i, "psyne");
+            must(psyne_release(s->rx, &m), "release");
+        }
+    }
+    s->end = bench_now_ns();
+    s->sink = sum;
+}
+
+void psyne_spsc_tput(size_t size, uint64_t count, int batch, int pin, struct tput_result *out)
+{
+    struct spsc_run s = {.size = size, .count = count, .batch = batch, .pin = pin};
+    uint64_t cap = workload_capacity(size);
+    s.rx = open_channel("memory://bench-spsc", PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_ADAPTIVE);
+    s.tx = open_channel("memory://bench-spsc", PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_ADAPTIVE);
+    pthread_t t;
+    pthread_create(&t, NULL, spsc_producer, &s);
+    bench_pin(pin ? 1 : -1);
+    bench_gate_arrive(&s.gate, 2);
+    spsc_consume(&s);
+    pthread_join(t, NULL);
+    psyne_channel_close(s.tx);
+    psyne_channel_close(s.rx);
+    double secs = (double)(s.end - s.start) / 1e9;
+    out->mps = (double)count / secs;
+    out->gbps = (double)count * (double)size / secs / 1e9;
+}
+
+/* ---- inproc-pingpong ---- */
+
+struct pingpong_run {
+    psyne_channel *ping_rx, *pong_tx;
+    size_t size;
+    uint64_t total;
+    int pin;
+    struct bench_gate gate;
+};
+
+static void *ponger(void *arg)
+{
+    struct pingpong_run *p = arg;
+    bench_pin(p->pin ? 1 : -1);
+    bench_gate_arrive(&p->gate, 2);
+    for (uint64_t i = 0; i < p->total; i++) {
+        struct psyne_msg m;
+        must(psyne_receive(p->ping_rx, &m, PSYNE_FOREVER), "receive ping");
+        bench_read_payload(m.data, m.length, i, "psyne pong");
+        struct psyne_claimed c;
+        must(psyne_claim(p->pong_tx, p->size, &c, PSYNE_FOREVER), "claim pong");
+        bench_write_payload(c.data, p->size, i);
+        must(psyne_commit(p->pong_tx, &c, p->size, T_BENCH), "commit pong");
+        must(psyne_release(p->ping_rx, &m), "release ping");
+    }
+    return NULL;
+}
+
+void psyne_pingpong(size_t size, uint64_t round_trips, int pin, struct lat_result *out)
+{
+    uint64_t warmup = round_trips / 10 + 1000;
+    struct pingpong_run p = {.size = size, .total = warmup + round_trips, .pin = pin};
+    uint64_t cap = workload_capacity(size);
+    psyne_channel *ping_tx = open_channel("memory://bench-ping", PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_SPIN);
+    p.ping_rx = open_channel("memory://bench-ping", PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_SPIN);
+    p.pong_tx = open_channel("memory://bench-pong", PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_SPIN);
+    psyne_channel *pong_rx = open_channel("memory://bench-pong", PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_SPIN);
+    uint64_t *rtt = malloc(round_trips * sizeof *rtt);
+    if (!rtt)
+        abort();
+    pthread_t t;
+    pthread_create(&t, NULL, ponger, &p);
+    bench_pin(pin ? 0 : -1);
+    bench_gate_arrive(&p.gate, 2);
+    for (uint64_t i = 0; i < p.total; i++) {
+        int64_t t0 = bench_now_ns();
+        struct psyne_claimed c;
+        must(psyne_claim(ping_tx, size, &c, PSYNE_FOREVER), "claim ping");
+        bench_write_payload(c.data, size, i);
+        must(psyne_commit(ping_tx, &c, size, T_BENCH), "commit ping");
+        struct psyne_msg m;
+        must(psyne_receive(pong_rx, &m, PSYNE_FOREVER), "receive pong");
+        bench_read_payload(m.data, m.length, i, "psyne ping");
+        must(psyne_release(pong_rx, &m), "release pong");
+        if (i >= warmup)
+            rtt[i - warmup] = (uint64_t)(bench_now_ns() - t0);
+    }
+    pthread_join(t, NULL);
+    psyne_channel_close(ping_tx);
+    psyne_channel_close(p.ping_rx);
+    psyne_channel_close(p.pong_tx);
+    psyne_channel_close(pong_rx);
+    bench_sort_u64(rtt, round_trips);
+    out->p50 = bench_percentile(rtt, round_trips, 50);
+    out->p99 = bench_percentile(rtt, round_trips, 99);
+    out->p999 = bench_percentile(rtt, round_trips, 99.9);
+    out->p9999 = bench_percentile(rtt, round_trips, 99.99);
+    out->max = rtt[round_trips - 1];
+    free(rtt);
+}
+
+/* ---- inproc-mpmc-tput ---- */
+
+#define MAX_SIDE 16
+
+struct mpmc_run {
+    size_t size;
+    uint64_t per_producer;
+    int producers, consumers;
+    struct bench_gate gate;
+    _Atomic uint64_t received;
+    uint64_t total;
+    int64_t start;
+    _Atomic int64_t end;
+};
+
+struct mpmc_thread {
+    struct mpmc_run *run;
+    psyne_channel *ch;
+    int id;
+};
+
+static void *mpmc_producer(void *arg)
+{
+    struct mpmc_thread *t = arg;
+    struct mpmc_run *r = t->run;
+    bench_gate_arrive(&r->gate, r->producers + r->consumers);
+    for (uint64_t i = 0; i < r->per_producer; i++) {
+        struct psyne_claimed c;
+        must(psyne_claim(t->ch, r->size, &c, PSYNE_FOREVER), "claim");
+        bench_write_payload(c.data, r->size, i);
+        ((uint8_t *)c.data)[r->size - 1] = (uint8_t)t->id; /* producer id in the last byte */
+        must(psyne_commit(t->ch, &c, r->size, T_BENCH), "commit");
+    }
+    return NULL;
+}
+
+static void *mpmc_consumer(void *arg)
+{
+    struct mpmc_thread *t = arg;
+    struct mpmc_run *r = t->run;
+    uint64_t next[MAX_SIDE] = {0};
+    bench_gate_arrive(&r->gate, r->producers + r->consumers);
+    for (;;) {
+        struct psyne_msg m[32];
+        int n = psyne_receive_batch(t->ch, m, 32, PSYNE_FOREVER);
+        if (n == -EPIPE)
+            break;
+        must(n, "receive");
+        for (int k = 0; k < n; k++) {
+            /* each consumer sees every producer's sequence increasing */
+            const uint8_t *p = m[k].data;
+            int id = p[m[k].length - 1];
+            uint64_t seq;
+            memcpy(&seq, p, 8);
+            if (id >= r->producers || seq < next[id]) {
+                fprintf(stderr, "psyne mpmc: producer %d sequence %llu after %llu\n", id, (unsigned long long)seq,
+                        (unsigned long long)next[id]);
+                abort();
+            }
+            next[id] = seq + 1;
+            bench_read_payload(p, m[k].length, seq, "psyne mpmc");
+        }
+        must(psyne_release_batch(t->ch, m, (unsigned)n), "release");
+        if (atomic_fetch_add(&r->received, (uint64_t)n) + (uint64_t)n == r->total)
+            atomic_store(&r->end, bench_now_ns());
+    }
+    return NULL;
+}
+
+void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, struct tput_result *out)
+{
+    if (size < 9 || producers > MAX_SIDE || consumers > MAX_SIDE)
+        abort();
+    struct mpmc_run r = {.size = size, .per_producer = count / (uint64_t)producers, .producers = producers,
+                         .consumers = consumers};
+    r.total = r.per_producer * (uint64_t)producers;
+    uint64_t cap = workload_capacity(size);
+    struct mpmc_thread pt[MAX_SIDE], ct[MAX_SIDE];
+    pthread_t pth[MAX_SIDE], cth[MAX_SIDE];
+    for (int i = 0; i < consumers; i++) {
+        ct[i] = (struct mpmc_thread){&r, open_channel("memory://bench-mpmc", PSYNE_MODE_MPMC, PSYNE_ROLE_CONSUMER, cap,
+                                                      PSYNE_WAIT_ADAPTIVE), i};
+        pthread_create(&cth[i], NULL, mpmc_consumer, &ct[i]);
+    }
+    for (int i = 0; i < producers; i++) {
+        pt[i] = (struct mpmc_thread){&r, open_channel("memory://bench-mpmc", PSYNE_MODE_MPMC, PSYNE_ROLE_PRODUCER, cap,
+                                                      PSYNE_WAIT_ADAPTIVE), i};
+        pthread_create(&pth[i], NULL, mpmc_producer, &pt[i]);
+    }
+    while (!atomic_load(&r.gate.go))
+        ;
+    r.start = bench_now_ns();
+    for (int i = 0; i < producers; i++) {
+        pthread_join(pth[i], NULL);
+        psyne_channel_close(pt[i].ch); /* the last producer ends the stream */
+    }
+    for (int i = 0; i < consumers; i++) {
+        pthread_join(cth[i], NULL);
+        psyne_channel_close(ct[i].ch);
+    }
+    double secs = (double)(atomic_load(&r.end) - r.start) / 1e9;
+    out->mps = (double)r.total / secs;
+    out->gbps = (double)r.total * (double)size / secs / 1e9;
+}

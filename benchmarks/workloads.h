@@ -1,0 +1,36 @@
+/*
+ * workloads.h - psyne's side of the WORKLOADS.md in-process workloads, shared
+ * by psyne_bench and the peer comparison (peers/compare_inproc.c) so both run
+ * exactly the same code.
+ */
+#ifndef PSY_BENCH_WORKLOADS_H
+#define PSY_BENCH_WORKLOADS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct tput_result {
+    double mps;  /* messages per second */
+    double gbps; /* payload GB/s (1e9 bytes) */
+};
+
+struct lat_result {
+    uint64_t p50, p99, p999, p9999, max; /* round-trip ns */
+};
+
+/* Ring bytes used for a message size: the same byte budget is given to the
+ * fixed-slot reference ring. */
+uint64_t workload_capacity(size_t size);
+
+/* inproc-spsc-tput: one producer thread -> one consumer thread.
+ * batch: the consumer takes up to 32 records per call and releases them
+ * with one position update. pin: producer on CPU 0, consumer on CPU 1. */
+void psyne_spsc_tput(size_t size, uint64_t count, int batch, int pin, struct tput_result *out);
+
+/* inproc-pingpong: round trips over two SPSC channels, busy-polling. */
+void psyne_pingpong(size_t size, uint64_t round_trips, int pin, struct lat_result *out);
+
+/* inproc-mpmc-tput: producers -> consumers on one MPMC channel (count in all). */
+void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, struct tput_result *out);
+
+#endif
