@@ -208,7 +208,9 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
         return psy_fail(-EINVAL, "receive of 0 messages");
     struct receive_try t = {ch, msgs, max};
     int rc = receive_once(&t);
-    if (rc != -EAGAIN) {
+    if (rc == -EBUSY && timeout_ns == PSYNE_NONBLOCK)
+        return -EAGAIN; /* other consumers hold the read lock: try again */
+    if (rc != -EAGAIN && rc != -EBUSY) {
         if (rc == -EPROTO)
             psy_fail(rc, "the ring holds a record with an impossible header");
         return rc;

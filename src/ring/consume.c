@@ -150,8 +150,9 @@ static int sc_receive(struct psy_ring *r, psy_atomic64 *read_ptr, psy_atomic64 *
     return n;
 }
 
-/* MC: takes the lock bit of read_pos. Gives up (-EAGAIN) only after
- * yielding, so a preempted holder gets the CPU back. */
+/* MC: takes the lock bit of read_pos. Gives up (-EBUSY) only after
+ * yielding, so a preempted holder gets the CPU back. -EBUSY is not "empty":
+ * callers retry it and never sleep on it. */
 static int mc_lock_read(psy_atomic64 *word, uint64_t *pos)
 {
     for (unsigned spins = 0;;) {
@@ -171,7 +172,7 @@ static int mc_lock_read(psy_atomic64 *word, uint64_t *pos)
         } else {
             sched_yield(); /* the holder may be preempted: let it run */
             if (spins > 256)
-                return -EAGAIN;
+                return -EBUSY;
         }
     }
 }
@@ -238,7 +239,7 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
     for (;;) {
         uint64_t pos;
         if (mc_lock_read(&sh->cons.read_pos, &pos))
-            return -EAGAIN;
+            return -EBUSY;
         /* rel.head only grows: a stale value only shortens the walk */
         uint64_t head = atomic_load_explicit(&sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS;
         uint64_t limit = head + r->cap;

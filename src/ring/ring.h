@@ -202,7 +202,8 @@ int psy_ring_abort(struct psy_ring *r, struct psyne_claimed *c);
 void psy_ring_count_full(struct psy_ring *r);
 
 /* Consumer side (consume.c): non-blocking; -EAGAIN when empty, -EPIPE when
- * shut down and drained. sub is the BROADCAST subscriber slot, else -1. */
+ * shut down and drained, -EBUSY (MC) when other consumers kept the read lock
+ * (retry; not a reason to sleep). sub is the BROADCAST subscriber slot, else -1. */
 int psy_ring_receive(struct psy_ring *r, int sub, struct psyne_msg *msgs, unsigned max);
 int psy_ring_release(struct psy_ring *r, int sub, uint64_t begin, uint64_t end);
 int psy_ring_subscribe(struct psy_ring *r);

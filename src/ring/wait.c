@@ -87,7 +87,9 @@ static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn tr
     heavy_barrier();
     uint32_t seen = atomic_load_explicit(seq, memory_order_seq_cst);
     int rc = try_once(ctx);
-    if (rc == -EAGAIN) {
+    /* closed is set before shutdown bumps seq: if we read seq after the bump
+     * we see closed here; if before, FUTEX_WAIT returns at once. */
+    if (rc == -EAGAIN && !psy_ring_closed(r)) {
         struct timespec ts, *tsp = NULL;
         if (deadline) {
             int64_t left = deadline - now_ns();
@@ -110,14 +112,16 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
     int64_t deadline = timeout_ns > 0 ? start + timeout_ns : 0;
     for (unsigned iter = 0;; iter++) {
         int rc = try_once(ctx);
-        if (rc != -EAGAIN)
+        if (rc != -EAGAIN && rc != -EBUSY)
             return rc;
         cpu_relax();
-        if (iter % 64)
+        if (iter % 64 && rc != -EBUSY)
             continue; /* read the clock only now and then */
         int64_t now = now_ns();
         if (deadline && now >= deadline)
             return -ETIMEDOUT;
+        if (rc == -EBUSY) /* contention, not emptiness: never sleep on it */
+            continue;
         int64_t waited = now - start;
         if (r->wait_kind == PSYNE_WAIT_SPIN || waited < r->spin_ns)
             continue;
@@ -126,7 +130,7 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
             continue;
         }
         rc = sleep_once(r, side, try_once, ctx, deadline);
-        if (rc != -EAGAIN)
+        if (rc != -EAGAIN && rc != -EBUSY)
             return rc;
     }
 }

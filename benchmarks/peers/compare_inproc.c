@@ -1,0 +1,557 @@
+/*
+ * compare_inproc.c - psyne side by side with the machine's limits and with
+ * DPDK rte_ring on the in-process workloads of WORKLOADS.md.
+ *
+ * Systems run alternately (psyne, ref, psyne, ref, ...) in one process, and
+ * each ratio is the median of the pairwise ratios of neighbouring runs: on
+ * this VM the host moves the vCPUs every few seconds and cross-core figures
+ * swing by up to 25x, so only ratios taken close together mean anything.
+ *
+ *   psyne_compare [--runs N] [--quick]
+ *
+ * Prints RESULT lines (median of each system), RATIO lines and a Markdown
+ * table of the ratios.
+ */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+#include "slot_ring.h"
+#include "workloads.h"
+
+#ifdef HAVE_DPDK
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+#include <rte_ring_peek_zc.h>
+#endif
+
+#define MAX_RUNS 64
+
+static int runs = 5;
+static int pin = 1;
+
+/* ---- the fixed-slot ring: throughput and ping-pong ---- */
+
+struct slot_tput {
+    struct slot_ring *r;
+    size_t size;
+    uint64_t count;
+    struct bench_gate gate;
+    int64_t start, end;
+};
+
+static void *slot_producer(void *arg)
+{
+    struct slot_tput *s = arg;
+    bench_pin(pin ? 0 : -1);
+    bench_gate_arrive(&s->gate, 2);
+    s->start = bench_now_ns();
+    for (uint64_t i = 0; i < s->count; i++) {
+        bench_write_payload(slot_ring_claim(s->r), s->size, i);
+        slot_ring_publish(s->r);
+    }
+    return NULL;
+}
+
+static double slot_tput_run(size_t size, uint64_t count)
+{
+    size_t slot = (size + 63) & ~(size_t)63;
+    struct slot_tput s = {.r = slot_ring_new(workload_capacity(size) / slot, slot), .size = size, .count = count};
+    pthread_t t;
+    pthread_create(&t, NULL, slot_producer, &s);
+    bench_pin(pin ? 1 : -1);
+    bench_gate_arrive(&s.gate, 2);
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < count; i++) {
+        sum += bench_read_payload(slot_ring_peek(s.r), size, i, "slot ring");
+        slot_ring_release(s.r);
+    }
+    s.end = bench_now_ns();
+    pthread_join(t, NULL);
+    slot_ring_free(s.r);
+    __asm__ volatile("" : : "r"(sum));
+    return (double)count / ((double)(s.end - s.start) / 1e9);
+}
+
+struct slot_pp {
+    struct slot_ring *ping, *pong;
+    uint64_t total;
+    struct bench_gate gate;
+};
+
+static void *slot_ponger(void *arg)
+{
+    struct slot_pp *p = arg;
+    bench_pin(pin ? 1 : -1);
+    bench_gate_arrive(&p->gate, 2);
+    for (uint64_t i = 0; i < p->total; i++) {
+        bench_read_payload(slot_ring_peek(p->ping), 64, i, "slot pong");
+        bench_write_payload(slot_ring_claim(p->pong), 64, i);
+        slot_ring_publish(p->pong);
+        slot_ring_release(p->ping);
+    }
+    return NULL;
+}
+
+static double slot_pingpong_p50(uint64_t trips)
+{
+    uint64_t warm = trips / 10 + 1000;
+    struct slot_pp p = {.ping = slot_ring_new(4096, 64), .pong = slot_ring_new(4096, 64), .total = warm + trips};
+    uint64_t *rtt = malloc(trips * sizeof *rtt);
+    pthread_t t;
+    pthread_create(&t, NULL, slot_ponger, &p);
+    bench_pin(pin ? 0 : -1);
+    bench_gate_arrive(&p.gate, 2);
+    for (uint64_t i = 0; i < p.total; i++) {
+        int64_t t0 = bench_now_ns();
+        bench_write_payload(slot_ring_claim(p.ping), 64, i);
+        slot_ring_publish(p.ping);
+        bench_read_payload(slot_ring_peek(p.pong), 64, i, "slot ping");
+        slot_ring_release(p.pong);
+        if (i >= warm)
+            rtt[i - warm] = (uint64_t)(bench_now_ns() - t0);
+    }
+    pthread_join(t, NULL);
+    bench_sort_u64(rtt, trips);
+    double p50 = (double)bench_percentile(rtt, trips, 50);
+    free(rtt);
+    slot_ring_free(p.ping);
+    slot_ring_free(p.pong);
+    return p50;
+}
+
+/* ---- two threads bouncing one cache line: the floor of any hand-off ---- */
+
+struct line_pp {
+    alignas(128) _Atomic uint64_t ball;
+    uint64_t total;
+    struct bench_gate gate;
+};
+
+static void *line_ponger(void *arg)
+{
+    struct line_pp *l = arg;
+    bench_pin(pin ? 1 : -1);
+    bench_gate_arrive(&l->gate, 2);
+    for (uint64_t i = 0; i < l->total; i++) {
+        while (atomic_load_explicit(&l->ball, memory_order_acquire) != 2 * i + 1)
+            slot_pause();
+        atomic_store_explicit(&l->ball, 2 * i + 2, memory_order_release);
+    }
+    return NULL;
+}
+
+static double line_pingpong_p50(uint64_t trips)
+{
+    uint64_t warm = trips / 10 + 1000;
+    struct line_pp *l = aligned_alloc(128, sizeof *l);
+    memset(l, 0, sizeof *l);
+    l->total = warm + trips;
+    uint64_t *rtt = malloc(trips * sizeof *rtt);
+    pthread_t t;
+    pthread_create(&t, NULL, line_ponger, l);
+    bench_pin(pin ? 0 : -1);
+    bench_gate_arrive(&l->gate, 2);
+    for (uint64_t i = 0; i < l->total; i++) {
+        int64_t t0 = bench_now_ns();
+        atomic_store_explicit(&l->ball, 2 * i + 1, memory_order_release);
+        while (atomic_load_explicit(&l->ball, memory_order_acquire) != 2 * i + 2)
+            slot_pause();
+        if (i >= warm)
+            rtt[i - warm] = (uint64_t)(bench_now_ns() - t0);
+    }
+    pthread_join(t, NULL);
+    bench_sort_u64(rtt, trips);
+    double p50 = (double)bench_percentile(rtt, trips, 50);
+    free(rtt);
+    free(l);
+    return p50;
+}
+
+#ifdef HAVE_DPDK
+/* ---- DPDK rte_ring, linked without the EAL ---- */
+
+#define ESIZE 64
+
+static struct rte_ring *dpdk_ring(unsigned count, unsigned flags)
+{
+    ssize_t sz = rte_ring_get_memsize_elem(ESIZE, count);
+    struct rte_ring *r = aligned_alloc(64, ((size_t)sz + 63) & ~(size_t)63);
+    if (!r || rte_ring_init(r, "psyne-compare", count, flags) != 0) {
+        fprintf(stderr, "rte_ring_init failed\n");
+        abort();
+    }
+    return r;
+}
+
+struct dpdk_spsc {
+    struct rte_ring *r;
+    uint64_t count;
+    unsigned burst;
+    struct bench_gate gate;
+    int64_t start, end;
+};
+
+/* Writes n elements in place in the zero-copy area (which may wrap). */
+static void zc_fill(struct rte_ring_zc_data *z, unsigned n, uint64_t first)
+{
+    for (unsigned k = 0; k < n; k++) {
+        uint8_t *e = k < z->n1 ? (uint8_t *)z->ptr1 + k * ESIZE : (uint8_t *)z->ptr2 + (k - z->n1) * ESIZE;
+        bench_write_payload(e, ESIZE, first + k);
+    }
+}
+
+static void *dpdk_spsc_producer(void *arg)
+{
+    struct dpdk_spsc *d = arg;
+    bench_pin(pin ? 0 : -1);
+    bench_gate_arrive(&d->gate, 2);
+    d->start = bench_now_ns();
+    for (uint64_t i = 0; i < d->count;) {
+        struct rte_ring_zc_data z;
+        unsigned want = d->count - i < d->burst ? (unsigned)(d->count - i) : d->burst;
+        unsigned n = rte_ring_enqueue_zc_burst_elem_start(d->r, ESIZE, want, &z, NULL);
+        if (!n) {
+            slot_pause();
+            continue;
+        }
+        zc_fill(&z, n, i);
+        rte_ring_enqueue_zc_elem_finish(d->r, n);
+        i += n;
+    }
+    return NULL;
+}
+
+static double dpdk_spsc_run(uint64_t count, unsigned burst)
+{
+    struct dpdk_spsc d = {.r = dpdk_ring((unsigned)(workload_capacity(64) / ESIZE), RING_F_SP_ENQ | RING_F_SC_DEQ),
+                          .count = count, .burst = burst};
+    pthread_t t;
+    pthread_create(&t, NULL, dpdk_spsc_producer, &d);
+    bench_pin(pin ? 1 : -1);
+    bench_gate_arrive(&d.gate, 2);
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < count;) {
+        struct rte_ring_zc_data z;
+        unsigned n = rte_ring_dequeue_zc_burst_elem_start(d.r, ESIZE, burst, &z, NULL);
+        if (!n) {
+            slot_pause();
+            continue;
+        }
+        for (unsigned k = 0; k < n; k++, i++) {
+            const uint8_t *e =
+                k < z.n1 ? (const uint8_t *)z.ptr1 + k * ESIZE : (const uint8_t *)z.ptr2 + (k - z.n1) * ESIZE;
+            sum += bench_read_payload(e, ESIZE, i, "rte_ring");
+        }
+        rte_ring_dequeue_zc_elem_finish(d.r, n);
+    }
+    d.end = bench_now_ns();
+    pthread_join(t, NULL);
+    free(d.r);
+    __asm__ volatile("" : : "r"(sum));
+    return (double)count / ((double)(d.end - d.start) / 1e9);
+}
+
+/* MPMC: 2 producers -> 2 consumers for a fixed time (the default MP/MC mode
+ * can fall to a few hundred messages a second when threads share a core). */
+struct dpdk_mpmc {
+    struct rte_ring *r;
+    _Atomic int stop;
+    _Atomic uint64_t received;
+    struct bench_gate gate;
+    int threads;
+};
+
+struct dpdk_mpmc_thread {
+    struct dpdk_mpmc *m;
+    int id;
+};
+
+static void *dpdk_mpmc_producer(void *arg)
+{
+    struct dpdk_mpmc_thread *t = arg;
+    bench_gate_arrive(&t->m->gate, t->m->threads);
+    uint8_t elem[ESIZE];
+    for (uint64_t i = 0; !atomic_load_explicit(&t->m->stop, memory_order_relaxed);) {
+        bench_write_payload(elem, ESIZE, i);
+        elem[ESIZE - 1] = (uint8_t)t->id;
+        if (rte_ring_enqueue_elem(t->m->r, elem, ESIZE) == 0)
+            i++;
+        else
+            slot_pause();
+    }
+    return NULL;
+}
+
+static void *dpdk_mpmc_consumer(void *arg)
+{
+    struct dpdk_mpmc_thread *t = arg;
+    bench_gate_arrive(&t->m->gate, t->m->threads);
+    uint64_t next[2] = {0, 0};
+    uint8_t elem[32][ESIZE];
+    while (!atomic_load_explicit(&t->m->stop, memory_order_relaxed)) {
+        unsigned n = rte_ring_dequeue_burst_elem(t->m->r, elem, ESIZE, 32, NULL);
+        for (unsigned k = 0; k < n; k++) {
+            uint64_t seq;
+            memcpy(&seq, elem[k], 8);
+            int id = elem[k][ESIZE - 1];
+            if (id > 1 || seq < next[id])
+                abort();
+            next[id] = seq + 1;
+            bench_read_payload(elem[k], ESIZE, seq, "rte_ring mpmc");
+        }
+        if (n)
+            atomic_fetch_add_explicit(&t->m->received, n, memory_order_relaxed);
+        else
+            slot_pause();
+    }
+    return NULL;
+}
+
+static double dpdk_mpmc_run(unsigned flags, double seconds)
+{
+    struct dpdk_mpmc m = {.r = dpdk_ring((unsigned)(workload_capacity(64) / ESIZE), flags), .threads = 4};
+    struct dpdk_mpmc_thread th[4];
+    pthread_t pt[4];
+    for (int i = 0; i < 4; i++) {
+        th[i] = (struct dpdk_mpmc_thread){&m, i % 2};
+        pthread_create(&pt[i], NULL, i < 2 ? dpdk_mpmc_producer : dpdk_mpmc_consumer, &th[i]);
+    }
+    while (!atomic_load(&m.gate.go))
+        ;
+    int64_t t0 = bench_now_ns();
+    uint64_t r0 = atomic_load(&m.received);
+    while (bench_now_ns() - t0 < (int64_t)(seconds * 1e9))
+        usleep(10000);
+    uint64_t got = atomic_load(&m.received) - r0;
+    int64_t t1 = bench_now_ns();
+    atomic_store(&m.stop, 1);
+    for (int i = 0; i < 4; i++)
+        pthread_join(pt[i], NULL);
+    free(m.r);
+    return (double)got / ((double)(t1 - t0) / 1e9);
+}
+#endif
+
+/* ---- alternation and ratios ---- */
+
+typedef double (*run_fn)(void *ctx);
+
+struct system {
+    const char *name;
+    run_fn run;
+    void *ctx;
+    int higher_is_better;
+    double v[MAX_RUNS];
+};
+
+struct row {
+    char workload[40];
+    size_t size;
+    char metric[16];
+    char ref[40];
+    double ratio, lo, hi;
+    char target[48];
+};
+
+static struct row rows[64];
+static int n_rows;
+
+/* Runs the systems alternately, `runs` rounds of one run each, and reports
+ * the median over rounds of psyne's value / the reference's value (sys[0] is
+ * psyne). For latencies the ratio is psyne's RTT over the reference's, so
+ * lower is better there. */
+static void compare(const char *workload, size_t size, const char *metric, struct system *sys, int n_sys,
+                    const char *const *targets)
+{
+    for (int r = 0; r < runs; r++)
+        for (int s = 0; s < n_sys; s++)
+            sys[s].v[r] = sys[s].run(sys[s].ctx);
+    for (int s = 0; s < n_sys; s++) {
+        double tmp[MAX_RUNS];
+        memcpy(tmp, sys[s].v, sizeof(double) * (size_t)runs);
+        double med = bench_median(tmp, runs);
+        if (!strcmp(metric, "mps"))
+            printf("RESULT system=%s workload=%s size=%zu mps=%.0f gbps=%.3f runs=%d\n", sys[s].name, workload,
+                   size, med, med * (double)size / 1e9, runs);
+        else
+            printf("RESULT system=%s workload=%s size=%zu rtt_p50_ns=%.0f oneway_p50_ns=%.0f runs=%d\n",
+                   sys[s].name, workload, size, med, med / 2, runs);
+    }
+    for (int s = 1; s < n_sys; s++) {
+        double ratio[MAX_RUNS];
+        for (int r = 0; r < runs; r++)
+            ratio[r] = sys[0].v[r] / sys[s].v[r];
+        double lo = bench_min(ratio, runs), hi = bench_max(ratio, runs), med = bench_median(ratio, runs);
+        printf("RATIO workload=%s size=%zu metric=%s psyne/%s=%.3f min=%.3f max=%.3f%s\n", workload, size, metric,
+               sys[s].name, med, lo, hi, sys[s].higher_is_better ? "" : " (latency: lower is better)");
+        if (n_rows < 64) {
+            struct row *w = &rows[n_rows++];
+            snprintf(w->workload, sizeof w->workload, "%s", workload);
+            w->size = size;
+            snprintf(w->metric, sizeof w->metric, "%s", metric);
+            snprintf(w->ref, sizeof w->ref, "%s", sys[s].name);
+            w->ratio = med;
+            w->lo = lo;
+            w->hi = hi;
+            snprintf(w->target, sizeof w->target, "%s", targets && targets[s - 1] ? targets[s - 1] : "");
+        }
+    }
+    fflush(stdout);
+}
+
+struct tput_ctx {
+    size_t size;
+    uint64_t count;
+    int batch;
+};
+
+static double psyne_spsc_fn(void *c)
+{
+    struct tput_ctx *t = c;
+    struct tput_result r;
+    psyne_spsc_tput(t->size, t->count, t->batch, pin, &r);
+    return r.mps;
+}
+
+static double slot_fn(void *c)
+{
+    struct tput_ctx *t = c;
+    return slot_tput_run(t->size, t->count);
+}
+
+static double psyne_pp_fn(void *c)
+{
+    struct lat_result r;
+    psyne_pingpong(64, *(uint64_t *)c, pin, &r);
+    return (double)r.p50;
+}
+
+static double slot_pp_fn(void *c)
+{
+    return slot_pingpong_p50(*(uint64_t *)c);
+}
+
+static double line_pp_fn(void *c)
+{
+    return line_pingpong_p50(*(uint64_t *)c);
+}
+
+static double psyne_mpmc_fn(void *c)
+{
+    struct tput_ctx *t = c;
+    struct tput_result r;
+    psyne_mpmc_tput(64, t->count, 2, 2, &r);
+    return r.mps;
+}
+
+#ifdef HAVE_DPDK
+struct dpdk_ctx {
+    uint64_t count;
+    unsigned burst;
+    unsigned flags;
+    double seconds;
+};
+
+static double dpdk_spsc_fn(void *c)
+{
+    struct dpdk_ctx *d = c;
+    return dpdk_spsc_run(d->count, d->burst);
+}
+
+static double dpdk_mpmc_fn(void *c)
+{
+    struct dpdk_ctx *d = c;
+    return dpdk_mpmc_run(d->flags, d->seconds);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    int quick = 0;
+    static const struct option opts[] = {{"runs", required_argument, 0, 'r'}, {"quick", no_argument, 0, 'q'},
+                                         {"no-pin", no_argument, 0, 'n'}, {0, 0, 0, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == 'r')
+            runs = atoi(optarg);
+        else if (o == 'q')
+            quick = 1;
+        else if (o == 'n')
+            pin = 0;
+        else
+            return 2;
+    }
+    if (runs < 1 || runs > MAX_RUNS)
+        return 2;
+    uint64_t scale = quick ? 10 : 1;
+
+    /* inproc-spsc-tput: psyne single and batch vs the fixed-slot ring and rte_ring */
+    static const size_t sizes[] = {64, 4096, 65536, 1048576};
+    static const uint64_t counts[] = {5000000, 1000000, 100000, 6000};
+    for (int i = 0; i < 4; i++) {
+        struct tput_ctx single = {sizes[i], counts[i] / scale, 0};
+        struct system sys[4] = {{"psyne", psyne_spsc_fn, &single, 1, {0}}, {"fixed-slot-ring", slot_fn, &single, 1, {0}}};
+        const char *targets[3] = {sizes[i] == 64 || sizes[i] == 1048576 ? ">= 0.9" : NULL, NULL, NULL};
+        int n = 2;
+#ifdef HAVE_DPDK
+        struct dpdk_ctx d1 = {counts[i] / scale, 1, 0, 0};
+        if (sizes[i] == 64) {
+            sys[n++] = (struct system){"rte_ring-spsc-zc-n1", dpdk_spsc_fn, &d1, 1, {0}};
+            targets[n - 2] = "(1.5x expected)";
+        }
+#endif
+        compare("inproc-spsc-tput", sizes[i], "mps", sys, n, targets);
+    }
+    {
+        struct tput_ctx batch = {64, counts[0] / scale, 1};
+        struct system sys[3] = {{"psyne-batch", psyne_spsc_fn, &batch, 1, {0}},
+                                {"fixed-slot-ring", slot_fn, &batch, 1, {0}}};
+        const char *targets[2] = {NULL, NULL};
+        int n = 2;
+#ifdef HAVE_DPDK
+        struct dpdk_ctx d32 = {counts[0] / scale, 32, 0, 0};
+        sys[n++] = (struct system){"rte_ring-spsc-zc-burst32", dpdk_spsc_fn, &d32, 1, {0}};
+        targets[1] = ">= 1.0";
+#endif
+        compare("inproc-spsc-tput", 64, "mps", sys, n, targets);
+    }
+
+    /* inproc-pingpong */
+    uint64_t trips = 200000 / scale;
+    struct system pp[3] = {{"psyne", psyne_pp_fn, &trips, 0, {0}},
+                           {"fixed-slot-ring", slot_pp_fn, &trips, 0, {0}},
+                           {"cache-line", line_pp_fn, &trips, 0, {0}}};
+    const char *pp_targets[2] = {"<= 1.3", "(floor)"};
+    compare("inproc-pingpong", 64, "rtt_p50_ns", pp, 3, pp_targets);
+
+    /* inproc-mpmc-tput: 2 producers + 2 consumers on 2 cores */
+    struct tput_ctx mp = {64, 3000000 / scale, 0};
+    struct system mpmc[4] = {{"psyne", psyne_mpmc_fn, &mp, 1, {0}}};
+    const char *mp_targets[3] = {NULL, NULL, NULL};
+    int n_mp = 1;
+#ifdef HAVE_DPDK
+    struct dpdk_ctx rts = {0, 0, RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ, quick ? 0.2 : 1.0};
+    struct dpdk_ctx mt = {0, 0, 0, quick ? 0.2 : 1.0};
+    mpmc[n_mp++] = (struct system){"rte_ring-mpmc-rts", dpdk_mpmc_fn, &rts, 1, {0}};
+    mp_targets[0] = ">= 1.5";
+    mpmc[n_mp++] = (struct system){"rte_ring-mpmc-default", dpdk_mpmc_fn, &mt, 1, {0}};
+#endif
+    if (n_mp > 1)
+        compare("inproc-mpmc-tput", 64, "mps", mpmc, n_mp, mp_targets);
+    else
+        printf("# inproc-mpmc-tput: no peer (build with dpdk-dev installed for rte_ring)\n");
+
+    printf("\n| workload | size | metric | psyne / reference | ratio (median) | min | max | target |\n"
+           "|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n_rows; i++)
+        printf("| %s | %zu | %s | %s | %.2f | %.2f | %.2f | %s |\n", rows[i].workload, rows[i].size, rows[i].metric,
+               rows[i].ref, rows[i].ratio, rows[i].lo, rows[i].hi, rows[i].target);
+    return 0;
+}
