@@ -7,7 +7,7 @@
  * this VM the host moves the vCPUs every few seconds and cross-core figures
  * swing by up to 25x, so only ratios taken close together mean anything.
  *
- *   psyne_compare [--runs N] [--quick]
+ *   psyne_compare [--runs N] [--quick] [--only spsc,batch,pingpong,mpmc]
  *
  * Prints RESULT lines (median of each system), RATIO lines and a Markdown
  * table of the ratios.
@@ -475,11 +475,15 @@ static double dpdk_mpmc_fn(void *c)
 int main(int argc, char **argv)
 {
     int quick = 0;
+    const char *only = NULL;
     static const struct option opts[] = {{"runs", required_argument, 0, 'r'}, {"quick", no_argument, 0, 'q'},
-                                         {"no-pin", no_argument, 0, 'n'}, {0, 0, 0, 0}};
+                                         {"no-pin", no_argument, 0, 'n'}, {"only", required_argument, 0, 'o'},
+                                         {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (o == 'r')
+        if (o == 'o')
+            only = optarg;
+        else if (o == 'r')
             runs = atoi(optarg);
         else if (o == 'q')
             quick = 1;
@@ -495,7 +499,7 @@ int main(int argc, char **argv)
     /* inproc-spsc-tput: psyne single and batch vs the fixed-slot ring and rte_ring */
     static const size_t sizes[] = {64, 4096, 65536, 1048576};
     static const uint64_t counts[] = {5000000, 1000000, 100000, 6000};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 4 && (!only || strstr(only, "spsc")); i++) {
         struct tput_ctx single = {sizes[i], counts[i] / scale, 0};
         struct system sys[4] = {{"psyne", psyne_spsc_fn, &single, 1, {0}}, {"fixed-slot-ring", slot_fn, &single, 1, {0}}};
         const char *targets[3] = {sizes[i] == 64 || sizes[i] == 1048576 ? ">= 0.9" : NULL, NULL, NULL};
@@ -509,7 +513,7 @@ int main(int argc, char **argv)
 #endif
         compare("inproc-spsc-tput", sizes[i], "mps", sys, n, targets);
     }
-    {
+    if (!only || strstr(only, "batch")) {
         struct tput_ctx batch = {64, counts[0] / scale, 1};
         struct system sys[3] = {{"psyne-batch", psyne_spsc_fn, &batch, 1, {0}},
                                 {"fixed-slot-ring", slot_fn, &batch, 1, {0}}};
@@ -529,7 +533,8 @@ int main(int argc, char **argv)
                            {"fixed-slot-ring", slot_pp_fn, &trips, 0, {0}},
                            {"cache-line", line_pp_fn, &trips, 0, {0}}};
     const char *pp_targets[2] = {"<= 1.3", "(floor)"};
-    compare("inproc-pingpong", 64, "rtt_p50_ns", pp, 3, pp_targets);
+    if (!only || strstr(only, "pingpong"))
+        compare("inproc-pingpong", 64, "rtt_p50_ns", pp, 3, pp_targets);
 
     /* inproc-mpmc-tput: 2 producers + 2 consumers on 2 cores */
     struct tput_ctx mp = {64, 3000000 / scale, 0};
@@ -543,7 +548,9 @@ int main(int argc, char **argv)
     mp_targets[0] = ">= 1.5";
     mpmc[n_mp++] = (struct system){"rte_ring-mpmc-default", dpdk_mpmc_fn, &mt, 1, {0}};
 #endif
-    if (n_mp > 1)
+    if (only && !strstr(only, "mpmc"))
+        ;
+    else if (n_mp > 1)
         compare("inproc-mpmc-tput", 64, "mps", mpmc, n_mp, mp_targets);
     else
         printf("# inproc-mpmc-tput: no peer (build with dpdk-dev installed for rte_ring)\n");

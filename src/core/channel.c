@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ring/ring.h"
+#include "../ring/fastpath.h"
 #include "../transport/transport.h"
 #include "channel.h"
 #include "error.h"
@@ -14,8 +14,12 @@
 
 struct psyne_channel {
     struct psy_ring *ring;
+    const struct psy_reader *reader; /* single consumer state, NULL in MC modes */
+    bool sp_fast;                    /* may take the inline SP claim/commit */
+    bool sc_fast;                    /* may take the inline SC receive (SP producer) */
     int role;
     int sub; /* BROADCAST subscriber slot, else -1 */
+    struct psy_reader reader_state;
 };
 
 struct psy_ring *psy_channel_ring(psyne_channel *ch)
@@ -94,7 +98,14 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
             return psy_fail(-EBUSY, "%s already has %d subscribers", uri, PSYNE_MAX_SUBSCRIBERS);
         }
     }
-    struct psy_wait_block *w = &ch->ring->sh->wait;
+    struct psy_ring *r = ch->ring;
+    if (!r->mc) {
+        psy_ring_reader_init(r, ch->sub, &ch->reader_state);
+        ch->reader = &ch->reader_state;
+    }
+    ch->sp_fast = !r->mp && ch->role != PSYNE_ROLE_CONSUMER;
+    ch->sc_fast = ch->reader && !r->mp && ch->role != PSYNE_ROLE_PRODUCER;
+    struct psy_wait_block *w = &r->sh->wait;
     if (ch->role != PSYNE_ROLE_CONSUMER)
         atomic_fetch_add_explicit(&w->producers, 1, memory_order_relaxed);
     if (ch->role != PSYNE_ROLE_PRODUCER)
@@ -151,6 +162,11 @@ static int claim_once(void *ctx)
 int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
 {
     struct psy_ring *r = ch->ring;
+    if (psy_likely(ch->sp_fast && max_len <= r->cap - PSYNE_RECORD_HEADER && !psy_ring_closed(r))) {
+        c->capacity = (uint32_t)max_len;
+        if (psy_likely(psy_sp_claim(r, PSYNE_RECORD_SIZE(max_len), c) == 0))
+            return 0;
+    }
     if (ch->role == PSYNE_ROLE_CONSUMER)
         return psy_fail(-EPERM, "claim on a consumer handle");
     uint64_t need = PSYNE_RECORD_SIZE(max_len);
@@ -176,6 +192,10 @@ int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint
         return psy_fail(-EINVAL, "commit of %zu bytes into a claim of %u", length, c->capacity);
     if (type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX)
         return psy_fail(-EINVAL, "type %u is outside %u..%u", type, PSYNE_TYPE_USER_MIN, PSYNE_TYPE_USER_MAX);
+    if (psy_likely(ch->sp_fast)) { /* psy_reserved != 0: this SP producer's claim is open */
+        psy_sp_commit(ch->ring, c, (uint32_t)length, type);
+        return 0;
+    }
     return psy_ring_commit(ch->ring, c, (uint32_t)length, type);
 }
 
@@ -197,7 +217,12 @@ struct receive_try {
 static int receive_once(void *ctx)
 {
     struct receive_try *t = ctx;
-    return psy_ring_receive(t->ch->ring, t->ch->sub, t->msgs, t->max);
+    if (t->max == 1 && t->ch->sc_fast) { /* a poll as cheap as the fast path */
+        int rc = psy_sc_sp_receive_one(t->ch->ring, t->ch->reader, t->msgs);
+        if (rc == 0 || (rc == -EAGAIN && !psy_ring_closed(t->ch->ring)))
+            return rc;
+    }
+    return psy_ring_receive(t->ch->ring, t->ch->reader, t->msgs, t->max);
 }
 
 int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max, int64_t timeout_ns)
@@ -223,13 +248,16 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
 
 int psyne_receive(psyne_channel *ch, struct psyne_msg *m, int64_t timeout_ns)
 {
+    if (psy_likely(ch->sc_fast) && psy_sc_sp_receive_one(ch->ring, ch->reader, m) == 0)
+        return 0;
     int rc = psyne_receive_batch(ch, m, 1, timeout_ns);
     return rc < 0 ? rc : 0;
 }
 
 int psyne_release(psyne_channel *ch, const struct psyne_msg *m)
 {
-    int rc = psy_ring_release(ch->ring, ch->sub, m->psy_begin, m->psy_end);
+    int rc = ch->reader ? psy_sc_release(ch->ring, ch->reader, m->psy_end)
+                        : psy_ring_release(ch->ring, NULL, m->psy_begin, m->psy_end);
     return rc ? psy_fail(rc, "release of a message this consumer does not hold") : 0;
 }
 
@@ -240,7 +268,7 @@ int psyne_release_batch(psyne_channel *ch, const struct psyne_msg *msgs, unsigne
     for (unsigned i = 1; i < n; i++)
         if (msgs[i].psy_begin != msgs[i - 1].psy_end)
             return psy_fail(-EINVAL, "release_batch of messages that are not one receive_batch result");
-    int rc = psy_ring_release(ch->ring, ch->sub, msgs[0].psy_begin, msgs[n - 1].psy_end);
+    int rc = psy_ring_release(ch->ring, ch->reader, msgs[0].psy_begin, msgs[n - 1].psy_end);
     return rc ? psy_fail(rc, "release of messages this consumer does not hold") : 0;
 }
 

@@ -14,17 +14,16 @@
 #include <sched.h>
 #include <string.h>
 
-#include "ring.h"
+#include "fastpath.h"
 
-/* Where the readable records end for a reader at pos: SP producers publish a
- * tail (A1 pairs with R1); MP producers publish each header (checked while
- * walking), so their bound is "infinite". */
-static uint64_t sp_visible_tail(struct psy_ring *r, psy_atomic64 *cached_tail, uint64_t pos, uint64_t head)
+/* SP producers publish a tail (A1 pairs with R1); refresh the reader's copy
+ * when it has been read up to. */
+static uint64_t sp_visible_tail(struct psy_ring *r, const struct psy_reader *rd, uint64_t pos, uint64_t head)
 {
-    uint64_t tail = atomic_load_explicit(cached_tail, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(rd->cached_tail, memory_order_relaxed);
     if (pos == tail) {
         tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire); /* A1 */
-        atomic_store_explicit(cached_tail, tail, memory_order_relaxed);
+        atomic_store_explicit(rd->cached_tail, tail, memory_order_relaxed);
         if (tail != pos)
             psy_ring_note_usage(r, tail - head);
     }
@@ -108,27 +107,11 @@ void psy_ring_count_empty(struct psy_ring *r, int sub)
         psy_count(&r->sh->cons.empty_events, 1);
 }
 
-/* SC release: frees [current head, end). In MP modes the space is zeroed
- * first, so producers always claim zeroed memory. */
-static int sc_release(struct psy_ring *r, psy_atomic64 *head_ptr, psy_atomic64 *read_ptr, uint64_t end)
+static int sc_receive(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *msgs, unsigned max)
 {
-    uint64_t head = atomic_load_explicit(head_ptr, memory_order_relaxed);
-    uint64_t read = atomic_load_explicit(read_ptr, memory_order_relaxed);
-    if (end - head == 0 || end - head > read - head)
-        return -EINVAL;
-    if (r->mp)
-        memset(r->data + (head & r->mask), 0, end - head);
-    atomic_store_explicit(head_ptr, end, memory_order_release); /* R3 */
-    psy_wake_if_waiting(r, PSY_WAIT_SPACE);
-    return 0;
-}
-
-static int sc_receive(struct psy_ring *r, psy_atomic64 *read_ptr, psy_atomic64 *head_ptr, psy_atomic64 *cached_tail,
-                      psy_atomic64 *msgs_ctr, psy_atomic64 *bytes_ctr, struct psyne_msg *msgs, unsigned max)
-{
-    uint64_t pos = atomic_load_explicit(read_ptr, memory_order_relaxed);
-    uint64_t head = atomic_load_explicit(head_ptr, memory_order_relaxed);
-    uint64_t limit = r->mp ? head + r->cap : sp_visible_tail(r, cached_tail, pos, head);
+    uint64_t pos = atomic_load_explicit(rd->read_pos, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(rd->head, memory_order_relaxed);
+    uint64_t limit = r->mp ? head + r->cap : sp_visible_tail(r, rd, pos, head);
     uint64_t end;
     int n = walk(r, pos, limit, msgs, max, &end);
     if (n < 0)
@@ -138,15 +121,15 @@ static int sc_receive(struct psy_ring *r, psy_atomic64 *read_ptr, psy_atomic64 *
          * or a producer waiting for exactly those bytes could wait for a
          * release that never comes. Otherwise read them again next time. */
         if (end != pos && head == pos) {
-            atomic_store_explicit(read_ptr, end, memory_order_relaxed);
-            sc_release(r, head_ptr, read_ptr, end);
+            atomic_store_explicit(rd->read_pos, end, memory_order_relaxed);
+            psy_sc_release(r, rd, end);
         }
         return empty_result(r);
     }
     /* Trailing pads stay unread, so read_pos never passes space that no
      * held message covers. */
-    atomic_store_explicit(read_ptr, msgs[n - 1].psy_end, memory_order_relaxed);
-    count_received(msgs_ctr, bytes_ctr, msgs, n, false);
+    atomic_store_explicit(rd->read_pos, msgs[n - 1].psy_end, memory_order_relaxed);
+    count_received(rd->msgs, rd->bytes, msgs, n, false);
     return n;
 }
 
@@ -265,27 +248,26 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
     }
 }
 
-int psy_ring_receive(struct psy_ring *r, int sub, struct psyne_msg *msgs, unsigned max)
+void psy_ring_reader_init(struct psy_ring *r, int sub, struct psy_reader *rd)
 {
     struct psy_ring_shared *sh = r->sh;
     if (sub >= 0) {
         struct psy_sub *s = &sh->subs[sub];
-        return sc_receive(r, &s->read_pos, &s->head, &s->cached_tail, &s->msgs, &s->bytes, msgs, max);
+        *rd = (struct psy_reader){&s->read_pos, &s->head, &s->cached_tail, &s->msgs, &s->bytes};
+    } else {
+        *rd = (struct psy_reader){&sh->cons.read_pos, &sh->rel.head, &sh->cons.cached_tail, &sh->cons.msgs,
+                                  &sh->cons.bytes};
     }
-    if (r->mc)
-        return mc_receive(r, msgs, max);
-    return sc_receive(r, &sh->cons.read_pos, &sh->rel.head, &sh->cons.cached_tail, &sh->cons.msgs, &sh->cons.bytes,
-                      msgs, max);
 }
 
-int psy_ring_release(struct psy_ring *r, int sub, uint64_t begin, uint64_t end)
+int psy_ring_receive(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *msgs, unsigned max)
 {
-    struct psy_ring_shared *sh = r->sh;
-    if (sub >= 0)
-        return sc_release(r, &sh->subs[sub].head, &sh->subs[sub].read_pos, end);
-    if (r->mc)
-        return mc_release(r, begin, end);
-    return sc_release(r, &sh->rel.head, &sh->cons.read_pos, end);
+    return rd ? sc_receive(r, rd, msgs, max) : mc_receive(r, msgs, max);
+}
+
+int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, uint64_t begin, uint64_t end)
+{
+    return rd ? psy_sc_release(r, rd, end) : mc_release(r, begin, end);
 }
 
 int psy_ring_subscribe(struct psy_ring *r)

@@ -10,11 +10,11 @@
  */
 #include <errno.h>
 
-#include "ring.h"
+#include "fastpath.h"
 
 /* A3 (pairs with R3 in consume.c): the releasing side's stores, including
  * the zeroing of MP space, happen before we reuse the space. */
-static uint64_t refresh_head(struct psy_ring *r)
+uint64_t psy_ring_refresh_head(struct psy_ring *r)
 {
     struct psy_ring_shared *sh = r->sh;
     if (r->mode != PSYNE_MODE_BROADCAST)
@@ -32,27 +32,6 @@ static uint64_t refresh_head(struct psy_ring *r)
     return min;
 }
 
-static int sp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
-{
-    struct psy_ring_shared *sh = r->sh;
-    if (atomic_load_explicit(&sh->prod.claim_open, memory_order_relaxed))
-        return -EBUSY;
-    uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed); /* we are its only writer */
-    uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_relaxed);
-    if (tail + need - head > r->cap) {
-        head = refresh_head(r);
-        atomic_store_explicit(&sh->prod.cached_head, head, memory_order_relaxed);
-        psy_ring_note_usage(r, tail - head);
-        if (tail + need - head > r->cap)
-            return -EAGAIN;
-    }
-    atomic_store_explicit(&sh->prod.claim_open, 1, memory_order_relaxed);
-    c->data = r->data + (tail & r->mask) + PSYNE_RECORD_HEADER;
-    c->psy_pos = tail;
-    c->psy_reserved = (uint32_t)need;
-    return 0;
-}
-
 static int mp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
 {
     struct psy_ring_shared *sh = r->sh;
@@ -62,7 +41,7 @@ static int mp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
          * the producer that refreshed it to us. */
         uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_acquire);
         if (tail + need - head > r->cap) {
-            head = refresh_head(r);
+            head = psy_ring_refresh_head(r);
             atomic_store_explicit(&sh->prod.cached_head, head, memory_order_release); /* R5 */
             psy_ring_note_usage(r, tail - head);
             if (tail + need - head > r->cap) {
@@ -86,7 +65,7 @@ static int mp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
 
 int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
 {
-    return r->mp ? mp_claim(r, need, c) : sp_claim(r, need, c);
+    return r->mp ? mp_claim(r, need, c) : psy_sp_claim(r, need, c);
 }
 
 /* MP: publishes `length`/`type` at pos, and a pad record over whatever is
@@ -104,19 +83,15 @@ static void mp_publish(struct psy_ring *r, uint64_t pos, uint64_t reserved, uint
 int psy_ring_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length, uint32_t type)
 {
     struct psy_ring_shared *sh = r->sh;
-    if (r->mp) {
-        mp_publish(r, c->psy_pos, c->psy_reserved, length, type);
-        atomic_fetch_add_explicit(&sh->prod.msgs, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&sh->prod.bytes, length, memory_order_relaxed);
-    } else {
+    if (!r->mp) {
         if (!atomic_load_explicit(&sh->prod.claim_open, memory_order_relaxed))
             return -EINVAL;
-        atomic_store_explicit(psy_hdr_at(r, c->psy_pos), psy_hdr_make(length, type), memory_order_relaxed);
-        atomic_store_explicit(&sh->pub.tail, c->psy_pos + PSYNE_RECORD_SIZE(length), memory_order_release); /* R1 */
-        atomic_store_explicit(&sh->prod.claim_open, 0, memory_order_relaxed);
-        psy_count(&sh->prod.msgs, 1);
-        psy_count(&sh->prod.bytes, length);
+        psy_sp_commit(r, c, length, type);
+        return 0;
     }
+    mp_publish(r, c->psy_pos, c->psy_reserved, length, type);
+    atomic_fetch_add_explicit(&sh->prod.msgs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->prod.bytes, length, memory_order_relaxed);
     c->psy_reserved = 0;
     psy_wake_if_waiting(r, PSY_WAIT_DATA);
     return 0;

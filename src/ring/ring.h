@@ -203,9 +203,12 @@ void psy_ring_count_full(struct psy_ring *r);
 
 /* Consumer side (consume.c): non-blocking; -EAGAIN when empty, -EPIPE when
  * shut down and drained, -EBUSY (MC) when other consumers kept the read lock
- * (retry; not a reason to sleep). sub is the BROADCAST subscriber slot, else -1. */
-int psy_ring_receive(struct psy_ring *r, int sub, struct psyne_msg *msgs, unsigned max);
-int psy_ring_release(struct psy_ring *r, int sub, uint64_t begin, uint64_t end);
+ * (retry; not a reason to sleep). */
+struct psy_reader;
+/* rd: the single consumer's state (psy_ring_reader_init), NULL in MC modes. */
+void psy_ring_reader_init(struct psy_ring *r, int sub, struct psy_reader *rd);
+int psy_ring_receive(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *msgs, unsigned max);
+int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, uint64_t begin, uint64_t end);
 int psy_ring_subscribe(struct psy_ring *r);
 void psy_ring_unsubscribe(struct psy_ring *r, int sub);
 void psy_ring_count_empty(struct psy_ring *r, int sub);

@@ -108,16 +108,21 @@ static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn tr
 
 int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t timeout_ns)
 {
-    int64_t start = now_ns();
-    int64_t deadline = timeout_ns > 0 ? start + timeout_ns : 0;
-    for (unsigned iter = 0;; iter++) {
+    /* The clock is first read after 64 polls: a wait that ends quickly (the
+     * common case for a consumer that keeps up) costs no clock_gettime. */
+    int64_t start = 0, deadline = 0;
+    for (unsigned iter = 1;; iter++) {
         int rc = try_once(ctx);
         if (rc != -EAGAIN && rc != -EBUSY)
             return rc;
         cpu_relax();
         if (iter % 64 && rc != -EBUSY)
-            continue; /* read the clock only now and then */
+            continue;
         int64_t now = now_ns();
+        if (!start) {
+            start = now;
+            deadline = timeout_ns > 0 ? now + timeout_ns : 0;
+        }
         if (deadline && now >= deadline)
             return -ETIMEDOUT;
         if (rc == -EBUSY) /* contention, not emptiness: never sleep on it */

@@ -1,0 +1,118 @@
+/*
+ * fastpath.h - the single-producer and single-consumer steps of the ring as
+ * inline functions, so the public calls in channel.c run them without
+ * layers of calls (the SPSC hot path is a handful of loads and stores).
+ * produce.c and consume.c use the same functions: there is one
+ * implementation of each step. Ordering labels are those of ring.h.
+ */
+#ifndef PSY_FASTPATH_H
+#define PSY_FASTPATH_H
+
+#include <errno.h>
+#include <string.h>
+
+#include "ring.h"
+
+#if defined(__GNUC__)
+#define psy_likely(x) __builtin_expect(!!(x), 1)
+#define psy_unlikely(x) __builtin_expect(!!(x), 0)
+#else
+#define psy_likely(x) (x)
+#define psy_unlikely(x) (x)
+#endif
+
+/* The release position a producer may not pass (A3), refreshed when the
+ * cached copy says the ring is full (produce.c). */
+uint64_t psy_ring_refresh_head(struct psy_ring *r);
+
+/* The state of one single consumer: the ring's consumer blocks, or one
+ * BROADCAST subscriber's slot. */
+struct psy_reader {
+    psy_atomic64 *read_pos;
+    psy_atomic64 *head;        /* R3: release position */
+    psy_atomic64 *cached_tail; /* copy of pub.tail (SP producers) */
+    psy_atomic64 *msgs;
+    psy_atomic64 *bytes;
+};
+
+/* SP claim: non-blocking, -EAGAIN when full, -EBUSY with a claim open. */
+static inline int psy_sp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
+{
+    struct psy_ring_shared *sh = r->sh;
+    if (psy_unlikely(atomic_load_explicit(&sh->prod.claim_open, memory_order_relaxed)))
+        return -EBUSY;
+    uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed); /* we are its only writer */
+    uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_relaxed);
+    if (psy_unlikely(tail + need - head > r->cap)) {
+        head = psy_ring_refresh_head(r);
+        atomic_store_explicit(&sh->prod.cached_head, head, memory_order_relaxed);
+        psy_ring_note_usage(r, tail - head);
+        if (tail + need - head > r->cap)
+            return -EAGAIN;
+    }
+    atomic_store_explicit(&sh->prod.claim_open, 1, memory_order_relaxed);
+    c->data = r->data + (tail & r->mask) + PSYNE_RECORD_HEADER;
+    c->psy_pos = tail;
+    c->psy_reserved = (uint32_t)need;
+    return 0;
+}
+
+/* SP commit: header, then the tail (R1). */
+static inline void psy_sp_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length, uint32_t type)
+{
+    struct psy_ring_shared *sh = r->sh;
+    atomic_store_explicit(psy_hdr_at(r, c->psy_pos), psy_hdr_make(length, type), memory_order_relaxed);
+    atomic_store_explicit(&sh->pub.tail, c->psy_pos + PSYNE_RECORD_SIZE(length), memory_order_release); /* R1 */
+    atomic_store_explicit(&sh->prod.claim_open, 0, memory_order_relaxed);
+    c->psy_reserved = 0;
+    psy_count(&sh->prod.msgs, 1);
+    psy_count(&sh->prod.bytes, length);
+    psy_wake_if_waiting(r, PSY_WAIT_DATA);
+}
+
+/* SC with an SP producer: the next record if it is an ordinary message.
+ * Returns 0, -EAGAIN when nothing is visible, or 1 when the record needs
+ * the general walk (a pad, or a header that must be reported). */
+static inline int psy_sc_sp_receive_one(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *m)
+{
+    uint64_t pos = atomic_load_explicit(rd->read_pos, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(rd->cached_tail, memory_order_relaxed);
+    if (pos == tail) {
+        tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire); /* A1 */
+        if (pos == tail)
+            return -EAGAIN;
+        atomic_store_explicit(rd->cached_tail, tail, memory_order_relaxed);
+        psy_ring_note_usage(r, tail - atomic_load_explicit(rd->head, memory_order_relaxed));
+    }
+    uint64_t w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_relaxed); /* ordered by A1 */
+    uint32_t type = psy_hdr_type(w);
+    uint64_t size = PSYNE_RECORD_SIZE(psy_hdr_length(w));
+    if (psy_unlikely(type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX || size > tail - pos))
+        return 1;
+    m->data = r->data + (pos & r->mask) + PSYNE_RECORD_HEADER;
+    m->length = psy_hdr_length(w);
+    m->type = type;
+    m->psy_begin = pos;
+    m->psy_end = pos + size;
+    atomic_store_explicit(rd->read_pos, pos + size, memory_order_relaxed);
+    psy_count(rd->msgs, 1);
+    psy_count(rd->bytes, m->length);
+    return 0;
+}
+
+/* SC release: frees [head, end). In MP modes the space is zeroed first, so
+ * producers always claim zeroed memory. */
+static inline int psy_sc_release(struct psy_ring *r, const struct psy_reader *rd, uint64_t end)
+{
+    uint64_t head = atomic_load_explicit(rd->head, memory_order_relaxed);
+    uint64_t read = atomic_load_explicit(rd->read_pos, memory_order_relaxed);
+    if (psy_unlikely(end - head == 0 || end - head > read - head))
+        return -EINVAL;
+    if (r->mp)
+        memset(r->data + (head & r->mask), 0, end - head);
+    atomic_store_explicit(rd->head, end, memory_order_release); /* R3 */
+    psy_wake_if_waiting(r, PSY_WAIT_SPACE);
+    return 0;
+}
+
+#endif
