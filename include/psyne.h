@@ -57,6 +57,9 @@ extern "C" {
 #define PSYNE_MAX_CAPACITY ((uint64_t)1 << 30)
 #define PSYNE_RECORD_HEADER 8u
 #define PSYNE_RECORD_SIZE(len) ((uint64_t)PSYNE_RECORD_HEADER + ((((uint64_t)(len)) + 7u) & ~(uint64_t)7u))
+/* The largest message a ring of `capacity` bytes accepts (8 bytes of every
+ * ring stay free to mark where the committed records end). */
+#define PSYNE_MAX_MESSAGE(capacity) ((uint64_t)(capacity) - 2u * PSYNE_RECORD_HEADER)
 
 /* Maximum number of simultaneous subscribers of a BROADCAST channel. */
 #define PSYNE_MAX_SUBSCRIBERS 32

@@ -22,6 +22,7 @@ int main()
     static_assert(PSYNE_RECORD_SIZE(0) == 8 && PSYNE_RECORD_SIZE(1) == 16 && PSYNE_RECORD_SIZE(8) == 16, "size");
     static_assert(2 * PSYNE_RECORD_SIZE(3 + 5) == 32, "argument and result are parenthesized");
     static_assert(PSYNE_TYPE_USER_MIN < PSYNE_TYPE_USER_MAX, "type range");
+    static_assert(PSYNE_MAX_MESSAGE(4096) == 4080 && 2 * PSYNE_MAX_MESSAGE(2048 + 2048) == 8160, "max message");
     static_assert(PSYNE_DEFAULT_CAPACITY <= PSYNE_MAX_CAPACITY, "capacities");
     static_assert(PSYNE_MAX_SUBSCRIBERS > 0, "subscribers");
     static_assert(PSYNE_NONBLOCK == 0 && PSYNE_FOREVER < 0, "timeouts");

@@ -162,18 +162,19 @@ static void test_full_empty_timeouts(int mode)
     CHECK_RC(psyne_receive(ch, &m, 1000000), -ETIMEDOUT);
 
     /* the largest message that fits an empty ring */
-    CHECK_RC(psyne_claim(ch, 4096 - PSYNE_RECORD_HEADER, &c, PSYNE_NONBLOCK), 0);
-    CHECK_RC(psyne_commit(ch, &c, 4096 - PSYNE_RECORD_HEADER, T_MSG), 0);
+    CHECK_RC(psyne_claim(ch, PSYNE_MAX_MESSAGE(4096) + 1, &c, PSYNE_NONBLOCK), -EMSGSIZE);
+    CHECK_RC(psyne_claim(ch, PSYNE_MAX_MESSAGE(4096), &c, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_commit(ch, &c, PSYNE_MAX_MESSAGE(4096), T_MSG), 0);
     CHECK_RC(psyne_claim(ch, 0, &c, PSYNE_NONBLOCK), -EAGAIN);
     CHECK_RC(psyne_claim(ch, 0, &c, 2000000), -ETIMEDOUT);
     CHECK_RC(psyne_receive(ch, &m, PSYNE_FOREVER), 0);
-    CHECK(m.length == 4096 - PSYNE_RECORD_HEADER);
+    CHECK(m.length == PSYNE_MAX_MESSAGE(4096));
     CHECK_RC(psyne_release(ch, &m), 0);
 
     struct psyne_stats st;
     CHECK_RC(psyne_channel_stats(ch, &st), 0);
     CHECK(st.full_events >= 2 && st.empty_events >= 2);
-    CHECK(st.high_water == 4096);
+    CHECK(st.high_water == PSYNE_RECORD_SIZE(PSYNE_MAX_MESSAGE(4096)));
     psyne_channel_close(ch);
 }
 

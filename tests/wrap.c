@@ -61,14 +61,14 @@ static void run(int mode)
         o.role = PSYNE_ROLE_CONSUMER; /* subscribes at the (wrapped) start */
     CHECK_RC(psyne_channel_open(&rx, "memory://wrap", &o), 0);
 
-    uint32_t max_len = CAP - PSYNE_RECORD_HEADER;
+    uint32_t max_len = (uint32_t)PSYNE_MAX_MESSAGE(CAP);
     for (uint32_t len = 0; len <= max_len; len++) {
         send(tx, len, len);
         expect(rx, len, len);
     }
-    /* two records in flight whose sizes add up to the whole ring */
-    for (uint32_t a = 0; PSYNE_RECORD_SIZE(a) + PSYNE_RECORD_HEADER <= CAP; a += 8) {
-        uint32_t b = CAP - (uint32_t)PSYNE_RECORD_SIZE(a) - PSYNE_RECORD_HEADER;
+    /* two records in flight that fill the ring as far as it goes */
+    for (uint32_t a = 0; PSYNE_RECORD_SIZE(a) + 2 * PSYNE_RECORD_HEADER <= CAP; a += 8) {
+        uint32_t b = (uint32_t)PSYNE_MAX_MESSAGE(CAP) - (uint32_t)PSYNE_RECORD_SIZE(a);
         send(tx, a, 1);
         send(tx, b, 2);
         struct psyne_claimed c;

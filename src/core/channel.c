@@ -16,7 +16,7 @@ struct psyne_channel {
     struct psy_ring *ring;
     const struct psy_reader *reader; /* single consumer state, NULL in MC modes */
     bool sp_fast;                    /* may take the inline SP claim/commit */
-    bool sc_fast;                    /* may take the inline SC receive (SP producer) */
+    bool sc_fast;                    /* may take the inline SC receive */
     int role;
     int sub; /* BROADCAST subscriber slot, else -1 */
     struct psy_reader reader_state;
@@ -104,7 +104,7 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         ch->reader = &ch->reader_state;
     }
     ch->sp_fast = !r->mp && ch->role != PSYNE_ROLE_CONSUMER;
-    ch->sc_fast = ch->reader && !r->mp && ch->role != PSYNE_ROLE_PRODUCER;
+    ch->sc_fast = ch->reader && ch->role != PSYNE_ROLE_PRODUCER;
     struct psy_wait_block *w = &r->sh->wait;
     if (ch->role != PSYNE_ROLE_CONSUMER)
         atomic_fetch_add_explicit(&w->producers, 1, memory_order_relaxed);
@@ -162,7 +162,7 @@ static int claim_once(void *ctx)
 int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
 {
     struct psy_ring *r = ch->ring;
-    if (psy_likely(ch->sp_fast && max_len <= r->cap - PSYNE_RECORD_HEADER && !psy_ring_closed(r))) {
+    if (psy_likely(ch->sp_fast && max_len <= r->cap - 2 * PSYNE_RECORD_HEADER && !psy_ring_closed(r))) {
         c->capacity = (uint32_t)max_len;
         if (psy_likely(psy_sp_claim(r, PSYNE_RECORD_SIZE(max_len), c) == 0))
             return 0;
@@ -170,7 +170,7 @@ int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int6
     if (ch->role == PSYNE_ROLE_CONSUMER)
         return psy_fail(-EPERM, "claim on a consumer handle");
     uint64_t need = PSYNE_RECORD_SIZE(max_len);
-    if (max_len > UINT32_MAX || need > r->cap)
+    if (max_len > UINT32_MAX || need + PSY_TERMINATOR > r->cap)
         return psy_fail(-EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu", max_len,
                         (unsigned long long)need, (unsigned long long)r->cap);
     c->capacity = (uint32_t)max_len;
@@ -218,7 +218,7 @@ static int receive_once(void *ctx)
 {
     struct receive_try *t = ctx;
     if (t->max == 1 && t->ch->sc_fast) { /* a poll as cheap as the fast path */
-        int rc = psy_sc_sp_receive_one(t->ch->ring, t->ch->reader, t->msgs);
+        int rc = psy_sc_receive_one(t->ch->ring, t->ch->reader, t->msgs);
         if (rc == 0 || (rc == -EAGAIN && !psy_ring_closed(t->ch->ring)))
             return rc;
     }
@@ -248,7 +248,7 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
 
 int psyne_receive(psyne_channel *ch, struct psyne_msg *m, int64_t timeout_ns)
 {
-    if (psy_likely(ch->sc_fast) && psy_sc_sp_receive_one(ch->ring, ch->reader, m) == 0)
+    if (psy_likely(ch->sc_fast) && psy_sc_receive_one(ch->ring, ch->reader, m) == 0)
         return 0;
     int rc = psyne_receive_batch(ch, m, 1, timeout_ns);
     return rc < 0 ? rc : 0;

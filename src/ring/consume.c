@@ -16,25 +16,11 @@
 
 #include "fastpath.h"
 
-/* SP producers publish a tail (A1 pairs with R1); refresh the reader's copy
- * when it has been read up to. */
-static uint64_t sp_visible_tail(struct psy_ring *r, const struct psy_reader *rd, uint64_t pos, uint64_t head)
-{
-    uint64_t tail = atomic_load_explicit(rd->cached_tail, memory_order_relaxed);
-    if (pos == tail) {
-        tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire); /* A1 */
-        atomic_store_explicit(rd->cached_tail, tail, memory_order_relaxed);
-        if (tail != pos)
-            psy_ring_note_usage(r, tail - head);
-    }
-    return tail;
-}
-
 /*
- * Walks committed records from pos up to limit, filling up to max views. For
- * SP producers limit is the published tail; for MP producers it is the
- * release position plus the capacity: the bytes there are the oldest held
- * record, not new data, so the walk must stop even though they are non-zero.
+ * Walks committed records from pos up to the first zero header (A2), but
+ * never past limit, the release position plus the capacity: the bytes there
+ * are the oldest held record, not new data, so the walk must stop even
+ * though they are non-zero.
  * Pads are folded into the span of the message after them. Returns the count
  * and sets *end past the last record walked, or -EPROTO on a header that
  * cannot be valid.
@@ -45,17 +31,12 @@ static int walk(struct psy_ring *r, uint64_t pos, uint64_t limit, struct psyne_m
     uint64_t begin = pos;
     unsigned n = 0;
     while (n < max && pos != limit) {
-        uint64_t w;
-        if (r->mp) {
-            w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_acquire); /* A2 */
-            if (w == 0)
-                break;
-        } else {
-            w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_relaxed); /* ordered by A1 */
-        }
+        uint64_t w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_acquire); /* A2 */
+        if (w == 0)
+            break;
         uint32_t type = psy_hdr_type(w);
         uint64_t size = PSYNE_RECORD_SIZE(psy_hdr_length(w));
-        if (size > limit - pos && r->mp && r->mc) {
+        if (size > limit - pos && r->mc) {
             /* MC's limit came from a rel.head that may be stale; the producer
              * of this record saw a newer one (A2 orders this re-read). */
             limit = (atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS) + r->cap;
@@ -111,11 +92,11 @@ static int sc_receive(struct psy_ring *r, const struct psy_reader *rd, struct ps
 {
     uint64_t pos = atomic_load_explicit(rd->read_pos, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(rd->head, memory_order_relaxed);
-    uint64_t limit = r->mp ? head + r->cap : sp_visible_tail(r, rd, pos, head);
     uint64_t end;
-    int n = walk(r, pos, limit, msgs, max, &end);
+    int n = walk(r, pos, head + r->cap, msgs, max, &end);
     if (n < 0)
         return n;
+    psy_ring_note_usage(r, end - head);
     if (n == 0) {
         /* Only pads: if nothing earlier is held, give their space back now,
          * or a producer waiting for exactly those bytes could wait for a
@@ -225,14 +206,10 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
             return -EBUSY;
         /* rel.head only grows: a stale value only shortens the walk */
         uint64_t head = atomic_load_explicit(&sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS;
-        uint64_t limit = head + r->cap;
-        if (!r->mp) {
-            limit = atomic_load_explicit(&sh->pub.tail, memory_order_acquire); /* A1 */
-            if (limit != pos)
-                psy_ring_note_usage(r, limit - head);
-        }
         uint64_t end;
-        int n = walk(r, pos, limit, msgs, max, &end);
+        int n = walk(r, pos, head + r->cap, msgs, max, &end);
+        if (n > 0)
+            psy_ring_note_usage(r, end - head);
         if (n < 0) {
             atomic_store_explicit(&sh->cons.read_pos, pos, memory_order_release); /* unlock */
             return n;
@@ -253,10 +230,9 @@ void psy_ring_reader_init(struct psy_ring *r, int sub, struct psy_reader *rd)
     struct psy_ring_shared *sh = r->sh;
     if (sub >= 0) {
         struct psy_sub *s = &sh->subs[sub];
-        *rd = (struct psy_reader){&s->read_pos, &s->head, &s->cached_tail, &s->msgs, &s->bytes};
+        *rd = (struct psy_reader){&s->read_pos, &s->head, &s->msgs, &s->bytes};
     } else {
-        *rd = (struct psy_reader){&sh->cons.read_pos, &sh->rel.head, &sh->cons.cached_tail, &sh->cons.msgs,
-                                  &sh->cons.bytes};
+        *rd = (struct psy_reader){&sh->cons.read_pos, &sh->rel.head, &sh->cons.msgs, &sh->cons.bytes};
     }
 }
 
@@ -283,7 +259,6 @@ int psy_ring_subscribe(struct psy_ring *r)
         uint64_t floor = atomic_load_explicit(&sh->bcast.floor, memory_order_relaxed);
         atomic_store_explicit(&s->head, floor, memory_order_relaxed);
         atomic_store_explicit(&s->read_pos, floor, memory_order_relaxed);
-        atomic_store_explicit(&s->cached_tail, floor, memory_order_relaxed);
         atomic_store_explicit(&s->active, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&sh->bcast.count, 1, memory_order_relaxed);
         slot = i;

@@ -29,11 +29,14 @@ uint64_t psy_ring_refresh_head(struct psy_ring *r);
  * BROADCAST subscriber's slot. */
 struct psy_reader {
     psy_atomic64 *read_pos;
-    psy_atomic64 *head;        /* R3: release position */
-    psy_atomic64 *cached_tail; /* copy of pub.tail (SP producers) */
+    psy_atomic64 *head; /* R3: release position */
     psy_atomic64 *msgs;
     psy_atomic64 *bytes;
 };
+
+/* Every claim keeps this much free space after the record for the SP
+ * terminator, so the largest message is capacity - 16 bytes in every mode. */
+#define PSY_TERMINATOR PSYNE_RECORD_HEADER
 
 /* SP claim: non-blocking, -EAGAIN when full, -EBUSY with a claim open. */
 static inline int psy_sp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
@@ -43,11 +46,11 @@ static inline int psy_sp_claim(struct psy_ring *r, uint64_t need, struct psyne_c
         return -EBUSY;
     uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed); /* we are its only writer */
     uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_relaxed);
-    if (psy_unlikely(tail + need - head > r->cap)) {
+    if (psy_unlikely(tail + need + PSY_TERMINATOR - head > r->cap)) {
         head = psy_ring_refresh_head(r);
         atomic_store_explicit(&sh->prod.cached_head, head, memory_order_relaxed);
         psy_ring_note_usage(r, tail - head);
-        if (tail + need - head > r->cap)
+        if (tail + need + PSY_TERMINATOR - head > r->cap)
             return -EAGAIN;
     }
     atomic_store_explicit(&sh->prod.claim_open, 1, memory_order_relaxed);
@@ -57,12 +60,14 @@ static inline int psy_sp_claim(struct psy_ring *r, uint64_t need, struct psyne_c
     return 0;
 }
 
-/* SP commit: header, then the tail (R1). */
+/* SP commit: the terminator after the record, then its header (R1). */
 static inline void psy_sp_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length, uint32_t type)
 {
     struct psy_ring_shared *sh = r->sh;
-    atomic_store_explicit(psy_hdr_at(r, c->psy_pos), psy_hdr_make(length, type), memory_order_relaxed);
-    atomic_store_explicit(&sh->pub.tail, c->psy_pos + PSYNE_RECORD_SIZE(length), memory_order_release); /* R1 */
+    uint64_t next = c->psy_pos + PSYNE_RECORD_SIZE(length);
+    atomic_store_explicit(psy_hdr_at(r, next), 0, memory_order_relaxed); /* published by R1 */
+    atomic_store_explicit(psy_hdr_at(r, c->psy_pos), psy_hdr_make(length, type), memory_order_release); /* R1 */
+    atomic_store_explicit(&sh->pub.tail, next, memory_order_release);
     atomic_store_explicit(&sh->prod.claim_open, 0, memory_order_relaxed);
     c->psy_reserved = 0;
     psy_count(&sh->prod.msgs, 1);
@@ -70,25 +75,21 @@ static inline void psy_sp_commit(struct psy_ring *r, struct psyne_claimed *c, ui
     psy_wake_if_waiting(r, PSY_WAIT_DATA);
 }
 
-/* SC with an SP producer: the next record if it is an ordinary message.
- * Returns 0, -EAGAIN when nothing is visible, or 1 when the record needs
- * the general walk (a pad, or a header that must be reported). */
-static inline int psy_sc_sp_receive_one(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *m)
+/* Single consumer: the next record if it is an ordinary message.
+ * Returns 0, -EAGAIN when nothing is committed yet, or 1 when the record
+ * needs the general walk (a pad, or a header that must be reported). */
+static inline int psy_sc_receive_one(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *m)
 {
     uint64_t pos = atomic_load_explicit(rd->read_pos, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(rd->cached_tail, memory_order_relaxed);
-    if (pos == tail) {
-        tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire); /* A1 */
-        if (pos == tail)
-            return -EAGAIN;
-        atomic_store_explicit(rd->cached_tail, tail, memory_order_relaxed);
-        psy_ring_note_usage(r, tail - atomic_load_explicit(rd->head, memory_order_relaxed));
-    }
-    uint64_t w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_relaxed); /* ordered by A1 */
+    uint64_t w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_acquire); /* A2 */
+    if (w == 0)
+        return -EAGAIN;
     uint32_t type = psy_hdr_type(w);
     uint64_t size = PSYNE_RECORD_SIZE(psy_hdr_length(w));
-    if (psy_unlikely(type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX || size > tail - pos))
+    uint64_t head = atomic_load_explicit(rd->head, memory_order_relaxed);
+    if (psy_unlikely(type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX || size > head + r->cap - pos))
         return 1;
+    psy_ring_note_usage(r, pos + size - head);
     m->data = r->data + (pos & r->mask) + PSYNE_RECORD_HEADER;
     m->length = psy_hdr_length(w);
     m->type = type;

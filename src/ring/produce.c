@@ -40,11 +40,11 @@ static int mp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
         /* A5 pairs with R5 below: carries A3's view of the zeroed space from
          * the producer that refreshed it to us. */
         uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_acquire);
-        if (tail + need - head > r->cap) {
+        if (tail + need + PSY_TERMINATOR - head > r->cap) { /* same limit as SP, see fastpath.h */
             head = psy_ring_refresh_head(r);
             atomic_store_explicit(&sh->prod.cached_head, head, memory_order_release); /* R5 */
             psy_ring_note_usage(r, tail - head);
-            if (tail + need - head > r->cap) {
+            if (tail + need + PSY_TERMINATOR - head > r->cap) {
                 uint64_t now = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
                 if (now != tail) { /* another producer moved on: look again */
                     tail = now;

@@ -72,7 +72,6 @@ void psy_ring_set_start(struct psy_ring *r, uint64_t start)
     atomic_store(&sh->pub.tail, start);
     atomic_store(&sh->prod.cached_head, start);
     atomic_store(&sh->cons.read_pos, start);
-    atomic_store(&sh->cons.cached_tail, start);
     atomic_store(&sh->rel.head, start);
     atomic_store(&sh->bcast.floor, start);
 }
@@ -125,11 +124,3 @@ uint64_t psy_ring_in_use(const struct psy_ring *r)
     return tail - head <= r->cap ? tail - head : 0;
 }
 
-void psy_ring_note_usage(struct psy_ring *r, uint64_t used)
-{
-    psy_atomic64 *hw = &r->sh->slow.high_water;
-    uint64_t cur = atomic_load_explicit(hw, memory_order_relaxed);
-    while (used > cur && !atomic_compare_exchange_weak_explicit(hw, &cur, used, memory_order_relaxed,
-                                                                memory_order_relaxed)) {
-    }
-}

@@ -13,12 +13,18 @@
  * committed header, so a zero word means "not committed yet".
  *
  * Ordering contract (labels are used in the .c files):
- *   SP producer: writes the record, then R1 stores pub.tail with release;
- *     consumers A1 load pub.tail with acquire before reading the record.
+ *   Every mode: consumers learn that a record is committed from its header
+ *     alone (A2, acquire), never from the producer's position, so a reader
+ *     touches only the lines of the records it reads. A zero header means
+ *     "nothing committed here yet".
+ *   SP producer: writes the record and a zero header just after it (the
+ *     terminator, in 8 bytes of free space every claim keeps), then R1
+ *     stores the record's header with release. pub.tail is then updated for
+ *     statistics and BROADCAST bookkeeping only.
  *   MP producers: reserve with a CAS on pub.tail; R2 store the header with
- *     release once the record is written; consumers A2 load the header with
- *     acquire. Free space is always zero (consumers zero what they release
- *     in MP modes), so a non-zero header is a committed record.
+ *     release once the record is written. Free space is always zero
+ *     (consumers zero what they release in MP modes), so there is no
+ *     terminator to write.
  *   SC consumer / BROADCAST subscriber: reads, then R3 stores its release
  *     position with release; the producer A3 loads it with acquire before
  *     reusing the space (this also publishes the zeroing in MP modes).
@@ -73,7 +79,6 @@ struct psy_prod {
 /* Consumer-side read state (MC: contended, lock bit in read_pos). */
 struct psy_cons {
     alignas(PSY_CACHE_BLOCK) psy_atomic64 read_pos; /* next record to hand out */
-    psy_atomic64 cached_tail; /* consumer's copy of pub.tail (SP producers) */
     psy_atomic64 msgs;
     psy_atomic64 bytes;
     psy_atomic64 empty_events;
@@ -106,7 +111,6 @@ struct psy_slow_stats {
 struct psy_sub {
     alignas(PSY_CACHE_BLOCK) psy_atomic64 head; /* R3: release position */
     psy_atomic64 read_pos;
-    psy_atomic64 cached_tail;
     psy_atomic64 msgs;
     psy_atomic64 bytes;
     psy_atomic64 empty_events;
@@ -193,7 +197,16 @@ static inline bool psy_ring_closed(const struct psy_ring *r)
 uint64_t psy_ring_in_use(const struct psy_ring *r);
 /* BROADCAST: the position of the slowest active subscriber, or floor if none. */
 uint64_t psy_bcast_slowest(const struct psy_ring *r, uint64_t floor, uint64_t tail);
-void psy_ring_note_usage(struct psy_ring *r, uint64_t used);
+/* Raises the high-water mark to `used` bytes. The mark's line is only
+ * written while it grows, so calling this on every receive costs a load. */
+static inline void psy_ring_note_usage(struct psy_ring *r, uint64_t used)
+{
+    psy_atomic64 *hw = &r->sh->slow.high_water;
+    uint64_t cur = atomic_load_explicit(hw, memory_order_relaxed);
+    while (used > cur && !atomic_compare_exchange_weak_explicit(hw, &cur, used, memory_order_relaxed,
+                                                                memory_order_relaxed)) {
+    }
+}
 
 /* Producer side (produce.c): non-blocking; -EAGAIN when full. */
 int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c);

@@ -111,12 +111,13 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
     /* The clock is first read after 64 polls: a wait that ends quickly (the
      * common case for a consumer that keeps up) costs no clock_gettime. */
     int64_t start = 0, deadline = 0;
+    unsigned poll_batch = r->spin_ns == 0 ? 1 : 64; /* no spinning asked for: sleep at once */
     for (unsigned iter = 1;; iter++) {
         int rc = try_once(ctx);
         if (rc != -EAGAIN && rc != -EBUSY)
             return rc;
         cpu_relax();
-        if (iter % 64 && rc != -EBUSY)
+        if (iter % poll_batch && rc != -EBUSY)
             continue;
         int64_t now = now_ns();
         if (!start) {
