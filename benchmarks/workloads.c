@@ -65,6 +65,21 @@ static void *spsc_producer(void *arg)
     bench_pin(s->pin ? 0 : -1);
     bench_gate_arrive(&s->gate, 2);
     s->start = bench_now_ns();
+    if (s->batch) { /* up to 32 messages per claim and per commit */
+        struct psyne_claimed c[32];
+        uint32_t lengths[32];
+        for (uint64_t i = 0; i < s->count;) {
+            unsigned want = s->count - i < 32 ? (unsigned)(s->count - i) : 32;
+            int n = psyne_claim_batch(s->tx, s->size, c, want, PSYNE_FOREVER);
+            must(n, "claim_batch");
+            for (int k = 0; k < n; k++, i++) {
+                bench_write_payload(c[k].data, s->size, i);
+                lengths[k] = (uint32_t)s->size;
+            }
+            must(psyne_commit_batch(s->tx, c, (unsigned)n, lengths, T_BENCH), "commit_batch");
+        }
+        return NULL;
+    }
     for (uint64_t i = 0; i < s->count; i++) {
         struct psyne_claimed c;
         must(psyne_claim(s->tx, s->size, &c, PSYNE_FOREVER), "claim");

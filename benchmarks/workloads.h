@@ -23,8 +23,8 @@ struct lat_result {
 uint64_t workload_capacity(size_t size);
 
 /* inproc-spsc-tput: one producer thread -> one consumer thread.
- * batch: the consumer takes up to 32 records per call and releases them
- * with one position update. pin: producer on CPU 0, consumer on CPU 1. */
+ * batch: the producer claims and commits up to 32 messages per call and the
+ * consumer takes up to 32 per call, each side with one position update. pin: producer on CPU 0, consumer on CPU 1. */
 void psyne_spsc_tput(size_t size, uint64_t count, int batch, int pin, struct tput_result *out);
 
 /* inproc-pingpong: round trips over two SPSC channels, busy-polling. */

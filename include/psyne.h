@@ -152,6 +152,8 @@ struct psyne_claimed {
     uint32_t capacity; /* bytes that may be written */
     uint32_t psy_reserved;
     uint64_t psy_pos;
+    uint32_t psy_batch; /* private: claims in this batch (first element) */
+    uint32_t psy_unused;
 };
 
 /*
@@ -181,6 +183,24 @@ PSYNE_API int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t le
  * Never blocks. Threads: the thread that owns the claim.
  */
 PSYNE_API int psyne_abort(psyne_channel *ch, struct psyne_claimed *c);
+
+/*
+ * Claims up to n consecutive messages of up to max_len bytes each in one
+ * step (one reservation) and fills c[0..k-1]; returns k, between 1 and n: as
+ * many as fit now. Waits (up to timeout_ns) only for the first. Errors and
+ * threads as psyne_claim; in SP modes the batch counts as the one open claim.
+ */
+PSYNE_API int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, unsigned n,
+                                int64_t timeout_ns);
+
+/*
+ * Publishes the first n messages of one psyne_claim_batch (lengths[i] <=
+ * c[i].capacity, all of one type) with one position update; claims of the
+ * batch beyond n are given up (n == 0 gives the whole batch up). Returns 0
+ * or -EINVAL (the batch stays open). Never blocks. Threads: as psyne_commit.
+ */
+PSYNE_API int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, const uint32_t *lengths,
+                                 uint32_t type);
 
 /* A received message, read in place. data is 8-byte aligned and contiguous.
  * It may be modified in place except in BROADCAST mode. */

@@ -91,6 +91,26 @@ static void *producer(void *arg)
     uint64_t rnd = 0x1234567ull + id * 7919;
     uint32_t max_extra = (uint32_t)(capacity / 4 < MAX_EXTRA ? capacity / 4 : MAX_EXTRA);
     for (uint64_t seq = 0; seq < per_producer;) {
+        if ((xorshift(&rnd) & 7) == 0) { /* now and then a batch of claims */
+            struct psyne_claimed c[4];
+            uint32_t lengths[4];
+            uint32_t room = (uint32_t)(sizeof(struct stamp) + max_extra / 4);
+            int k = psyne_claim_batch(ch, room, c, 4, PSYNE_FOREVER);
+            CHECK(k >= 1 && k <= 4);
+            unsigned n = (unsigned)(xorshift(&rnd) % (unsigned)(k + 1)); /* the rest is given up */
+            if (n > per_producer - seq)
+                n = (unsigned)(per_producer - seq);
+            for (unsigned i = 0; i < n; i++, seq++) {
+                struct stamp *st = c[i].data;
+                st->producer = id;
+                st->extra = (uint32_t)(xorshift(&rnd) % (max_extra / 4 + 1));
+                st->seq = seq;
+                st->checksum = fill_or_check((uint8_t *)(st + 1), st->extra, id, seq, 1);
+                lengths[i] = (uint32_t)sizeof *st + st->extra;
+            }
+            CHECK_RC(psyne_commit_batch(ch, c, n, lengths, T_STAMPED), 0);
+            continue;
+        }
         uint32_t extra = (uint32_t)(xorshift(&rnd) % (max_extra + 1));
         uint32_t slack = (xorshift(&rnd) & 3) == 0 ? (uint32_t)(xorshift(&rnd) % 64) : 0;
         struct psyne_claimed c;

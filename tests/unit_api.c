@@ -225,6 +225,51 @@ static void test_commit_abort_errors(int mode)
     psyne_channel_close(ch);
 }
 
+static void test_claim_batch(int mode)
+{
+    psyne_channel *ch = open_ch("memory://claim-batch", mode, 8192);
+    struct psyne_claimed c[8];
+    struct psyne_msg m;
+    CHECK_RC(psyne_claim_batch(ch, 100, c, 0, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_claim_batch(ch, 8192, c, 2, PSYNE_NONBLOCK), -EMSGSIZE);
+    CHECK_RC(psyne_claim_batch(ch, 100, c, 5, PSYNE_NONBLOCK), 5);
+    CHECK_RC(psyne_commit(ch, &c[0], 1, T_MSG), -EINVAL); /* batches commit as one */
+    CHECK_RC(psyne_abort(ch, &c[0]), -EINVAL);
+    uint32_t lengths[5] = {100, 3, 0, 64, 7};
+    for (int i = 0; i < 5; i++) {
+        CHECK(c[i].capacity == 100 && ((uintptr_t)c[i].data & 7) == 0);
+        memset(c[i].data, 'a' + i, lengths[i]);
+    }
+    uint32_t too_long[3] = {1, 101, 1};
+    CHECK_RC(psyne_commit_batch(ch, c, 3, too_long, T_MSG), -EINVAL);
+    CHECK_RC(psyne_commit_batch(ch, c, 6, lengths, T_MSG), -EINVAL);
+    CHECK_RC(psyne_commit_batch(ch, c, 4, lengths, T_MSG + 9), 0); /* the fifth is given up */
+    CHECK_RC(psyne_commit_batch(ch, c, 4, lengths, T_MSG + 9), -EINVAL);
+    for (int i = 0; i < 4; i++) {
+        CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), 0);
+        CHECK(m.length == lengths[i] && m.type == T_MSG + 9);
+        for (uint32_t k = 0; k < m.length; k++)
+            CHECK(((char *)m.data)[k] == 'a' + i);
+        CHECK_RC(psyne_release(ch, &m), 0);
+    }
+    CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), -EAGAIN);
+    /* a batch given up entirely, then one that only partly fits */
+    CHECK_RC(psyne_claim_batch(ch, 16, c, 3, PSYNE_NONBLOCK), 3);
+    CHECK_RC(psyne_commit_batch(ch, c, 0, NULL, T_MSG), 0);
+    CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), -EAGAIN);
+    int k = psyne_claim_batch(ch, 2000, c, 8, PSYNE_NONBLOCK);
+    CHECK(k >= 1 && k < 8); /* as many as fit in 8 KiB */
+    uint32_t len2000[8] = {2000, 2000, 2000, 2000, 2000, 2000, 2000, 2000};
+    CHECK_RC(psyne_commit_batch(ch, c, (unsigned)k, len2000, T_MSG), 0);
+    struct psyne_msg batch[8];
+    CHECK_RC(psyne_receive_batch(ch, batch, 8, PSYNE_NONBLOCK), k);
+    CHECK_RC(psyne_release_batch(ch, batch, (unsigned)k), 0);
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(ch, &st), 0);
+    CHECK(st.in_use == 0 && st.msgs_in == 4 + (uint64_t)k);
+    psyne_channel_close(ch);
+}
+
 static void test_roles(void)
 {
     struct psyne_options o = opts(PSYNE_MODE_SPSC, 0);
@@ -471,6 +516,7 @@ int main(void)
         test_full_empty_timeouts(modes[i]);
         test_commit_abort_errors(modes[i]);
         test_batches(modes[i]);
+        test_claim_batch(modes[i]);
         test_shutdown(modes[i]);
     }
     printf("unit_api: all checks passed\n");

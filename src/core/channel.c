@@ -162,6 +162,7 @@ static int claim_once(void *ctx)
 int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
 {
     struct psy_ring *r = ch->ring;
+    c->psy_batch = 1;
     if (psy_likely(ch->sp_fast && max_len <= r->cap - 2 * PSYNE_RECORD_HEADER && !psy_ring_closed(r))) {
         c->capacity = (uint32_t)max_len;
         if (psy_likely(psy_sp_claim(r, PSYNE_RECORD_SIZE(max_len), c) == 0))
@@ -184,10 +185,64 @@ int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int6
     return psy_wait_loop(r, PSY_WAIT_SPACE, claim_once, &t, timeout_ns);
 }
 
+struct claim_batch_try {
+    struct psy_ring *ring;
+    uint64_t need;
+    struct psyne_claimed *claims;
+    unsigned n;
+};
+
+static int claim_batch_once(void *ctx)
+{
+    struct claim_batch_try *t = ctx;
+    if (psy_ring_closed(t->ring))
+        return -EPIPE;
+    return psy_ring_claim_batch(t->ring, t->need, t->claims, t->n);
+}
+
+int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, unsigned n, int64_t timeout_ns)
+{
+    struct psy_ring *r = ch->ring;
+    if (ch->role == PSYNE_ROLE_CONSUMER)
+        return psy_fail(-EPERM, "claim on a consumer handle");
+    if (n == 0)
+        return psy_fail(-EINVAL, "claim of 0 messages");
+    uint64_t need = PSYNE_RECORD_SIZE(max_len);
+    if (max_len > UINT32_MAX || need + PSY_TERMINATOR > r->cap)
+        return psy_fail(-EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu", max_len,
+                        (unsigned long long)need, (unsigned long long)r->cap);
+    c[0].capacity = (uint32_t)max_len;
+    struct claim_batch_try t = {r, need, c, n};
+    int rc = claim_batch_once(&t);
+    if (rc != -EAGAIN)
+        return rc;
+    psy_ring_count_full(r);
+    if (timeout_ns == PSYNE_NONBLOCK)
+        return -EAGAIN;
+    return psy_wait_loop(r, PSY_WAIT_SPACE, claim_batch_once, &t, timeout_ns);
+}
+
+int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, const uint32_t *lengths, uint32_t type)
+{
+    if (!c[0].psy_reserved || !c[0].psy_batch)
+        return psy_fail(-EINVAL, "commit_batch of claims that are not one open psyne_claim_batch");
+    if (n > c[0].psy_batch)
+        return psy_fail(-EINVAL, "commit_batch of %u messages, the batch has %u", n, c[0].psy_batch);
+    if (n && (type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX))
+        return psy_fail(-EINVAL, "type %u is outside %u..%u", type, PSYNE_TYPE_USER_MIN, PSYNE_TYPE_USER_MAX);
+    for (unsigned i = 0; i < n; i++)
+        if (lengths[i] > c[i].capacity)
+            return psy_fail(-EINVAL, "message %u: %u bytes into a claim of %u", i, lengths[i], c[i].capacity);
+    psy_ring_commit_batch(ch->ring, c, n, lengths, type);
+    return 0;
+}
+
 int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type)
 {
     if (!c->psy_reserved)
         return psy_fail(-EINVAL, "commit of a claim that is not open");
+    if (c->psy_batch != 1)
+        return psy_fail(-EINVAL, "a claim of a batch is committed with psyne_commit_batch");
     if (length > c->capacity)
         return psy_fail(-EINVAL, "commit of %zu bytes into a claim of %u", length, c->capacity);
     if (type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX)
@@ -203,6 +258,8 @@ int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)
 {
     if (!c->psy_reserved)
         return psy_fail(-EINVAL, "abort of a claim that is not open");
+    if (c->psy_batch != 1)
+        return psy_fail(-EINVAL, "a batch is given up with psyne_commit_batch(..., 0, ...)");
     return psy_ring_abort(ch->ring, c);
 }
 

@@ -120,3 +120,101 @@ void psy_ring_count_full(struct psy_ring *r)
     else
         psy_count(&r->sh->prod.full_events, 1);
 }
+
+/* How many records of `need` bytes fit between tail and head + capacity
+ * (keeping the terminator's 8 bytes), at most n. */
+static unsigned fitting(struct psy_ring *r, uint64_t tail, uint64_t head, uint64_t need, unsigned n)
+{
+    uint64_t room = head + r->cap - tail;
+    if (room < need + PSY_TERMINATOR)
+        return 0;
+    uint64_t k = (room - PSY_TERMINATOR) / need;
+    return k < n ? (unsigned)k : n;
+}
+
+int psy_ring_claim_batch(struct psy_ring *r, uint64_t need, struct psyne_claimed *c, unsigned n)
+{
+    struct psy_ring_shared *sh = r->sh;
+    uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_acquire); /* A5 */
+    unsigned k = fitting(r, tail, head, need, n);
+    if (k < n) {
+        head = psy_ring_refresh_head(r);
+        atomic_store_explicit(&sh->prod.cached_head, head, memory_order_release); /* R5 */
+        k = fitting(r, tail, head, need, n);
+    }
+    if (k == 0)
+        return -EAGAIN;
+    /* One reservation of k records; the single claim paths check the space
+     * again (MP: against producers that came in between). */
+    int rc = psy_ring_claim(r, need * k, c);
+    if (rc == -EAGAIN && k > 1)
+        rc = psy_ring_claim(r, need * (k = 1), c);
+    if (rc)
+        return rc;
+    uint64_t pos = c->psy_pos;
+    uint32_t capacity = c->capacity;
+    for (unsigned i = 0; i < k; i++) {
+        c[i].data = r->data + ((pos + i * need) & r->mask) + PSYNE_RECORD_HEADER;
+        c[i].capacity = capacity;
+        c[i].psy_pos = pos + i * need;
+        c[i].psy_reserved = (uint32_t)need;
+        c[i].psy_batch = i ? 0 : k;
+    }
+    return (int)k;
+}
+
+/* Writes the headers of records 1..n-1 of a batch, and a pad in the slack
+ * after each record that is followed by another; returns the end of the
+ * last record. Record 0's header is written last by the caller (R1/R2). */
+static uint64_t batch_headers(struct psy_ring *r, struct psyne_claimed *c, unsigned n, const uint32_t *lengths,
+                              uint32_t type)
+{
+    uint64_t need = c[0].psy_reserved;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t used = PSYNE_RECORD_SIZE(lengths[i]);
+        if (i)
+            atomic_store_explicit(psy_hdr_at(r, c[i].psy_pos), psy_hdr_make(lengths[i], type), memory_order_relaxed);
+        if (i + 1 < n && used < need)
+            atomic_store_explicit(psy_hdr_at(r, c[i].psy_pos + used),
+                                  psy_hdr_make((uint32_t)(need - used - PSYNE_RECORD_HEADER), PSY_TYPE_PAD),
+                                  memory_order_relaxed);
+    }
+    return c[n - 1].psy_pos + PSYNE_RECORD_SIZE(lengths[n - 1]);
+}
+
+void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned n, const uint32_t *lengths,
+                           uint32_t type)
+{
+    struct psy_ring_shared *sh = r->sh;
+    unsigned k = c[0].psy_batch;
+    uint64_t bytes = 0;
+    for (unsigned i = 0; i < n; i++)
+        bytes += lengths[i];
+    if (n == 0) {
+        struct psyne_claimed all = c[0];
+        all.psy_reserved = c[0].psy_reserved * k;
+        psy_ring_abort(r, &all);
+    } else if (!r->mp) {
+        uint64_t end = batch_headers(r, c, n, lengths, type);
+        atomic_store_explicit(psy_hdr_at(r, end), 0, memory_order_relaxed); /* terminator, published by R1 */
+        atomic_store_explicit(psy_hdr_at(r, c[0].psy_pos), psy_hdr_make(lengths[0], type), memory_order_release); /* R1 */
+        atomic_store_explicit(&sh->pub.tail, end, memory_order_release);
+        atomic_store_explicit(&sh->prod.claim_open, 0, memory_order_relaxed);
+        psy_count(&sh->prod.msgs, n);
+        psy_count(&sh->prod.bytes, bytes);
+    } else {
+        uint64_t end = batch_headers(r, c, n, lengths, type);
+        uint64_t reserved_end = c[0].psy_pos + c[0].psy_reserved * (uint64_t)k;
+        if (end < reserved_end) /* the rest of the reservation: one pad */
+            atomic_store_explicit(psy_hdr_at(r, end),
+                                  psy_hdr_make((uint32_t)(reserved_end - end - PSYNE_RECORD_HEADER), PSY_TYPE_PAD),
+                                  memory_order_relaxed);
+        atomic_store_explicit(psy_hdr_at(r, c[0].psy_pos), psy_hdr_make(lengths[0], type), memory_order_release); /* R2 */
+        atomic_fetch_add_explicit(&sh->prod.msgs, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sh->prod.bytes, bytes, memory_order_relaxed);
+    }
+    c[0].psy_reserved = 0;
+    if (n)
+        psy_wake_if_waiting(r, PSY_WAIT_DATA);
+}

@@ -213,6 +213,10 @@ int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c);
 int psy_ring_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length, uint32_t type);
 int psy_ring_abort(struct psy_ring *r, struct psyne_claimed *c);
 void psy_ring_count_full(struct psy_ring *r);
+/* Batches: up to n records of `need` bytes each, one reservation. */
+int psy_ring_claim_batch(struct psy_ring *r, uint64_t need, struct psyne_claimed *c, unsigned n);
+void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned n, const uint32_t *lengths,
+                           uint32_t type);
 
 /* Consumer side (consume.c): non-blocking; -EAGAIN when empty, -EPIPE when
  * shut down and drained, -EBUSY (MC) when other consumers kept the read lock
