@@ -145,6 +145,12 @@ int psyne_channel_close(psyne_channel *ch)
 
 /* ---- producer side ---- */
 
+/* Whether a message of max_len bytes can ever fit the ring (PSYNE_MAX_MESSAGE). */
+static bool message_fits(const struct psy_ring *r, size_t max_len)
+{
+    return max_len <= UINT32_MAX && PSYNE_RECORD_SIZE(max_len) + PSY_TERMINATOR <= r->cap;
+}
+
 struct claim_try {
     struct psy_ring *ring;
     uint64_t need;
@@ -163,7 +169,7 @@ int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int6
 {
     struct psy_ring *r = ch->ring;
     c->psy_batch = 1;
-    if (psy_likely(ch->sp_fast && max_len <= r->cap - 2 * PSYNE_RECORD_HEADER && !psy_ring_closed(r))) {
+    if (psy_likely(ch->sp_fast && message_fits(r, max_len) && !psy_ring_closed(r))) {
         c->capacity = (uint32_t)max_len;
         if (psy_likely(psy_sp_claim(r, PSYNE_RECORD_SIZE(max_len), c) == 0))
             return 0;
@@ -171,7 +177,7 @@ int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int6
     if (ch->role == PSYNE_ROLE_CONSUMER)
         return psy_fail(-EPERM, "claim on a consumer handle");
     uint64_t need = PSYNE_RECORD_SIZE(max_len);
-    if (max_len > UINT32_MAX || need + PSY_TERMINATOR > r->cap)
+    if (!message_fits(r, max_len))
         return psy_fail(-EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu", max_len,
                         (unsigned long long)need, (unsigned long long)r->cap);
     c->capacity = (uint32_t)max_len;
@@ -208,7 +214,7 @@ int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c
     if (n == 0)
         return psy_fail(-EINVAL, "claim of 0 messages");
     uint64_t need = PSYNE_RECORD_SIZE(max_len);
-    if (max_len > UINT32_MAX || need + PSY_TERMINATOR > r->cap)
+    if (!message_fits(r, max_len))
         return psy_fail(-EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu", max_len,
                         (unsigned long long)need, (unsigned long long)r->cap);
     c[0].capacity = (uint32_t)max_len;
