@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +180,17 @@ static double line_pingpong_p50(uint64_t trips)
 
 #define ESIZE 64
 
+/* Backoff on a full/empty ring, the same as psyne's waiting starts with:
+ * spin, then yield (with threads sharing cores, spinning alone would burn
+ * the timeslice a preempted peer needs). */
+static void backoff(unsigned *fails)
+{
+    if (++*fails < 64)
+        slot_pause();
+    else
+        sched_yield();
+}
+
 static struct rte_ring *dpdk_ring(unsigned count, unsigned flags)
 {
     ssize_t sz = rte_ring_get_memsize_elem(ESIZE, count);
@@ -278,13 +290,16 @@ static void *dpdk_mpmc_producer(void *arg)
     struct dpdk_mpmc_thread *t = arg;
     bench_gate_arrive(&t->m->gate, t->m->threads);
     uint8_t elem[ESIZE];
+    unsigned fails = 0;
     for (uint64_t i = 0; !atomic_load_explicit(&t->m->stop, memory_order_relaxed);) {
         bench_write_payload(elem, ESIZE, i);
         elem[ESIZE - 1] = (uint8_t)t->id;
-        if (rte_ring_enqueue_elem(t->m->r, elem, ESIZE) == 0)
+        if (rte_ring_enqueue_elem(t->m->r, elem, ESIZE) == 0) {
             i++;
-        else
-            slot_pause();
+            fails = 0;
+        } else {
+            backoff(&fails);
+        }
     }
     return NULL;
 }
@@ -295,6 +310,7 @@ static void *dpdk_mpmc_consumer(void *arg)
     bench_gate_arrive(&t->m->gate, t->m->threads);
     uint64_t next[2] = {0, 0};
     uint8_t elem[32][ESIZE];
+    unsigned fails = 0;
     while (!atomic_load_explicit(&t->m->stop, memory_order_relaxed)) {
         unsigned n = rte_ring_dequeue_burst_elem(t->m->r, elem, ESIZE, 32, NULL);
         for (unsigned k = 0; k < n; k++) {
@@ -306,10 +322,12 @@ static void *dpdk_mpmc_consumer(void *arg)
             next[id] = seq + 1;
             bench_read_payload(elem[k], ESIZE, seq, "rte_ring mpmc");
         }
-        if (n)
+        if (n) {
             atomic_fetch_add_explicit(&t->m->received, n, memory_order_relaxed);
-        else
-            slot_pause();
+            fails = 0;
+        } else {
+            backoff(&fails);
+        }
     }
     return NULL;
 }
@@ -352,6 +370,7 @@ struct system {
 };
 
 struct row {
+    char system[40];
     char workload[40];
     size_t size;
     char metric[16];
@@ -389,10 +408,11 @@ static void compare(const char *workload, size_t size, const char *metric, struc
         for (int r = 0; r < runs; r++)
             ratio[r] = sys[0].v[r] / sys[s].v[r];
         double lo = bench_min(ratio, runs), hi = bench_max(ratio, runs), med = bench_median(ratio, runs);
-        printf("RATIO workload=%s size=%zu metric=%s psyne/%s=%.3f min=%.3f max=%.3f%s\n", workload, size, metric,
-               sys[s].name, med, lo, hi, sys[s].higher_is_better ? "" : " (latency: lower is better)");
+        printf("RATIO workload=%s size=%zu metric=%s %s/%s=%.3f min=%.3f max=%.3f%s\n", workload, size, metric,
+               sys[0].name, sys[s].name, med, lo, hi, sys[s].higher_is_better ? "" : " (latency: lower is better)");
         if (n_rows < 64) {
             struct row *w = &rows[n_rows++];
+            snprintf(w->system, sizeof w->system, "%s", sys[0].name);
             snprintf(w->workload, sizeof w->workload, "%s", workload);
             w->size = size;
             snprintf(w->metric, sizeof w->metric, "%s", metric);
@@ -558,7 +578,7 @@ int main(int argc, char **argv)
     printf("\n| workload | size | metric | psyne / reference | ratio (median) | min | max | target |\n"
            "|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n_rows; i++)
-        printf("| %s | %zu | %s | %s | %.2f | %.2f | %.2f | %s |\n", rows[i].workload, rows[i].size, rows[i].metric,
-               rows[i].ref, rows[i].ratio, rows[i].lo, rows[i].hi, rows[i].target);
+        printf("| %s | %zu | %s | %s / %s | %.2f | %.2f | %.2f | %s |\n", rows[i].workload, rows[i].size,
+               rows[i].metric, rows[i].system, rows[i].ref, rows[i].ratio, rows[i].lo, rows[i].hi, rows[i].target);
     return 0;
 }
