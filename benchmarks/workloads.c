@@ -42,6 +42,10 @@ static psyne_channel *open_channel(const char *uri, int mode, int role, uint64_t
     o.role = role;
     o.capacity = capacity;
     o.wait = wait;
+    /* More threads than cores: a waiting thread holds a core another thread
+     * needs, so spin briefly before yielding (the peers get the same). */
+    if (mode == PSYNE_MODE_MPMC)
+        o.spin_ns = 2000;
     psyne_channel *ch;
     must(psyne_channel_open(&ch, uri, &o), uri);
     return ch;
@@ -228,6 +232,7 @@ static void *mpmc_producer(void *arg)
 {
     struct mpmc_thread *t = arg;
     struct mpmc_run *r = t->run;
+    bench_pin(t->id); /* producer i and consumer i+1 share CPU i: a fixed placement */
     bench_gate_arrive(&r->gate, r->producers + r->consumers);
     for (uint64_t i = 0; i < r->per_producer; i++) {
         struct psyne_claimed c;
@@ -244,6 +249,7 @@ static void *mpmc_consumer(void *arg)
     struct mpmc_thread *t = arg;
     struct mpmc_run *r = t->run;
     uint64_t next[MAX_SIDE] = {0};
+    bench_pin(t->id + 1);
     bench_gate_arrive(&r->gate, r->producers + r->consumers);
     for (;;) {
         struct psyne_msg m[32];

@@ -13,7 +13,12 @@
 #include "uri.h"
 
 struct psyne_channel {
-    struct psy_ring *ring;
+    /* MP producers count here, each handle on its own line, instead of
+     * all producers incrementing one shared counter on every commit. */
+    alignas(PSY_CACHE_BLOCK) psy_atomic64 mp_msgs;
+    psy_atomic64 mp_bytes;
+    alignas(PSY_CACHE_BLOCK) struct psy_ring *ring;
+    struct psyne_channel *next; /* in ring->handles */
     const struct psy_reader *reader; /* single consumer state, NULL in MC modes */
     bool sp_fast;                    /* may take the inline SP claim/commit */
     bool sc_fast;                    /* may take the inline SC receive */
@@ -81,9 +86,10 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         return psy_fail(-EPROTONOSUPPORT, "%s is not supported by this build yet (memory:// is)", uri);
 
     psy_wait_init();
-    psyne_channel *ch = calloc(1, sizeof *ch);
+    psyne_channel *ch = aligned_alloc(PSY_CACHE_BLOCK, sizeof *ch);
     if (!ch)
         return psy_fail(-ENOMEM, "out of memory");
+    memset(ch, 0, sizeof *ch);
     ch->role = opt->role;
     ch->sub = -1;
     if ((rc = psy_memory_attach(u.name, opt, join_any, &ch->ring)) != 0) {
@@ -105,6 +111,10 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     }
     ch->sp_fast = !r->mp && ch->role != PSYNE_ROLE_CONSUMER;
     ch->sc_fast = ch->reader && ch->role != PSYNE_ROLE_PRODUCER;
+    pthread_mutex_lock(&r->handles_lock);
+    ch->next = r->handles;
+    r->handles = ch;
+    pthread_mutex_unlock(&r->handles_lock);
     struct psy_wait_block *w = &r->sh->wait;
     if (ch->role != PSYNE_ROLE_CONSUMER)
         atomic_fetch_add_explicit(&w->producers, 1, memory_order_relaxed);
@@ -136,6 +146,17 @@ int psyne_channel_close(psyne_channel *ch)
         last |= atomic_fetch_sub_explicit(&w->consumers, 1, memory_order_acq_rel) == 1;
     if (last)
         psy_ring_shutdown(ch->ring);
+    struct psy_ring *r = ch->ring;
+    pthread_mutex_lock(&r->handles_lock); /* its counts stay in the ring's totals */
+    for (psyne_channel **p = &r->handles; *p; p = &(*p)->next) {
+        if (*p == ch) {
+            *p = ch->next;
+            break;
+        }
+    }
+    atomic_fetch_add_explicit(&r->sh->prod.msgs, atomic_load(&ch->mp_msgs), memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->sh->prod.bytes, atomic_load(&ch->mp_bytes), memory_order_relaxed);
+    pthread_mutex_unlock(&r->handles_lock);
     if (ch->sub >= 0)
         psy_ring_unsubscribe(ch->ring, ch->sub);
     psy_memory_detach(ch->ring);
@@ -240,6 +261,13 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
         if (lengths[i] > c[i].capacity)
             return psy_fail(-EINVAL, "message %u: %u bytes into a claim of %u", i, lengths[i], c[i].capacity);
     psy_ring_commit_batch(ch->ring, c, n, lengths, type);
+    if (ch->ring->mp && n) {
+        uint64_t bytes = 0;
+        for (unsigned i = 0; i < n; i++)
+            bytes += lengths[i];
+        atomic_fetch_add_explicit(&ch->mp_msgs, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ch->mp_bytes, bytes, memory_order_relaxed);
+    }
     return 0;
 }
 
@@ -257,7 +285,12 @@ int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint
         psy_sp_commit(ch->ring, c, (uint32_t)length, type);
         return 0;
     }
-    return psy_ring_commit(ch->ring, c, (uint32_t)length, type);
+    int rc = psy_ring_commit(ch->ring, c, (uint32_t)length, type);
+    if (rc == 0 && ch->ring->mp) {
+        atomic_fetch_add_explicit(&ch->mp_msgs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ch->mp_bytes, length, memory_order_relaxed);
+    }
+    return rc;
 }
 
 int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)
@@ -377,8 +410,14 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     st->high_water = rd(&sh->slow.high_water);
     if (st->in_use > st->high_water)
         st->high_water = st->in_use;
+    pthread_mutex_lock(&r->handles_lock);
     st->msgs_out = rd(&sh->prod.msgs);
     st->bytes_out = rd(&sh->prod.bytes);
+    for (psyne_channel *h = r->handles; h; h = h->next) {
+        st->msgs_out += rd(&h->mp_msgs);
+        st->bytes_out += rd(&h->mp_bytes);
+    }
+    pthread_mutex_unlock(&r->handles_lock);
     st->full_events = rd(&sh->prod.full_events);
     st->msgs_in = rd(&sh->cons.msgs);
     st->bytes_in = rd(&sh->cons.bytes);

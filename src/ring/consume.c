@@ -58,19 +58,14 @@ static int walk(struct psy_ring *r, uint64_t pos, uint64_t limit, struct psyne_m
     return (int)n;
 }
 
-static void count_received(psy_atomic64 *msgs_ctr, psy_atomic64 *bytes_ctr, const struct psyne_msg *msgs, int n,
-                           bool shared)
+/* Counts delivered messages; the caller is the counters' only writer. */
+static void count_received(psy_atomic64 *msgs_ctr, psy_atomic64 *bytes_ctr, const struct psyne_msg *msgs, int n)
 {
     uint64_t bytes = 0;
     for (int i = 0; i < n; i++)
         bytes += msgs[i].length;
-    if (shared) {
-        atomic_fetch_add_explicit(msgs_ctr, (uint64_t)n, memory_order_relaxed);
-        atomic_fetch_add_explicit(bytes_ctr, bytes, memory_order_relaxed);
-    } else {
-        psy_count(msgs_ctr, (uint64_t)n);
-        psy_count(bytes_ctr, bytes);
-    }
+    psy_count(msgs_ctr, (uint64_t)n);
+    psy_count(bytes_ctr, bytes);
 }
 
 static int empty_result(struct psy_ring *r)
@@ -110,7 +105,7 @@ static int sc_receive(struct psy_ring *r, const struct psy_reader *rd, struct ps
     /* Trailing pads stay unread, so read_pos never passes space that no
      * held message covers. */
     atomic_store_explicit(rd->read_pos, msgs[n - 1].psy_end, memory_order_relaxed);
-    count_received(rd->msgs, rd->bytes, msgs, n, false);
+    count_received(rd->msgs, rd->bytes, msgs, n);
     return n;
 }
 
@@ -214,13 +209,14 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
             atomic_store_explicit(&sh->cons.read_pos, pos, memory_order_release); /* unlock */
             return n;
         }
+        if (n > 0) /* counted under the lock: one writer at a time, no RMW */
+            count_received(&sh->cons.msgs, &sh->cons.bytes, msgs, n);
         atomic_store_explicit(&sh->cons.read_pos, end, memory_order_release); /* unlock */
         uint64_t taken_end = n ? msgs[n - 1].psy_end : pos;
         if (taken_end != end) /* trailing pads nobody will release: release them now */
             mc_release(r, taken_end, end);
         if (n == 0)
             return empty_result(r);
-        count_received(&sh->cons.msgs, &sh->cons.bytes, msgs, n, true);
         return n;
     }
 }

@@ -89,9 +89,7 @@ int psy_ring_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length
         psy_sp_commit(r, c, length, type);
         return 0;
     }
-    mp_publish(r, c->psy_pos, c->psy_reserved, length, type);
-    atomic_fetch_add_explicit(&sh->prod.msgs, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&sh->prod.bytes, length, memory_order_relaxed);
+    mp_publish(r, c->psy_pos, c->psy_reserved, length, type); /* MP counts: per handle, channel.c */
     c->psy_reserved = 0;
     psy_wake_if_waiting(r, PSY_WAIT_DATA);
     return 0;
@@ -211,8 +209,6 @@ void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned
                                   psy_hdr_make((uint32_t)(reserved_end - end - PSYNE_RECORD_HEADER), PSY_TYPE_PAD),
                                   memory_order_relaxed);
         atomic_store_explicit(psy_hdr_at(r, c[0].psy_pos), psy_hdr_make(lengths[0], type), memory_order_release); /* R2 */
-        atomic_fetch_add_explicit(&sh->prod.msgs, n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&sh->prod.bytes, bytes, memory_order_relaxed);
     }
     c[0].psy_reserved = 0;
     if (n)

@@ -47,6 +47,7 @@ int psy_ring_create(struct psy_ring *r, const struct psyne_options *opt)
     r->yield_ns = opt->yield_ns < 0 ? 200000 : opt->yield_ns;
     r->map_base = m.base;
     r->map_len = m.map_len;
+    pthread_mutex_init(&r->handles_lock, NULL);
 
     /* The memfd is zero-filled: every counter and position starts at 0. */
     struct psy_ring_shared *sh = r->sh;
@@ -81,6 +82,7 @@ void psy_ring_destroy(struct psy_ring *r)
     if (!r->sh)
         return;
     pthread_mutex_destroy(&r->sh->bcast.lock);
+    pthread_mutex_destroy(&r->handles_lock);
     struct psy_mirror m = {.base = r->map_base, .map_len = r->map_len};
     psy_mirror_destroy(&m);
     r->sh = NULL;

@@ -70,7 +70,7 @@ struct psy_pub {
 /* Producer-side private state and counters. */
 struct psy_prod {
     alignas(PSY_CACHE_BLOCK) psy_atomic64 cached_head; /* producer's copy of the release position */
-    psy_atomic64 msgs;        /* written by producers */
+    psy_atomic64 msgs;        /* SP: the producer; MP: closed handles' totals (channel.c) */
     psy_atomic64 bytes;
     psy_atomic64 full_events;
     psy_atomic32 claim_open;  /* SP: a claim is outstanding */
@@ -171,6 +171,8 @@ struct psy_ring {
     int64_t yield_ns;
     void *map_base;    /* whole reservation, for unmapping */
     size_t map_len;
+    pthread_mutex_t handles_lock; /* guards handles */
+    struct psyne_channel *handles; /* this process's open handles (MP counters) */
 };
 
 /* Header word helpers. */
