@@ -272,6 +272,9 @@ int main(int argc, char **argv)
     struct psyne_stats st;
     if (keep) {
         CHECK_RC(psyne_channel_stats(keep, &st), 0);
+        if (st.in_use)
+            fprintf(stderr, "in_use %llu after the run (out %llu in %llu)\n", (unsigned long long)st.in_use,
+                    (unsigned long long)st.msgs_out, (unsigned long long)st.msgs_in);
         CHECK(st.in_use == 0);
         CHECK(st.msgs_out == per_producer * n_prod && st.msgs_in == st.msgs_out);
         CHECK(st.bytes_in == st.bytes_out);

@@ -420,6 +420,42 @@ static void *send_late(void *arg)
     return NULL;
 }
 
+static void *commit_one_and_close(void *arg)
+{
+    psyne_channel *tx = arg;
+    struct psyne_claimed c;
+    CHECK_RC(psyne_claim(tx, 8, &c, PSYNE_FOREVER), 0);
+    CHECK_RC(psyne_commit(tx, &c, 8, T_MSG), 0);
+    psyne_channel_close(tx); /* last producer: shuts the channel down right after the commit */
+    return NULL;
+}
+
+/* A commit followed at once by the shutdown must still be delivered before
+ * -EPIPE: a receiver that checks "closed" after finding nothing (instead of
+ * before) loses it when both land in between. */
+static void test_last_message_before_epipe(int mode)
+{
+    for (int i = 0; i < 2000; i++) {
+        struct psyne_options o = opts(mode, 4096);
+        o.role = PSYNE_ROLE_CONSUMER;
+        psyne_channel *rx, *tx;
+        CHECK_RC(psyne_channel_open(&rx, "memory://last", &o), 0);
+        o.role = PSYNE_ROLE_PRODUCER;
+        CHECK_RC(psyne_channel_open(&tx, "memory://last", &o), 0);
+        pthread_t t;
+        pthread_create(&t, NULL, commit_one_and_close, tx);
+        struct psyne_msg m;
+        int rc;
+        while ((rc = psyne_receive(rx, &m, PSYNE_NONBLOCK)) == -EAGAIN) {
+        }
+        CHECK_RC(rc, 0);
+        CHECK_RC(psyne_release(rx, &m), 0);
+        pthread_join(t, NULL);
+        CHECK_RC(psyne_receive(rx, &m, PSYNE_FOREVER), -EPIPE);
+        psyne_channel_close(rx);
+    }
+}
+
 static void test_sleep_and_wake(void)
 {
     /* the receiver goes to sleep; the commit must wake it with one syscall */
@@ -517,6 +553,7 @@ int main(void)
         test_commit_abort_errors(modes[i]);
         test_batches(modes[i]);
         test_claim_batch(modes[i]);
+        test_last_message_before_epipe(modes[i]);
         test_shutdown(modes[i]);
     }
     printf("unit_api: all checks passed\n");

@@ -68,9 +68,14 @@ static void count_received(psy_atomic64 *msgs_ctr, psy_atomic64 *bytes_ctr, cons
     psy_count(bytes_ctr, bytes);
 }
 
-static int empty_result(struct psy_ring *r)
+/* Nothing to hand out. `closed` must have been read before the walk that
+ * found nothing: shutdown comes after the producers' last commits, so a
+ * closed flag seen first means the walk saw every commit. Read after the
+ * walk, it could belong to a shutdown that followed a commit the walk
+ * missed, and that message would be lost. */
+static int empty_result(bool closed)
 {
-    return psy_ring_closed(r) ? -EPIPE : -EAGAIN;
+    return closed ? -EPIPE : -EAGAIN;
 }
 
 void psy_ring_count_empty(struct psy_ring *r, int sub)
@@ -85,6 +90,7 @@ void psy_ring_count_empty(struct psy_ring *r, int sub)
 
 static int sc_receive(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *msgs, unsigned max)
 {
+    bool closed = psy_ring_closed(r); /* before the walk: see empty_result */
     uint64_t pos = atomic_load_explicit(rd->read_pos, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(rd->head, memory_order_relaxed);
     uint64_t end;
@@ -100,7 +106,7 @@ static int sc_receive(struct psy_ring *r, const struct psy_reader *rd, struct ps
             atomic_store_explicit(rd->read_pos, end, memory_order_relaxed);
             psy_sc_release(r, rd, end);
         }
-        return empty_result(r);
+        return empty_result(closed);
     }
     /* Trailing pads stay unread, so read_pos never passes space that no
      * held message covers. */
@@ -196,6 +202,7 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
 {
     struct psy_ring_shared *sh = r->sh;
     for (;;) {
+        bool closed = psy_ring_closed(r); /* before the walk: see empty_result */
         uint64_t pos;
         if (mc_lock_read(&sh->cons.read_pos, &pos))
             return -EBUSY;
@@ -216,7 +223,7 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
         if (taken_end != end) /* trailing pads nobody will release: release them now */
             mc_release(r, taken_end, end);
         if (n == 0)
-            return empty_result(r);
+            return empty_result(closed);
         return n;
     }
 }
