@@ -113,6 +113,16 @@ uint64_t bench_percentile(const uint64_t *sorted, size_t n, double p)
     return sorted[i < n ? i : n - 1];
 }
 
+void bench_latency(uint64_t *samples, size_t n, struct lat_result *out)
+{
+    bench_sort_u64(samples, n);
+    out->p50 = bench_percentile(samples, n, 50);
+    out->p99 = bench_percentile(samples, n, 99);
+    out->p999 = bench_percentile(samples, n, 99.9);
+    out->p9999 = bench_percentile(samples, n, 99.99);
+    out->max = n ? samples[n - 1] : 0;
+}
+
 void bench_gate_arrive(struct bench_gate *g, int parties)
 {
     if (atomic_fetch_add(&g->ready, 1) + 1 == parties)

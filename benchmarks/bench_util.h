@@ -27,6 +27,12 @@ double bench_max(const double *v, int n);
 void bench_sort_u64(uint64_t *v, size_t n);
 uint64_t bench_percentile(const uint64_t *sorted, size_t n, double p);
 
+/* Round-trip percentiles of n samples (sorted in place). */
+struct lat_result {
+    uint64_t p50, p99, p999, p9999, max; /* ns */
+};
+void bench_latency(uint64_t *samples, size_t n, struct lat_result *out);
+
 /* A run of a two-sided workload: start both sides together. */
 struct bench_gate {
     _Atomic int ready;

@@ -198,12 +198,7 @@ void psyne_pingpong(size_t size, uint64_t round_trips, int pin, struct lat_resul
     psyne_channel_close(p.ping_rx);
     psyne_channel_close(p.pong_tx);
     psyne_channel_close(pong_rx);
-    bench_sort_u64(rtt, round_trips);
-    out->p50 = bench_percentile(rtt, round_trips, 50);
-    out->p99 = bench_percentile(rtt, round_trips, 99);
-    out->p999 = bench_percentile(rtt, round_trips, 99.9);
-    out->p9999 = bench_percentile(rtt, round_trips, 99.99);
-    out->max = rtt[round_trips - 1];
+    bench_latency(rtt, round_trips, out);
     free(rtt);
 }
 

@@ -9,13 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bench_util.h"
+
 struct tput_result {
     double mps;  /* messages per second */
     double gbps; /* payload GB/s (1e9 bytes) */
-};
-
-struct lat_result {
-    uint64_t p50, p99, p999, p9999, max; /* round-trip ns */
 };
 
 /* Ring bytes used for a message size: the same byte budget is given to the

@@ -127,12 +127,12 @@ static double slot_pingpong_p50(uint64_t trips)
             rtt[i - warm] = (uint64_t)(bench_now_ns() - t0);
     }
     pthread_join(t, NULL);
-    bench_sort_u64(rtt, trips);
-    double p50 = (double)bench_percentile(rtt, trips, 50);
+    struct lat_result lat;
+    bench_latency(rtt, trips, &lat);
     free(rtt);
     slot_ring_free(p.ping);
     slot_ring_free(p.pong);
-    return p50;
+    return (double)lat.p50;
 }
 
 /* ---- two threads bouncing one cache line: the floor of any hand-off ---- */
@@ -176,11 +176,11 @@ static double line_pingpong_p50(uint64_t trips)
             rtt[i - warm] = (uint64_t)(bench_now_ns() - t0);
     }
     pthread_join(t, NULL);
-    bench_sort_u64(rtt, trips);
-    double p50 = (double)bench_percentile(rtt, trips, 50);
+    struct lat_result lat;
+    bench_latency(rtt, trips, &lat);
     free(rtt);
     free(l);
-    return p50;
+    return (double)lat.p50;
 }
 
 #ifdef HAVE_DPDK
