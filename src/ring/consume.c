@@ -26,44 +26,49 @@
  * cannot be valid.
  */
 static int walk(struct psy_ring *r, uint64_t pos, uint64_t limit, struct psyne_msg *msgs, unsigned max,
-                uint64_t *end)
+                uint64_t *end, uint64_t *bytes)
 {
-    uint64_t begin = pos;
+    uint8_t *data = r->data;
+    const uint64_t mask = r->mask;
+    uint64_t begin = pos, total = 0;
     unsigned n = 0;
+    int rc = 0;
     while (n < max && pos != limit) {
-        uint64_t w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_acquire); /* A2 */
+        uint64_t w = atomic_load_explicit((psy_atomic64 *)(data + (pos & mask)), memory_order_acquire); /* A2 */
         if (w == 0)
             break;
         uint32_t type = psy_hdr_type(w);
-        uint64_t size = PSYNE_RECORD_SIZE(psy_hdr_length(w));
-        if (size > limit - pos && r->mc) {
+        uint32_t length = psy_hdr_length(w);
+        uint64_t size = PSYNE_RECORD_SIZE(length);
+        if (psy_unlikely(size > limit - pos) && r->mc) {
             /* MC's limit came from a rel.head that may be stale; the producer
              * of this record saw a newer one (A2 orders this re-read). */
             limit = (atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS) + r->cap;
         }
-        if (type == 0 || (w & PSY_MARKER_BIT) || size > limit - pos)
-            return -EPROTO;
-        if (type != PSY_TYPE_PAD) {
-            msgs[n].data = r->data + (pos & r->mask) + PSYNE_RECORD_HEADER;
-            msgs[n].length = psy_hdr_length(w);
+        if (psy_unlikely(type == 0 || (w & PSY_MARKER_BIT) || size > limit - pos)) {
+            rc = -EPROTO;
+            break;
+        }
+        if (psy_likely(type != PSY_TYPE_PAD)) {
+            msgs[n].data = data + (pos & mask) + PSYNE_RECORD_HEADER;
+            msgs[n].length = length;
             msgs[n].type = type;
             msgs[n].psy_begin = begin;
             msgs[n].psy_end = pos + size;
             begin = pos + size;
+            total += length;
             n++;
         }
         pos += size;
     }
     *end = pos;
-    return (int)n;
+    *bytes = total;
+    return rc ? rc : (int)n;
 }
 
 /* Counts delivered messages; the caller is the counters' only writer. */
-static void count_received(psy_atomic64 *msgs_ctr, psy_atomic64 *bytes_ctr, const struct psyne_msg *msgs, int n)
+static void count_received(psy_atomic64 *msgs_ctr, psy_atomic64 *bytes_ctr, int n, uint64_t bytes)
 {
-    uint64_t bytes = 0;
-    for (int i = 0; i < n; i++)
-        bytes += msgs[i].length;
     psy_count(msgs_ctr, (uint64_t)n);
     psy_count(bytes_ctr, bytes);
 }
@@ -93,8 +98,8 @@ static int sc_receive(struct psy_ring *r, const struct psy_reader *rd, struct ps
     bool closed = psy_ring_closed(r); /* before the walk: see empty_result */
     uint64_t pos = atomic_load_explicit(rd->read_pos, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(rd->head, memory_order_relaxed);
-    uint64_t end;
-    int n = walk(r, pos, head + r->cap, msgs, max, &end);
+    uint64_t end, bytes;
+    int n = walk(r, pos, head + r->cap, msgs, max, &end, &bytes);
     if (n < 0)
         return n;
     psy_ring_note_usage(r, end - head);
@@ -111,7 +116,7 @@ static int sc_receive(struct psy_ring *r, const struct psy_reader *rd, struct ps
     /* Trailing pads stay unread, so read_pos never passes space that no
      * held message covers. */
     atomic_store_explicit(rd->read_pos, msgs[n - 1].psy_end, memory_order_relaxed);
-    count_received(rd->msgs, rd->bytes, msgs, n);
+    count_received(rd->msgs, rd->bytes, n, bytes);
     return n;
 }
 
@@ -208,8 +213,8 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
             return -EBUSY;
         /* rel.head only grows: a stale value only shortens the walk */
         uint64_t head = atomic_load_explicit(&sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS;
-        uint64_t end;
-        int n = walk(r, pos, head + r->cap, msgs, max, &end);
+        uint64_t end, bytes;
+        int n = walk(r, pos, head + r->cap, msgs, max, &end, &bytes);
         if (n > 0)
             psy_ring_note_usage(r, end - head);
         if (n < 0) {
@@ -217,7 +222,7 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
             return n;
         }
         if (n > 0) /* counted under the lock: one writer at a time, no RMW */
-            count_received(&sh->cons.msgs, &sh->cons.bytes, msgs, n);
+            count_received(&sh->cons.msgs, &sh->cons.bytes, n, bytes);
         atomic_store_explicit(&sh->cons.read_pos, end, memory_order_release); /* unlock */
         uint64_t taken_end = n ? msgs[n - 1].psy_end : pos;
         if (taken_end != end) /* trailing pads nobody will release: release them now */
