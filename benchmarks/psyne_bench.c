@@ -159,7 +159,7 @@ int main(int argc, char **argv)
                "# Each RESULT line is the median of %d runs after a warm-up run: mps = messages/s,\n"
                "# gbps = payload GB/s, rtt_* = round-trip percentiles in ns. The producer writes every\n"
                "# payload byte in place and the consumer checks the sequence number and reads every byte.\n"
-               "# This machine is shared and noisy: compare systems with benchmarks/compare (ratios).\n",
+               "# This machine is shared and noisy: compare systems with build/benchmarks/peers/psyne_compare (ratios).\n",
                c.runs);
 
     static const size_t spsc_sizes[] = {64, 4096, 65536, 1048576};
