@@ -503,6 +503,7 @@ static void test_broadcast(void)
     for (int i = 0; i < PSYNE_MAX_SUBSCRIBERS; i++)
         CHECK_RC(psyne_channel_open(&subs[i], "memory://bcast", &o), 0);
     CHECK_RC(psyne_channel_open(&extra, "memory://bcast", &o), -EBUSY);
+    CHECK_RC(psyne_channel_open(&extra, "memory://bcast", NULL), -EINVAL); /* joining needs a role here */
     for (int i = 2; i < PSYNE_MAX_SUBSCRIBERS; i++)
         CHECK_RC(psyne_channel_close(subs[i]), 0);
 

@@ -96,7 +96,12 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         free(ch);
         return rc;
     }
-    if (opt->mode == PSYNE_MODE_BROADCAST && opt->role == PSYNE_ROLE_CONSUMER) {
+    if (ch->ring->mode == PSYNE_MODE_BROADCAST && ch->role == PSYNE_ROLE_ANY) { /* joined with NULL options */
+        psy_memory_detach(ch->ring);
+        free(ch);
+        return psy_fail(-EINVAL, "%s is a BROADCAST channel: open it with PSYNE_ROLE_PRODUCER or _CONSUMER", uri);
+    }
+    if (ch->ring->mode == PSYNE_MODE_BROADCAST && ch->role == PSYNE_ROLE_CONSUMER) {
         ch->sub = psy_ring_subscribe(ch->ring);
         if (ch->sub < 0) {
             psy_memory_detach(ch->ring);
