@@ -177,46 +177,6 @@ static bool message_fits(const struct psy_ring *r, size_t max_len)
     return max_len <= UINT32_MAX && PSYNE_RECORD_SIZE(max_len) + PSY_TERMINATOR <= r->cap;
 }
 
-struct claim_try {
-    struct psy_ring *ring;
-    uint64_t need;
-    struct psyne_claimed *claim;
-};
-
-static int claim_once(void *ctx)
-{
-    struct claim_try *t = ctx;
-    if (psy_ring_closed(t->ring))
-        return -EPIPE;
-    return psy_ring_claim(t->ring, t->need, t->claim);
-}
-
-int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
-{
-    struct psy_ring *r = ch->ring;
-    c->psy_batch = 1;
-    if (psy_likely(ch->sp_fast && message_fits(r, max_len) && !psy_ring_closed(r))) {
-        c->capacity = (uint32_t)max_len;
-        if (psy_likely(psy_sp_claim(r, PSYNE_RECORD_SIZE(max_len), c) == 0))
-            return 0;
-    }
-    if (ch->role == PSYNE_ROLE_CONSUMER)
-        return psy_fail(-EPERM, "claim on a consumer handle");
-    uint64_t need = PSYNE_RECORD_SIZE(max_len);
-    if (!message_fits(r, max_len))
-        return psy_fail(-EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu", max_len,
-                        (unsigned long long)need, (unsigned long long)r->cap);
-    c->capacity = (uint32_t)max_len;
-    struct claim_try t = {r, need, c};
-    int rc = claim_once(&t);
-    if (rc != -EAGAIN)
-        return rc;
-    psy_ring_count_full(r);
-    if (timeout_ns == PSYNE_NONBLOCK)
-        return -EAGAIN;
-    return psy_wait_loop(r, PSY_WAIT_SPACE, claim_once, &t, timeout_ns);
-}
-
 struct claim_batch_try {
     struct psy_ring *ring;
     uint64_t need;
@@ -252,6 +212,20 @@ int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c
     if (timeout_ns == PSYNE_NONBLOCK)
         return -EAGAIN;
     return psy_wait_loop(r, PSY_WAIT_SPACE, claim_batch_once, &t, timeout_ns);
+}
+
+int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
+{
+    struct psy_ring *r = ch->ring;
+    if (psy_likely(ch->sp_fast && message_fits(r, max_len) && !psy_ring_closed(r))) {
+        c->capacity = (uint32_t)max_len;
+        c->psy_batch = 1;
+        if (psy_likely(psy_sp_claim(r, PSYNE_RECORD_SIZE(max_len), c) == 0))
+            return 0;
+    }
+    /* everything else, waiting included: a batch of one */
+    int rc = psyne_claim_batch(ch, max_len, c, 1, timeout_ns);
+    return rc < 0 ? rc : 0;
 }
 
 int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, const uint32_t *lengths, uint32_t type)
