@@ -270,6 +270,39 @@ static void test_claim_batch(int mode)
     psyne_channel_close(ch);
 }
 
+/* MP: a producer that holds a claim (as if preempted between claim and
+ * commit) does not stop another producer claiming and committing; the
+ * consumer gets the held message first once it is committed, then the rest. */
+static void test_stalled_producer(int mode)
+{
+    struct psyne_options o = opts(mode, 8192);
+    o.role = PSYNE_ROLE_PRODUCER;
+    psyne_channel *slow, *fast, *rx;
+    CHECK_RC(psyne_channel_open(&slow, "memory://stalled", &o), 0);
+    CHECK_RC(psyne_channel_open(&fast, "memory://stalled", &o), 0);
+    o.role = PSYNE_ROLE_CONSUMER;
+    CHECK_RC(psyne_channel_open(&rx, "memory://stalled", &o), 0);
+    struct psyne_claimed held, c;
+    struct psyne_msg m;
+    CHECK_RC(psyne_claim(slow, 16, &held, PSYNE_NONBLOCK), 0);
+    for (int i = 0; i < 20; i++) { /* the other producer goes on claiming */
+        CHECK_RC(psyne_claim(fast, 16, &c, PSYNE_NONBLOCK), 0);
+        *(int *)c.data = i;
+        CHECK_RC(psyne_commit(fast, &c, sizeof(int), T_MSG), 0);
+    }
+    CHECK_RC(psyne_receive(rx, &m, PSYNE_NONBLOCK), -EAGAIN); /* in order: the held one comes first */
+    *(int *)held.data = -1;
+    CHECK_RC(psyne_commit(slow, &held, sizeof(int), T_MSG), 0);
+    for (int i = -1; i < 20; i++) {
+        CHECK_RC(psyne_receive(rx, &m, PSYNE_NONBLOCK), 0);
+        CHECK(*(int *)m.data == i);
+        CHECK_RC(psyne_release(rx, &m), 0);
+    }
+    psyne_channel_close(slow);
+    psyne_channel_close(fast);
+    psyne_channel_close(rx);
+}
+
 static void test_roles(void)
 {
     struct psyne_options o = opts(PSYNE_MODE_SPSC, 0);
@@ -548,6 +581,8 @@ int main(void)
     test_sleep_and_wake();
     test_corrupt_record();
     test_broadcast();
+    test_stalled_producer(PSYNE_MODE_MPSC);
+    test_stalled_producer(PSYNE_MODE_MPMC);
     int modes[] = {PSYNE_MODE_SPSC, PSYNE_MODE_SPMC, PSYNE_MODE_MPSC, PSYNE_MODE_MPMC};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         test_full_empty_timeouts(modes[i]);
