@@ -123,6 +123,28 @@ void bench_latency(uint64_t *samples, size_t n, struct lat_result *out)
     out->max = n ? samples[n - 1] : 0;
 }
 
+uint64_t bench_warmup_trips(uint64_t trips)
+{
+    return trips / 10 + 1000;
+}
+
+void bench_time_round_trips(uint64_t trips, void (*one_trip)(void *ctx, uint64_t i), void *ctx,
+                            struct lat_result *out)
+{
+    uint64_t warm = bench_warmup_trips(trips);
+    uint64_t *rtt = malloc(trips * sizeof *rtt);
+    if (!rtt)
+        abort();
+    for (uint64_t i = 0; i < warm + trips; i++) {
+        int64_t t0 = bench_now_ns();
+        one_trip(ctx, i);
+        if (i >= warm)
+            rtt[i - warm] = (uint64_t)(bench_now_ns() - t0);
+    }
+    bench_latency(rtt, trips, out);
+    free(rtt);
+}
+
 void bench_gate_arrive(struct bench_gate *g, int parties)
 {
     if (atomic_fetch_add(&g->ready, 1) + 1 == parties)

@@ -33,6 +33,14 @@ struct lat_result {
 };
 void bench_latency(uint64_t *samples, size_t n, struct lat_result *out);
 
+/* The pinger's side of a ping-pong: runs bench_warmup_trips(trips) untimed
+ * round trips and then `trips` timed ones of one_trip(ctx, i), i counting
+ * from 0 over all of them, and summarizes the timed ones. The ponger must
+ * answer bench_warmup_trips(trips) + trips times. */
+uint64_t bench_warmup_trips(uint64_t trips);
+void bench_time_round_trips(uint64_t trips, void (*one_trip)(void *ctx, uint64_t i), void *ctx,
+                            struct lat_result *out);
+
 /* A run of a two-sided workload: start both sides together. */
 struct bench_gate {
     _Atomic int ready;

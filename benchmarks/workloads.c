@@ -164,42 +164,43 @@ static void *ponger(void *arg)
     return NULL;
 }
 
+struct pinger {
+    psyne_channel *ping_tx, *pong_rx;
+    size_t size;
+};
+
+static void psyne_ping(void *ctx, uint64_t i)
+{
+    struct pinger *g = ctx;
+    struct psyne_claimed c;
+    must(psyne_claim(g->ping_tx, g->size, &c, PSYNE_FOREVER), "claim ping");
+    bench_write_payload(c.data, g->size, i);
+    must(psyne_commit(g->ping_tx, &c, g->size, T_BENCH), "commit ping");
+    struct psyne_msg m;
+    must(psyne_receive(g->pong_rx, &m, PSYNE_FOREVER), "receive pong");
+    bench_read_payload(m.data, m.length, i, "psyne ping");
+    must(psyne_release(g->pong_rx, &m), "release pong");
+}
+
 void psyne_pingpong(size_t size, uint64_t round_trips, int pin, struct lat_result *out)
 {
-    uint64_t warmup = round_trips / 10 + 1000;
-    struct pingpong_run p = {.size = size, .total = warmup + round_trips, .pin = pin};
+    struct pingpong_run p = {.size = size, .total = bench_warmup_trips(round_trips) + round_trips, .pin = pin};
     uint64_t cap = workload_capacity(size);
     psyne_channel *ping_tx = open_channel("memory://bench-ping", PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_SPIN);
     p.ping_rx = open_channel("memory://bench-ping", PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_SPIN);
     p.pong_tx = open_channel("memory://bench-pong", PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_SPIN);
     psyne_channel *pong_rx = open_channel("memory://bench-pong", PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_SPIN);
-    uint64_t *rtt = malloc(round_trips * sizeof *rtt);
-    if (!rtt)
-        abort();
     pthread_t t;
     pthread_create(&t, NULL, ponger, &p);
     bench_pin(pin ? 0 : -1);
     bench_gate_arrive(&p.gate, 2);
-    for (uint64_t i = 0; i < p.total; i++) {
-        int64_t t0 = bench_now_ns();
-        struct psyne_claimed c;
-        must(psyne_claim(ping_tx, size, &c, PSYNE_FOREVER), "claim ping");
-        bench_write_payload(c.data, size, i);
-        must(psyne_commit(ping_tx, &c, size, T_BENCH), "commit ping");
-        struct psyne_msg m;
-        must(psyne_receive(pong_rx, &m, PSYNE_FOREVER), "receive pong");
-        bench_read_payload(m.data, m.length, i, "psyne ping");
-        must(psyne_release(pong_rx, &m), "release pong");
-        if (i >= warmup)
-            rtt[i - warmup] = (uint64_t)(bench_now_ns() - t0);
-    }
+    struct pinger g = {ping_tx, pong_rx, size};
+    bench_time_round_trips(round_trips, psyne_ping, &g, out);
     pthread_join(t, NULL);
     psyne_channel_close(ping_tx);
     psyne_channel_close(p.ping_rx);
     psyne_channel_close(p.pong_tx);
     psyne_channel_close(pong_rx);
-    bench_latency(rtt, round_trips, out);
-    free(rtt);
 }
 
 /* ---- inproc-mpmc-tput ---- */

@@ -108,28 +108,26 @@ static void *slot_ponger(void *arg)
     return NULL;
 }
 
+static void slot_ping(void *ctx, uint64_t i)
+{
+    struct slot_pp *p = ctx;
+    bench_write_payload(slot_ring_claim(p->ping), 64, i);
+    slot_ring_publish(p->ping);
+    bench_read_payload(slot_ring_peek(p->pong), 64, i, "slot ping");
+    slot_ring_release(p->pong);
+}
+
 static double slot_pingpong_p50(uint64_t trips)
 {
-    uint64_t warm = trips / 10 + 1000;
-    struct slot_pp p = {.ping = slot_ring_new(4096, 64), .pong = slot_ring_new(4096, 64), .total = warm + trips};
-    uint64_t *rtt = malloc(trips * sizeof *rtt);
+    struct slot_pp p = {.ping = slot_ring_new(4096, 64), .pong = slot_ring_new(4096, 64),
+                        .total = bench_warmup_trips(trips) + trips};
     pthread_t t;
     pthread_create(&t, NULL, slot_ponger, &p);
     bench_pin(pin ? 0 : -1);
     bench_gate_arrive(&p.gate, 2);
-    for (uint64_t i = 0; i < p.total; i++) {
-        int64_t t0 = bench_now_ns();
-        bench_write_payload(slot_ring_claim(p.ping), 64, i);
-        slot_ring_publish(p.ping);
-        bench_read_payload(slot_ring_peek(p.pong), 64, i, "slot ping");
-        slot_ring_release(p.pong);
-        if (i >= warm)
-            rtt[i - warm] = (uint64_t)(bench_now_ns() - t0);
-    }
-    pthread_join(t, NULL);
     struct lat_result lat;
-    bench_latency(rtt, trips, &lat);
-    free(rtt);
+    bench_time_round_trips(trips, slot_ping, &p, &lat);
+    pthread_join(t, NULL);
     slot_ring_free(p.ping);
     slot_ring_free(p.pong);
     return (double)lat.p50;
@@ -156,29 +154,26 @@ static void *line_ponger(void *arg)
     return NULL;
 }
 
+static void line_ping(void *ctx, uint64_t i)
+{
+    struct line_pp *l = ctx;
+    atomic_store_explicit(&l->ball, 2 * i + 1, memory_order_release);
+    while (atomic_load_explicit(&l->ball, memory_order_acquire) != 2 * i + 2)
+        slot_pause();
+}
+
 static double line_pingpong_p50(uint64_t trips)
 {
-    uint64_t warm = trips / 10 + 1000;
     struct line_pp *l = aligned_alloc(128, sizeof *l);
     memset(l, 0, sizeof *l);
-    l->total = warm + trips;
-    uint64_t *rtt = malloc(trips * sizeof *rtt);
+    l->total = bench_warmup_trips(trips) + trips;
     pthread_t t;
     pthread_create(&t, NULL, line_ponger, l);
     bench_pin(pin ? 0 : -1);
     bench_gate_arrive(&l->gate, 2);
-    for (uint64_t i = 0; i < l->total; i++) {
-        int64_t t0 = bench_now_ns();
-        atomic_store_explicit(&l->ball, 2 * i + 1, memory_order_release);
-        while (atomic_load_explicit(&l->ball, memory_order_acquire) != 2 * i + 2)
-            slot_pause();
-        if (i >= warm)
-            rtt[i - warm] = (uint64_t)(bench_now_ns() - t0);
-    }
-    pthread_join(t, NULL);
     struct lat_result lat;
-    bench_latency(rtt, trips, &lat);
-    free(rtt);
+    bench_time_round_trips(trips, line_ping, l, &lat);
+    pthread_join(t, NULL);
     free(l);
     return (double)lat.p50;
 }
