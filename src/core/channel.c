@@ -236,14 +236,14 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
         return psy_fail(-EINVAL, "commit_batch of %u messages, the batch has %u", n, c[0].psy_batch);
     if (n && (type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX))
         return psy_fail(-EINVAL, "type %u is outside %u..%u", type, PSYNE_TYPE_USER_MIN, PSYNE_TYPE_USER_MAX);
-    for (unsigned i = 0; i < n; i++)
+    uint64_t bytes = 0;
+    for (unsigned i = 0; i < n; i++) {
         if (lengths[i] > c[i].capacity)
             return psy_fail(-EINVAL, "message %u: %u bytes into a claim of %u", i, lengths[i], c[i].capacity);
-    psy_ring_commit_batch(ch->ring, c, n, lengths, type);
+        bytes += lengths[i];
+    }
+    psy_ring_commit_batch(ch->ring, c, n, lengths, type, bytes);
     if (ch->ring->mp && n) {
-        uint64_t bytes = 0;
-        for (unsigned i = 0; i < n; i++)
-            bytes += lengths[i];
         atomic_fetch_add_explicit(&ch->mp_msgs, n, memory_order_relaxed);
         atomic_fetch_add_explicit(&ch->mp_bytes, bytes, memory_order_relaxed);
     }

@@ -136,9 +136,7 @@ static int mc_lock_read(psy_atomic64 *word, uint64_t *pos)
             continue; /* the position moved (or a spurious failure): look again */
         }
         if (++spins < 128) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
+            psy_cpu_relax();
         } else {
             sched_yield(); /* the holder may be preempted: let it run */
             if (spins > 256)

@@ -60,19 +60,27 @@ static inline int psy_sp_claim(struct psy_ring *r, uint64_t need, struct psyne_c
     return 0;
 }
 
-/* SP commit: the terminator after the record, then its header (R1). */
-static inline void psy_sp_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length, uint32_t type)
+/* SP publication of the records in [pos, end), whose later headers are
+ * already written: the terminator at end, then the first header (R1), which
+ * makes them all visible at once; closes the producer's claim. */
+static inline void psy_sp_publish(struct psy_ring *r, uint64_t pos, uint64_t first_header, uint64_t end,
+                                  uint64_t msgs, uint64_t bytes)
 {
     struct psy_ring_shared *sh = r->sh;
-    uint64_t next = c->psy_pos + PSYNE_RECORD_SIZE(length);
-    atomic_store_explicit(psy_hdr_at(r, next), 0, memory_order_relaxed); /* published by R1 */
-    atomic_store_explicit(psy_hdr_at(r, c->psy_pos), psy_hdr_make(length, type), memory_order_release); /* R1 */
-    atomic_store_explicit(&sh->pub.tail, next, memory_order_release);
+    atomic_store_explicit(psy_hdr_at(r, end), 0, memory_order_relaxed); /* published by R1 */
+    atomic_store_explicit(psy_hdr_at(r, pos), first_header, memory_order_release); /* R1 */
+    atomic_store_explicit(&sh->pub.tail, end, memory_order_release);
     atomic_store_explicit(&sh->prod.claim_open, 0, memory_order_relaxed);
-    c->psy_reserved = 0;
-    psy_count(&sh->prod.msgs, 1);
-    psy_count(&sh->prod.bytes, length);
+    psy_count(&sh->prod.msgs, msgs);
+    psy_count(&sh->prod.bytes, bytes);
     psy_wake_if_waiting(r, PSY_WAIT_DATA);
+}
+
+/* SP commit of one claim. */
+static inline void psy_sp_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length, uint32_t type)
+{
+    psy_sp_publish(r, c->psy_pos, psy_hdr_make(length, type), c->psy_pos + PSYNE_RECORD_SIZE(length), 1, length);
+    c->psy_reserved = 0;
 }
 
 /* Single consumer: the next record if it is an ordinary message.

@@ -182,25 +182,16 @@ static uint64_t batch_headers(struct psy_ring *r, struct psyne_claimed *c, unsig
 }
 
 void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned n, const uint32_t *lengths,
-                           uint32_t type)
+                           uint32_t type, uint64_t bytes)
 {
-    struct psy_ring_shared *sh = r->sh;
     unsigned k = c[0].psy_batch;
-    uint64_t bytes = 0;
-    for (unsigned i = 0; i < n; i++)
-        bytes += lengths[i];
     if (n == 0) {
         struct psyne_claimed all = c[0];
         all.psy_reserved = c[0].psy_reserved * k;
         psy_ring_abort(r, &all);
     } else if (!r->mp) {
         uint64_t end = batch_headers(r, c, n, lengths, type);
-        atomic_store_explicit(psy_hdr_at(r, end), 0, memory_order_relaxed); /* terminator, published by R1 */
-        atomic_store_explicit(psy_hdr_at(r, c[0].psy_pos), psy_hdr_make(lengths[0], type), memory_order_release); /* R1 */
-        atomic_store_explicit(&sh->pub.tail, end, memory_order_release);
-        atomic_store_explicit(&sh->prod.claim_open, 0, memory_order_relaxed);
-        psy_count(&sh->prod.msgs, n);
-        psy_count(&sh->prod.bytes, bytes);
+        psy_sp_publish(r, c[0].psy_pos, psy_hdr_make(lengths[0], type), end, n, bytes);
     } else {
         uint64_t end = batch_headers(r, c, n, lengths, type);
         uint64_t reserved_end = c[0].psy_pos + c[0].psy_reserved * (uint64_t)k;
@@ -209,8 +200,7 @@ void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned
                                   psy_hdr_make((uint32_t)(reserved_end - end - PSYNE_RECORD_HEADER), PSY_TYPE_PAD),
                                   memory_order_relaxed);
         atomic_store_explicit(psy_hdr_at(r, c[0].psy_pos), psy_hdr_make(lengths[0], type), memory_order_release); /* R2 */
+        psy_wake_if_waiting(r, PSY_WAIT_DATA); /* MP counts: per handle, channel.c */
     }
     c[0].psy_reserved = 0;
-    if (n)
-        psy_wake_if_waiting(r, PSY_WAIT_DATA);
 }

@@ -217,8 +217,9 @@ int psy_ring_abort(struct psy_ring *r, struct psyne_claimed *c);
 void psy_ring_count_full(struct psy_ring *r);
 /* Batches: up to n records of `need` bytes each, one reservation. */
 int psy_ring_claim_batch(struct psy_ring *r, uint64_t need, struct psyne_claimed *c, unsigned n);
+/* bytes: the sum of lengths[0..n-1] (the caller has added them up already). */
 void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned n, const uint32_t *lengths,
-                           uint32_t type);
+                           uint32_t type, uint64_t bytes);
 
 /* Consumer side (consume.c): non-blocking; -EAGAIN when empty, -EPIPE when
  * shut down and drained, -EBUSY (MC) when other consumers kept the read lock
@@ -253,6 +254,16 @@ static inline void psy_wake_if_waiting(struct psy_ring *r, enum psy_wait_side si
         atomic_signal_fence(memory_order_seq_cst); /* keep the compiler from hoisting the load */
     if (atomic_load_explicit(waiters, memory_order_relaxed) != 0)
         psy_wake_slow(r, side);
+}
+
+/* One polite spin-wait step. */
+static inline void psy_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
 }
 
 /* Single-writer counter increment: no read-modify-write instruction. */

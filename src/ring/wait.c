@@ -57,15 +57,6 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#else
-    atomic_signal_fence(memory_order_seq_cst);
-#endif
-}
-
 void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side)
 {
     struct psy_wait_block *w = &r->sh->wait;
@@ -116,7 +107,7 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
         int rc = try_once(ctx);
         if (rc != -EAGAIN && rc != -EBUSY)
             return rc;
-        cpu_relax();
+        psy_cpu_relax();
         if (iter % poll_batch && rc != -EBUSY)
             continue;
         int64_t now = now_ns();
