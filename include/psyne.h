@@ -63,6 +63,8 @@ extern "C" {
 
 /* Maximum number of simultaneous subscribers of a BROADCAST channel. */
 #define PSYNE_MAX_SUBSCRIBERS 32
+/* Maximum number of open handles on one ipc:// segment, all processes together. */
+#define PSYNE_IPC_MAX_HANDLES 64
 
 /* Ring modes. SP/MP: one or many producers; SC/MC: one or many consumers,
  * each message delivered to exactly one of them. BROADCAST: one producer,
@@ -102,7 +104,14 @@ struct psyne_options {
     uint32_t flags;      /* PSYNE_F_* */
     int64_t spin_ns;     /* adaptive wait: spin this long; <0 = default (50 us) */
     int64_t yield_ns;    /* adaptive wait: then yield this long; <0 = default (200 us) */
-    uint64_t reserved[4]; /* zero */
+    /* ipc:// only (ignored by memory://): */
+    uint32_t ipc_perm;        /* permission bits of a segment this open creates; 0 = 0600 */
+    uint32_t reserved32;      /* zero */
+    int64_t open_timeout_ns;  /* wait this long for a segment another process is creating or
+                                 still closing; 0 = default (5 s), PSYNE_FOREVER = no limit */
+    int64_t peer_timeout_ns;  /* a waiting call checks every this often whether a peer process
+                                 died (and then recovers its claims and handles); 0 = 1 s */
+    uint64_t reserved;        /* zero */
 };
 
 /* Fills *opt with the defaults (SPSC, default capacity, adaptive waiting).
@@ -118,10 +127,26 @@ typedef struct psyne_channel psyne_channel;
  *                   it with opt; later opens must ask for the same mode and
  *                   no more capacity than it has (-EINVAL). opt NULL: create
  *                   with the defaults, or join the existing ring as it is.
+ *   ipc://name      processes of this machine: a shared-memory segment
+ *                   /dev/shm/psyne.<name> (name without '/'), created by the
+ *                   first open with opt (mode opt->ipc_perm, default 0600)
+ *                   and joined by later ones under the same rules as
+ *                   memory://. Either side may start first. A segment whose
+ *                   creator is still initializing it, or that was shut down
+ *                   and still has open handles, is waited for up to
+ *                   opt->open_timeout_ns (-ETIMEDOUT). A segment left by
+ *                   processes that all died is removed and created afresh.
+ *                   The last handle to close removes the segment. Each
+ *                   handle is its own attachment (at most PSYNE_IPC_MAX_HANDLES
+ *                   per segment, -EBUSY beyond). Handles do not survive
+ *                   fork(): open them in the process that uses them.
  * Returns 0, or -EINVAL (bad URI or options), -EPROTONOSUPPORT (a scheme this
- * build does not provide), -ENOMEM, -EBUSY (BROADCAST: all subscriber slots
- * taken), or another -errno from the system.
- * Thread-safe (any thread, concurrently); may block briefly on a mutex.
+ * build does not provide), -EPROTO (ipc: a segment of another layout
+ * version, or damaged; it is left untouched), -EACCES (ipc: no permission),
+ * -ETIMEDOUT (ipc), -ENOMEM, -EBUSY (BROADCAST: all subscriber slots taken;
+ * ipc: all handle slots taken), or another -errno from the system.
+ * Thread-safe (any thread, concurrently); memory:// may block briefly on a
+ * mutex, ipc:// waits as described above.
  */
 PSYNE_API int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_options *opt);
 
@@ -272,7 +297,9 @@ struct psyne_stats {
     uint64_t wakeups;      /* wake-up system calls issued */
     int mode;              /* enum psyne_mode */
     int subscribers;       /* BROADCAST: current subscribers */
-    uint64_t reserved[4];
+    uint64_t peers_lost;   /* ipc: handles of dead processes cleaned up by survivors */
+    uint64_t claims_recovered; /* ipc: dead producers' unfinished claims skipped as padding */
+    uint64_t reserved[2];
 };
 
 /*

@@ -1,7 +1,11 @@
 /*
  * stress.c - one stress body, built once per ring mode (STRESS_MODE).
  *
- *   stress_<mode> PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY
+ *   stress_<mode> PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [TRANSPORT]
+ *
+ * TRANSPORT: "memory" (default; producers and consumers are threads),
+ * "ipc-fork" (each is a forked process on an ipc:// channel) or "ipc-exec"
+ * (each is this program started anew, finding the channel by name).
  *
  * Every message is stamped with producer id, sequence number and a checksum
  * of a payload of random length (24 bytes of stamp + 0..4000 bytes). Producers
@@ -13,6 +17,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -36,12 +43,19 @@ struct stamp {
     uint64_t checksum;
 };
 
-static const char *uri = "memory://stress";
+static char uri[128] = "memory://stress";
 static unsigned n_prod, n_cons;
 static uint64_t per_producer;
 static uint64_t capacity;
-static _Atomic uint64_t *seen[MAX_THREADS]; /* MC modes: one bit per message */
-static _Atomic uint64_t total_received;
+
+/* What every consumer records, in memory shared by all processes (a memfd
+ * that forked and exec'd children map too). */
+struct book {
+    _Atomic uint64_t total_received;
+    _Atomic uint64_t seen[]; /* MC modes: one bit per message, per producer */
+};
+static struct book *book;
+static _Atomic uint64_t *seen[MAX_THREADS];
 
 static uint64_t xorshift(uint64_t *s)
 {
@@ -151,6 +165,9 @@ static void verify(struct consumer_state *cs, const struct psyne_msg *m)
         CHECK(st->seq >= *next); /* per producer, each consumer sees increasing sequences */
         uint64_t bit = 1ull << (st->seq & 63);
         uint64_t old = atomic_fetch_or(&seen[st->producer][st->seq >> 6], bit);
+        if (old & bit)
+            fprintf(stderr, "consumer %u: producer %u seq %llu delivered twice\n", cs->id, st->producer,
+                    (unsigned long long)st->seq);
         CHECK(!(old & bit)); /* never delivered twice */
     } else {
         if (st->seq != *next)
@@ -224,50 +241,168 @@ static void *consumer(void *arg)
             break;
         CHECK_RC(rc, 0);
     }
-    atomic_fetch_add(&total_received, cs->count);
+    atomic_fetch_add(&book->total_received, cs->count);
+    int competing = STRESS_MODE == PSYNE_MODE_SPMC || STRESS_MODE == PSYNE_MODE_MPMC;
+    for (unsigned p = 0; p < n_prod && !competing; p++)
+        CHECK(cs->next[p] == per_producer); /* every sequence, in order */
     psyne_channel_close(ch);
     return NULL;
 }
 
+/* ---- roles as threads or as processes ---- */
+
+static int book_fd = -1;
+static char self_exe[4096];
+static const char *transport = "memory";
+
+static void map_book(int fd)
+{
+    size_t words = per_producer / 64 + 1;
+    size_t len = sizeof(struct book) + n_prod * words * sizeof(uint64_t);
+    if (fd < 0) {
+        CHECK((fd = memfd_create("stress-book", 0)) >= 0); /* inherited by exec'd children */
+        CHECK(ftruncate(fd, (off_t)len) == 0);
+    }
+    book_fd = fd;
+    book = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(book != MAP_FAILED);
+    for (unsigned p = 0; p < n_prod; p++)
+        seen[p] = &book->seen[p * words];
+}
+
+static void run_role(int is_producer, unsigned id)
+{
+    if (is_producer) {
+        producer((void *)(uintptr_t)id);
+    } else {
+        struct consumer_state cs;
+        memset(&cs, 0, sizeof cs);
+        cs.id = id;
+        consumer(&cs);
+    }
+}
+
+struct role {
+    pthread_t thread;
+    pid_t pid;
+    int is_producer;
+    struct consumer_state cs;
+};
+
+static void *consumer_thread(void *arg)
+{
+    return consumer(&((struct role *)arg)->cs);
+}
+
+static void start_role(struct role *r, int is_producer, unsigned id)
+{
+    r->is_producer = is_producer;
+    r->cs.id = id;
+    if (strcmp(transport, "memory") == 0) {
+        if (is_producer)
+            pthread_create(&r->thread, NULL, producer, (void *)(uintptr_t)id);
+        else
+            pthread_create(&r->thread, NULL, consumer_thread, r);
+        return;
+    }
+    fflush(NULL);
+    r->pid = fork();
+    CHECK(r->pid >= 0);
+    if (r->pid)
+        return;
+    if (strcmp(transport, "ipc-exec") == 0) { /* a program of its own, as a user would start it */
+        char a[6][32];
+        snprintf(a[0], 32, "%u", n_prod);
+        snprintf(a[1], 32, "%u", n_cons);
+        snprintf(a[2], 32, "%llu", (unsigned long long)per_producer);
+        snprintf(a[3], 32, "%llu", (unsigned long long)capacity);
+        snprintf(a[4], 32, "%u", id);
+        snprintf(a[5], 32, "%d", book_fd);
+        execl(self_exe, self_exe, a[0], a[1], a[2], a[3], "child", uri, is_producer ? "producer" : "consumer", a[4],
+              a[5], (char *)NULL);
+        perror("execl");
+        _exit(127);
+    }
+    run_role(is_producer, id);
+    _exit(0);
+}
+
+static void join_role(struct role *r)
+{
+    if (strcmp(transport, "memory") == 0) {
+        pthread_join(r->thread, NULL);
+        return;
+    }
+    int status;
+    CHECK(waitpid(r->pid, &status, 0) == r->pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "%s %d ended with status 0x%x\n", r->is_producer ? "producer" : "consumer", r->pid, status);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY\n", argv[0]);
+    if (argc == 10 && strcmp(argv[5], "child") == 0) { /* ipc-exec: one role of a run */
+        n_prod = (unsigned)atoi(argv[1]);
+        n_cons = (unsigned)atoi(argv[2]);
+        per_producer = strtoull(argv[3], NULL, 10); /* already scaled */
+        capacity = strtoull(argv[4], NULL, 10);
+        snprintf(uri, sizeof uri, "%s", argv[6]);
+        map_book(atoi(argv[9]));
+        run_role(strcmp(argv[7], "producer") == 0, (unsigned)atoi(argv[8]));
+        return 0;
+    }
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [memory|ipc-fork|ipc-exec]\n",
+                argv[0]);
         return 2;
     }
     n_prod = (unsigned)atoi(argv[1]);
     n_cons = (unsigned)atoi(argv[2]);
     per_producer = test_scale(strtoull(argv[3], NULL, 10));
     capacity = strtoull(argv[4], NULL, 10);
+    if (argc == 6)
+        transport = argv[5];
+    CHECK(strcmp(transport, "memory") == 0 || strcmp(transport, "ipc-fork") == 0 || strcmp(transport, "ipc-exec") == 0);
+    if (strcmp(transport, "memory") != 0) /* a name of its own: ctest runs tests side by side */
+        snprintf(uri, sizeof uri, "ipc://stress-%d-%d", STRESS_MODE, (int)getpid());
+    CHECK(readlink("/proc/self/exe", self_exe, sizeof self_exe - 1) > 0);
     CHECK(n_prod >= 1 && n_prod <= MAX_THREADS && n_cons >= 1 && n_cons <= MAX_THREADS);
     alarm(600); /* a hang is a failure, not a stuck CI job */
+    map_book(-1);
 
-    for (unsigned p = 0; p < n_prod; p++)
-        CHECK((seen[p] = calloc(per_producer / 64 + 1, sizeof(uint64_t))) != NULL);
-
-    /* Create the channel before any thread runs, and open every consumer
+    /* Create the channel before any role runs, and open every consumer
      * before producers start (BROADCAST subscribers see what follows). */
     struct psyne_options o = options(PSYNE_ROLE_CONSUMER);
     psyne_channel *keep;
     CHECK_RC(psyne_channel_open(&keep, uri, &o), 0);
-    pthread_t pt[MAX_THREADS], ct[MAX_THREADS];
-    struct consumer_state cs[MAX_THREADS];
-    memset(cs, 0, sizeof cs);
-    for (unsigned c = 0; c < n_cons; c++) {
-        cs[c].id = c;
-        pthread_create(&ct[c], NULL, consumer, &cs[c]);
+    struct role prod[MAX_THREADS], cons[MAX_THREADS];
+    memset(prod, 0, sizeof prod);
+    memset(cons, 0, sizeof cons);
+    for (unsigned c = 0; c < n_cons; c++)
+        start_role(&cons[c], 0, c);
+    if (STRESS_MODE == PSYNE_MODE_BROADCAST) { /* subscribed before the first message is sent */
+        struct psyne_stats st;
+        for (int tries = 0; tries < 10000; tries++) {
+            CHECK_RC(psyne_channel_stats(keep, &st), 0);
+            if (st.subscribers == (int)n_cons + 1)
+                break;
+            usleep(1000);
+        }
+        CHECK(st.subscribers == (int)n_cons + 1);
+    } else {
+        usleep(20000);
     }
-    usleep(20000);
     if (STRESS_MODE == PSYNE_MODE_BROADCAST) { /* the extra subscriber must not hold the producer back */
         psyne_channel_close(keep);
         keep = NULL;
     }
     for (unsigned p = 0; p < n_prod; p++)
-        pthread_create(&pt[p], NULL, producer, (void *)(uintptr_t)p);
+        start_role(&prod[p], 1, p);
     for (unsigned p = 0; p < n_prod; p++)
-        pthread_join(pt[p], NULL);
+        join_role(&prod[p]);
     for (unsigned c = 0; c < n_cons; c++)
-        pthread_join(ct[c], NULL);
+        join_role(&cons[c]);
 
     struct psyne_stats st;
     if (keep) {
@@ -278,19 +413,16 @@ int main(int argc, char **argv)
         CHECK(st.in_use == 0);
         CHECK(st.msgs_out == per_producer * n_prod && st.msgs_in == st.msgs_out);
         CHECK(st.bytes_in == st.bytes_out);
+        CHECK(st.peers_lost == 0 && st.claims_recovered == 0);
     }
     uint64_t expect = per_producer * n_prod * (STRESS_MODE == PSYNE_MODE_BROADCAST ? n_cons : 1);
-    CHECK(atomic_load(&total_received) == expect);
-    for (unsigned c = 0; c < n_cons; c++)
-        for (unsigned p = 0; p < n_prod; p++)
-            if (STRESS_MODE != PSYNE_MODE_SPMC && STRESS_MODE != PSYNE_MODE_MPMC)
-                CHECK(cs[c].next[p] == per_producer); /* every sequence, in order */
+    CHECK(atomic_load(&book->total_received) == expect);
     if (STRESS_MODE == PSYNE_MODE_SPMC || STRESS_MODE == PSYNE_MODE_MPMC)
         for (unsigned p = 0; p < n_prod; p++)
             for (uint64_t s = 0; s < per_producer; s++)
                 CHECK(atomic_load(&seen[p][s >> 6]) & (1ull << (s & 63))); /* every sequence, once */
     psyne_channel_close(keep);
-    printf("stress mode=%d producers=%u consumers=%u messages=%llu received=%llu: ok\n", STRESS_MODE, n_prod, n_cons,
-           (unsigned long long)(per_producer * n_prod), (unsigned long long)expect);
+    printf("stress mode=%d producers=%u consumers=%u messages=%llu received=%llu transport=%s: ok\n", STRESS_MODE,
+           n_prod, n_cons, (unsigned long long)(per_producer * n_prod), (unsigned long long)expect, transport);
     return 0;
 }

@@ -18,6 +18,7 @@ struct psyne_channel {
     alignas(PSY_CACHE_BLOCK) psy_atomic64 mp_msgs;
     psy_atomic64 mp_bytes;
     alignas(PSY_CACHE_BLOCK) struct psy_ring *ring;
+    psy_atomic64 *mp_counts; /* {msgs, bytes}: mp_msgs here, or the ipc slot's */
     struct psyne_channel *next; /* in ring->handles */
     const struct psy_reader *reader; /* single consumer state, NULL in MC modes */
     bool sp_fast;                    /* may take the inline SP claim/commit */
@@ -58,10 +59,27 @@ static int check_options(const struct psyne_options *o)
     if (o->capacity > PSYNE_MAX_CAPACITY)
         return psy_fail(-EINVAL, "capacity %llu is above PSYNE_MAX_CAPACITY (%llu)",
                         (unsigned long long)o->capacity, (unsigned long long)PSYNE_MAX_CAPACITY);
-    for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
-        if (o->reserved[i])
-            return psy_fail(-EINVAL, "reserved option fields must be zero");
+    if (o->reserved || o->reserved32)
+        return psy_fail(-EINVAL, "reserved option fields must be zero");
+    if (o->open_timeout_ns < 0 && o->open_timeout_ns != PSYNE_FOREVER)
+        return psy_fail(-EINVAL, "open_timeout_ns must be > 0, 0 (default) or PSYNE_FOREVER");
+    if (o->peer_timeout_ns < 0)
+        return psy_fail(-EINVAL, "peer_timeout_ns must be >= 0");
     return 0;
+}
+
+static void detach(struct psy_ring *r)
+{
+    if (r->ipc)
+        psy_ipc_detach(r);
+    else
+        psy_memory_detach(r);
+}
+
+/* The open-handle counts a handle of this role is in (ipc slot roles). */
+static unsigned role_bits(int role)
+{
+    return (role != PSYNE_ROLE_CONSUMER ? PSY_SLOT_PRODUCER : 0) | (role != PSYNE_ROLE_PRODUCER ? PSY_SLOT_CONSUMER : 0);
 }
 
 int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_options *opt)
@@ -82,8 +100,8 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     struct psy_uri u;
     if ((rc = psy_uri_parse(uri, &u)) != 0)
         return rc;
-    if (u.scheme != PSY_SCHEME_MEMORY)
-        return psy_fail(-EPROTONOSUPPORT, "%s is not supported by this build yet (memory:// is)", uri);
+    if (u.scheme == PSY_SCHEME_TCP)
+        return psy_fail(-EPROTONOSUPPORT, "%s is not supported by this build yet (memory:// and ipc:// are)", uri);
 
     psy_wait_init();
     psyne_channel *ch = aligned_alloc(PSY_CACHE_BLOCK, sizeof *ch);
@@ -92,24 +110,27 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     memset(ch, 0, sizeof *ch);
     ch->role = opt->role;
     ch->sub = -1;
-    if ((rc = psy_memory_attach(u.name, opt, join_any, &ch->ring)) != 0) {
+    rc = u.scheme == PSY_SCHEME_IPC ? psy_ipc_attach(u.name, opt, join_any, &ch->ring)
+                                    : psy_memory_attach(u.name, opt, join_any, &ch->ring);
+    if (rc != 0) {
         free(ch);
         return rc;
     }
     if (ch->ring->mode == PSYNE_MODE_BROADCAST && ch->role == PSYNE_ROLE_ANY) { /* joined with NULL options */
-        psy_memory_detach(ch->ring);
+        detach(ch->ring);
         free(ch);
         return psy_fail(-EINVAL, "%s is a BROADCAST channel: open it with PSYNE_ROLE_PRODUCER or _CONSUMER", uri);
     }
     if (ch->ring->mode == PSYNE_MODE_BROADCAST && ch->role == PSYNE_ROLE_CONSUMER) {
         ch->sub = psy_ring_subscribe(ch->ring);
         if (ch->sub < 0) {
-            psy_memory_detach(ch->ring);
+            detach(ch->ring);
             free(ch);
             return psy_fail(-EBUSY, "%s already has %d subscribers", uri, PSYNE_MAX_SUBSCRIBERS);
         }
     }
     struct psy_ring *r = ch->ring;
+    ch->mp_counts = r->ipc ? psy_ipc_counters(r) : &ch->mp_msgs;
     if (!r->mc) {
         psy_ring_reader_init(r, ch->sub, &ch->reader_state);
         ch->reader = &ch->reader_state;
@@ -125,6 +146,8 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         atomic_fetch_add_explicit(&w->producers, 1, memory_order_relaxed);
     if (ch->role != PSYNE_ROLE_PRODUCER)
         atomic_fetch_add_explicit(&w->consumers, 1, memory_order_relaxed);
+    if (r->ipc)
+        psy_ipc_set_roles(r, role_bits(ch->role), ch->sub);
     *out = ch;
     return 0;
 }
@@ -145,6 +168,8 @@ int psyne_channel_close(psyne_channel *ch)
      * nobody can make progress on the other side any more. */
     struct psy_wait_block *w = &ch->ring->sh->wait;
     bool last = false;
+    if (ch->ring->ipc) /* a survivor must not uncount us again if we die now */
+        psy_ipc_clear_roles(ch->ring);
     if (ch->role != PSYNE_ROLE_CONSUMER)
         last |= atomic_fetch_sub_explicit(&w->producers, 1, memory_order_acq_rel) == 1;
     if (ch->role != PSYNE_ROLE_PRODUCER)
@@ -164,7 +189,7 @@ int psyne_channel_close(psyne_channel *ch)
     pthread_mutex_unlock(&r->handles_lock);
     if (ch->sub >= 0)
         psy_ring_unsubscribe(ch->ring, ch->sub);
-    psy_memory_detach(ch->ring);
+    detach(ch->ring);
     free(ch);
     return 0;
 }
@@ -244,8 +269,8 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
     }
     psy_ring_commit_batch(ch->ring, c, n, lengths, type, bytes);
     if (ch->ring->mp && n) {
-        atomic_fetch_add_explicit(&ch->mp_msgs, n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&ch->mp_bytes, bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ch->mp_counts[0], n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ch->mp_counts[1], bytes, memory_order_relaxed);
     }
     return 0;
 }
@@ -266,8 +291,8 @@ int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint
     }
     int rc = psy_ring_commit(ch->ring, c, (uint32_t)length, type);
     if (rc == 0 && ch->ring->mp) {
-        atomic_fetch_add_explicit(&ch->mp_msgs, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&ch->mp_bytes, length, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ch->mp_counts[0], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ch->mp_counts[1], length, memory_order_relaxed);
     }
     return rc;
 }
@@ -397,6 +422,8 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
         st->bytes_out += rd(&h->mp_bytes);
     }
     pthread_mutex_unlock(&r->handles_lock);
+    if (r->ipc) /* every process's open handles count in their slots */
+        psy_ipc_stats(r, &st->msgs_out, &st->bytes_out, &st->peers_lost, &st->claims_recovered);
     st->full_events = rd(&sh->prod.full_events);
     st->msgs_in = rd(&sh->cons.msgs);
     st->bytes_in = rd(&sh->cons.bytes);

@@ -19,6 +19,8 @@ struct psy_mirror {
  * prefault touches every page now so the first lap takes no page faults.
  * Returns 0 or -errno. */
 int psy_mirror_create(struct psy_mirror *m, size_t ctl_len, size_t data_len, int prefault);
+/* Maps an existing file of ctl_len + data_len bytes the same way (ipc://). */
+int psy_mirror_map(struct psy_mirror *m, int fd, size_t ctl_len, size_t data_len, int prefault);
 void psy_mirror_destroy(struct psy_mirror *m);
 
 #endif

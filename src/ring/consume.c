@@ -32,8 +32,8 @@ static int walk(struct psy_ring *r, uint64_t pos, uint64_t limit, struct psyne_m
     const uint64_t mask = r->mask;
     uint64_t begin = pos, total = 0;
     unsigned n = 0;
-    int rc = 0;
-    while (n < max && pos != limit) {
+    int rc = limit - pos > r->cap ? -EPROTO : 0; /* positions of a corrupted (shared) ring */
+    while (rc == 0 && n < max && pos != limit) {
         uint64_t w = atomic_load_explicit((psy_atomic64 *)(data + (pos & mask)), memory_order_acquire); /* A2 */
         if (w == 0)
             break;
@@ -45,7 +45,7 @@ static int walk(struct psy_ring *r, uint64_t pos, uint64_t limit, struct psyne_m
              * of this record saw a newer one (A2 orders this re-read). */
             limit = (atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS) + r->cap;
         }
-        if (psy_unlikely(type == 0 || (w & PSY_MARKER_BIT) || size > limit - pos)) {
+        if (psy_unlikely(type == 0 || (w & PSY_MARKER_BIT) || size > limit - pos || limit - pos > r->cap)) {
             rc = -EPROTO;
             break;
         }
@@ -169,13 +169,15 @@ static void mc_sweep(struct psy_ring *r)
     uint64_t start = v, head = v;
     for (;;) {
         uint64_t read = atomic_load_explicit(&sh->cons.read_pos, memory_order_acquire) & ~PSY_POS_FLAGS;
-        while (head != read) {
+        while (head != read && read - head <= r->cap) {
             uint64_t w = atomic_load_explicit(psy_hdr_at(r, head), memory_order_acquire); /* A4 */
-            if (!(w & PSY_MARKER_BIT))
+            uint64_t span = psy_hdr_length(w);
+            /* a span that cannot be (a corrupted shared ring) stops the sweep */
+            if (!(w & PSY_MARKER_BIT) || span < PSYNE_RECORD_HEADER || span > read - head || (span & 7))
                 break;
             if (r->mp)
                 atomic_store_explicit(psy_hdr_at(r, head), 0, memory_order_relaxed); /* published by R3 */
-            head += psy_hdr_length(w);
+            head += span;
         }
         uint64_t expected = start | PSY_LOCK_BIT;
         if (atomic_compare_exchange_strong_explicit(&sh->rel.head, &expected, head, memory_order_release,
@@ -256,7 +258,7 @@ int psy_ring_subscribe(struct psy_ring *r)
 {
     struct psy_ring_shared *sh = r->sh;
     int slot = -EBUSY;
-    pthread_mutex_lock(&sh->bcast.lock);
+    psy_bcast_lock(sh);
     for (int i = 0; i < PSYNE_MAX_SUBSCRIBERS; i++) {
         struct psy_sub *s = &sh->subs[i];
         if (atomic_load_explicit(&s->active, memory_order_relaxed))
@@ -277,7 +279,7 @@ int psy_ring_subscribe(struct psy_ring *r)
 void psy_ring_unsubscribe(struct psy_ring *r, int sub)
 {
     struct psy_ring_shared *sh = r->sh;
-    pthread_mutex_lock(&sh->bcast.lock);
+    psy_bcast_lock(sh);
     atomic_store_explicit(&sh->subs[sub].active, 0, memory_order_relaxed);
     atomic_fetch_sub_explicit(&sh->bcast.count, 1, memory_order_relaxed);
     pthread_mutex_unlock(&sh->bcast.lock);

@@ -95,7 +95,10 @@ static inline int psy_sc_receive_one(struct psy_ring *r, const struct psy_reader
     uint32_t type = psy_hdr_type(w);
     uint64_t size = PSYNE_RECORD_SIZE(psy_hdr_length(w));
     uint64_t head = atomic_load_explicit(rd->head, memory_order_relaxed);
-    if (psy_unlikely(type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX || size > head + r->cap - pos))
+    /* size <= cap too: positions from a shared segment may be corrupted,
+     * and the view must stay inside the mapping whatever they say */
+    if (psy_unlikely(type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX || size > head + r->cap - pos ||
+                     size > r->cap))
         return 1;
     psy_ring_note_usage(r, pos + size - head);
     m->data = r->data + (pos & r->mask) + PSYNE_RECORD_HEADER;
@@ -115,7 +118,7 @@ static inline int psy_sc_release(struct psy_ring *r, const struct psy_reader *rd
 {
     uint64_t head = atomic_load_explicit(rd->head, memory_order_relaxed);
     uint64_t read = atomic_load_explicit(rd->read_pos, memory_order_relaxed);
-    if (psy_unlikely(end - head == 0 || end - head > read - head))
+    if (psy_unlikely(end - head == 0 || end - head > read - head || end - head > r->cap))
         return -EINVAL;
     if (r->mp)
         memset(r->data + (head & r->mask), 0, end - head);

@@ -22,7 +22,7 @@ uint64_t psy_ring_refresh_head(struct psy_ring *r)
 
     /* BROADCAST: the slowest active subscriber, under the membership lock so
      * a joining subscriber (which starts at the floor) is never overtaken. */
-    pthread_mutex_lock(&sh->bcast.lock);
+    psy_bcast_lock(sh);
     uint64_t floor = atomic_load_explicit(&sh->bcast.floor, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
     /* nobody subscribed: the floor stays, keeping everything for the first */
@@ -30,6 +30,23 @@ uint64_t psy_ring_refresh_head(struct psy_ring *r)
     atomic_store_explicit(&sh->bcast.floor, min, memory_order_release);
     pthread_mutex_unlock(&sh->bcast.lock);
     return min;
+}
+
+/* ipc MP: records what this producer is about to reserve (or that it holds
+ * nothing: pos PSY_INTENT_NONE). Plain stores to the handle's own slot; a
+ * survivor reads them only after this process is dead. */
+static inline void intent_note(struct psy_ring *r, uint64_t pos, uint64_t end)
+{
+    if (r->intent) {
+        atomic_store_explicit(&r->intent->end, end, memory_order_relaxed);
+        atomic_store_explicit(&r->intent->pos, pos, memory_order_relaxed);
+    }
+}
+
+static inline void intent_clear(struct psy_ring *r)
+{
+    if (r->intent)
+        atomic_store_explicit(&r->intent->pos, PSY_INTENT_NONE, memory_order_release); /* after R2 */
 }
 
 static int mp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
@@ -53,10 +70,13 @@ static int mp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
                 return -EAGAIN;
             }
         }
-        if (atomic_compare_exchange_weak_explicit(&sh->pub.tail, &tail, tail + need, memory_order_relaxed,
+        intent_note(r, tail | PSY_INTENT_TENTATIVE, tail + need);
+        /* release: the intent is stored before the reservation exists */
+        if (atomic_compare_exchange_weak_explicit(&sh->pub.tail, &tail, tail + need, memory_order_release,
                                                   memory_order_relaxed))
             break;
     }
+    intent_note(r, tail, tail + need); /* confirmed: this reservation is ours */
     c->data = r->data + (tail & r->mask) + PSYNE_RECORD_HEADER;
     c->psy_pos = tail;
     c->psy_reserved = (uint32_t)need;
@@ -90,6 +110,7 @@ int psy_ring_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length
         return 0;
     }
     mp_publish(r, c->psy_pos, c->psy_reserved, length, type); /* MP counts: per handle, channel.c */
+    intent_clear(r);
     c->psy_reserved = 0;
     psy_wake_if_waiting(r, PSY_WAIT_DATA);
     return 0;
@@ -101,6 +122,7 @@ int psy_ring_abort(struct psy_ring *r, struct psyne_claimed *c)
         /* Others may have claimed after us: the space cannot be handed back,
          * so it becomes one pad record that consumers skip. */
         mp_publish(r, c->psy_pos, c->psy_reserved, c->psy_reserved - PSYNE_RECORD_HEADER, PSY_TYPE_PAD);
+        intent_clear(r);
         psy_wake_if_waiting(r, PSY_WAIT_DATA);
     } else {
         if (!atomic_load_explicit(&r->sh->prod.claim_open, memory_order_relaxed))
@@ -200,6 +222,7 @@ void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned
                                   psy_hdr_make((uint32_t)(reserved_end - end - PSYNE_RECORD_HEADER), PSY_TYPE_PAD),
                                   memory_order_relaxed);
         atomic_store_explicit(psy_hdr_at(r, c[0].psy_pos), psy_hdr_make(lengths[0], type), memory_order_release); /* R2 */
+        intent_clear(r);
         psy_wake_if_waiting(r, PSY_WAIT_DATA); /* MP counts: per handle, channel.c */
     }
     c[0].psy_reserved = 0;

@@ -19,49 +19,81 @@ static uint64_t round_up_pow2(uint64_t v)
     return p;
 }
 
-int psy_ring_create(struct psy_ring *r, const struct psyne_options *opt)
+int psy_ring_capacity(const struct psyne_options *opt, uint64_t *cap)
 {
     uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
     uint64_t want = opt->capacity ? opt->capacity : PSYNE_DEFAULT_CAPACITY;
     if (want > PSYNE_MAX_CAPACITY)
         return psy_fail(-EINVAL, "capacity %llu is above PSYNE_MAX_CAPACITY (%llu)", (unsigned long long)want,
                         (unsigned long long)PSYNE_MAX_CAPACITY);
-    uint64_t cap = round_up_pow2(want < page ? page : want);
+    *cap = round_up_pow2(want < page ? page : want);
+    return 0;
+}
 
-    struct psy_mirror m = {0};
-    size_t ctl_len = (sizeof(struct psy_ring_shared) + page - 1) / page * page;
-    int rc = psy_mirror_create(&m, ctl_len, cap, !(opt->flags & PSYNE_F_NO_PREFAULT));
-    if (rc)
-        return psy_fail(rc, "cannot map a mirrored ring of %llu bytes", (unsigned long long)cap);
+size_t psy_ring_control_size(void)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (sizeof(struct psy_ring_shared) + page - 1) / page * page;
+}
 
-    memset(r, 0, sizeof *r);
-    r->sh = m.base;
-    r->data = (uint8_t *)m.base + ctl_len;
-    r->cap = cap;
-    r->mask = cap - 1;
-    r->mode = opt->mode;
-    r->mp = opt->mode == PSYNE_MODE_MPSC || opt->mode == PSYNE_MODE_MPMC;
-    r->mc = opt->mode == PSYNE_MODE_SPMC || opt->mode == PSYNE_MODE_MPMC;
-    r->wait_kind = opt->wait;
-    r->spin_ns = opt->spin_ns < 0 ? 50000 : opt->spin_ns;
-    r->yield_ns = opt->yield_ns < 0 ? 200000 : opt->yield_ns;
-    r->map_base = m.base;
-    r->map_len = m.map_len;
-    pthread_mutex_init(&r->handles_lock, NULL);
-
-    /* The memfd is zero-filled: every counter and position starts at 0. */
-    struct psy_ring_shared *sh = r->sh;
+void psy_ring_format(struct psy_ring_shared *sh, int mode, uint64_t cap, uint64_t data_offset)
+{
+    /* The memory is zero-filled: every counter and position starts at 0.
+     * The mutex is robust: a process that dies holding it (ipc://) hands it
+     * to the next locker instead of wedging everyone (psy_bcast_lock). */
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(&sh->bcast.lock, &ma);
     pthread_mutexattr_destroy(&ma);
-    sh->ident.mode = (uint32_t)opt->mode;
+    sh->ident.mode = (uint32_t)mode;
     sh->ident.capacity = cap;
-    sh->ident.data_offset = ctl_len;
+    sh->ident.data_offset = data_offset;
     sh->ident.magic = PSY_RING_MAGIC;
     sh->ident.version = PSY_RING_VERSION;
+}
+
+void psy_ring_view(struct psy_ring *r, struct psy_ring_shared *sh, uint8_t *data, uint64_t cap, int mode,
+                   const struct psyne_options *opt)
+{
+    memset(r, 0, sizeof *r);
+    r->sh = sh;
+    r->data = data;
+    r->cap = cap;
+    r->mask = (cap - 1) & ~(uint64_t)7; /* header accesses stay aligned even at a corrupted position */
+    r->mode = mode;
+    r->mp = mode == PSYNE_MODE_MPSC || mode == PSYNE_MODE_MPMC;
+    r->mc = mode == PSYNE_MODE_SPMC || mode == PSYNE_MODE_MPMC;
+    r->wait_kind = opt->wait;
+    r->spin_ns = opt->spin_ns < 0 ? 50000 : opt->spin_ns;
+    r->yield_ns = opt->yield_ns < 0 ? 200000 : opt->yield_ns;
+    r->wake_fence = psy_wake_needs_fence;
+    pthread_mutex_init(&r->handles_lock, NULL);
+}
+
+int psy_ring_create(struct psy_ring *r, const struct psyne_options *opt)
+{
+    uint64_t cap = 0;
+    int rc = psy_ring_capacity(opt, &cap);
+    if (rc)
+        return rc;
+    struct psy_mirror m = {0};
+    size_t ctl_len = psy_ring_control_size();
+    rc = psy_mirror_create(&m, ctl_len, cap, !(opt->flags & PSYNE_F_NO_PREFAULT));
+    if (rc)
+        return psy_fail(rc, "cannot map a mirrored ring of %llu bytes", (unsigned long long)cap);
+    psy_ring_format(m.base, opt->mode, cap, ctl_len);
+    psy_ring_view(r, m.base, (uint8_t *)m.base + ctl_len, cap, opt->mode, opt);
+    r->map_base = m.base;
+    r->map_len = m.map_len;
     return 0;
+}
+
+void psy_bcast_lock(struct psy_ring_shared *sh)
+{
+    if (pthread_mutex_lock(&sh->bcast.lock) == EOWNERDEAD) /* its holder died: the state is a few stores */
+        pthread_mutex_consistent(&sh->bcast.lock);
 }
 
 /* Starts the positions at `start` (tests use values near 2^64 to prove that
@@ -77,11 +109,12 @@ void psy_ring_set_start(struct psy_ring *r, uint64_t start)
     atomic_store(&sh->bcast.floor, start);
 }
 
+/* Unmaps this process's view. The shared state needs no destruction: the
+ * robust process-shared mutex holds no resources outside the ring. */
 void psy_ring_destroy(struct psy_ring *r)
 {
     if (!r->sh)
         return;
-    pthread_mutex_destroy(&r->sh->bcast.lock);
     pthread_mutex_destroy(&r->handles_lock);
     struct psy_mirror m = {.base = r->map_base, .map_len = r->map_len};
     psy_mirror_destroy(&m);

@@ -157,6 +157,17 @@ _Static_assert(sizeof(struct psy_wait_block) == PSY_CACHE_BLOCK, "wait block is 
 _Static_assert(sizeof(struct psy_sub) == PSY_CACHE_BLOCK, "one block per subscriber");
 _Static_assert(sizeof(struct psy_ring_shared) <= 8192, "control block fits two pages");
 
+/* What an MP producer is claiming, kept where a survivor can read it if the
+ * producer's process dies mid-claim (ipc://). pos is written before the
+ * reserving CAS with PSY_INTENT_TENTATIVE set, rewritten without it after the
+ * CAS succeeds, and set to PSY_INTENT_NONE once the claim is committed. */
+struct psy_claim_intent {
+    psy_atomic64 pos;
+    psy_atomic64 end;
+};
+#define PSY_INTENT_NONE 1ull        /* positions are 8-aligned: never a position */
+#define PSY_INTENT_TENTATIVE 2ull   /* the CAS may not have happened */
+
 /* Process-local view of a ring. */
 struct psy_ring {
     struct psy_ring_shared *sh;
@@ -171,6 +182,12 @@ struct psy_ring {
     int64_t yield_ns;
     void *map_base;    /* whole reservation, for unmapping */
     size_t map_len;
+    bool ipc;          /* lives in an ipc:// segment (src/transport/ipc.c) */
+    bool wake_fence;   /* publishers fence before reading waiter counts (no membarrier) */
+    bool global_barrier; /* ipc: the sleeper's barrier must reach other processes */
+    struct psy_claim_intent *intent; /* ipc MP: this handle's claim, for crash recovery; else NULL */
+    int64_t peer_timeout_ns;         /* ipc: how often a waiting call looks for dead peers */
+    void (*check_peers)(struct psy_ring *r); /* ipc: finds dead peers and recovers what they held */
     pthread_mutex_t handles_lock; /* guards handles */
     struct psyne_channel *handles; /* this process's open handles (MP counters) */
 };
@@ -188,7 +205,19 @@ static inline psy_atomic64 *psy_hdr_at(const struct psy_ring *r, uint64_t pos)
 }
 
 /* Creation and teardown (ring.c). */
+/* The capacity opt asks for, rounded up (-EINVAL if too large). */
+int psy_ring_capacity(const struct psyne_options *opt, uint64_t *cap);
+/* Bytes of the control block, a page multiple: data starts there. */
+size_t psy_ring_control_size(void);
+/* Initializes a zero-filled control block (once, by the creator). */
+void psy_ring_format(struct psy_ring_shared *sh, int mode, uint64_t cap, uint64_t data_offset);
+/* Fills this process's view of a mapped ring (no shared state is touched). */
+void psy_ring_view(struct psy_ring *r, struct psy_ring_shared *sh, uint8_t *data, uint64_t cap, int mode,
+                   const struct psyne_options *opt);
+/* memory://: a private mirrored ring, formatted and viewed. */
 int psy_ring_create(struct psy_ring *r, const struct psyne_options *opt);
+/* Takes the BROADCAST membership mutex, recovering it from a dead holder. */
+void psy_bcast_lock(struct psy_ring_shared *sh);
 void psy_ring_destroy(struct psy_ring *r);
 void psy_ring_set_start(struct psy_ring *r, uint64_t start);
 void psy_ring_shutdown(struct psy_ring *r);
@@ -230,6 +259,11 @@ void psy_ring_reader_init(struct psy_ring *r, int sub, struct psy_reader *rd);
 int psy_ring_receive(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *msgs, unsigned max);
 int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, uint64_t begin, uint64_t end);
 int psy_ring_subscribe(struct psy_ring *r);
+/* Crash recovery (recover.c): turns what is left of a dead producer's
+ * reservation [pos, end) into a pad so consumers step over it. The caller
+ * has made sure the producer is dead and that no live producer claims pos.
+ * Returns the bytes padded (0: nothing was left to recover). */
+uint64_t psy_ring_recover_claim(struct psy_ring *r, uint64_t pos, uint64_t end);
 void psy_ring_unsubscribe(struct psy_ring *r, int sub);
 void psy_ring_count_empty(struct psy_ring *r, int sub);
 
@@ -239,16 +273,17 @@ typedef int (*psy_try_fn)(void *ctx);
 int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t timeout_ns);
 void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side);
 void psy_wait_init(void);
-extern bool psy_wake_needs_fence;
+extern bool psy_wake_needs_fence;        /* memory://: no membarrier(PRIVATE_EXPEDITED) */
+extern bool psy_wake_needs_fence_global; /* ipc://: no membarrier(GLOBAL_EXPEDITED) */
 
 /* Called by the side that just made data (or space) available. The sleeper
- * registers, then runs a process-wide barrier (membarrier) before its final
+ * registers, then runs a process-wide (ipc: system-wide) barrier (membarrier) before its final
  * re-check, so this side needs only a compiler barrier here: either the
  * sleeper's re-check sees what we published, or we see its waiter count. */
 static inline void psy_wake_if_waiting(struct psy_ring *r, enum psy_wait_side side)
 {
     psy_atomic32 *waiters = side == PSY_WAIT_DATA ? &r->sh->wait.data_waiters : &r->sh->wait.space_waiters;
-    if (psy_wake_needs_fence)
+    if (r->wake_fence)
         atomic_thread_fence(memory_order_seq_cst); /* no membarrier here: pay the fence instead */
     else
         atomic_signal_fence(memory_order_seq_cst); /* keep the compiler from hoisting the load */

@@ -27,14 +27,21 @@
 #include "ring.h"
 
 bool psy_wake_needs_fence = true;
+bool psy_wake_needs_fence_global = true;
 static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
 
+/* ipc:// rings are shared with other processes: their sleepers use
+ * GLOBAL_EXPEDITED, which reaches every process registered for it (every
+ * process that opens an ipc:// channel registers here). */
 static void membarrier_register(void)
 {
     long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
     if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
         syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
         psy_wake_needs_fence = false;
+    if (cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0)
+        psy_wake_needs_fence_global = false;
 }
 
 /* Called once before any ring is used (channel open). */
@@ -44,9 +51,10 @@ void psy_wait_init(void)
 }
 
 /* The sleeper's half of the Dekker pairing described above. */
-static void heavy_barrier(void)
+static void heavy_barrier(const struct psy_ring *r)
 {
-    if (psy_wake_needs_fence || syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+    int cmd = r->global_barrier ? MEMBARRIER_CMD_GLOBAL_EXPEDITED : MEMBARRIER_CMD_PRIVATE_EXPEDITED;
+    if (r->wake_fence || syscall(SYS_membarrier, cmd, 0, 0) != 0)
         atomic_thread_fence(memory_order_seq_cst); /* the publisher fences too in this case */
 }
 
@@ -67,7 +75,8 @@ void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side)
     atomic_fetch_add_explicit(&r->sh->slow.wakeups, 1, memory_order_relaxed);
 }
 
-/* Sleeps until woken, or until the deadline (0 = none). */
+/* Sleeps until woken, or until the deadline (0 = none): the caller's
+ * timeout, or the next look for dead peers (ipc). */
 static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t deadline)
 {
     struct psy_wait_block *w = &r->sh->wait;
@@ -75,7 +84,7 @@ static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn tr
     psy_atomic32 *waiters = side == PSY_WAIT_DATA ? &w->data_waiters : &w->space_waiters;
 
     atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
-    heavy_barrier();
+    heavy_barrier(r);
     uint32_t seen = atomic_load_explicit(seq, memory_order_seq_cst);
     int rc = try_once(ctx);
     /* closed is set before shutdown bumps seq: if we read seq after the bump
@@ -103,6 +112,7 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
      * common case for a consumer that keeps up) costs no clock_gettime. */
     int64_t start = 0, deadline = 0;
     unsigned poll_batch = r->spin_ns == 0 ? 1 : 64; /* no spinning asked for: sleep at once */
+    int64_t next_peer_check = 0; /* ipc: when to look for dead peers next */
     for (unsigned iter = 1;; iter++) {
         int rc = try_once(ctx);
         if (rc != -EAGAIN && rc != -EBUSY)
@@ -114,9 +124,17 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
         if (!start) {
             start = now;
             deadline = timeout_ns > 0 ? now + timeout_ns : 0;
+            next_peer_check = now + r->peer_timeout_ns;
         }
         if (deadline && now >= deadline)
             return -ETIMEDOUT;
+        if (r->check_peers && now >= next_peer_check) {
+            /* A peer that died holding what we wait for never hands it over:
+             * recover it (its claim becomes a pad, its handle is closed). */
+            r->check_peers(r);
+            next_peer_check = now + r->peer_timeout_ns;
+            continue;
+        }
         if (rc == -EBUSY) /* contention, not emptiness: never sleep on it */
             continue;
         int64_t waited = now - start;
@@ -126,7 +144,10 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
             sched_yield();
             continue;
         }
-        rc = sleep_once(r, side, try_once, ctx, deadline);
+        int64_t wake_by = deadline;
+        if (r->check_peers && (!wake_by || next_peer_check < wake_by))
+            wake_by = next_peer_check;
+        rc = sleep_once(r, side, try_once, ctx, wake_by);
         if (rc != -EAGAIN && rc != -EBUSY)
             return rc;
     }

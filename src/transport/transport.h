@@ -12,4 +12,23 @@
 int psy_memory_attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out);
 void psy_memory_detach(struct psy_ring *r);
 
+/* Roles of an ipc handle, as counted in the ring's wait block. */
+#define PSY_SLOT_PRODUCER 1u /* counted in wait.producers */
+#define PSY_SLOT_CONSUMER 2u /* counted in wait.consumers */
+
+/* ipc://name: a ring in a shared-memory segment (ipc.c). Each attach is
+ * one handle's own mapping and slot. */
+int psy_ipc_attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out);
+void psy_ipc_detach(struct psy_ring *r);
+/* The handle's roles (PSY_SLOT_*) after the channel counted them, and its
+ * BROADCAST subscriber slot (-1: none): what a survivor undoes if we die. */
+void psy_ipc_set_roles(struct psy_ring *r, unsigned roles, int sub);
+/* Before the channel uncounts the roles at close. */
+void psy_ipc_clear_roles(struct psy_ring *r);
+/* The handle's MP counters {msgs, bytes} in its slot, visible to every process. */
+psy_atomic64 *psy_ipc_counters(struct psy_ring *r);
+/* Adds the open handles' MP counters; the segment's crash counters. */
+void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t *peers_lost,
+                   uint64_t *claims_recovered);
+
 #endif

@@ -1,0 +1,497 @@
+/*
+ * ipc.c - the ipc:// transport: a ring in a POSIX shared-memory segment
+ * (/dev/shm/psyne.<name>) that processes of one machine map, mirrored.
+ *
+ * Who may remove a segment's name: every attachment (one per open handle)
+ * holds a shared flock() on the segment file for as long as it is open.
+ * Removing the name (last close, reclaiming a stale or half-made segment)
+ * needs the exclusive flock, so a name is never removed under a live user.
+ * The one who removes checks first, under that lock, that the name still
+ * leads to its file; an opener checks the same after taking its shared
+ * lock, and starts over if the file it locked lost its name meanwhile.
+ *
+ * Who is alive: a slot per attachment in the segment header, owned through
+ * an OFD byte-range lock (ipc_segment.h). A waiting call looks at the slots
+ * every peer_timeout_ns (wait.c) and reaps the dead: their roles are
+ * uncounted (the last producer or consumer gone shuts the channel down, as
+ * a close would), a BROADCAST subscription is dropped, and an MP claim in
+ * progress becomes a pad record (recover.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/error.h"
+#include "../core/uri.h"
+#include "../mem/mirror.h"
+#include "ipc_segment.h"
+#include "transport.h"
+
+#define DEFAULT_OPEN_TIMEOUT_NS 5000000000ll
+#define DEFAULT_PEER_TIMEOUT_NS 1000000000ll
+#define RETRY_PAUSE_NS 1000000l
+
+struct ipc_attachment {
+    struct psy_ring ring; /* first: the ring pointer gives the attachment back */
+    int fd;               /* holds the shared flock and the slot's byte lock */
+    int slot;
+    struct psy_ipc_header *hdr;
+    char shm_name[PSY_NAME_MAX + 8]; /* "/psyne.<name>" */
+};
+
+static struct ipc_attachment *attachment_of(struct psy_ring *r)
+{
+    return (struct ipc_attachment *)r;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void pause_briefly(void)
+{
+    struct timespec ts = {0, RETRY_PAUSE_NS};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- names and locks ---- */
+
+/* Whether shm_name still names the file open as fd. */
+static bool still_named(int fd, const char *shm_name)
+{
+    struct stat mine, named;
+    int other = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
+    if (other < 0)
+        return false;
+    bool same = fstat(fd, &mine) == 0 && fstat(other, &named) == 0 && mine.st_dev == named.st_dev &&
+                mine.st_ino == named.st_ino;
+    close(other);
+    return same;
+}
+
+/* Removes the name of the file open as fd if we are its only user: drops our
+ * shared lock, and removes only with the exclusive lock and the name still
+ * ours. Returns whether it removed. Leaves fd without any flock. */
+static bool remove_if_alone(int fd, const char *shm_name)
+{
+    flock(fd, LOCK_UN);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+        return false;
+    bool removed = still_named(fd, shm_name) && shm_unlink(shm_name) == 0;
+    flock(fd, LOCK_UN);
+    return removed;
+}
+
+/* The owner of slot i holds byte i of the file (OFD lock: per open file,
+ * released by the kernel when the process dies). */
+static int lock_slot_byte(int fd, int i)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : -errno;
+}
+
+static bool slot_owner_alive(int fd, int i)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+        return true; /* cannot tell: never reap on a guess */
+    return fl.l_type != F_UNLCK;
+}
+
+/* ---- slots ---- */
+
+static int take_slot(struct ipc_attachment *a)
+{
+    for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
+        struct psy_ipc_slot *s = &a->hdr->slots[i];
+        if (atomic_load_explicit(&s->state, memory_order_relaxed) != PSY_SLOT_FREE)
+            continue;
+        /* lock first: from the moment the slot is ours, it is seen alive */
+        if (lock_slot_byte(a->fd, i) != 0)
+            continue;
+        uint32_t expected = PSY_SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&s->state, &expected, PSY_SLOT_TAKEN)) {
+            struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
+            fcntl(a->fd, F_OFD_SETLK, &fl);
+            continue;
+        }
+        atomic_store(&s->roles, 0);
+        atomic_store(&s->pid, (uint32_t)getpid());
+        atomic_store(&s->sub, 0);
+        atomic_store(&s->intent.pos, PSY_INTENT_NONE);
+        atomic_store(&s->msgs, 0);
+        atomic_store(&s->bytes, 0);
+        atomic_store_explicit(&s->state, PSY_SLOT_LIVE, memory_order_release);
+        a->slot = i;
+        return 0;
+    }
+    return -EBUSY;
+}
+
+/* Whether a producer other than `dead` (alive, or dead but with a confirmed
+ * reservation) claims position pos: then the bytes there are not dead's. */
+static bool someone_else_claims(struct ipc_attachment *a, int dead, uint64_t pos, bool dead_confirmed)
+{
+    for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
+        struct psy_ipc_slot *s = &a->hdr->slots[i];
+        if (i == dead || atomic_load_explicit(&s->state, memory_order_acquire) == PSY_SLOT_FREE)
+            continue;
+        uint64_t p = atomic_load_explicit(&s->intent.pos, memory_order_acquire);
+        if (p == PSY_INTENT_NONE || (p & ~PSY_POS_FLAGS) != pos)
+            continue;
+        bool alive = i == a->slot || slot_owner_alive(a->fd, i);
+        if (alive || (!dead_confirmed && !(p & PSY_INTENT_TENTATIVE)))
+            return true;
+    }
+    return false;
+}
+
+/* Cleans up after the dead owner of slot i (we hold it in REAPING). */
+static void reap(struct ipc_attachment *a, int i)
+{
+    struct psy_ring *r = &a->ring;
+    struct psy_ipc_slot *s = &a->hdr->slots[i];
+    struct psy_ring_shared *sh = r->sh;
+
+    uint64_t p = atomic_load_explicit(&s->intent.pos, memory_order_acquire);
+    if (r->mp && p != PSY_INTENT_NONE) {
+        uint64_t pos = p & ~PSY_POS_FLAGS;
+        uint64_t end = atomic_load_explicit(&s->intent.end, memory_order_relaxed);
+        bool confirmed = !(p & PSY_INTENT_TENTATIVE);
+        /* Re-read the header only after the intents (recover.c does): a live
+         * producer commits its header before it clears its intent. */
+        if (!someone_else_claims(a, i, pos, confirmed) && psy_ring_recover_claim(r, pos, end))
+            atomic_fetch_add(&a->hdr->claims_recovered, 1);
+    }
+    uint32_t sub = atomic_load(&s->sub);
+    if (sub && sub <= PSYNE_MAX_SUBSCRIBERS)
+        psy_ring_unsubscribe(r, (int)sub - 1);
+    atomic_fetch_add_explicit(&sh->prod.msgs, atomic_load(&s->msgs), memory_order_relaxed);
+    atomic_fetch_add_explicit(&sh->prod.bytes, atomic_load(&s->bytes), memory_order_relaxed);
+    uint32_t roles = atomic_exchange(&s->roles, 0);
+    bool last = false;
+    if (roles & PSY_SLOT_PRODUCER)
+        last |= atomic_fetch_sub(&sh->wait.producers, 1) == 1;
+    if (roles & PSY_SLOT_CONSUMER)
+        last |= atomic_fetch_sub(&sh->wait.consumers, 1) == 1;
+    if (last) /* as if it had closed: the other side learns nobody is left */
+        psy_ring_shutdown(r);
+    atomic_fetch_add(&a->hdr->peers_lost, 1);
+    atomic_store_explicit(&s->state, PSY_SLOT_FREE, memory_order_release);
+}
+
+/* r->check_peers: reaps every slot whose owner died. */
+static void check_peers(struct psy_ring *r)
+{
+    struct ipc_attachment *a = attachment_of(r);
+    for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
+        struct psy_ipc_slot *s = &a->hdr->slots[i];
+        uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (i == a->slot || (st != PSY_SLOT_LIVE && st != PSY_SLOT_TAKEN) || slot_owner_alive(a->fd, i))
+            continue;
+        if (atomic_compare_exchange_strong(&s->state, &st, PSY_SLOT_REAPING))
+            reap(a, i);
+    }
+}
+
+/* Any slot whose owner is alive (ours excluded)? */
+static bool any_live_slot(struct ipc_attachment *a, int except)
+{
+    for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
+        uint32_t st = atomic_load_explicit(&a->hdr->slots[i].state, memory_order_acquire);
+        if (i != except && st != PSY_SLOT_FREE && slot_owner_alive(a->fd, i))
+            return true;
+    }
+    return false;
+}
+
+/* ---- opening ---- */
+
+static void view_ring(struct ipc_attachment *a, struct psy_mirror *m, const struct psy_ipc_layout *l,
+                      const struct psyne_options *opt)
+{
+    struct psy_ring *r = &a->ring;
+    a->hdr = m->base;
+    psy_ring_view(r, (struct psy_ring_shared *)((uint8_t *)m->base + l->ring_offset),
+                  (uint8_t *)m->base + l->data_offset, l->capacity, l->mode, opt);
+    r->map_base = m->base;
+    r->map_len = m->map_len;
+    r->ipc = true;
+    r->global_barrier = true;
+    r->wake_fence = psy_wake_needs_fence_global;
+    r->peer_timeout_ns = opt->peer_timeout_ns > 0 ? opt->peer_timeout_ns : DEFAULT_PEER_TIMEOUT_NS;
+    r->check_peers = check_peers;
+}
+
+/* Attaches to the segment now mapped: a slot, and the claim intent in it. */
+static int attach_slot(struct ipc_attachment *a)
+{
+    int rc = take_slot(a);
+    if (rc == -EBUSY) { /* slots of dead handles may be waiting to be reaped */
+        check_peers(&a->ring);
+        rc = take_slot(a);
+    }
+    if (rc)
+        return rc;
+    if (a->ring.mp)
+        a->ring.intent = &a->hdr->slots[a->slot].intent;
+    return 0;
+}
+
+static void release_slot(struct ipc_attachment *a)
+{
+    struct psy_ipc_slot *s = &a->hdr->slots[a->slot];
+    atomic_store_explicit(&s->state, PSY_SLOT_FREE, memory_order_release);
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = a->slot, .l_len = 1};
+    fcntl(a->fd, F_OFD_SETLK, &fl);
+}
+
+/* Creates the segment. -EAGAIN: lost a race, start over. */
+static int create_segment(struct ipc_attachment *a, const struct psyne_options *opt, const char *uri)
+{
+    uint64_t cap = 0;
+    int rc = psy_ring_capacity(opt, &cap);
+    if (rc)
+        return rc;
+    mode_t perm = opt->ipc_perm ? (mode_t)(opt->ipc_perm & 0777) : 0600;
+    int fd = shm_open(a->shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, perm);
+    if (fd < 0)
+        return errno == EEXIST ? -EAGAIN : psy_fail(-errno, "%s: cannot create the segment", uri);
+    a->fd = fd;
+    /* Exclusive while we build it: openers wait, and nobody can remove it
+     * unless it is still empty (then our name check below sees that). */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || !still_named(fd, a->shm_name)) {
+        close(fd);
+        return -EAGAIN;
+    }
+    struct psy_ipc_layout l;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    psy_ipc_layout_for(cap, opt->mode, page, &l);
+    struct psy_mirror m = {0};
+    if (fchmod(fd, perm) != 0) /* shm_open applied the umask */
+        rc = psy_fail(-errno, "%s: cannot set mode %o", uri, (unsigned)perm);
+    else if ((rc = -posix_fallocate(fd, 0, (off_t)l.file_size)) != 0) /* tmpfs space now, not SIGBUS later */
+        rc = psy_fail(rc, "%s: cannot allocate %llu bytes of shared memory", uri, (unsigned long long)l.file_size);
+    else if ((rc = psy_mirror_map(&m, fd, l.data_offset, cap, !(opt->flags & PSYNE_F_NO_PREFAULT))) != 0)
+        rc = psy_fail(rc, "%s: cannot map the segment", uri);
+    if (rc) {
+        shm_unlink(a->shm_name); /* ours: exclusive lock, name checked */
+        close(fd);
+        return rc;
+    }
+    struct psy_ipc_header *h = m.base;
+    psy_ring_format((struct psy_ring_shared *)((uint8_t *)m.base + l.ring_offset), opt->mode, cap,
+                    l.data_offset - l.ring_offset);
+    h->magic = PSY_IPC_MAGIC;
+    h->header_size = sizeof *h;
+    h->features = PSY_IPC_FEATURES;
+    h->capacity = cap;
+    h->mode = (uint32_t)opt->mode;
+    h->max_handles = PSYNE_IPC_MAX_HANDLES;
+    h->ring_offset = l.ring_offset;
+    h->data_offset = l.data_offset;
+    h->file_size = l.file_size;
+    h->creator_pid = (int32_t)getpid();
+    h->page_size = (uint32_t)page;
+    view_ring(a, &m, &l, opt);
+    if ((rc = attach_slot(a)) != 0) {
+        shm_unlink(a->shm_name);
+        psy_ring_destroy(&a->ring);
+        close(fd);
+        return psy_fail(rc, "%s: no handle slot in a new segment", uri);
+    }
+    atomic_store_explicit(&h->version, PSY_IPC_VERSION, memory_order_release); /* ready */
+    /* Exclusive to shared. Linux converts a flock by dropping the old lock
+     * first, so somebody may have taken it in between and removed our fresh
+     * segment (only if it saw no live slot, but be sure): check the name. */
+    if (flock(fd, LOCK_SH) != 0 || !still_named(fd, a->shm_name)) {
+        release_slot(a);
+        psy_ring_destroy(&a->ring);
+        close(fd);
+        return -EAGAIN;
+    }
+    return 0;
+}
+
+/* Opens an existing segment. -EAGAIN: not ready, being removed, or lost a
+ * race: try again (after a pause if *pause). -ENOENT: there is none. */
+static int open_segment(struct ipc_attachment *a, const struct psyne_options *opt, bool join_any, const char *uri,
+                        bool *pause, const char **waiting_for)
+{
+    int fd = shm_open(a->shm_name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return -ENOENT;
+        if (errno == EACCES)
+            return psy_fail(-EACCES, "%s: permission denied (the segment belongs to another user or mode)", uri);
+        return psy_fail(-errno, "%s: cannot open the segment", uri);
+    }
+    a->fd = fd;
+    *pause = true;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0) { /* being created or removed */
+        *waiting_for = "its creator to finish";
+        close(fd);
+        return -EAGAIN;
+    }
+    if (!still_named(fd, a->shm_name)) {
+        close(fd);
+        *pause = false;
+        return -EAGAIN;
+    }
+    struct stat st;
+    struct psy_ipc_header copy;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    struct psy_ipc_layout l;
+    const char *why = "";
+    int rc;
+    if (fstat(fd, &st) != 0) {
+        rc = psy_fail(-errno, "%s: cannot stat the segment", uri);
+        close(fd);
+        return rc;
+    }
+    ssize_t got = pread(fd, &copy, sizeof copy, 0);
+    rc = got == (ssize_t)sizeof copy ? psy_ipc_validate(&copy, sizeof copy, (uint64_t)st.st_size, page, &l, &why)
+                                     : -EAGAIN; /* too short: nobody has sized it yet */
+    if (rc == -EAGAIN) {
+        /* Not ready, and nobody is building it (we could take the exclusive
+         * lock): its creator died. Remove it and start over. */
+        *waiting_for = "its creator to finish";
+        *pause = !remove_if_alone(fd, a->shm_name);
+        close(fd);
+        return -EAGAIN;
+    }
+    if (rc) {
+        close(fd);
+        return psy_fail(rc, "%s: %s; left untouched", uri, why);
+    }
+    if (!join_any && (l.mode != opt->mode || (opt->capacity && opt->capacity > l.capacity))) {
+        close(fd);
+        return psy_fail(-EINVAL, "%s exists with mode %d and capacity %llu; asked for mode %d, capacity %llu", uri,
+                        l.mode, (unsigned long long)l.capacity, opt->mode, (unsigned long long)opt->capacity);
+    }
+    struct psy_mirror m = {0};
+    if ((rc = psy_mirror_map(&m, fd, l.data_offset, l.capacity, !(opt->flags & PSYNE_F_NO_PREFAULT))) != 0) {
+        close(fd);
+        return psy_fail(rc, "%s: cannot map the segment", uri);
+    }
+    if ((rc = psy_ipc_validate_ring((struct psy_ring_shared *)((uint8_t *)m.base + l.ring_offset), &l, &why))) {
+        psy_mirror_destroy(&m);
+        close(fd);
+        return psy_fail(rc, "%s: %s; left untouched", uri, why);
+    }
+    view_ring(a, &m, &l, opt);
+    bool stale = !any_live_slot(a, -1);
+    if (stale || psy_ring_closed(&a->ring)) {
+        /* Left by processes that all died: reclaim it. Shut down with
+         * handles still open: wait for them to close it. */
+        *waiting_for = "the handles of the shut-down channel to close";
+        psy_ring_destroy(&a->ring);
+        *pause = !(remove_if_alone(fd, a->shm_name) && stale);
+        close(fd);
+        return -EAGAIN;
+    }
+    if ((rc = attach_slot(a)) != 0) {
+        psy_ring_destroy(&a->ring);
+        close(fd);
+        return psy_fail(rc, "%s: all %d handle slots are in use", uri, PSYNE_IPC_MAX_HANDLES);
+    }
+    return 0;
+}
+
+int psy_ipc_attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out)
+{
+    char uri[PSY_NAME_MAX + 16];
+    snprintf(uri, sizeof uri, "ipc://%s", name);
+    if (strchr(name, '/'))
+        return psy_fail(-EINVAL, "%s: an ipc name may not contain '/'", uri);
+    if (strlen(name) > PSY_NAME_MAX - 6)
+        return psy_fail(-EINVAL, "%s: an ipc name has at most %d characters", uri, PSY_NAME_MAX - 6);
+    if (opt->ipc_perm & ~0777u)
+        return psy_fail(-EINVAL, "%s: ipc_perm 0%o has bits beyond 0777", uri, opt->ipc_perm);
+    struct ipc_attachment *a = calloc(1, sizeof *a);
+    if (!a)
+        return psy_fail(-ENOMEM, "out of memory");
+    snprintf(a->shm_name, sizeof a->shm_name, "/psyne.%s", name);
+
+    int64_t timeout = opt->open_timeout_ns ? opt->open_timeout_ns : DEFAULT_OPEN_TIMEOUT_NS;
+    int64_t deadline = timeout > 0 ? now_ns() + timeout : 0;
+    const char *waiting_for = "the segment";
+    int rc;
+    for (;;) {
+        bool pause = false;
+        rc = open_segment(a, opt, join_any, uri, &pause, &waiting_for);
+        if (rc == -ENOENT)
+            rc = create_segment(a, opt, uri);
+        if (rc != -EAGAIN)
+            break;
+        if (deadline && now_ns() >= deadline) {
+            rc = psy_fail(-ETIMEDOUT, "%s: gave up waiting for %s", uri, waiting_for);
+            break;
+        }
+        if (pause)
+            pause_briefly();
+    }
+    if (rc) {
+        free(a);
+        return rc;
+    }
+    *out = &a->ring;
+    return 0;
+}
+
+void psy_ipc_set_roles(struct psy_ring *r, unsigned roles, int sub)
+{
+    struct psy_ipc_slot *s = &attachment_of(r)->hdr->slots[attachment_of(r)->slot];
+    atomic_store(&s->sub, sub >= 0 ? (uint32_t)sub + 1 : 0);
+    atomic_store(&s->roles, roles);
+}
+
+void psy_ipc_clear_roles(struct psy_ring *r)
+{
+    struct psy_ipc_slot *s = &attachment_of(r)->hdr->slots[attachment_of(r)->slot];
+    atomic_store(&s->roles, 0);
+    atomic_store(&s->sub, 0);
+}
+
+psy_atomic64 *psy_ipc_counters(struct psy_ring *r)
+{
+    return &attachment_of(r)->hdr->slots[attachment_of(r)->slot].msgs;
+}
+
+void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t *peers_lost,
+                   uint64_t *claims_recovered)
+{
+    struct psy_ipc_header *h = attachment_of(r)->hdr;
+    for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
+        if (atomic_load_explicit(&h->slots[i].state, memory_order_acquire) != PSY_SLOT_LIVE)
+            continue;
+        *msgs += atomic_load_explicit(&h->slots[i].msgs, memory_order_relaxed);
+        *bytes += atomic_load_explicit(&h->slots[i].bytes, memory_order_relaxed);
+    }
+    *peers_lost = atomic_load_explicit(&h->peers_lost, memory_order_relaxed);
+    *claims_recovered = atomic_load_explicit(&h->claims_recovered, memory_order_relaxed);
+}
+
+void psy_ipc_detach(struct psy_ring *r)
+{
+    struct ipc_attachment *a = attachment_of(r);
+    struct psy_ipc_slot *s = &a->hdr->slots[a->slot];
+    /* Closed handles' counts stay in the ring's totals. */
+    atomic_fetch_add_explicit(&r->sh->prod.msgs, atomic_load(&s->msgs), memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->sh->prod.bytes, atomic_load(&s->bytes), memory_order_relaxed);
+    release_slot(a);
+    psy_ring_destroy(r);
+    remove_if_alone(a->fd, a->shm_name); /* the last one out removes the segment */
+    close(a->fd);
+    free(a);
+}

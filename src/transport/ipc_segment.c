@@ -1,0 +1,79 @@
+/*
+ * ipc_segment.c - layout of an ipc:// segment and the validation of one
+ * found in shared memory (see ipc_segment.h). Every check compares against
+ * values this build computes itself, so a header that passes describes
+ * exactly the layout this build would have made.
+ */
+#include "ipc_segment.h"
+
+#include <errno.h>
+#include <string.h>
+
+static uint64_t round_up(uint64_t v, uint64_t to)
+{
+    return (v + to - 1) / to * to;
+}
+
+void psy_ipc_layout_for(uint64_t capacity, int mode, size_t page, struct psy_ipc_layout *out)
+{
+    out->capacity = capacity;
+    out->mode = mode;
+    out->ring_offset = sizeof(struct psy_ipc_header);
+    out->data_offset = round_up(out->ring_offset + sizeof(struct psy_ring_shared), page);
+    out->file_size = out->data_offset + capacity;
+}
+
+static int bad(const char **why, const char *reason)
+{
+    *why = reason;
+    return -EPROTO;
+}
+
+int psy_ipc_validate(const void *bytes, size_t len, uint64_t file_size, size_t page, struct psy_ipc_layout *out,
+                     const char **why)
+{
+    struct psy_ipc_header h;
+    *why = "";
+    if (len < sizeof h)
+        return bad(why, "segment is shorter than its header");
+    memcpy(&h, bytes, sizeof h); /* one copy: no field changes between check and use */
+    uint32_t version = atomic_load_explicit(&h.version, memory_order_relaxed);
+    if (version == 0)
+        return -EAGAIN; /* still being created (or its creator died doing it) */
+    if (h.magic != PSY_IPC_MAGIC)
+        return bad(why, "not a psyne segment (wrong magic)");
+    if (version != PSY_IPC_VERSION)
+        return bad(why, "segment of another psyne layout version");
+    if (h.header_size != sizeof h)
+        return bad(why, "segment header of another size");
+    if (h.features & ~PSY_IPC_FEATURES)
+        return bad(why, "segment needs features this build does not have");
+    if (h.page_size != page)
+        return bad(why, "segment made with another page size");
+    if (h.mode > PSYNE_MODE_BROADCAST)
+        return bad(why, "segment has an unknown mode");
+    if (h.capacity < page || h.capacity > PSYNE_MAX_CAPACITY || (h.capacity & (h.capacity - 1)))
+        return bad(why, "segment capacity is not a power of two within limits");
+    if (h.max_handles != PSYNE_IPC_MAX_HANDLES)
+        return bad(why, "segment has another number of handle slots");
+    struct psy_ipc_layout l;
+    psy_ipc_layout_for(h.capacity, (int)h.mode, page, &l);
+    if (h.ring_offset != l.ring_offset || h.data_offset != l.data_offset || h.file_size != l.file_size)
+        return bad(why, "segment layout offsets are inconsistent");
+    if (file_size != l.file_size)
+        return bad(why, "segment file size does not match its header");
+    *out = l;
+    return 0;
+}
+
+int psy_ipc_validate_ring(const struct psy_ring_shared *sh, const struct psy_ipc_layout *l, const char **why)
+{
+    struct psy_ident id;
+    memcpy(&id, &sh->ident, sizeof id);
+    if (id.magic != PSY_RING_MAGIC || id.version != PSY_RING_VERSION)
+        return bad(why, "ring identity block is damaged");
+    if (id.mode != (uint32_t)l->mode || id.capacity != l->capacity ||
+        id.data_offset != l->data_offset - l->ring_offset)
+        return bad(why, "ring identity disagrees with the segment header");
+    return 0;
+}

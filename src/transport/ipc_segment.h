@@ -1,0 +1,91 @@
+/*
+ * ipc_segment.h - the layout of an ipc:// shared-memory segment and the
+ * checks every opener runs on it before trusting a byte.
+ *
+ *   [ psy_ipc_header | psy_ring_shared | pad to a page ][ data (capacity) ]
+ *    0                 ring_offset                       data_offset
+ *
+ * The header's fixed fields are written once by the creator; `version` is
+ * stored last, with release, and an opener that reads it non-zero (acquire)
+ * sees the rest. Slots (one per open handle, any process) carry what a
+ * survivor needs when a process dies: its roles, its BROADCAST subscription
+ * and its MP claim in progress. A slot's owner holds an OFD byte-range lock
+ * on byte <slot index> of the segment file for as long as it lives, so
+ * "is the owner alive" is one fcntl(F_OFD_GETLK), immune to pid reuse.
+ */
+#ifndef PSY_IPC_SEGMENT_H
+#define PSY_IPC_SEGMENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../ring/ring.h"
+
+#define PSY_IPC_MAGIC 0x3143504945505950ull /* "PYPEIPC1" */
+#define PSY_IPC_VERSION 1u
+#define PSY_IPC_FEATURES 0ull /* feature bits this build understands (none yet) */
+
+enum psy_slot_state {
+    PSY_SLOT_FREE = 0,
+    PSY_SLOT_TAKEN = 1,   /* its owner is filling it in */
+    PSY_SLOT_LIVE = 2,
+    PSY_SLOT_REAPING = 3, /* a survivor is cleaning up after its dead owner */
+};
+
+struct psy_ipc_slot {
+    alignas(PSY_CACHE_BLOCK) psy_atomic32 state;
+    psy_atomic32 roles;   /* PSY_SLOT_PRODUCER|CONSUMER (transport.h), set after the channel counted them, cleared before uncounting */
+    psy_atomic32 pid;     /* for people reading a dump; liveness is the byte lock */
+    psy_atomic32 sub;     /* BROADCAST subscriber slot + 1, 0 if none */
+    struct psy_claim_intent intent;
+    psy_atomic64 msgs;    /* MP producer counters of this handle */
+    psy_atomic64 bytes;
+};
+
+struct psy_ipc_header {
+    alignas(PSY_CACHE_BLOCK) uint64_t magic;
+    psy_atomic32 version;   /* stored last: the segment is ready */
+    uint32_t header_size;   /* sizeof(struct psy_ipc_header) */
+    uint64_t features;      /* PSY_IPC_F_* the segment requires */
+    uint64_t capacity;      /* data bytes, a power of two */
+    uint32_t mode;          /* enum psyne_mode */
+    uint32_t max_handles;   /* slots */
+    uint64_t ring_offset;   /* struct psy_ring_shared */
+    uint64_t data_offset;   /* the data region, mapped twice */
+    uint64_t file_size;     /* data_offset + capacity */
+    int32_t creator_pid;
+    uint32_t page_size;
+    uint64_t reserved[5];
+    /* survivors' bookkeeping */
+    alignas(PSY_CACHE_BLOCK) psy_atomic64 peers_lost;       /* dead handles reaped */
+    psy_atomic64 claims_recovered; /* dead producers' claims turned into pads */
+    struct psy_ipc_slot slots[PSYNE_IPC_MAX_HANDLES];
+};
+
+_Static_assert(sizeof(struct psy_ipc_slot) == PSY_CACHE_BLOCK, "one block per slot");
+_Static_assert(sizeof(struct psy_ipc_header) % PSY_CACHE_BLOCK == 0, "the ring block after it stays aligned");
+
+/* Where things are in a valid segment. */
+struct psy_ipc_layout {
+    uint64_t capacity;
+    int mode;
+    uint64_t ring_offset;
+    uint64_t data_offset;
+    uint64_t file_size;
+};
+
+/* The layout a new segment of this capacity gets. */
+void psy_ipc_layout_for(uint64_t capacity, int mode, size_t page, struct psy_ipc_layout *out);
+
+/* Checks a copy of a segment's first bytes (at least sizeof(struct
+ * psy_ipc_header), as read from the file) against the file's size. Returns 0
+ * and fills *out, -EAGAIN if the creator has not finished (version 0), or
+ * -EPROTO with the reason in *why: nothing in the header is used before it
+ * passed here. Pure: reads only `bytes`. */
+int psy_ipc_validate(const void *bytes, size_t len, uint64_t file_size, size_t page, struct psy_ipc_layout *out,
+                     const char **why);
+
+/* Checks the ring's own identity block against the validated layout. */
+int psy_ipc_validate_ring(const struct psy_ring_shared *sh, const struct psy_ipc_layout *l, const char **why);
+
+#endif
