@@ -360,8 +360,7 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
         return rc;
     }
     ssize_t got = pread(fd, &copy, sizeof copy, 0);
-    rc = got == (ssize_t)sizeof copy ? psy_ipc_validate(&copy, sizeof copy, (uint64_t)st.st_size, page, &l, &why)
-                                     : -EAGAIN; /* too short: nobody has sized it yet */
+    rc = psy_ipc_validate(&copy, got > 0 ? (size_t)got : 0, (uint64_t)st.st_size, page, &l, &why);
     if (rc == -EAGAIN) {
         /* Not ready, and nobody is building it (we could take the exclusive
          * lock): its creator died. Remove it and start over. */

@@ -34,16 +34,25 @@ int psy_ipc_validate(const void *bytes, size_t len, uint64_t file_size, size_t p
 {
     struct psy_ipc_header h;
     *why = "";
+    /* magic and version first: what a short file holds tells a segment
+     * still being made (zeros) from something else (anything else) */
+    uint64_t magic = 0;
+    uint32_t version = 0;
+    if (len >= sizeof magic)
+        memcpy(&magic, bytes, sizeof magic);
+    if (len >= offsetof(struct psy_ipc_header, version) + sizeof version)
+        memcpy(&version, (const uint8_t *)bytes + offsetof(struct psy_ipc_header, version), sizeof version);
+    if (magic != 0 && magic != PSY_IPC_MAGIC)
+        return bad(why, "not a psyne segment (wrong magic)");
+    if (version == 0)
+        return -EAGAIN; /* still being created (or its creator died doing it) */
+    if (magic == 0)
+        return bad(why, "not a psyne segment (no magic)");
+    if (version != PSY_IPC_VERSION)
+        return bad(why, "segment of another psyne layout version");
     if (len < sizeof h)
         return bad(why, "segment is shorter than its header");
     memcpy(&h, bytes, sizeof h); /* one copy: no field changes between check and use */
-    uint32_t version = atomic_load_explicit(&h.version, memory_order_relaxed);
-    if (version == 0)
-        return -EAGAIN; /* still being created (or its creator died doing it) */
-    if (h.magic != PSY_IPC_MAGIC)
-        return bad(why, "not a psyne segment (wrong magic)");
-    if (version != PSY_IPC_VERSION)
-        return bad(why, "segment of another psyne layout version");
     if (h.header_size != sizeof h)
         return bad(why, "segment header of another size");
     if (h.features & ~PSY_IPC_FEATURES)

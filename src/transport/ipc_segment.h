@@ -77,9 +77,10 @@ struct psy_ipc_layout {
 /* The layout a new segment of this capacity gets. */
 void psy_ipc_layout_for(uint64_t capacity, int mode, size_t page, struct psy_ipc_layout *out);
 
-/* Checks a copy of a segment's first bytes (at least sizeof(struct
- * psy_ipc_header), as read from the file) against the file's size. Returns 0
- * and fills *out, -EAGAIN if the creator has not finished (version 0), or
+/* Checks a copy of a segment's first len bytes (as read from the file; a
+ * whole header is sizeof(struct psy_ipc_header)) against the file's size.
+ * Returns 0 and fills *out, -EAGAIN if the creator has not finished (magic
+ * ours or zero, version 0: a file of zeros, or empty), or
  * -EPROTO with the reason in *why: nothing in the header is used before it
  * passed here. Pure: reads only `bytes`. */
 int psy_ipc_validate(const void *bytes, size_t len, uint64_t file_size, size_t page, struct psy_ipc_layout *out,
