@@ -1,6 +1,6 @@
 /*
- * psyne_bench - runs the WORKLOADS.md workloads on psyne's memory:// channels
- * and prints one RESULT line per measurement (median of --runs runs after a
+ * psyne_bench - runs the WORKLOADS.md workloads on psyne's memory:// and
+ * ipc:// channels and prints one RESULT line per measurement (median of --runs runs after a
  * discarded warm-up run; min and max follow).
  *
  *   psyne_bench                          short default set, explained
@@ -49,46 +49,63 @@ static uint64_t default_count(size_t size)
     return 4000;
 }
 
-static void run_spsc(const struct config *c, size_t size, int batch)
+/* ipc runs alternate with inproc runs of the same workload (A B A B ...) and
+ * report the median of the pairwise ratios: the reference is measured in
+ * the same minute on this noisy machine. */
+static void run_spsc(const struct config *c, enum bench_transport t, size_t size, int batch)
 {
     uint64_t count = c->iterations ? c->iterations : default_count(size);
-    double mps[MAX_RUNS], gbps[MAX_RUNS];
-    struct tput_result r;
-    psyne_spsc_tput(size, count / 10 + 1, batch, c->pin, &r); /* warm-up */
+    double mps[MAX_RUNS], gbps[MAX_RUNS], ratio[MAX_RUNS];
+    struct tput_result r, ref;
+    psyne_spsc_tput(t, size, count / 10 + 1, batch, c->pin, &r); /* warm-up */
     for (int i = 0; i < c->runs; i++) {
-        psyne_spsc_tput(size, count, batch, c->pin, &r);
+        psyne_spsc_tput(t, size, count, batch, c->pin, &r);
         mps[i] = r.mps;
         gbps[i] = r.gbps;
+        if (t == BENCH_IPC) {
+            psyne_spsc_tput(BENCH_MEMORY, size, count, batch, c->pin, &ref);
+            ratio[i] = r.mps / ref.mps;
+        }
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
-    printf("RESULT system=psyne workload=inproc-spsc-tput size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f "
-           "api=%s runs=%d count=%llu\n",
-           size, bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, batch ? "batch" : "single",
-           c->runs, (unsigned long long)count);
+    printf("RESULT system=psyne workload=%s size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f "
+           "api=%s runs=%d count=%llu",
+           t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size, bench_median(mps, c->runs),
+           bench_median(gbps, c->runs), lo, hi, batch ? "batch" : "single", c->runs, (unsigned long long)count);
+    if (t == BENCH_IPC)
+        printf(" vs_inproc=%.3f", bench_median(ratio, c->runs));
+    printf("\n");
     fflush(stdout);
 }
 
-static void run_pingpong(const struct config *c, size_t size)
+static void run_pingpong(const struct config *c, enum bench_transport t, size_t size)
 {
     uint64_t trips = c->iterations ? c->iterations : 200000;
-    double p50[MAX_RUNS], p99[MAX_RUNS], p999[MAX_RUNS], p9999[MAX_RUNS], mx[MAX_RUNS];
-    struct lat_result r;
-    psyne_pingpong(size, trips / 10 + 1, c->pin, &r); /* warm-up */
+    double p50[MAX_RUNS], p99[MAX_RUNS], p999[MAX_RUNS], p9999[MAX_RUNS], mx[MAX_RUNS], ratio[MAX_RUNS];
+    struct lat_result r, ref;
+    psyne_pingpong(t, size, trips / 10 + 1, c->pin, &r); /* warm-up */
     for (int i = 0; i < c->runs; i++) {
-        psyne_pingpong(size, trips, c->pin, &r);
+        psyne_pingpong(t, size, trips, c->pin, &r);
         p50[i] = (double)r.p50;
         p99[i] = (double)r.p99;
         p999[i] = (double)r.p999;
         p9999[i] = (double)r.p9999;
         mx[i] = (double)r.max;
+        if (t == BENCH_IPC) {
+            psyne_pingpong(BENCH_MEMORY, size, trips, c->pin, &ref);
+            ratio[i] = (double)r.p50 / (double)ref.p50;
+        }
     }
     double m50 = bench_median(p50, c->runs);
-    printf("RESULT system=psyne workload=inproc-pingpong size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
+    printf("RESULT system=psyne workload=%s size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
            "oneway_p50_ns=%.0f rtt_p9999_ns=%.0f rtt_max_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d "
-           "round_trips=%llu\n",
-           size, m50, bench_median(p99, c->runs), bench_median(p999, c->runs), m50 / 2,
-           bench_median(p9999, c->runs), bench_median(mx, c->runs), bench_min(p50, c->runs),
-           bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
+           "round_trips=%llu",
+           t == BENCH_IPC ? "ipc-pingpong" : "inproc-pingpong", size, m50, bench_median(p99, c->runs),
+           bench_median(p999, c->runs), m50 / 2, bench_median(p9999, c->runs), bench_median(mx, c->runs),
+           bench_min(p50, c->runs), bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
+    if (t == BENCH_IPC)
+        printf(" p50_vs_inproc=%.3f", bench_median(ratio, c->runs));
+    printf("\n");
     fflush(stdout);
 }
 
@@ -113,8 +130,10 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: psyne_bench [options]\n"
-            "  --workload LIST    inproc-spsc-tput,inproc-pingpong,inproc-mpmc-tput (default: all)\n"
-            "  --size LIST        payload bytes (default: 64,4096,65536,1048576 for spsc; 64 otherwise)\n"
+            "  --workload LIST    inproc-spsc-tput,inproc-pingpong,inproc-mpmc-tput,ipc-spsc-tput,ipc-pingpong\n"
+            "                     (default: all; ipc-* runs alternate with inproc runs and add vs_inproc ratios)\n"
+            "  --size LIST        payload bytes (default: 64,4096,65536,1048576 for inproc-spsc-tput,\n"
+            "                     64,4096,1048576 for ipc-spsc-tput, 64 otherwise)\n"
             "  --iterations N     messages (round trips) per run (default: by size)\n"
             "  --runs N           measured runs; the median is reported (default 5)\n"
             "  --api single|batch|both   consumer API for inproc-spsc-tput (default both at 64 B)\n"
@@ -155,7 +174,9 @@ int main(int argc, char **argv)
         return 2;
     }
     if (argc == 1)
-        printf("# psyne_bench: the default set on memory:// channels (threads of this process).\n"
+        printf("# psyne_bench: the default set on memory:// channels (threads of this process), then\n"
+               "# on ipc:// channels (a producer or ponger process beside this one; vs_inproc = ipc / inproc,\n"
+               "# median of alternating pairs).\n"
                "# Each RESULT line is the median of %d runs after a warm-up run: mps = messages/s,\n"
                "# gbps = payload GB/s, rtt_* = round-trip percentiles in ns. The producer writes every\n"
                "# payload byte in place and the consumer checks the sequence number and reads every byte.\n"
@@ -163,21 +184,28 @@ int main(int argc, char **argv)
                c.runs);
 
     static const size_t spsc_sizes[] = {64, 4096, 65536, 1048576};
-    if (wants(&c, "inproc-spsc-tput")) {
-        int n = c.n_sizes ? c.n_sizes : 4;
+    static const size_t ipc_sizes[] = {64, 4096, 1048576};
+    for (int k = 0; k < 2; k++) {
+        enum bench_transport t = k ? BENCH_IPC : BENCH_MEMORY;
+        if (!wants(&c, k ? "ipc-spsc-tput" : "inproc-spsc-tput"))
+            continue;
+        int n = c.n_sizes ? c.n_sizes : k ? 3 : 4;
         for (int i = 0; i < n; i++) {
-            size_t size = c.n_sizes ? c.sizes[i] : spsc_sizes[i];
+            size_t size = c.n_sizes ? c.sizes[i] : k ? ipc_sizes[i] : spsc_sizes[i];
             if (c.api != 2)
-                run_spsc(&c, size, 0);
+                run_spsc(&c, t, size, 0);
             if (c.api == 2 || (c.api == 0 && size <= 256))
-                run_spsc(&c, size, 1);
+                run_spsc(&c, t, size, 1);
         }
     }
     if (wants(&c, "inproc-pingpong"))
         for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
-            run_pingpong(&c, c.n_sizes ? c.sizes[i] : 64);
+            run_pingpong(&c, BENCH_MEMORY, c.n_sizes ? c.sizes[i] : 64);
     if (wants(&c, "inproc-mpmc-tput"))
         for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
             run_mpmc(&c, c.n_sizes ? c.sizes[i] : 64);
+    if (wants(&c, "ipc-pingpong"))
+        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
+            run_pingpong(&c, BENCH_IPC, c.n_sizes ? c.sizes[i] : 64);
     return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * workloads.c - psyne's runs of the in-process workloads of WORKLOADS.md:
+ * workloads.c - psyne's runs of the workloads of WORKLOADS.md (in-process
+ * and, for ipc://, with the peer side in a second process):
  * every payload byte written in place and read in place, every sequence
  * number checked.
  */
@@ -12,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "bench_util.h"
 #include "psyne.h"
@@ -51,12 +55,76 @@ static psyne_channel *open_channel(const char *uri, int mode, int role, uint64_t
     return ch;
 }
 
-/* ---- inproc-spsc-tput ---- */
+/* ---- the other side: a thread (memory://) or a process (ipc://) ---- */
+
+/* A run's shared state lives in a shared anonymous mapping so that a forked
+ * peer process sees the same gate, timestamps and checksum. */
+static void *shared_alloc(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("psyne_bench: mmap");
+        abort();
+    }
+    memset(p, 0, len);
+    return p;
+}
+
+struct peer {
+    pthread_t thread;
+    pid_t pid;
+};
+
+/* Runs fn(arg) beside the caller: a thread, or for ipc:// a child process
+ * (which opens its own handles: they do not cross fork). */
+static void peer_start(struct peer *p, enum bench_transport t, void *(*fn)(void *), void *arg)
+{
+    if (t == BENCH_MEMORY) {
+        pthread_create(&p->thread, NULL, fn, arg);
+        return;
+    }
+    fflush(NULL);
+    p->pid = fork();
+    if (p->pid < 0) {
+        perror("psyne_bench: fork");
+        abort();
+    }
+    if (p->pid == 0) {
+        fn(arg);
+        _exit(0);
+    }
+}
+
+static void peer_join(struct peer *p, enum bench_transport t)
+{
+    if (t == BENCH_MEMORY) {
+        pthread_join(p->thread, NULL);
+        return;
+    }
+    int status;
+    if (waitpid(p->pid, &status, 0) != p->pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "psyne_bench: the peer process failed (status 0x%x)\n", status);
+        abort();
+    }
+}
+
+/* "memory://what" or "ipc://what-<pid>" (ipc names are machine-wide). */
+static void channel_uri(char *buf, size_t len, enum bench_transport t, const char *what)
+{
+    if (t == BENCH_MEMORY)
+        snprintf(buf, len, "memory://%s", what);
+    else
+        snprintf(buf, len, "ipc://%s-%d", what, (int)getpid());
+}
+
+/* ---- inproc-spsc-tput / ipc-spsc-tput ---- */
 
 struct spsc_run {
-    psyne_channel *tx, *rx;
+    char uri[64];
+    psyne_channel *tx; /* memory://: opened by the caller; ipc://: by the producer process */
+    enum bench_transport transport;
     size_t size;
-    uint64_t count;
+    uint64_t count, capacity;
     int batch, pin;
     struct bench_gate gate;
     int64_t start, end;
@@ -66,6 +134,9 @@ struct spsc_run {
 static void *spsc_producer(void *arg)
 {
     struct spsc_run *s = arg;
+    psyne_channel *tx = s->tx;
+    if (!tx)
+        tx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, 0, PSYNE_WAIT_ADAPTIVE);
     bench_pin(s->pin ? 0 : -1);
     bench_gate_arrive(&s->gate, 2);
     s->start = bench_now_ns();
@@ -74,72 +145,81 @@ static void *spsc_producer(void *arg)
         uint32_t lengths[32];
         for (uint64_t i = 0; i < s->count;) {
             unsigned want = s->count - i < 32 ? (unsigned)(s->count - i) : 32;
-            int n = psyne_claim_batch(s->tx, s->size, c, want, PSYNE_FOREVER);
+            int n = psyne_claim_batch(tx, s->size, c, want, PSYNE_FOREVER);
             must(n, "claim_batch");
             for (int k = 0; k < n; k++, i++) {
                 bench_write_payload(c[k].data, s->size, i);
                 lengths[k] = (uint32_t)s->size;
             }
-            must(psyne_commit_batch(s->tx, c, (unsigned)n, lengths, T_BENCH), "commit_batch");
+            must(psyne_commit_batch(tx, c, (unsigned)n, lengths, T_BENCH), "commit_batch");
         }
-        return NULL;
+    } else {
+        for (uint64_t i = 0; i < s->count; i++) {
+            struct psyne_claimed c;
+            must(psyne_claim(tx, s->size, &c, PSYNE_FOREVER), "claim");
+            bench_write_payload(c.data, s->size, i);
+            must(psyne_commit(tx, &c, s->size, T_BENCH), "commit");
+        }
     }
-    for (uint64_t i = 0; i < s->count; i++) {
-        struct psyne_claimed c;
-        must(psyne_claim(s->tx, s->size, &c, PSYNE_FOREVER), "claim");
-        bench_write_payload(c.data, s->size, i);
-        must(psyne_commit(s->tx, &c, s->size, T_BENCH), "commit");
-    }
+    if (!s->tx) /* ipc: its own handle; the consumer still drains after the close */
+        psyne_channel_close(tx);
     return NULL;
 }
 
-static void spsc_consume(struct spsc_run *s)
+static void spsc_consume(struct spsc_run *s, psyne_channel *rx)
 {
     uint64_t sum = 0;
     if (s->batch) {
         struct psyne_msg m[32];
         for (uint64_t i = 0; i < s->count;) {
-            int n = psyne_receive_batch(s->rx, m, 32, PSYNE_FOREVER);
+            int n = psyne_receive_batch(rx, m, 32, PSYNE_FOREVER);
             must(n, "receive_batch");
             for (int k = 0; k < n; k++, i++)
                 sum += bench_read_payload(m[k].data, m[k].length, i, "psyne");
-            must(psyne_release_batch(s->rx, m, (unsigned)n), "release_batch");
+            must(psyne_release_batch(rx, m, (unsigned)n), "release_batch");
         }
     } else {
         for (uint64_t i = 0; i < s->count; i++) {
             struct psyne_msg m;
-            must(psyne_receive(s->rx, &m, PSYNE_FOREVER), "receive");
+            must(psyne_receive(rx, &m, PSYNE_FOREVER), "receive");
             sum += bench_read_payload(m.data, m.length, i, "psyne");
-            must(psyne_release(s->rx, &m), "release");
+            must(psyne_release(rx, &m), "release");
         }
     }
     s->end = bench_now_ns();
     s->sink = sum;
 }
 
-void psyne_spsc_tput(size_t size, uint64_t count, int batch, int pin, struct tput_result *out)
+void psyne_spsc_tput(enum bench_transport transport, size_t size, uint64_t count, int batch, int pin,
+                     struct tput_result *out)
 {
-    struct spsc_run s = {.size = size, .count = count, .batch = batch, .pin = pin};
+    struct spsc_run *s = shared_alloc(sizeof *s);
+    *s = (struct spsc_run){.transport = transport, .size = size, .count = count, .batch = batch, .pin = pin};
+    channel_uri(s->uri, sizeof s->uri, transport, "bench-spsc");
     uint64_t cap = workload_capacity(size);
-    s.rx = open_channel("memory://bench-spsc", PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_ADAPTIVE);
-    s.tx = open_channel("memory://bench-spsc", PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_ADAPTIVE);
-    pthread_t t;
-    pthread_create(&t, NULL, spsc_producer, &s);
+    psyne_channel *rx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_ADAPTIVE);
+    if (transport == BENCH_MEMORY)
+        s->tx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_ADAPTIVE);
+    struct peer producer;
+    peer_start(&producer, transport, spsc_producer, s);
     bench_pin(pin ? 1 : -1);
-    bench_gate_arrive(&s.gate, 2);
-    spsc_consume(&s);
-    pthread_join(t, NULL);
-    psyne_channel_close(s.tx);
-    psyne_channel_close(s.rx);
-    double secs = (double)(s.end - s.start) / 1e9;
+    bench_gate_arrive(&s->gate, 2);
+    spsc_consume(s, rx);
+    peer_join(&producer, transport);
+    if (s->tx)
+        psyne_channel_close(s->tx);
+    psyne_channel_close(rx);
+    double secs = (double)(s->end - s->start) / 1e9; /* CLOCK_MONOTONIC: one clock for both processes */
     out->mps = (double)count / secs;
     out->gbps = (double)count * (double)size / secs / 1e9;
+    munmap(s, sizeof *s);
 }
 
-/* ---- inproc-pingpong ---- */
+/* ---- inproc-pingpong / ipc-pingpong ---- */
 
 struct pingpong_run {
-    psyne_channel *ping_rx, *pong_tx;
+    char ping_uri[64], pong_uri[64];
+    psyne_channel *ping_rx, *pong_tx; /* memory://: opened by the caller */
     size_t size;
     uint64_t total;
     int pin;
@@ -149,17 +229,26 @@ struct pingpong_run {
 static void *ponger(void *arg)
 {
     struct pingpong_run *p = arg;
+    psyne_channel *ping_rx = p->ping_rx, *pong_tx = p->pong_tx;
+    if (!ping_rx) {
+        ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, 0, PSYNE_WAIT_SPIN);
+        pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, 0, PSYNE_WAIT_SPIN);
+    }
     bench_pin(p->pin ? 1 : -1);
     bench_gate_arrive(&p->gate, 2);
     for (uint64_t i = 0; i < p->total; i++) {
         struct psyne_msg m;
-        must(psyne_receive(p->ping_rx, &m, PSYNE_FOREVER), "receive ping");
+        must(psyne_receive(ping_rx, &m, PSYNE_FOREVER), "receive ping");
         bench_read_payload(m.data, m.length, i, "psyne pong");
         struct psyne_claimed c;
-        must(psyne_claim(p->pong_tx, p->size, &c, PSYNE_FOREVER), "claim pong");
+        must(psyne_claim(pong_tx, p->size, &c, PSYNE_FOREVER), "claim pong");
         bench_write_payload(c.data, p->size, i);
-        must(psyne_commit(p->pong_tx, &c, p->size, T_BENCH), "commit pong");
-        must(psyne_release(p->ping_rx, &m), "release ping");
+        must(psyne_commit(pong_tx, &c, p->size, T_BENCH), "commit pong");
+        must(psyne_release(ping_rx, &m), "release ping");
+    }
+    if (!p->ping_rx) {
+        psyne_channel_close(pong_tx);
+        psyne_channel_close(ping_rx);
     }
     return NULL;
 }
@@ -182,25 +271,34 @@ static void psyne_ping(void *ctx, uint64_t i)
     must(psyne_release(g->pong_rx, &m), "release pong");
 }
 
-void psyne_pingpong(size_t size, uint64_t round_trips, int pin, struct lat_result *out)
+void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin,
+                    struct lat_result *out)
 {
-    struct pingpong_run p = {.size = size, .total = bench_warmup_trips(round_trips) + round_trips, .pin = pin};
+    struct pingpong_run *p = shared_alloc(sizeof *p);
+    *p = (struct pingpong_run){.size = size, .total = bench_warmup_trips(round_trips) + round_trips, .pin = pin};
+    channel_uri(p->ping_uri, sizeof p->ping_uri, transport, "bench-ping");
+    channel_uri(p->pong_uri, sizeof p->pong_uri, transport, "bench-pong");
     uint64_t cap = workload_capacity(size);
-    psyne_channel *ping_tx = open_channel("memory://bench-ping", PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_SPIN);
-    p.ping_rx = open_channel("memory://bench-ping", PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_SPIN);
-    p.pong_tx = open_channel("memory://bench-pong", PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_SPIN);
-    psyne_channel *pong_rx = open_channel("memory://bench-pong", PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_SPIN);
-    pthread_t t;
-    pthread_create(&t, NULL, ponger, &p);
+    psyne_channel *ping_tx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_SPIN);
+    psyne_channel *pong_rx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_SPIN);
+    if (transport == BENCH_MEMORY) {
+        p->ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_SPIN);
+        p->pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_SPIN);
+    }
+    struct peer ponger_side;
+    peer_start(&ponger_side, transport, ponger, p);
     bench_pin(pin ? 0 : -1);
-    bench_gate_arrive(&p.gate, 2);
+    bench_gate_arrive(&p->gate, 2);
     struct pinger g = {ping_tx, pong_rx, size};
     bench_time_round_trips(round_trips, psyne_ping, &g, out);
-    pthread_join(t, NULL);
+    peer_join(&ponger_side, transport);
     psyne_channel_close(ping_tx);
-    psyne_channel_close(p.ping_rx);
-    psyne_channel_close(p.pong_tx);
     psyne_channel_close(pong_rx);
+    if (p->ping_rx) {
+        psyne_channel_close(p->ping_rx);
+        psyne_channel_close(p->pong_tx);
+    }
+    munmap(p, sizeof *p);
 }
 
 /* ---- inproc-mpmc-tput ---- */

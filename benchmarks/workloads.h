@@ -20,13 +20,21 @@ struct tput_result {
  * fixed-slot reference ring. */
 uint64_t workload_capacity(size_t size);
 
-/* inproc-spsc-tput: one producer thread -> one consumer thread.
+/* Where the two sides of a workload run. */
+enum bench_transport {
+    BENCH_MEMORY, /* inproc-*: two threads, memory:// channels */
+    BENCH_IPC,    /* ipc-*: two processes (the peer is forked), ipc:// channels */
+};
+
+/* inproc-spsc-tput / ipc-spsc-tput: one producer -> one consumer.
  * batch: the producer claims and commits up to 32 messages per call and the
  * consumer takes up to 32 per call, each side with one position update. pin: producer on CPU 0, consumer on CPU 1. */
-void psyne_spsc_tput(size_t size, uint64_t count, int batch, int pin, struct tput_result *out);
+void psyne_spsc_tput(enum bench_transport transport, size_t size, uint64_t count, int batch, int pin,
+                     struct tput_result *out);
 
-/* inproc-pingpong: round trips over two SPSC channels, busy-polling. */
-void psyne_pingpong(size_t size, uint64_t round_trips, int pin, struct lat_result *out);
+/* inproc-pingpong / ipc-pingpong: round trips over two SPSC channels, busy-polling. */
+void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin,
+                    struct lat_result *out);
 
 /* inproc-mpmc-tput: producers -> consumers on one MPMC channel (count in all). */
 void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, struct tput_result *out);

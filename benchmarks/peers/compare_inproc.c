@@ -459,7 +459,7 @@ static double psyne_spsc_fn(void *c)
 {
     struct tput_ctx *t = c;
     struct tput_result r;
-    psyne_spsc_tput(t->size, t->count, t->batch, pin, &r);
+    psyne_spsc_tput(BENCH_MEMORY, t->size, t->count, t->batch, pin, &r);
     return r.mps;
 }
 
@@ -472,7 +472,7 @@ static double slot_fn(void *c)
 static double psyne_pp_fn(void *c)
 {
     struct lat_result r;
-    psyne_pingpong(64, *(uint64_t *)c, pin, &r);
+    psyne_pingpong(BENCH_MEMORY, 64, *(uint64_t *)c, pin, &r);
     return (double)r.p50;
 }
 
