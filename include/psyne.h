@@ -299,7 +299,9 @@ struct psyne_stats {
     int subscribers;       /* BROADCAST: current subscribers */
     uint64_t peers_lost;   /* ipc: handles of dead processes cleaned up by survivors */
     uint64_t claims_recovered; /* ipc: dead producers' unfinished claims skipped as padding */
-    uint64_t reserved[2];
+    int producers;         /* open handles that may produce (all processes, for ipc) */
+    int consumers;         /* open handles that may consume */
+    uint64_t views_recovered; /* ipc SPMC/MPMC: messages a dead consumer held, released for it */
 };
 
 /*

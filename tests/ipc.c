@@ -94,6 +94,8 @@ static void wait_ready(int fd)
 {
     char b;
     CHECK(read(fd, &b, 1) == 1);
+    if (getenv("IPC_TEST_TRACE"))
+        fprintf(stderr, "ready %c\n", b);
 }
 
 static void kill_child(pid_t pid)
@@ -369,6 +371,58 @@ static void consumer_killed_holding_view(int mode)
     close(ready[1]);
 }
 
+/* One of two competing consumers (SPMC, MPMC) is killed holding a view:
+ * its message is released for it, the producer is not held up, and the
+ * other consumer gets every other message. */
+static void competing_consumer_dies(int mode)
+{
+    const char *uri = uri_of("mcdie");
+    char u[128];
+    snprintf(u, sizeof u, "%s", uri);
+    struct psyne_options po = opts(mode, PSYNE_ROLE_PRODUCER, 4096);
+    struct psyne_options co = opts(mode, PSYNE_ROLE_CONSUMER, 0);
+    psyne_channel *p;
+    CHECK_RC(psyne_channel_open(&p, u, &po), 0);
+    int ready[2];
+    CHECK(pipe(ready) == 0);
+    enum { N = 20000 };
+    pid_t dead = fork();
+    if (dead == 0) {
+        psyne_channel *c;
+        CHECK_RC(psyne_channel_open(&c, u, &co), 0);
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(c, &m, PSYNE_FOREVER), 0); /* message 0, held */
+        CHECK(write(ready[1], "x", 1) == 1);
+        pause();
+        _exit(1);
+    }
+    send_u64(p, 0);
+    wait_ready(ready[0]);
+    pid_t live = fork();
+    if (live == 0) {
+        psyne_channel *c;
+        CHECK_RC(psyne_channel_open(&c, u, &co), 0);
+        CHECK(write(ready[1], "x", 1) == 1);
+        for (uint64_t i = 1; i < N; i++) /* exactly the rest, in order: one producer */
+            CHECK(recv_u64(c) == i);
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(c, &m, PSYNE_FOREVER), -EPIPE);
+        struct psyne_stats s;
+        CHECK_RC(psyne_channel_stats(c, &s), 0);
+        CHECK(s.views_recovered == 1 && s.peers_lost == 1);
+        psyne_channel_close(c);
+        _exit(0);
+    }
+    wait_ready(ready[0]); /* open before the other dies: the stream must not end */
+    kill_child(dead);
+    for (uint64_t i = 1; i < N; i++) /* far more than the ring holds */
+        send_u64(p, i);
+    psyne_channel_close(p);
+    expect_clean_exit(live);
+    close(ready[0]);
+    close(ready[1]);
+}
+
 /* A BROADCAST subscriber dies holding a view: it stops holding the producer
  * back, and the live subscriber still gets every message. */
 static void subscriber_dies(void)
@@ -387,7 +441,7 @@ static void subscriber_dies(void)
     if (live == 0) {
         psyne_channel *c;
         CHECK_RC(psyne_channel_open(&c, u, &so), 0);
-        CHECK(write(ready[1], "x", 1) == 1);
+        CHECK(write(ready[1], "L", 1) == 1);
         for (uint64_t i = 0; i < N; i++)
             CHECK(recv_u64(c) == i);
         struct psyne_msg m;
@@ -399,10 +453,10 @@ static void subscriber_dies(void)
     if (dead == 0) {
         psyne_channel *c;
         CHECK_RC(psyne_channel_open(&c, u, &so), 0);
-        CHECK(write(ready[1], "x", 1) == 1);
+        CHECK(write(ready[1], "D", 1) == 1);
         struct psyne_msg m;
         CHECK_RC(psyne_receive(c, &m, PSYNE_FOREVER), 0); /* holds the first message */
-        CHECK(write(ready[1], "x", 1) == 1);
+        CHECK(write(ready[1], "R", 1) == 1);
         pause();
         _exit(1);
     }
@@ -472,6 +526,8 @@ static void test_crashes(void)
     printf("crashes: producer killed mid-claim: ok\n");
     consumer_killed_holding_view(PSYNE_MODE_SPSC);
     consumer_killed_holding_view(PSYNE_MODE_MPSC);
+    competing_consumer_dies(PSYNE_MODE_SPMC);
+    competing_consumer_dies(PSYNE_MODE_MPMC);
     printf("crashes: consumer killed holding a view: ok\n");
     subscriber_dies();
     printf("crashes: subscriber killed: ok\n");
@@ -625,6 +681,7 @@ int main(int argc, char **argv)
 {
     alarm(300);
     signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress survives a hang and its kill */
     const char *what = argc > 1 ? argv[1] : "";
     if (strcmp(what, "lifecycle") == 0)
         test_lifecycle();

@@ -423,7 +423,8 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     }
     pthread_mutex_unlock(&r->handles_lock);
     if (r->ipc) /* every process's open handles count in their slots */
-        psy_ipc_stats(r, &st->msgs_out, &st->bytes_out, &st->peers_lost, &st->claims_recovered);
+        psy_ipc_stats(r, &st->msgs_out, &st->bytes_out, &st->peers_lost, &st->claims_recovered,
+                      &st->views_recovered);
     st->full_events = rd(&sh->prod.full_events);
     st->msgs_in = rd(&sh->cons.msgs);
     st->bytes_in = rd(&sh->cons.bytes);
@@ -436,5 +437,7 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     st->waits = rd(&sh->slow.waits);
     st->wakeups = rd(&sh->slow.wakeups);
     st->subscribers = (int)atomic_load_explicit(&sh->bcast.count, memory_order_relaxed);
+    st->producers = (int)atomic_load_explicit(&sh->wait.producers, memory_order_relaxed);
+    st->consumers = (int)atomic_load_explicit(&sh->wait.consumers, memory_order_relaxed);
     return 0;
 }

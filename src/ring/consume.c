@@ -150,7 +150,7 @@ static int mc_lock_read(psy_atomic64 *word, uint64_t *pos)
  * sweep, or the lock is held and we set PENDING so its holder sweeps again;
  * nobody waits for anybody, and no header is read outside the lock.
  */
-static void mc_sweep(struct psy_ring *r)
+void psy_mc_sweep(struct psy_ring *r)
 {
     struct psy_ring_shared *sh = r->sh;
     uint64_t v = atomic_load_explicit(&sh->rel.head, memory_order_relaxed);
@@ -191,7 +191,7 @@ static void mc_sweep(struct psy_ring *r)
         psy_wake_if_waiting(r, PSY_WAIT_SPACE);
 }
 
-static int mc_release(struct psy_ring *r, uint64_t begin, uint64_t end)
+int psy_mc_release(struct psy_ring *r, uint64_t begin, uint64_t end)
 {
     uint64_t span = end - begin;
     if (span < PSYNE_RECORD_HEADER || span > r->cap)
@@ -199,7 +199,7 @@ static int mc_release(struct psy_ring *r, uint64_t begin, uint64_t end)
     if (r->mp)
         memset(r->data + (begin & r->mask) + PSYNE_RECORD_HEADER, 0, span - PSYNE_RECORD_HEADER);
     atomic_store_explicit(psy_hdr_at(r, begin), PSY_MARKER_BIT | span, memory_order_release); /* R4 */
-    mc_sweep(r);
+    psy_mc_sweep(r);
     return 0;
 }
 
@@ -223,10 +223,14 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
         }
         if (n > 0) /* counted under the lock: one writer at a time, no RMW */
             count_received(&sh->cons.msgs, &sh->cons.bytes, n, bytes);
+        for (int i = 0; r->taken_tag && i < n; i++) /* ipc: whose they are, for crash recovery */
+            atomic_store_explicit(psy_hdr_at(r, msgs[i].psy_begin),
+                                  psy_hdr_make((uint32_t)(msgs[i].psy_end - msgs[i].psy_begin), r->taken_tag),
+                                  memory_order_relaxed);
         atomic_store_explicit(&sh->cons.read_pos, end, memory_order_release); /* unlock */
         uint64_t taken_end = n ? msgs[n - 1].psy_end : pos;
         if (taken_end != end) /* trailing pads nobody will release: release them now */
-            mc_release(r, taken_end, end);
+            psy_mc_release(r, taken_end, end);
         if (n == 0)
             return empty_result(closed);
         return n;
@@ -251,7 +255,7 @@ int psy_ring_receive(struct psy_ring *r, const struct psy_reader *rd, struct psy
 
 int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, uint64_t begin, uint64_t end)
 {
-    return rd ? psy_sc_release(r, rd, end) : mc_release(r, begin, end);
+    return rd ? psy_sc_release(r, rd, end) : psy_mc_release(r, begin, end);
 }
 
 int psy_ring_subscribe(struct psy_ring *r)

@@ -31,6 +31,11 @@
  *   MC consumers: read_pos and rel.head carry a lock bit (bit 0; positions
  *     are 8-aligned). Taking records and sweeping released ones each happen
  *     under their bit, so nobody ever reads a header that may be recycled.
+ *     In ipc rings a consumer retags the header of every record it takes
+ *     {span, PSY_TYPE_TAKEN + slot} before it lets go of the read lock, so
+ *     a survivor can release what a dead consumer held (recover.c); nobody
+ *     reads a taken record's header but the sweeper, which only looks for
+ *     markers, and that recovery.
  *     A released record's header becomes a marker (R4, release); the sweeper
  *     A4 loads it. A release that finds the sweep lock taken sets the
  *     PENDING bit with a CAS (R6, release) instead; the holder's unlock CAS
@@ -54,6 +59,7 @@
 #define PSY_RING_VERSION 1u
 
 #define PSY_TYPE_PAD 1u                  /* filler: rest of an MP reservation */
+#define PSY_TYPE_TAKEN 0x100u            /* ipc MC: + slot, header of a record a consumer holds */
 #define PSY_MARKER_BIT (1ull << 63)      /* MC: header of a released span */
 #define PSY_LOCK_BIT 1ull                /* MC: bit 0 of read_pos / rel.head */
 #define PSY_PENDING_BIT 2ull             /* MC: rel.head - a release came during a sweep */
@@ -186,6 +192,7 @@ struct psy_ring {
     bool wake_fence;   /* publishers fence before reading waiter counts (no membarrier) */
     bool global_barrier; /* ipc: the sleeper's barrier must reach other processes */
     struct psy_claim_intent *intent; /* ipc MP: this handle's claim, for crash recovery; else NULL */
+    uint32_t taken_tag;              /* ipc MC: PSY_TYPE_TAKEN + slot, tags what this handle holds; else 0 */
     int64_t peer_timeout_ns;         /* ipc: how often a waiting call looks for dead peers */
     void (*check_peers)(struct psy_ring *r); /* ipc: finds dead peers and recovers what they held */
     pthread_mutex_t handles_lock; /* guards handles */
@@ -259,11 +266,17 @@ void psy_ring_reader_init(struct psy_ring *r, int sub, struct psy_reader *rd);
 int psy_ring_receive(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *msgs, unsigned max);
 int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, uint64_t begin, uint64_t end);
 int psy_ring_subscribe(struct psy_ring *r);
+/* MC internals shared with recover.c: release a span, sweep released spans. */
+int psy_mc_release(struct psy_ring *r, uint64_t begin, uint64_t end);
+void psy_mc_sweep(struct psy_ring *r);
 /* Crash recovery (recover.c): turns what is left of a dead producer's
  * reservation [pos, end) into a pad so consumers step over it. The caller
  * has made sure the producer is dead and that no live producer claims pos.
  * Returns the bytes padded (0: nothing was left to recover). */
 uint64_t psy_ring_recover_claim(struct psy_ring *r, uint64_t pos, uint64_t end);
+/* Releases every record a dead MC consumer held (tagged `taken_tag`).
+ * Returns how many it released. */
+unsigned psy_ring_recover_views(struct psy_ring *r, uint32_t taken_tag);
 void psy_ring_unsubscribe(struct psy_ring *r, int sub);
 void psy_ring_count_empty(struct psy_ring *r, int sub);
 

@@ -173,6 +173,11 @@ static void reap(struct ipc_attachment *a, int i)
         if (!someone_else_claims(a, i, pos, confirmed) && psy_ring_recover_claim(r, pos, end))
             atomic_fetch_add(&a->hdr->claims_recovered, 1);
     }
+    if (r->mc) { /* the views it held: released on its behalf */
+        unsigned n = psy_ring_recover_views(r, PSY_TYPE_TAKEN + (uint32_t)i);
+        if (n)
+            atomic_fetch_add(&a->hdr->views_recovered, n);
+    }
     uint32_t sub = atomic_load(&s->sub);
     if (sub && sub <= PSYNE_MAX_SUBSCRIBERS)
         psy_ring_unsubscribe(r, (int)sub - 1);
@@ -245,6 +250,8 @@ static int attach_slot(struct ipc_attachment *a)
         return rc;
     if (a->ring.mp)
         a->ring.intent = &a->hdr->slots[a->slot].intent;
+    if (a->ring.mc)
+        a->ring.taken_tag = PSY_TYPE_TAKEN + (uint32_t)a->slot;
     return 0;
 }
 
@@ -468,7 +475,7 @@ psy_atomic64 *psy_ipc_counters(struct psy_ring *r)
 }
 
 void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t *peers_lost,
-                   uint64_t *claims_recovered)
+                   uint64_t *claims_recovered, uint64_t *views_recovered)
 {
     struct psy_ipc_header *h = attachment_of(r)->hdr;
     for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
@@ -479,6 +486,7 @@ void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t
     }
     *peers_lost = atomic_load_explicit(&h->peers_lost, memory_order_relaxed);
     *claims_recovered = atomic_load_explicit(&h->claims_recovered, memory_order_relaxed);
+    *views_recovered = atomic_load_explicit(&h->views_recovered, memory_order_relaxed);
 }
 
 void psy_ipc_detach(struct psy_ring *r)
@@ -488,6 +496,7 @@ void psy_ipc_detach(struct psy_ring *r)
     /* Closed handles' counts stay in the ring's totals. */
     atomic_fetch_add_explicit(&r->sh->prod.msgs, atomic_load(&s->msgs), memory_order_relaxed);
     atomic_fetch_add_explicit(&r->sh->prod.bytes, atomic_load(&s->bytes), memory_order_relaxed);
+    psy_ring_recover_views(r, r->taken_tag); /* MC views still held: given back, not kept forever */
     release_slot(a);
     psy_ring_destroy(r);
     remove_if_alone(a->fd, a->shm_name); /* the last one out removes the segment */

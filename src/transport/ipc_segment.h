@@ -59,6 +59,7 @@ struct psy_ipc_header {
     /* survivors' bookkeeping */
     alignas(PSY_CACHE_BLOCK) psy_atomic64 peers_lost;       /* dead handles reaped */
     psy_atomic64 claims_recovered; /* dead producers' claims turned into pads */
+    psy_atomic64 views_recovered;  /* messages dead MC consumers held, released for them */
     struct psy_ipc_slot slots[PSYNE_IPC_MAX_HANDLES];
 };
 

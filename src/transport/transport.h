@@ -29,6 +29,6 @@ void psy_ipc_clear_roles(struct psy_ring *r);
 psy_atomic64 *psy_ipc_counters(struct psy_ring *r);
 /* Adds the open handles' MP counters; the segment's crash counters. */
 void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t *peers_lost,
-                   uint64_t *claims_recovered);
+                   uint64_t *claims_recovered, uint64_t *views_recovered);
 
 #endif
