@@ -313,8 +313,16 @@ static void producer_killed_mid_claim(int mode)
     for (uint64_t i = 2; i <= 5; i++) /* claimed after the dead one's bytes */
         send_u64(p, i);
     kill_child(pid);
-    for (uint64_t i = 1; i <= 5; i++)
-        CHECK(recv_u64(c) == i);
+    CHECK(recv_u64(c) == 1);
+    for (uint64_t i = 2; i <= 5; i++) { /* a consumer that only polls finds out too */
+        struct psyne_msg m;
+        int rc;
+        while ((rc = psyne_receive(c, &m, PSYNE_NONBLOCK)) == -EAGAIN)
+            ;
+        CHECK_RC(rc, 0);
+        CHECK(*(uint64_t *)m.data == i);
+        CHECK_RC(psyne_release(c, &m), 0);
+    }
     struct psyne_stats s;
     CHECK_RC(psyne_channel_stats(c, &s), 0);
     CHECK(s.claims_recovered == 1 && s.peers_lost == 1);
@@ -423,6 +431,80 @@ static void competing_consumer_dies(int mode)
     close(ready[1]);
 }
 
+/* A competing consumer is killed while it holds the read lock (in the
+ * middle of taking a record) or the sweep lock (in the middle of freeing
+ * space): a survivor finishes for it. The child puts the shared state
+ * exactly where a consumer killed at that instruction would leave it. */
+static void lock_holder_dies(int mode, int sweep)
+{
+    const char *uri = uri_of(sweep ? "sweepdie" : "readdie");
+    char u[128];
+    snprintf(u, sizeof u, "%s", uri);
+    struct psyne_options po = opts(mode, PSYNE_ROLE_PRODUCER, 4096);
+    struct psyne_options co = opts(mode, PSYNE_ROLE_CONSUMER, 0);
+    psyne_channel *p, *c;
+    CHECK_RC(psyne_channel_open(&p, u, &po), 0);
+    CHECK_RC(psyne_channel_open(&c, u, &co), 0);
+    for (uint64_t i = 0; i < 4; i++)
+        send_u64(p, i);
+    uint64_t rec = PSYNE_RECORD_SIZE(sizeof(uint64_t));
+    struct psyne_msg held[2];
+    if (sweep) { /* two views that will become markers under the dead sweeper */
+        CHECK_RC(psyne_receive(c, &held[0], PSYNE_FOREVER), 0);
+        CHECK_RC(psyne_receive(c, &held[1], PSYNE_FOREVER), 0);
+    }
+    int ready[2], go[2];
+    CHECK(pipe(ready) == 0 && pipe(go) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        psyne_channel *dc;
+        CHECK_RC(psyne_channel_open(&dc, u, &co), 0);
+        struct psy_ring *r = psy_channel_ring(dc);
+        struct psy_ring_shared *sh = r->sh;
+        if (!sweep) { /* took the read lock and tagged the record it was taking */
+            uint64_t v = atomic_load(&sh->cons.read_pos);
+            CHECK(atomic_compare_exchange_strong(&sh->cons.read_pos, &v, v | PSY_LOCK_BIT));
+            atomic_store(&sh->cons.read_owner, r->taken_tag);
+            atomic_store(psy_hdr_at(r, v), psy_hdr_make((uint32_t)rec, r->taken_tag));
+        } else { /* took the sweep lock; the markers came; half swept */
+            uint64_t h = atomic_load(&sh->rel.head);
+            CHECK(atomic_compare_exchange_strong(&sh->rel.head, &h, h | PSY_LOCK_BIT));
+            atomic_store(&sh->rel.sweep_owner, r->taken_tag);
+            CHECK(write(ready[1], "x", 1) == 1);
+            wait_ready(go[0]); /* the parent released both views meanwhile */
+            atomic_store(&sh->rel.sweep_to, h + 2 * rec);
+            if (r->mp)
+                atomic_store(psy_hdr_at(r, h), 0); /* the first marker's header zeroed */
+        }
+        CHECK(write(ready[1], "x", 1) == 1);
+        pause();
+        _exit(1);
+    }
+    if (sweep) {
+        wait_ready(ready[0]);
+        CHECK_RC(psyne_release(c, &held[1]), 0);
+        CHECK_RC(psyne_release(c, &held[0]), 0);
+        CHECK(write(go[1], "x", 1) == 1);
+    }
+    wait_ready(ready[0]);
+    kill_child(pid);
+    for (uint64_t i = sweep ? 2 : 1; i < 4; i++) /* read case: message 0 went with the dead */
+        CHECK(recv_u64(c) == i);
+    for (uint64_t i = 0; i < 20000; i++) { /* the space keeps coming back, lap after lap */
+        send_u64(p, i);
+        CHECK(recv_u64(c) == i);
+    }
+    struct psyne_stats s;
+    CHECK_RC(psyne_channel_stats(c, &s), 0);
+    CHECK(s.peers_lost == 1 && s.views_recovered == (sweep ? 0u : 1u));
+    psyne_channel_close(p);
+    psyne_channel_close(c);
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
+}
+
 /* A BROADCAST subscriber dies holding a view: it stops holding the producer
  * back, and the live subscriber still gets every message. */
 static void subscriber_dies(void)
@@ -529,6 +611,11 @@ static void test_crashes(void)
     competing_consumer_dies(PSYNE_MODE_SPMC);
     competing_consumer_dies(PSYNE_MODE_MPMC);
     printf("crashes: consumer killed holding a view: ok\n");
+    for (int sweep = 0; sweep < 2; sweep++) {
+        lock_holder_dies(PSYNE_MODE_SPMC, sweep);
+        lock_holder_dies(PSYNE_MODE_MPMC, sweep);
+    }
+    printf("crashes: consumer killed holding the read or sweep lock: ok\n");
     subscriber_dies();
     printf("crashes: subscriber killed: ok\n");
     creator_dies();

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../ring/fastpath.h"
 #include "../transport/transport.h"
@@ -194,6 +195,22 @@ int psyne_channel_close(psyne_channel *ch)
     return 0;
 }
 
+/* ipc: a caller that polls without ever waiting must also notice dead
+ * peers (or it would poll at a dead producer's claim forever): every 1024th
+ * fruitless non-blocking call looks at the clock, and one call per
+ * peer_timeout_ns runs the check. */
+static void poll_peers(struct psy_ring *r)
+{
+    if (!r->check_peers || atomic_fetch_add_explicit(&r->polls, 1, memory_order_relaxed) % 1024 != 1023)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    int64_t next = atomic_load_explicit(&r->next_peer_check, memory_order_relaxed);
+    if (now >= next && atomic_compare_exchange_strong(&r->next_peer_check, &next, now + r->peer_timeout_ns))
+        r->check_peers(r);
+}
+
 /* ---- producer side ---- */
 
 /* Whether a message of max_len bytes can ever fit the ring (PSYNE_MAX_MESSAGE). */
@@ -234,8 +251,10 @@ int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c
     if (rc != -EAGAIN)
         return rc;
     psy_ring_count_full(r);
-    if (timeout_ns == PSYNE_NONBLOCK)
+    if (timeout_ns == PSYNE_NONBLOCK) {
+        poll_peers(r);
         return -EAGAIN;
+    }
     return psy_wait_loop(r, PSY_WAIT_SPACE, claim_batch_once, &t, timeout_ns);
 }
 
@@ -333,16 +352,20 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
         return psy_fail(-EINVAL, "receive of 0 messages");
     struct receive_try t = {ch, msgs, max};
     int rc = receive_once(&t);
-    if (rc == -EBUSY && timeout_ns == PSYNE_NONBLOCK)
+    if (rc == -EBUSY && timeout_ns == PSYNE_NONBLOCK) {
+        poll_peers(ch->ring);
         return -EAGAIN; /* other consumers hold the read lock: try again */
+    }
     if (rc != -EAGAIN && rc != -EBUSY) {
         if (rc == -EPROTO)
             psy_fail(rc, "the ring holds a record with an impossible header");
         return rc;
     }
     psy_ring_count_empty(ch->ring, ch->sub);
-    if (timeout_ns == PSYNE_NONBLOCK)
+    if (timeout_ns == PSYNE_NONBLOCK) {
+        poll_peers(ch->ring);
         return -EAGAIN;
+    }
     return psy_wait_loop(ch->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns);
 }
 

@@ -123,13 +123,16 @@ static int sc_receive(struct psy_ring *r, const struct psy_reader *rd, struct ps
 /* MC: takes the lock bit of read_pos. Gives up (-EBUSY) only after
  * yielding, so a preempted holder gets the CPU back. -EBUSY is not "empty":
  * callers retry it and never sleep on it. */
-static int mc_lock_read(psy_atomic64 *word, uint64_t *pos)
+static int mc_lock_read(struct psy_ring *r, uint64_t *pos)
 {
+    psy_atomic64 *word = &r->sh->cons.read_pos;
     for (unsigned spins = 0;;) {
         uint64_t v = atomic_load_explicit(word, memory_order_relaxed);
         if (!(v & PSY_LOCK_BIT)) {
             if (atomic_compare_exchange_weak_explicit(word, &v, v | PSY_LOCK_BIT, memory_order_acquire,
                                                       memory_order_relaxed)) {
+                if (r->taken_tag) /* ipc: who holds it, if we die holding it */
+                    atomic_store_explicit(&r->sh->cons.read_owner, r->taken_tag, memory_order_relaxed);
                 *pos = v;
                 return 0;
             }
@@ -166,18 +169,31 @@ void psy_mc_sweep(struct psy_ring *r)
             break;
         }
     }
+    if (r->taken_tag) /* ipc: who holds it, if we die holding it */
+        atomic_store_explicit(&sh->rel.sweep_owner, r->taken_tag, memory_order_relaxed);
     uint64_t start = v, head = v;
     for (;;) {
         uint64_t read = atomic_load_explicit(&sh->cons.read_pos, memory_order_acquire) & ~PSY_POS_FLAGS;
+        uint64_t from = head;
         while (head != read && read - head <= r->cap) {
             uint64_t w = atomic_load_explicit(psy_hdr_at(r, head), memory_order_acquire); /* A4 */
             uint64_t span = psy_hdr_length(w);
             /* a span that cannot be (a corrupted shared ring) stops the sweep */
             if (!(w & PSY_MARKER_BIT) || span < PSYNE_RECORD_HEADER || span > read - head || (span & 7))
                 break;
-            if (r->mp)
-                atomic_store_explicit(psy_hdr_at(r, head), 0, memory_order_relaxed); /* published by R3 */
             head += span;
+        }
+        if (r->mp && head != from) {
+            /* Free space is zero: clear the markers' headers (their payloads
+             * were zeroed at release). The target goes first, so whoever
+             * finishes a sweep whose holder died can zero the whole span. */
+            atomic_store_explicit(&sh->rel.sweep_to, head, memory_order_relaxed);
+            atomic_thread_fence(memory_order_release); /* sweep_to before the zeroing stores */
+            for (uint64_t p = from; p != head;) {
+                uint64_t span = psy_hdr_length(atomic_load_explicit(psy_hdr_at(r, p), memory_order_relaxed));
+                atomic_store_explicit(psy_hdr_at(r, p), 0, memory_order_relaxed); /* published by R3 */
+                p += span;
+            }
         }
         uint64_t expected = start | PSY_LOCK_BIT;
         if (atomic_compare_exchange_strong_explicit(&sh->rel.head, &expected, head, memory_order_release,
@@ -203,13 +219,29 @@ int psy_mc_release(struct psy_ring *r, uint64_t begin, uint64_t end)
     return 0;
 }
 
+/* ipc MC, under the read lock: retags the header of every span taken from
+ * [pos, end) as ours: the n messages, then trailing pads (released just
+ * after the unlock, and not to be left behind if we die in between). */
+static void tag_taken(struct psy_ring *r, const struct psyne_msg *msgs, int n, uint64_t pos, uint64_t end)
+{
+    for (int i = 0; i < n; i++) {
+        atomic_store_explicit(psy_hdr_at(r, msgs[i].psy_begin),
+                              psy_hdr_make((uint32_t)(msgs[i].psy_end - msgs[i].psy_begin), r->taken_tag),
+                              memory_order_relaxed);
+        pos = msgs[i].psy_end;
+    }
+    if (pos != end)
+        atomic_store_explicit(psy_hdr_at(r, pos), psy_hdr_make((uint32_t)(end - pos), r->taken_tag),
+                              memory_order_relaxed);
+}
+
 static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
 {
     struct psy_ring_shared *sh = r->sh;
     for (;;) {
         bool closed = psy_ring_closed(r); /* before the walk: see empty_result */
         uint64_t pos;
-        if (mc_lock_read(&sh->cons.read_pos, &pos))
+        if (mc_lock_read(r, &pos))
             return -EBUSY;
         /* rel.head only grows: a stale value only shortens the walk */
         uint64_t head = atomic_load_explicit(&sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS;
@@ -223,10 +255,8 @@ static int mc_receive(struct psy_ring *r, struct psyne_msg *msgs, unsigned max)
         }
         if (n > 0) /* counted under the lock: one writer at a time, no RMW */
             count_received(&sh->cons.msgs, &sh->cons.bytes, n, bytes);
-        for (int i = 0; r->taken_tag && i < n; i++) /* ipc: whose they are, for crash recovery */
-            atomic_store_explicit(psy_hdr_at(r, msgs[i].psy_begin),
-                                  psy_hdr_make((uint32_t)(msgs[i].psy_end - msgs[i].psy_begin), r->taken_tag),
-                                  memory_order_relaxed);
+        if (r->taken_tag) /* ipc: whose they are, for crash recovery (trailing pads too) */
+            tag_taken(r, msgs, n, pos, end);
         atomic_store_explicit(&sh->cons.read_pos, end, memory_order_release); /* unlock */
         uint64_t taken_end = n ? msgs[n - 1].psy_end : pos;
         if (taken_end != end) /* trailing pads nobody will release: release them now */

@@ -12,6 +12,7 @@
  */
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "ring.h"
 
@@ -61,24 +62,95 @@ static bool take_sweep_lock(struct psy_ring *r, uint64_t *head)
     return false;
 }
 
-unsigned psy_ring_recover_views(struct psy_ring *r, uint32_t taken_tag)
+/* Marks the record at pos released (R4) on its taker's behalf. */
+static void release_for(struct psy_ring *r, uint64_t pos, uint64_t span)
+{
+    if (r->mp) /* as psy_mc_release: free space stays zero */
+        memset(r->data + (pos & r->mask) + PSYNE_RECORD_HEADER, 0, span - PSYNE_RECORD_HEADER);
+    atomic_store_explicit(psy_hdr_at(r, pos), PSY_MARKER_BIT | span, memory_order_release); /* R4 */
+}
+
+/* The span of a header tagged `tag` at pos, or 0 if it is not one. */
+static uint64_t tagged_span(struct psy_ring *r, uint64_t pos, uint64_t room, uint32_t tag)
+{
+    uint64_t w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_acquire);
+    uint64_t span = psy_hdr_length(w);
+    if ((w & PSY_MARKER_BIT) || psy_hdr_type(w) != tag || span < PSYNE_RECORD_HEADER || span > room || (span & 7))
+        return 0;
+    return span;
+}
+
+/* Whether `word` holds the lock noted as `tag`'s and keeps holding it: a
+ * live consumer that has just taken the lock notes itself a few
+ * instructions later, so look again after a millisecond before stealing. */
+static bool held_by(psy_atomic64 *word, psy_atomic32 *owner, uint32_t tag, uint64_t *v)
+{
+    *v = atomic_load_explicit(word, memory_order_acquire);
+    if (!(*v & PSY_LOCK_BIT) || atomic_load_explicit(owner, memory_order_acquire) != tag)
+        return false;
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+    return atomic_load_explicit(word, memory_order_acquire) == *v &&
+           atomic_load_explicit(owner, memory_order_acquire) == tag;
+}
+
+/* The dead consumer held the read lock: the records it had taken and
+ * tagged, but not yet handed out past read_pos, went with it; release them
+ * and let go of the lock. (If it died between taking the lock and noting
+ * itself as the holder, a few instructions, the lock stays taken.) */
+static unsigned finish_read(struct psy_ring *r, uint32_t tag)
+{
+    struct psy_ring_shared *sh = r->sh;
+    uint64_t v;
+    if (!held_by(&sh->cons.read_pos, &sh->cons.read_owner, tag, &v))
+        return 0;
+    uint64_t pos = v & ~PSY_POS_FLAGS, head = atomic_load(&sh->rel.head) & ~PSY_POS_FLAGS;
+    unsigned released = 0;
+    for (uint64_t span; (span = tagged_span(r, pos, head + r->cap - pos, tag)) != 0; pos += span) {
+        release_for(r, pos, span);
+        released++;
+    }
+    atomic_store_explicit(&sh->cons.read_pos, pos, memory_order_release); /* unlock */
+    return released;
+}
+
+/* The dead consumer held the sweep lock: finish its sweep. In MP rings it
+ * may have zeroed part of [head, sweep_to): everything there is released,
+ * so zero all of it and move on; else the markers are intact. */
+static void finish_sweep(struct psy_ring *r, uint32_t tag)
+{
+    struct psy_ring_shared *sh = r->sh;
+    uint64_t v;
+    if (!held_by(&sh->rel.head, &sh->rel.sweep_owner, tag, &v))
+        return;
+    uint64_t head = v & ~PSY_POS_FLAGS;
+    uint64_t to = atomic_load_explicit(&sh->rel.sweep_to, memory_order_acquire);
+    if (r->mp && to - head - 1 < r->cap) { /* head < to <= head + cap: this sweep's target */
+        memset(r->data + (head & r->mask), 0, to - head);
+        head = to;
+    }
+    atomic_store_explicit(&sh->rel.head, head, memory_order_release); /* R3, unlock */
+}
+
+unsigned psy_ring_recover_consumer(struct psy_ring *r, uint32_t taken_tag)
 {
     uint64_t head;
-    if (!r->mc || !taken_tag || !take_sweep_lock(r, &head))
+    if (!r->mc || !taken_tag)
         return 0;
+    unsigned released = finish_read(r, taken_tag);
+    finish_sweep(r, taken_tag);
+    if (!take_sweep_lock(r, &head))
+        return released;
     /* Under the sweep lock no header between head and read_pos is recycled,
      * and every one there starts a span: a marker, or a taken record's tag. */
     uint64_t read = atomic_load_explicit(&r->sh->cons.read_pos, memory_order_acquire) & ~PSY_POS_FLAGS;
-    unsigned released = 0;
     for (uint64_t pos = head; pos != read && read - pos <= r->cap;) {
         uint64_t w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_acquire);
         uint64_t span = psy_hdr_length(w);
         if (span < PSYNE_RECORD_HEADER || span > read - pos || (span & 7))
             break; /* not a span (a corrupted ring): stop */
         if (!(w & PSY_MARKER_BIT) && psy_hdr_type(w) == taken_tag) {
-            if (r->mp) /* as psy_mc_release: free space stays zero */
-                memset(r->data + (pos & r->mask) + PSYNE_RECORD_HEADER, 0, span - PSYNE_RECORD_HEADER);
-            atomic_store_explicit(psy_hdr_at(r, pos), PSY_MARKER_BIT | span, memory_order_release); /* R4 */
+            release_for(r, pos, span);
             released++;
         }
         pos += span;

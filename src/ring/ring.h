@@ -35,7 +35,9 @@
  *     {span, PSY_TYPE_TAKEN + slot} before it lets go of the read lock, so
  *     a survivor can release what a dead consumer held (recover.c); nobody
  *     reads a taken record's header but the sweeper, which only looks for
- *     markers, and that recovery.
+ *     markers, and that recovery. Lock holders note themselves (read_owner,
+ *     sweep_owner) and an MP sweeper notes its target (sweep_to) before it
+ *     zeroes anything, so a holder's death can be finished for it.
  *     A released record's header becomes a marker (R4, release); the sweeper
  *     A4 loads it. A release that finds the sweep lock taken sets the
  *     PENDING bit with a CAS (R6, release) instead; the holder's unlock CAS
@@ -88,11 +90,14 @@ struct psy_cons {
     psy_atomic64 msgs;
     psy_atomic64 bytes;
     psy_atomic64 empty_events;
+    psy_atomic32 read_owner; /* ipc MC: taken_tag of the last read-lock holder */
 };
 
 /* Consumer's release position: the line producers read. */
 struct psy_rel {
     alignas(PSY_CACHE_BLOCK) psy_atomic64 head; /* MC: lock bit 0 while sweeping */
+    psy_atomic64 sweep_to;     /* MP MC: where the sweep holding the lock is going (crash recovery) */
+    psy_atomic32 sweep_owner;  /* ipc MC: taken_tag of the last sweep-lock holder */
 };
 
 /* Waiting: read on every commit/release, written only by sleepers/wakers. */
@@ -195,6 +200,8 @@ struct psy_ring {
     uint32_t taken_tag;              /* ipc MC: PSY_TYPE_TAKEN + slot, tags what this handle holds; else 0 */
     int64_t peer_timeout_ns;         /* ipc: how often a waiting call looks for dead peers */
     void (*check_peers)(struct psy_ring *r); /* ipc: finds dead peers and recovers what they held */
+    psy_atomic32 polls;                /* ipc: non-blocking calls that found nothing (channel.c) */
+    _Atomic int64_t next_peer_check;   /* ipc: when such a call looks for dead peers next */
     pthread_mutex_t handles_lock; /* guards handles */
     struct psyne_channel *handles; /* this process's open handles (MP counters) */
 };
@@ -274,9 +281,11 @@ void psy_mc_sweep(struct psy_ring *r);
  * has made sure the producer is dead and that no live producer claims pos.
  * Returns the bytes padded (0: nothing was left to recover). */
 uint64_t psy_ring_recover_claim(struct psy_ring *r, uint64_t pos, uint64_t end);
-/* Releases every record a dead MC consumer held (tagged `taken_tag`).
- * Returns how many it released. */
-unsigned psy_ring_recover_views(struct psy_ring *r, uint32_t taken_tag);
+/* Cleans up after a dead MC consumer (tagged `taken_tag`): finishes a read
+ * or sweep it was in the middle of (holding the lock), and releases every
+ * record it held. Also used at close for views still held. Returns how many
+ * records it released. */
+unsigned psy_ring_recover_consumer(struct psy_ring *r, uint32_t taken_tag);
 void psy_ring_unsubscribe(struct psy_ring *r, int sub);
 void psy_ring_count_empty(struct psy_ring *r, int sub);
 

@@ -174,7 +174,7 @@ static void reap(struct ipc_attachment *a, int i)
             atomic_fetch_add(&a->hdr->claims_recovered, 1);
     }
     if (r->mc) { /* the views it held: released on its behalf */
-        unsigned n = psy_ring_recover_views(r, PSY_TYPE_TAKEN + (uint32_t)i);
+        unsigned n = psy_ring_recover_consumer(r, PSY_TYPE_TAKEN + (uint32_t)i);
         if (n)
             atomic_fetch_add(&a->hdr->views_recovered, n);
     }
@@ -496,7 +496,7 @@ void psy_ipc_detach(struct psy_ring *r)
     /* Closed handles' counts stay in the ring's totals. */
     atomic_fetch_add_explicit(&r->sh->prod.msgs, atomic_load(&s->msgs), memory_order_relaxed);
     atomic_fetch_add_explicit(&r->sh->prod.bytes, atomic_load(&s->bytes), memory_order_relaxed);
-    psy_ring_recover_views(r, r->taken_tag); /* MC views still held: given back, not kept forever */
+    psy_ring_recover_consumer(r, r->taken_tag); /* MC views still held: given back, not kept forever */
     release_slot(a);
     psy_ring_destroy(r);
     remove_if_alone(a->fd, a->shm_name); /* the last one out removes the segment */
