@@ -5,12 +5,18 @@
  * wake-up leaves one side asleep: every wait has a 10 s timeout and the test
  * fails on it (it never relies on the other side to poke it again).
  *
- *   lost_wakeup [HANDOFFS]
+ *   lost_wakeup [HANDOFFS] [ipc]
+ *
+ * With "ipc" the producer is a forked process on an ipc:// channel: the
+ * sleeper's barrier must then reach the other process (GLOBAL_EXPEDITED).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "psyne.h"
@@ -19,6 +25,7 @@
 #define TIMEOUT_NS (10LL * 1000000000LL)
 
 static uint64_t handoffs;
+static char uri[64] = "memory://lost-wakeup";
 
 static psyne_channel *open_side(int mode, int role)
 {
@@ -30,7 +37,7 @@ static psyne_channel *open_side(int mode, int role)
     o.spin_ns = 0; /* straight to the futex */
     o.yield_ns = 0;
     psyne_channel *ch;
-    CHECK_RC(psyne_channel_open(&ch, "memory://lost-wakeup", &o), 0);
+    CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
     return ch;
 }
 
@@ -46,12 +53,24 @@ static void *producer(void *arg)
     return NULL;
 }
 
-static void run(int mode)
+static void run(int mode, int ipc)
 {
     psyne_channel *rx = open_side(mode, PSYNE_ROLE_CONSUMER);
-    psyne_channel *tx = open_side(mode, PSYNE_ROLE_PRODUCER);
+    psyne_channel *tx = NULL;
     pthread_t t;
-    pthread_create(&t, NULL, producer, tx);
+    pid_t pid = -1;
+    if (ipc) {
+        fflush(NULL);
+        if ((pid = fork()) == 0) {
+            tx = open_side(mode, PSYNE_ROLE_PRODUCER);
+            producer(tx);
+            psyne_channel_close(tx);
+            _exit(0);
+        }
+    } else {
+        tx = open_side(mode, PSYNE_ROLE_PRODUCER);
+        pthread_create(&t, NULL, producer, tx);
+    }
     for (uint64_t i = 0; i < handoffs; i++) {
         struct psyne_msg m;
         CHECK_RC(psyne_receive(rx, &m, TIMEOUT_NS), 0);
@@ -60,22 +79,32 @@ static void run(int mode)
         CHECK(got == i);
         CHECK_RC(psyne_release(rx, &m), 0);
     }
-    pthread_join(t, NULL);
+    if (ipc) {
+        int status;
+        CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    } else {
+        pthread_join(t, NULL);
+    }
     struct psyne_stats st;
     CHECK_RC(psyne_channel_stats(rx, &st), 0);
-    printf("lost_wakeup mode=%d handoffs=%llu sleeps=%llu wakeups=%llu\n", mode, (unsigned long long)handoffs,
-           (unsigned long long)st.waits, (unsigned long long)st.wakeups);
+    printf("lost_wakeup mode=%d transport=%s handoffs=%llu sleeps=%llu wakeups=%llu\n", mode, ipc ? "ipc" : "memory",
+           (unsigned long long)handoffs, (unsigned long long)st.waits, (unsigned long long)st.wakeups);
     CHECK(st.waits > 0); /* the test really exercised sleeping */
-    psyne_channel_close(tx);
+    if (tx)
+        psyne_channel_close(tx);
     psyne_channel_close(rx);
 }
 
 int main(int argc, char **argv)
 {
     handoffs = test_scale(argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000);
-    run(PSYNE_MODE_SPSC);
-    run(PSYNE_MODE_MPMC);
-    run(PSYNE_MODE_MPSC);
-    run(PSYNE_MODE_SPMC);
+    int ipc = argc > 2 && strcmp(argv[2], "ipc") == 0;
+    if (ipc) /* a name of its own: ctest runs tests side by side */
+        snprintf(uri, sizeof uri, "ipc://lost-wakeup-%d", (int)getpid());
+    alarm(1200);
+    run(PSYNE_MODE_SPSC, ipc);
+    run(PSYNE_MODE_MPMC, ipc);
+    run(PSYNE_MODE_MPSC, ipc);
+    run(PSYNE_MODE_SPMC, ipc);
     return 0;
 }
