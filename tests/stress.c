@@ -383,13 +383,15 @@ int main(int argc, char **argv)
         start_role(&cons[c], 0, c);
     if (STRESS_MODE == PSYNE_MODE_BROADCAST) { /* subscribed before the first message is sent */
         struct psyne_stats st;
+        /* subscribed, and counted as open consumers: closing `keep` must
+         * not look like the last consumer leaving */
         for (int tries = 0; tries < 10000; tries++) {
             CHECK_RC(psyne_channel_stats(keep, &st), 0);
-            if (st.subscribers == (int)n_cons + 1)
+            if (st.subscribers == (int)n_cons + 1 && st.consumers == (int)n_cons + 1)
                 break;
             usleep(1000);
         }
-        CHECK(st.subscribers == (int)n_cons + 1);
+        CHECK(st.subscribers == (int)n_cons + 1 && st.consumers == (int)n_cons + 1);
     } else {
         usleep(20000);
     }
