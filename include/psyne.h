@@ -320,6 +320,8 @@ PSYNE_API const char *psyne_strerror(int err);
  * psyne call. */
 PSYNE_API const char *psyne_last_error(void);
 
+#include "psyne/tensor.h" /* typed messages: vectors, matrices, tensors */
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,12 @@
 #include <cstdlib>
 #include <cstring>
 
+struct Sample {
+    double value;
+    unsigned id;
+};
+PSYNE_MESSAGE_TYPE(sample_msg, Sample, PSYNE_TYPE_USER_MIN + 5)
+
 #define EXPECT(cond)                                                          \
     do {                                                                      \
         if (!(cond)) {                                                        \
@@ -27,6 +33,10 @@ int main()
     static_assert(PSYNE_MAX_SUBSCRIBERS > 0, "subscribers");
     static_assert(PSYNE_NONBLOCK == 0 && PSYNE_FOREVER < 0, "timeouts");
     static_assert(PSYNE_F_NO_PREFAULT != 0, "flags");
+    static_assert(PSYNE_IPC_MAX_HANDLES > 0, "ipc handles");
+    static_assert(PSYNE_TENSOR_MAX_RANK == 8 && PSYNE_TENSOR_ALIGN == 64, "tensor limits");
+    static_assert(PSYNE_TYPE_TENSOR < PSYNE_TYPE_USER_MIN && PSYNE_TENSOR_MAGIC != 0, "tensor ids");
+    PSYNE_STATIC_ASSERT(PSYNE_ALIGNOF(double) <= 8, "alignof");
 
     psyne_options o;
     psyne_options_init(&o);
@@ -44,8 +54,23 @@ int main()
     EXPECT(m.length == 4 && std::strcmp(static_cast<const char *>(m.data), "c++") == 0);
     EXPECT(psyne_release(ch, &m) == 0);
     EXPECT(psyne_receive(ch, &m, PSYNE_NONBLOCK) == -EAGAIN);
+    Sample *sp;
+    EXPECT(sample_msg_claim(ch, &sp, &c, PSYNE_NONBLOCK) == 0);
+    sp->value = 2.5;
+    sp->id = 7;
+    EXPECT(sample_msg_commit(ch, &c) == 0);
+    EXPECT(psyne_receive(ch, &m, PSYNE_FOREVER) == 0);
+    EXPECT(sample_msg_view(&m) && sample_msg_view(&m)->id == 7);
+    EXPECT(psyne_release(ch, &m) == 0);
+    psyne_tensor t;
+    EXPECT(psyne_claim_tensor(ch, PSYNE_F32, 16, &t, PSYNE_NONBLOCK) == 0);
+    static_cast<float *>(t.data)[0] = 1.5f;
+    EXPECT(psyne_commit_tensor(ch, &t) == 0);
+    EXPECT(psyne_receive(ch, &m, PSYNE_FOREVER) == 0);
+    EXPECT(psyne_tensor_view(&m, PSYNE_F32, 1, &t) == 0 && static_cast<float *>(t.data)[0] == 1.5f);
+    EXPECT(psyne_release(ch, &m) == 0);
     psyne_stats st;
-    EXPECT(psyne_channel_stats(ch, &st) == 0 && st.msgs_in == 1);
+    EXPECT(psyne_channel_stats(ch, &st) == 0 && st.msgs_in == 3);
     EXPECT(std::strlen(psyne_strerror(-EPIPE)) > 0);
     EXPECT(psyne_channel_close(ch) == 0);
     std::puts("cxx_header: ok");

@@ -4,11 +4,14 @@
  *   1. the segment header check every ipc:// opener runs (psy_ipc_validate);
  *   2. the consumer's record parsing: the input becomes the ring's bytes and
  *      positions, and every receive form and release runs over it in a
- *      single-consumer and a competing-consumer ring.
+ *      single-consumer and a competing-consumer ring;
+ *   3. the typed-message view (psyne_tensor_view) of a record made of the
+ *      input, in a heap block that ends where the record ends.
  * Built with -fsanitize=fuzzer,address,undefined: any read or write outside
  * the mapping, or a hang, is a finding. CI runs it briefly (tests/CMakeLists).
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -93,7 +96,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (size < 1)
         return 0;
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
+    case 3: { /* a typed record */
+        size_t len = size - 1, lead = 64 - PSYNE_RECORD_HEADER;
+        void *mem;
+        if (len > UINT32_MAX || posix_memalign(&mem, 64, lead + len) != 0)
+            return 0;
+        uint8_t *rec = (uint8_t *)mem + lead;
+        memcpy(rec, data + 1, len);
+        struct psyne_msg m = {rec, (uint32_t)len, PSYNE_TYPE_TENSOR, 0, 0};
+        struct psyne_tensor t;
+        if (psyne_tensor_view(&m, 0, -1, &t) == 0) { /* touch the farthest element it claims */
+            uint64_t last = 0;
+            int empty = 0;
+            for (int i = 0; i < t.rank; i++) {
+                empty |= t.shape[i] == 0;
+                last += t.shape[i] ? (t.shape[i] - 1) * t.strides[i] : 0;
+            }
+            if (!empty) {
+                volatile uint8_t sink = ((const uint8_t *)t.data)[(last + 1) * psyne_dtype_size(t.dtype) - 1];
+                (void)sink;
+            }
+        }
+        free(mem);
+        break;
+    }
     case 0: { /* a segment header, with a file size taken from the input */
         const uint8_t *p = data + 1;
         size_t n = size - 1;

@@ -294,7 +294,7 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
     return 0;
 }
 
-int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type)
+int psy_channel_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type)
 {
     if (!c->psy_reserved)
         return psy_fail(-EINVAL, "commit of a claim that is not open");
@@ -302,8 +302,6 @@ int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint
         return psy_fail(-EINVAL, "a claim of a batch is committed with psyne_commit_batch");
     if (length > c->capacity)
         return psy_fail(-EINVAL, "commit of %zu bytes into a claim of %u", length, c->capacity);
-    if (type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX)
-        return psy_fail(-EINVAL, "type %u is outside %u..%u", type, PSYNE_TYPE_USER_MIN, PSYNE_TYPE_USER_MAX);
     if (psy_likely(ch->sp_fast)) { /* psy_reserved != 0: this SP producer's claim is open */
         psy_sp_commit(ch->ring, c, (uint32_t)length, type);
         return 0;
@@ -314,6 +312,13 @@ int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint
         atomic_fetch_add_explicit(&ch->mp_counts[1], length, memory_order_relaxed);
     }
     return rc;
+}
+
+int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type)
+{
+    if (type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX)
+        return psy_fail(-EINVAL, "type %u is outside %u..%u", type, PSYNE_TYPE_USER_MIN, PSYNE_TYPE_USER_MAX);
+    return psy_channel_commit(ch, c, length, type);
 }
 
 int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)

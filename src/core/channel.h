@@ -10,4 +10,8 @@
 struct psy_ring;
 struct psy_ring *psy_channel_ring(psyne_channel *ch);
 
+/* psyne_commit without the user type range check: psyne's own record types
+ * (typed messages, tensor.c). */
+int psy_channel_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type);
+
 #endif

@@ -1,0 +1,155 @@
+/*
+ * tensor.c - typed messages (include/psyne/tensor.h): a descriptor and
+ * 64-byte aligned elements inside one record, built in place by the sender
+ * and checked by the receiver before it hands out a view. Everything read
+ * from a received record is copied first and checked for overflow, because
+ * the record may come from another process (or, later, the wire).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "channel.h"
+#include "error.h"
+#include "psyne.h"
+
+size_t psyne_dtype_size(int dtype)
+{
+    switch (dtype) {
+    case PSYNE_F32: return 4;
+    case PSYNE_F64: return 8;
+    case PSYNE_I8: return 1;
+    case PSYNE_U8: return 1;
+    case PSYNE_I32: return 4;
+    case PSYNE_I64: return 8;
+    default: return 0;
+    }
+}
+
+/* Elements from the first to one past the farthest that shape and strides
+ * reach (0 if a dimension is empty); false on overflow. */
+static bool extent(int rank, const uint64_t *shape, const uint64_t *strides, uint64_t *out)
+{
+    uint64_t last = 0;
+    for (int i = 0; i < rank; i++) {
+        if (shape[i] == 0) {
+            *out = 0;
+            return true;
+        }
+    }
+    for (int i = 0; i < rank; i++) {
+        uint64_t step;
+        if (__builtin_mul_overflow(shape[i] - 1, strides[i], &step) || __builtin_add_overflow(last, step, &last))
+            return false;
+    }
+    return !__builtin_add_overflow(last, 1, out);
+}
+
+/* Row-major contiguous strides of shape; false on overflow. */
+static bool row_major(int rank, const uint64_t *shape, uint64_t *strides)
+{
+    uint64_t s = 1;
+    for (int i = rank - 1; i >= 0; i--) {
+        strides[i] = s;
+        if (shape[i] && __builtin_mul_overflow(s, shape[i], &s))
+            return false;
+    }
+    return true;
+}
+
+int psyne_claim_tensor(psyne_channel *ch, int dtype, uint64_t capacity, struct psyne_tensor *t, int64_t timeout_ns)
+{
+    size_t esize = psyne_dtype_size(dtype);
+    if (!esize)
+        return psy_fail(-EINVAL, "dtype %d is not a psyne_dtype", dtype);
+    /* descriptor, up to 56 bytes to reach the alignment, then the elements */
+    uint64_t bytes;
+    if (__builtin_mul_overflow(capacity, esize, &bytes) || bytes > UINT32_MAX)
+        return psy_fail(-EMSGSIZE, "%llu elements of %zu bytes can never fit a message",
+                        (unsigned long long)capacity, esize);
+    size_t room = sizeof(struct psyne_tensor_desc) + PSYNE_TENSOR_ALIGN - PSYNE_RECORD_HEADER + bytes;
+    struct psyne_claimed c;
+    int rc = psyne_claim(ch, room, &c, timeout_ns);
+    if (rc)
+        return rc;
+    uintptr_t first = (uintptr_t)c.data + sizeof(struct psyne_tensor_desc);
+    first = (first + PSYNE_TENSOR_ALIGN - 1) & ~(uintptr_t)(PSYNE_TENSOR_ALIGN - 1);
+    memset(t, 0, sizeof *t);
+    t->claim = c;
+    t->data = (void *)first;
+    t->dtype = dtype;
+    t->rank = 1;
+    t->shape[0] = capacity;
+    t->strides[0] = 1;
+    t->capacity = capacity;
+    return 0;
+}
+
+int psyne_tensor_reshape(struct psyne_tensor *t, int rank, const uint64_t *shape, const uint64_t *strides)
+{
+    if (rank < 0 || rank > PSYNE_TENSOR_MAX_RANK || (rank && !shape))
+        return psy_fail(-EINVAL, "rank %d is outside 0..%d", rank, PSYNE_TENSOR_MAX_RANK);
+    uint64_t st[PSYNE_TENSOR_MAX_RANK], n;
+    if (strides)
+        memcpy(st, strides, sizeof st[0] * (size_t)rank);
+    else if (!row_major(rank, shape, st))
+        return psy_fail(-EINVAL, "the shape's element count overflows");
+    if (!extent(rank, shape, st, &n) || n > t->capacity)
+        return psy_fail(-EINVAL, "the shape reaches beyond the %llu elements claimed", (unsigned long long)t->capacity);
+    t->rank = rank;
+    memset(t->shape, 0, sizeof t->shape);
+    memset(t->strides, 0, sizeof t->strides);
+    memcpy(t->shape, shape, sizeof st[0] * (size_t)rank);
+    memcpy(t->strides, st, sizeof st[0] * (size_t)rank);
+    return 0;
+}
+
+int psyne_commit_tensor(psyne_channel *ch, struct psyne_tensor *t)
+{
+    uint64_t n;
+    if (t->rank < 0 || t->rank > PSYNE_TENSOR_MAX_RANK || !extent(t->rank, t->shape, t->strides, &n) ||
+        n > t->capacity)
+        return psy_fail(-EINVAL, "the tensor's shape does not fit its claim (set it with psyne_tensor_reshape)");
+    struct psyne_tensor_desc *d = t->claim.data;
+    d->magic = PSYNE_TENSOR_MAGIC;
+    d->dtype = (uint8_t)t->dtype;
+    d->rank = (uint8_t)t->rank;
+    d->reserved16 = 0;
+    d->data_offset = (uint32_t)((uintptr_t)t->data - (uintptr_t)d);
+    d->reserved32 = 0;
+    memcpy(d->shape, t->shape, sizeof d->shape);
+    memcpy(d->strides, t->strides, sizeof d->strides);
+    size_t length = d->data_offset + n * psyne_dtype_size(t->dtype);
+    return psy_channel_commit(ch, &t->claim, length, PSYNE_TYPE_TENSOR); /* psyne's own type id */
+}
+
+int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, struct psyne_tensor *t)
+{
+    if (m->type != PSYNE_TYPE_TENSOR)
+        return -ENOMSG;
+    struct psyne_tensor_desc d;
+    if (m->length < sizeof d)
+        return psy_fail(-EPROTO, "a typed record of %u bytes is shorter than its header", m->length);
+    memcpy(&d, m->data, sizeof d); /* one copy: the record may be shared with other processes */
+    size_t esize = psyne_dtype_size(d.dtype);
+    if (d.magic != PSYNE_TENSOR_MAGIC || !esize || d.rank > PSYNE_TENSOR_MAX_RANK || d.reserved16 || d.reserved32)
+        return psy_fail(-EPROTO, "the typed record's header is damaged");
+    if (d.data_offset < sizeof d || d.data_offset > m->length ||
+        ((uintptr_t)m->data + d.data_offset) % PSYNE_TENSOR_ALIGN)
+        return psy_fail(-EPROTO, "the typed record's data offset %u is outside it or misaligned", d.data_offset);
+    uint64_t n, bytes;
+    if (!extent(d.rank, d.shape, d.strides, &n) || __builtin_mul_overflow(n, esize, &bytes) ||
+        bytes > m->length - d.data_offset)
+        return psy_fail(-EPROTO, "the typed record's shape reaches beyond its %u bytes", m->length);
+    if ((dtype && d.dtype != dtype) || (rank >= 0 && d.rank != rank))
+        return psy_fail(-ENOMSG, "a tensor of dtype %d and rank %d, not dtype %d and rank %d", d.dtype, d.rank,
+                        dtype, rank);
+    memset(t, 0, sizeof *t);
+    t->data = (uint8_t *)m->data + d.data_offset;
+    t->dtype = d.dtype;
+    t->rank = d.rank;
+    memcpy(t->shape, d.shape, sizeof d.shape[0] * d.rank);
+    memcpy(t->strides, d.strides, sizeof d.strides[0] * d.rank);
+    t->capacity = (m->length - d.data_offset) / esize;
+    return 0;
+}
