@@ -25,7 +25,7 @@ struct config {
     int runs;
     int pin;
     int producers, consumers;
-    int api; /* 0 both, 1 single only, 2 batch only */
+    int api; /* 0 default (single; batch at <= 256 B; typed at >= 4 KiB), 1 single, 2 batch, 3 typed */
 };
 
 static int wants(const struct config *c, const char *workload)
@@ -75,6 +75,28 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
     if (t == BENCH_IPC)
         printf(" vs_inproc=%.3f", bench_median(ratio, c->runs));
     printf("\n");
+    fflush(stdout);
+}
+
+/* Typed float vectors against raw records of the same bytes, alternating
+ * (typed, raw, typed, raw ...); vs_raw is the median of the pairwise ratios. */
+static void run_typed(const struct config *c, size_t size)
+{
+    uint64_t count = c->iterations ? c->iterations : default_count(size);
+    double mps[MAX_RUNS], gbps[MAX_RUNS], ratio[MAX_RUNS];
+    struct tput_result r, raw;
+    psyne_spsc_tput_as(BENCH_MEMORY, size, count / 10 + 1, BENCH_TYPED, c->pin, &r); /* warm-up */
+    for (int i = 0; i < c->runs; i++) {
+        psyne_spsc_tput_as(BENCH_MEMORY, size, count, BENCH_TYPED, c->pin, &r);
+        psyne_spsc_tput_as(BENCH_MEMORY, size, count, BENCH_SINGLE, c->pin, &raw);
+        mps[i] = r.mps;
+        gbps[i] = r.gbps;
+        ratio[i] = r.mps / raw.mps;
+    }
+    printf("RESULT system=psyne-typed workload=inproc-spsc-tput size=%zu mps=%.0f gbps=%.3f mps_min=%.0f "
+           "mps_max=%.0f api=typed-f32-vector runs=%d count=%llu vs_raw=%.3f\n",
+           size, bench_median(mps, c->runs), bench_median(gbps, c->runs), bench_min(mps, c->runs),
+           bench_max(mps, c->runs), c->runs, (unsigned long long)count, bench_median(ratio, c->runs));
     fflush(stdout);
 }
 
@@ -136,7 +158,8 @@ static void usage(FILE *f)
             "                     64,4096,1048576 for ipc-spsc-tput, 64 otherwise)\n"
             "  --iterations N     messages (round trips) per run (default: by size)\n"
             "  --runs N           measured runs; the median is reported (default 5)\n"
-            "  --api single|batch|both   consumer API for inproc-spsc-tput (default both at 64 B)\n"
+            "  --api single|batch|typed  API for *-spsc-tput (default: single; also batch at <= 256 B and,\n"
+            "                     inproc, typed float vectors against raw records at >= 4 KiB)\n"
             "  --producers N --consumers N   inproc-mpmc-tput threads (default 2 and 2)\n"
             "  --no-pin           do not pin producer to CPU 0 and consumer to CPU 1\n");
 }
@@ -160,7 +183,9 @@ int main(int argc, char **argv)
             break;
         case 'i': c.iterations = strtoull(optarg, NULL, 10); break;
         case 'r': c.runs = atoi(optarg); break;
-        case 'a': c.api = !strcmp(optarg, "single") ? 1 : !strcmp(optarg, "batch") ? 2 : 0; break;
+        case 'a':
+            c.api = !strcmp(optarg, "single") ? 1 : !strcmp(optarg, "batch") ? 2 : !strcmp(optarg, "typed") ? 3 : 0;
+            break;
         case 'p': c.producers = atoi(optarg); break;
         case 'c': c.consumers = atoi(optarg); break;
         case 'n': c.pin = 0; break;
@@ -192,10 +217,12 @@ int main(int argc, char **argv)
         int n = c.n_sizes ? c.n_sizes : k ? 3 : 4;
         for (int i = 0; i < n; i++) {
             size_t size = c.n_sizes ? c.sizes[i] : k ? ipc_sizes[i] : spsc_sizes[i];
-            if (c.api != 2)
+            if (c.api == 0 || c.api == 1)
                 run_spsc(&c, t, size, 0);
             if (c.api == 2 || (c.api == 0 && size <= 256))
                 run_spsc(&c, t, size, 1);
+            if (t == BENCH_MEMORY && size % sizeof(float) == 0 && (c.api == 3 || (c.api == 0 && size >= 4096)))
+                run_typed(&c, size);
         }
     }
     if (wants(&c, "inproc-pingpong"))

@@ -125,7 +125,7 @@ struct spsc_run {
     enum bench_transport transport;
     size_t size;
     uint64_t count, capacity;
-    int batch, pin;
+    int batch, pin, typed;
     struct bench_gate gate;
     int64_t start, end;
     uint64_t sink;
@@ -153,6 +153,13 @@ static void *spsc_producer(void *arg)
             }
             must(psyne_commit_batch(tx, c, (unsigned)n, lengths, T_BENCH), "commit_batch");
         }
+    } else if (s->typed) { /* a float vector of the same bytes, built in place */
+        for (uint64_t i = 0; i < s->count; i++) {
+            struct psyne_tensor t;
+            must(psyne_claim_tensor(tx, PSYNE_F32, 1, s->size / sizeof(float), &t, PSYNE_FOREVER), "claim_tensor");
+            bench_write_payload(t.data, s->size, i);
+            must(psyne_commit_tensor(tx, &t), "commit_tensor");
+        }
     } else {
         for (uint64_t i = 0; i < s->count; i++) {
             struct psyne_claimed c;
@@ -178,6 +185,15 @@ static void spsc_consume(struct spsc_run *s, psyne_channel *rx)
                 sum += bench_read_payload(m[k].data, m[k].length, i, "psyne");
             must(psyne_release_batch(rx, m, (unsigned)n), "release_batch");
         }
+    } else if (s->typed) { /* a checked typed view, read in place */
+        for (uint64_t i = 0; i < s->count; i++) {
+            struct psyne_msg m;
+            struct psyne_tensor t;
+            must(psyne_receive(rx, &m, PSYNE_FOREVER), "receive");
+            must(psyne_tensor_view(&m, PSYNE_F32, 1, &t), "tensor_view");
+            sum += bench_read_payload(t.data, t.shape[0] * sizeof(float), i, "psyne-typed");
+            must(psyne_release(rx, &m), "release");
+        }
     } else {
         for (uint64_t i = 0; i < s->count; i++) {
             struct psyne_msg m;
@@ -193,10 +209,17 @@ static void spsc_consume(struct spsc_run *s, psyne_channel *rx)
 void psyne_spsc_tput(enum bench_transport transport, size_t size, uint64_t count, int batch, int pin,
                      struct tput_result *out)
 {
+    psyne_spsc_tput_as(transport, size, count, batch ? BENCH_BATCH : BENCH_SINGLE, pin, out);
+}
+
+void psyne_spsc_tput_as(enum bench_transport transport, size_t size, uint64_t count, enum bench_api api, int pin,
+                        struct tput_result *out)
+{
     struct spsc_run *s = shared_alloc(sizeof *s);
-    *s = (struct spsc_run){.transport = transport, .size = size, .count = count, .batch = batch, .pin = pin};
+    *s = (struct spsc_run){.transport = transport, .size = size, .count = count, .batch = api == BENCH_BATCH,
+                           .typed = api == BENCH_TYPED, .pin = pin};
     channel_uri(s->uri, sizeof s->uri, transport, "bench-spsc");
-    uint64_t cap = workload_capacity(size);
+    uint64_t cap = workload_capacity(size + (s->typed ? 256 : 0)); /* room for the typed header */
     psyne_channel *rx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_ADAPTIVE);
     if (transport == BENCH_MEMORY)
         s->tx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_ADAPTIVE);

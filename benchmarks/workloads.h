@@ -32,6 +32,15 @@ enum bench_transport {
 void psyne_spsc_tput(enum bench_transport transport, size_t size, uint64_t count, int batch, int pin,
                      struct tput_result *out);
 
+/* The calls a producer and consumer use. */
+enum bench_api {
+    BENCH_SINGLE, /* claim/commit, receive/release */
+    BENCH_BATCH,  /* claim_batch/commit_batch, receive_batch/release_batch (32) */
+    BENCH_TYPED,  /* a float vector of the same bytes: claim_tensor/commit_tensor, tensor_view */
+};
+void psyne_spsc_tput_as(enum bench_transport transport, size_t size, uint64_t count, enum bench_api api, int pin,
+                        struct tput_result *out);
+
 /* inproc-pingpong / ipc-pingpong: round trips over two SPSC channels, busy-polling. */
 void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin,
                     struct lat_result *out);

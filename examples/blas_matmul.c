@@ -31,7 +31,7 @@ static psyne_channel *open_channel(const char *uri)
 static int send_matrix(psyne_channel *ch, int rows, int cols, int ld, float (*f)(int, int))
 {
     struct psyne_tensor t;
-    int rc = psyne_claim_tensor(ch, PSYNE_F32, (uint64_t)rows * ld, &t, PSYNE_FOREVER);
+    int rc = psyne_claim_tensor(ch, PSYNE_F32, 2, (uint64_t)rows * ld, &t, PSYNE_FOREVER);
     if (rc < 0)
         return rc;
     psyne_tensor_reshape(&t, 2, (const uint64_t[]){rows, cols}, (const uint64_t[]){ld, 1});
@@ -58,7 +58,7 @@ static int multiply(psyne_channel *in, psyne_channel *out)
     if (a.shape[1] != b.shape[0] || a.strides[1] != 1 || b.strides[1] != 1)
         return -1; /* BLAS wants unit column stride and matching inner dimensions */
     int m = (int)a.shape[0], k = (int)a.shape[1], n = (int)b.shape[1];
-    if ((rc = psyne_claim_tensor(out, PSYNE_F32, (uint64_t)m * n, &c, PSYNE_FOREVER)) < 0)
+    if ((rc = psyne_claim_tensor(out, PSYNE_F32, 2, (uint64_t)m * n, &c, PSYNE_FOREVER)) < 0)
         return rc;
     psyne_tensor_reshape(&c, 2, (const uint64_t[]){m, n}, NULL);
     /* reads A and B where they lie in the ring, writes C into the claimed message */

@@ -23,7 +23,7 @@ static void *producer(void *arg)
         return NULL;
     for (int k = 0; k < 3; k++) {
         struct psyne_tensor t;
-        if (psyne_claim_tensor(tx, PSYNE_F32, ROWS * LD, &t, PSYNE_FOREVER) < 0)
+        if (psyne_claim_tensor(tx, PSYNE_F32, 2, ROWS * LD, &t, PSYNE_FOREVER) < 0)
             break;
         psyne_tensor_reshape(&t, 2, (const uint64_t[]){ROWS, COLS}, (const uint64_t[]){LD, 1});
         float *a = t.data; /* in the ring */

@@ -63,7 +63,7 @@ int main()
     EXPECT(sample_msg_view(&m) && sample_msg_view(&m)->id == 7);
     EXPECT(psyne_release(ch, &m) == 0);
     psyne_tensor t;
-    EXPECT(psyne_claim_tensor(ch, PSYNE_F32, 16, &t, PSYNE_NONBLOCK) == 0);
+    EXPECT(psyne_claim_tensor(ch, PSYNE_F32, 1, 16, &t, PSYNE_NONBLOCK) == 0);
     static_cast<float *>(t.data)[0] = 1.5f;
     EXPECT(psyne_commit_tensor(ch, &t) == 0);
     EXPECT(psyne_receive(ch, &m, PSYNE_FOREVER) == 0);

@@ -107,7 +107,7 @@ static const struct case_ cases[] = {
 static void send_case(psyne_channel *tx, const struct case_ *k)
 {
     struct psyne_tensor t;
-    CHECK_RC(psyne_claim_tensor(tx, k->dtype, k->capacity, &t, PSYNE_FOREVER), 0);
+    CHECK_RC(psyne_claim_tensor(tx, k->dtype, k->rank, k->capacity, &t, PSYNE_FOREVER), 0);
     CHECK((uintptr_t)t.data % PSYNE_TENSOR_ALIGN == 0 && t.capacity == k->capacity);
     int strided = k->strides[0] != 0;
     CHECK_RC(psyne_tensor_reshape(&t, k->rank, k->shape, strided ? k->strides : NULL), 0);
@@ -202,70 +202,84 @@ static void across_processes(void)
     psyne_channel_close(rx);
 }
 
-/* A typed record made from a descriptor, in a heap block of exactly its
- * length (ASan catches any read past it), aligned as a ring record is. */
-static int view_of(const struct psyne_tensor_desc *d, uint32_t length, struct psyne_tensor *v)
+/* A typed record: header, shape and strides, in a heap block of exactly
+ * `length` bytes (ASan catches any read past it), aligned as a ring record is. */
+struct raw_desc {
+    struct psyne_tensor_desc d;
+    uint64_t shape[PSYNE_TENSOR_MAX_RANK], strides[PSYNE_TENSOR_MAX_RANK];
+};
+
+static int view_of(const struct raw_desc *r, uint32_t length, struct psyne_tensor *v)
 {
+    uint8_t head[sizeof(struct psyne_tensor_desc) + 16 * PSYNE_TENSOR_MAX_RANK];
+    size_t rank = r->d.rank <= PSYNE_TENSOR_MAX_RANK ? r->d.rank : PSYNE_TENSOR_MAX_RANK;
+    memcpy(head, &r->d, sizeof r->d);
+    memcpy(head + sizeof r->d, r->shape, 8 * rank);
+    memcpy(head + sizeof r->d + 8 * rank, r->strides, 8 * rank);
     void *mem;
-    size_t lead = 64 - PSYNE_RECORD_HEADER; /* data_offset 200 lands 64-aligned, as in a ring */
+    size_t lead = 64 - PSYNE_RECORD_HEADER; /* data_offset 72 lands 64-aligned, as in a ring */
     CHECK(posix_memalign(&mem, PSYNE_TENSOR_ALIGN, lead + length) == 0); /* ends where the record ends */
-    uint8_t *block = mem, *rec = block + lead;
+    uint8_t *rec = (uint8_t *)mem + lead;
     memset(rec, 0, length);
-    memcpy(rec, d, length < sizeof *d ? length : sizeof *d);
+    size_t hlen = PSYNE_TENSOR_DESC_SIZE(rank);
+    memcpy(rec, head, length < hlen ? length : hlen);
     struct psyne_msg m = {rec, length, PSYNE_TYPE_TENSOR, 0, 0};
     int rc = psyne_tensor_view(&m, 0, -1, v);
-    free(block);
+    free(mem);
     return rc;
 }
 
 static void hostile_descriptors(void)
 {
-    struct psyne_tensor_desc good = {PSYNE_TENSOR_MAGIC, PSYNE_F32, 2, 0, 200, 0, {4, 4}, {4, 1}};
+    /* rank 2: header 16 + 32 = 48 bytes; data at 72 (64-aligned in the block) */
+    struct raw_desc good = {{PSYNE_TENSOR_MAGIC, PSYNE_F32, 2, 0, 72, 0}, {4, 4}, {4, 1}};
     struct psyne_tensor v;
-    CHECK_RC(view_of(&good, 200 + 64, &v), 0);
-    CHECK(v.shape[0] == 4 && v.capacity == 16);
-    struct psyne_tensor_desc d = good;
-    CHECK_RC(view_of(&d, 200 + 60, &v), -EPROTO); /* shape reaches 4 bytes past the end */
-    CHECK_RC(view_of(&d, 150, &v), -EPROTO);      /* shorter than its data offset */
-    CHECK_RC(view_of(&d, 40, &v), -EPROTO);       /* shorter than its header */
-    d.shape[0] = UINT64_MAX / 2;                   /* dimensions whose product overflows */
+    CHECK_RC(view_of(&good, 72 + 64, &v), 0);
+    CHECK(v.shape[0] == 4 && v.strides[0] == 4 && v.capacity == 16);
+    struct raw_desc d = good;
+    CHECK_RC(view_of(&d, 72 + 60, &v), -EPROTO); /* the shape reaches 4 bytes past the end */
+    CHECK_RC(view_of(&d, 60, &v), -EPROTO);      /* shorter than its data offset */
+    CHECK_RC(view_of(&d, 40, &v), -EPROTO);      /* shorter than its rank-2 header */
+    CHECK_RC(view_of(&d, 10, &v), -EPROTO);      /* shorter than any header */
+    d.shape[0] = UINT64_MAX / 2;                  /* dimensions whose product overflows */
     d.shape[1] = 3;
-    CHECK_RC(view_of(&d, 200 + 64, &v), -EPROTO);
+    CHECK_RC(view_of(&d, 72 + 64, &v), -EPROTO);
     d = good;
     d.strides[0] = UINT64_MAX / 2; /* strides that overflow */
-    CHECK_RC(view_of(&d, 200 + 64, &v), -EPROTO);
+    CHECK_RC(view_of(&d, 72 + 64, &v), -EPROTO);
     d = good;
-    d.magic ^= 1;
-    CHECK_RC(view_of(&d, 200 + 64, &v), -EPROTO);
+    d.d.magic ^= 1;
+    CHECK_RC(view_of(&d, 72 + 64, &v), -EPROTO);
     d = good;
-    d.rank = PSYNE_TENSOR_MAX_RANK + 1;
-    CHECK_RC(view_of(&d, 200 + 64, &v), -EPROTO);
+    d.d.rank = PSYNE_TENSOR_MAX_RANK + 1;
+    CHECK_RC(view_of(&d, 512, &v), -EPROTO);
     d = good;
-    d.dtype = 99;
-    CHECK_RC(view_of(&d, 200 + 64, &v), -EPROTO);
+    d.d.dtype = 99;
+    CHECK_RC(view_of(&d, 72 + 64, &v), -EPROTO);
     d = good;
-    d.data_offset = 204; /* misaligned */
-    CHECK_RC(view_of(&d, 204 + 64, &v), -EPROTO);
+    d.d.data_offset = 76; /* misaligned */
+    CHECK_RC(view_of(&d, 76 + 64, &v), -EPROTO);
     d = good;
-    d.data_offset = 64; /* inside the header */
-    CHECK_RC(view_of(&d, 200 + 64, &v), -EPROTO);
+    d.d.data_offset = 8; /* inside the header */
+    CHECK_RC(view_of(&d, 72 + 64, &v), -EPROTO);
     d = good;
     d.shape[1] = 0; /* empty: nothing to read, valid */
-    CHECK_RC(view_of(&d, 200, &v), 0);
+    CHECK_RC(view_of(&d, 72, &v), 0);
 
     /* random descriptors: refused, or a view that lies inside the record */
     uint64_t s = 0x9e3779b97f4a7c15ull;
     for (int i = 0; i < 200000; i++) {
         s ^= s << 13, s ^= s >> 7, s ^= s << 17;
         d = good;
-        d.rank = (uint8_t)(s % 10);
-        d.dtype = (uint8_t)(1 + (s >> 8) % 7);
+        d.d.rank = (uint8_t)(s % 10);
+        d.d.dtype = (uint8_t)(1 + (s >> 8) % 7);
+        d.d.data_offset = (s >> 30) & 1 ? 136 : 200;
         for (int k = 0; k < PSYNE_TENSOR_MAX_RANK; k++) {
             uint64_t r = s * (uint64_t)(k + 3) >> (s >> 59);
             d.shape[k] = (s >> (k * 3)) & 1 ? r % 9 : r;
             d.strides[k] = (s >> (k * 5)) & 1 ? (r >> 3) % 17 : r >> 2;
         }
-        uint32_t length = (uint32_t)(200 + (s >> 20) % 2048);
+        uint32_t length = (uint32_t)((s >> 20) % 2400);
         int rc = view_of(&d, length, &v);
         CHECK(rc == 0 || rc == -EPROTO);
     }
@@ -276,10 +290,12 @@ static void sender_errors(void)
     psyne_channel *tx, *rx;
     open_pair("memory://tensor-errors", &tx, &rx);
     struct psyne_tensor t;
-    CHECK_RC(psyne_claim_tensor(tx, 99, 10, &t, PSYNE_NONBLOCK), -EINVAL);
-    CHECK_RC(psyne_claim_tensor(tx, PSYNE_F64, UINT64_MAX / 4, &t, PSYNE_NONBLOCK), -EMSGSIZE);
-    CHECK_RC(psyne_claim_tensor(tx, PSYNE_F64, 1 << 20, &t, PSYNE_NONBLOCK), -EMSGSIZE); /* 8 MiB: not in 1 MiB */
-    CHECK_RC(psyne_claim_tensor(tx, PSYNE_F32, 100, &t, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_claim_tensor(tx, 99, 1, 10, &t, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_claim_tensor(tx, PSYNE_F64, 1, UINT64_MAX / 4, &t, PSYNE_NONBLOCK), -EMSGSIZE);
+    CHECK_RC(psyne_claim_tensor(tx, PSYNE_F64, 1, 1 << 20, &t, PSYNE_NONBLOCK), -EMSGSIZE); /* 8 MiB: not in 1 MiB */
+    CHECK_RC(psyne_claim_tensor(tx, PSYNE_F32, 3, 100, &t, PSYNE_NONBLOCK), 0);
+    struct psyne_tensor u;
+    CHECK_RC(psyne_claim_tensor(tx, PSYNE_F32, 9, 100, &u, PSYNE_NONBLOCK), -EINVAL); /* max_rank 9 */
     uint64_t big[2] = {11, 10}, huge[2] = {UINT64_MAX, 3}, ok[2] = {10, 10}, ld[2] = {10, 12};
     CHECK_RC(psyne_tensor_reshape(&t, 2, big, NULL), -EINVAL);  /* 110 > 100 */
     CHECK_RC(psyne_tensor_reshape(&t, 2, huge, NULL), -EINVAL); /* overflow */

@@ -9,7 +9,7 @@
  * 64-byte boundary (for SIMD and BLAS), in every process that maps the ring.
  *
  *   struct psyne_tensor t;
- *   psyne_claim_tensor(ch, PSYNE_F32, 1024, &t, PSYNE_FOREVER);  room for 1024 floats
+ *   psyne_claim_tensor(ch, PSYNE_F32, 1, 1024, &t, PSYNE_FOREVER); a vector of up to 1024 floats
  *   float *v = t.data;  ... fill n <= 1024 elements in place ...
  *   psyne_tensor_reshape(&t, 1, (uint64_t[]){n}, NULL);            a vector of n
  *   psyne_commit_tensor(ch, &t);
@@ -40,7 +40,10 @@ enum psyne_dtype {
 #define PSYNE_TYPE_TENSOR ((uint32_t)16)         /* record type of typed messages (psyne's range) */
 #define PSYNE_TENSOR_MAGIC ((uint32_t)0x524e5354) /* "TSNR" */
 
-/* The header at the start of a typed record (little endian, as the ring). */
+/* The header at the start of a typed record (little endian, as the ring),
+ * followed by rank uint64 shape values (elements along each dimension) and
+ * rank uint64 strides (elements between neighbours along each dimension):
+ * PSYNE_TENSOR_DESC_SIZE(rank) bytes in all. */
 struct psyne_tensor_desc {
     uint32_t magic;       /* PSYNE_TENSOR_MAGIC */
     uint8_t dtype;        /* enum psyne_dtype */
@@ -48,9 +51,8 @@ struct psyne_tensor_desc {
     uint16_t reserved16;  /* zero */
     uint32_t data_offset; /* bytes from this header to the first element */
     uint32_t reserved32;  /* zero */
-    uint64_t shape[PSYNE_TENSOR_MAX_RANK];   /* elements along each dimension */
-    uint64_t strides[PSYNE_TENSOR_MAX_RANK]; /* elements between neighbours along each dimension */
 };
+#define PSYNE_TENSOR_DESC_SIZE(rank) (sizeof(struct psyne_tensor_desc) + 16u * (size_t)(rank))
 
 /* A tensor being built in a claim, or one received (a view). data points
  * into the ring; shape and strides are this struct's own copies. */
@@ -61,6 +63,7 @@ struct psyne_tensor {
     uint64_t shape[PSYNE_TENSOR_MAX_RANK];
     uint64_t strides[PSYNE_TENSOR_MAX_RANK];
     uint64_t capacity;          /* claim: elements that fit; view: elements the record holds */
+    int max_rank;               /* claim: the largest rank its header has room for */
     struct psyne_claimed claim; /* claim: the record (psyne_abort(ch, &t.claim) gives it up) */
 };
 
@@ -69,17 +72,19 @@ struct psyne_tensor {
 PSYNE_API size_t psyne_dtype_size(int dtype);
 
 /*
- * Claims a typed message with room for `capacity` elements of dtype and
- * fills *t: data (aligned), capacity, and the shape of a vector of
- * `capacity` elements (change it with psyne_tensor_reshape before commit).
- * Returns 0, -EINVAL (unknown dtype), -EMSGSIZE (can never fit the ring), or
- * the errors and waiting of psyne_claim (timeout_ns). Threads: as psyne_claim.
+ * Claims a typed message of up to max_rank dimensions (1: a vector, 2: a
+ * matrix, up to PSYNE_TENSOR_MAX_RANK) with room for `capacity` elements of
+ * dtype, and fills *t: data (aligned), capacity, and the shape of a vector
+ * of `capacity` elements (change it with psyne_tensor_reshape before
+ * commit). Returns 0, -EINVAL (unknown dtype, bad max_rank), -EMSGSIZE (can
+ * never fit the ring), or the errors and waiting of psyne_claim
+ * (timeout_ns). Threads: as psyne_claim.
  */
-PSYNE_API int psyne_claim_tensor(psyne_channel *ch, int dtype, uint64_t capacity, struct psyne_tensor *t,
-                                 int64_t timeout_ns);
+PSYNE_API int psyne_claim_tensor(psyne_channel *ch, int dtype, int max_rank, uint64_t capacity,
+                                 struct psyne_tensor *t, int64_t timeout_ns);
 
 /*
- * Sets the shape (rank 0..8) of a claimed tensor; strides NULL means
+ * Sets the shape (rank 0..t->max_rank) of a claimed tensor; strides NULL means
  * contiguous row-major, else strides in elements (a matrix with leading
  * dimension ld: {ld, 1}, ld >= cols). Every element the shape reaches must
  * lie within the claim's capacity. Returns 0 or -EINVAL (t unchanged).

@@ -57,38 +57,43 @@ static bool row_major(int rank, const uint64_t *shape, uint64_t *strides)
     return true;
 }
 
-int psyne_claim_tensor(psyne_channel *ch, int dtype, uint64_t capacity, struct psyne_tensor *t, int64_t timeout_ns)
+int psyne_claim_tensor(psyne_channel *ch, int dtype, int max_rank, uint64_t capacity, struct psyne_tensor *t,
+                       int64_t timeout_ns)
 {
     size_t esize = psyne_dtype_size(dtype);
     if (!esize)
         return psy_fail(-EINVAL, "dtype %d is not a psyne_dtype", dtype);
-    /* descriptor, up to 56 bytes to reach the alignment, then the elements */
+    if (max_rank < 0 || max_rank > PSYNE_TENSOR_MAX_RANK)
+        return psy_fail(-EINVAL, "max_rank %d is outside 0..%d", max_rank, PSYNE_TENSOR_MAX_RANK);
+    /* header, up to 56 bytes to reach the alignment, then the elements */
     uint64_t bytes;
     if (__builtin_mul_overflow(capacity, esize, &bytes) || bytes > UINT32_MAX)
         return psy_fail(-EMSGSIZE, "%llu elements of %zu bytes can never fit a message",
                         (unsigned long long)capacity, esize);
-    size_t room = sizeof(struct psyne_tensor_desc) + PSYNE_TENSOR_ALIGN - PSYNE_RECORD_HEADER + bytes;
+    size_t head = PSYNE_TENSOR_DESC_SIZE(max_rank);
+    size_t room = head + PSYNE_TENSOR_ALIGN - PSYNE_RECORD_HEADER + bytes;
     struct psyne_claimed c;
     int rc = psyne_claim(ch, room, &c, timeout_ns);
     if (rc)
         return rc;
-    uintptr_t first = (uintptr_t)c.data + sizeof(struct psyne_tensor_desc);
+    uintptr_t first = (uintptr_t)c.data + head;
     first = (first + PSYNE_TENSOR_ALIGN - 1) & ~(uintptr_t)(PSYNE_TENSOR_ALIGN - 1);
     memset(t, 0, sizeof *t);
     t->claim = c;
     t->data = (void *)first;
     t->dtype = dtype;
-    t->rank = 1;
-    t->shape[0] = capacity;
-    t->strides[0] = 1;
+    t->rank = max_rank ? 1 : 0;
+    t->shape[0] = max_rank ? capacity : 0;
+    t->strides[0] = max_rank ? 1 : 0;
     t->capacity = capacity;
+    t->max_rank = max_rank;
     return 0;
 }
 
 int psyne_tensor_reshape(struct psyne_tensor *t, int rank, const uint64_t *shape, const uint64_t *strides)
 {
-    if (rank < 0 || rank > PSYNE_TENSOR_MAX_RANK || (rank && !shape))
-        return psy_fail(-EINVAL, "rank %d is outside 0..%d", rank, PSYNE_TENSOR_MAX_RANK);
+    if (rank < 0 || rank > t->max_rank || (rank && !shape))
+        return psy_fail(-EINVAL, "rank %d is outside 0..%d (the claim's max_rank)", rank, t->max_rank);
     uint64_t st[PSYNE_TENSOR_MAX_RANK], n;
     if (strides)
         memcpy(st, strides, sizeof st[0] * (size_t)rank);
@@ -107,8 +112,7 @@ int psyne_tensor_reshape(struct psyne_tensor *t, int rank, const uint64_t *shape
 int psyne_commit_tensor(psyne_channel *ch, struct psyne_tensor *t)
 {
     uint64_t n;
-    if (t->rank < 0 || t->rank > PSYNE_TENSOR_MAX_RANK || !extent(t->rank, t->shape, t->strides, &n) ||
-        n > t->capacity)
+    if (t->rank < 0 || t->rank > t->max_rank || !extent(t->rank, t->shape, t->strides, &n) || n > t->capacity)
         return psy_fail(-EINVAL, "the tensor's shape does not fit its claim (set it with psyne_tensor_reshape)");
     struct psyne_tensor_desc *d = t->claim.data;
     d->magic = PSYNE_TENSOR_MAGIC;
@@ -117,8 +121,9 @@ int psyne_commit_tensor(psyne_channel *ch, struct psyne_tensor *t)
     d->reserved16 = 0;
     d->data_offset = (uint32_t)((uintptr_t)t->data - (uintptr_t)d);
     d->reserved32 = 0;
-    memcpy(d->shape, t->shape, sizeof d->shape);
-    memcpy(d->strides, t->strides, sizeof d->strides);
+    uint64_t *dims = (uint64_t *)(d + 1); /* shape, then strides */
+    memcpy(dims, t->shape, sizeof dims[0] * (size_t)t->rank);
+    memcpy(dims + t->rank, t->strides, sizeof dims[0] * (size_t)t->rank);
     size_t length = d->data_offset + n * psyne_dtype_size(t->dtype);
     return psy_channel_commit(ch, &t->claim, length, PSYNE_TYPE_TENSOR); /* psyne's own type id */
 }
@@ -130,15 +135,21 @@ int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, struct psy
     struct psyne_tensor_desc d;
     if (m->length < sizeof d)
         return psy_fail(-EPROTO, "a typed record of %u bytes is shorter than its header", m->length);
-    memcpy(&d, m->data, sizeof d); /* one copy: the record may be shared with other processes */
+    memcpy(&d, m->data, sizeof d); /* copies: the record may be shared with other processes */
     size_t esize = psyne_dtype_size(d.dtype);
     if (d.magic != PSYNE_TENSOR_MAGIC || !esize || d.rank > PSYNE_TENSOR_MAX_RANK || d.reserved16 || d.reserved32)
         return psy_fail(-EPROTO, "the typed record's header is damaged");
-    if (d.data_offset < sizeof d || d.data_offset > m->length ||
+    size_t head = PSYNE_TENSOR_DESC_SIZE(d.rank);
+    if (m->length < head)
+        return psy_fail(-EPROTO, "a typed record of %u bytes is shorter than its rank-%u header", m->length, d.rank);
+    uint64_t shape[PSYNE_TENSOR_MAX_RANK], strides[PSYNE_TENSOR_MAX_RANK];
+    memcpy(shape, (const uint8_t *)m->data + sizeof d, sizeof shape[0] * d.rank);
+    memcpy(strides, (const uint8_t *)m->data + sizeof d + sizeof shape[0] * d.rank, sizeof strides[0] * d.rank);
+    if (d.data_offset < head || d.data_offset > m->length ||
         ((uintptr_t)m->data + d.data_offset) % PSYNE_TENSOR_ALIGN)
         return psy_fail(-EPROTO, "the typed record's data offset %u is outside it or misaligned", d.data_offset);
     uint64_t n, bytes;
-    if (!extent(d.rank, d.shape, d.strides, &n) || __builtin_mul_overflow(n, esize, &bytes) ||
+    if (!extent(d.rank, shape, strides, &n) || __builtin_mul_overflow(n, esize, &bytes) ||
         bytes > m->length - d.data_offset)
         return psy_fail(-EPROTO, "the typed record's shape reaches beyond its %u bytes", m->length);
     if ((dtype && d.dtype != dtype) || (rank >= 0 && d.rank != rank))
@@ -148,8 +159,9 @@ int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, struct psy
     t->data = (uint8_t *)m->data + d.data_offset;
     t->dtype = d.dtype;
     t->rank = d.rank;
-    memcpy(t->shape, d.shape, sizeof d.shape[0] * d.rank);
-    memcpy(t->strides, d.strides, sizeof d.strides[0] * d.rank);
+    memcpy(t->shape, shape, sizeof shape[0] * d.rank);
+    memcpy(t->strides, strides, sizeof strides[0] * d.rank);
     t->capacity = (m->length - d.data_offset) / esize;
+    t->max_rank = d.rank;
     return 0;
 }
