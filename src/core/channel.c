@@ -248,6 +248,8 @@ int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c
     c[0].capacity = (uint32_t)max_len;
     struct claim_batch_try t = {r, need, c, n};
     int rc = claim_batch_once(&t);
+    if (rc == -EBUSY)
+        return psy_fail(rc, "this SP producer already holds an open claim (commit or abort it first)");
     if (rc != -EAGAIN)
         return rc;
     psy_ring_count_full(r);
