@@ -49,54 +49,38 @@ static uint64_t default_count(size_t size)
     return 4000;
 }
 
-/* ipc runs alternate with inproc runs of the same workload (A B A B ...) and
- * report the median of the pairwise ratios: the reference is measured in
- * the same minute on this noisy machine. */
-static void run_spsc(const struct config *c, enum bench_transport t, size_t size, int batch)
+/* Runs with a reference alternate (A B A B ...) and report the median of the
+ * pairwise ratios, measured in the same minute on this noisy machine: ipc
+ * runs against the same API in process (vs_inproc), typed float vectors
+ * against raw records of the same bytes (vs_raw). */
+static void run_spsc(const struct config *c, enum bench_transport t, size_t size, enum bench_api api)
 {
+    static const char *api_names[] = {"single", "batch", "typed-f32-vector"};
     uint64_t count = c->iterations ? c->iterations : default_count(size);
     double mps[MAX_RUNS], gbps[MAX_RUNS], ratio[MAX_RUNS];
+    int vs_inproc = t == BENCH_IPC, vs_raw = api == BENCH_TYPED;
+    enum bench_transport ref_t = vs_inproc ? BENCH_MEMORY : t;
+    enum bench_api ref_api = vs_raw ? BENCH_SINGLE : api;
     struct tput_result r, ref;
-    psyne_spsc_tput(t, size, count / 10 + 1, batch, c->pin, &r); /* warm-up */
+    psyne_spsc_tput_as(t, size, count / 10 + 1, api, c->pin, &r); /* warm-up */
     for (int i = 0; i < c->runs; i++) {
-        psyne_spsc_tput(t, size, count, batch, c->pin, &r);
+        psyne_spsc_tput_as(t, size, count, api, c->pin, &r);
         mps[i] = r.mps;
         gbps[i] = r.gbps;
-        if (t == BENCH_IPC) {
-            psyne_spsc_tput(BENCH_MEMORY, size, count, batch, c->pin, &ref);
+        if (vs_inproc || vs_raw) {
+            psyne_spsc_tput_as(ref_t, size, count, ref_api, c->pin, &ref);
             ratio[i] = r.mps / ref.mps;
         }
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
-    printf("RESULT system=psyne workload=%s size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f "
+    printf("RESULT system=%s workload=%s size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f "
            "api=%s runs=%d count=%llu",
-           t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size, bench_median(mps, c->runs),
-           bench_median(gbps, c->runs), lo, hi, batch ? "batch" : "single", c->runs, (unsigned long long)count);
-    if (t == BENCH_IPC)
-        printf(" vs_inproc=%.3f", bench_median(ratio, c->runs));
+           vs_raw ? "psyne-typed" : "psyne", t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size,
+           bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, api_names[api], c->runs,
+           (unsigned long long)count);
+    if (vs_inproc || vs_raw)
+        printf(" %s=%.3f", vs_inproc ? "vs_inproc" : "vs_raw", bench_median(ratio, c->runs));
     printf("\n");
-    fflush(stdout);
-}
-
-/* Typed float vectors against raw records of the same bytes, alternating
- * (typed, raw, typed, raw ...); vs_raw is the median of the pairwise ratios. */
-static void run_typed(const struct config *c, size_t size)
-{
-    uint64_t count = c->iterations ? c->iterations : default_count(size);
-    double mps[MAX_RUNS], gbps[MAX_RUNS], ratio[MAX_RUNS];
-    struct tput_result r, raw;
-    psyne_spsc_tput_as(BENCH_MEMORY, size, count / 10 + 1, BENCH_TYPED, c->pin, &r); /* warm-up */
-    for (int i = 0; i < c->runs; i++) {
-        psyne_spsc_tput_as(BENCH_MEMORY, size, count, BENCH_TYPED, c->pin, &r);
-        psyne_spsc_tput_as(BENCH_MEMORY, size, count, BENCH_SINGLE, c->pin, &raw);
-        mps[i] = r.mps;
-        gbps[i] = r.gbps;
-        ratio[i] = r.mps / raw.mps;
-    }
-    printf("RESULT system=psyne-typed workload=inproc-spsc-tput size=%zu mps=%.0f gbps=%.3f mps_min=%.0f "
-           "mps_max=%.0f api=typed-f32-vector runs=%d count=%llu vs_raw=%.3f\n",
-           size, bench_median(mps, c->runs), bench_median(gbps, c->runs), bench_min(mps, c->runs),
-           bench_max(mps, c->runs), c->runs, (unsigned long long)count, bench_median(ratio, c->runs));
     fflush(stdout);
 }
 
@@ -218,11 +202,11 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) {
             size_t size = c.n_sizes ? c.sizes[i] : k ? ipc_sizes[i] : spsc_sizes[i];
             if (c.api == 0 || c.api == 1)
-                run_spsc(&c, t, size, 0);
+                run_spsc(&c, t, size, BENCH_SINGLE);
             if (c.api == 2 || (c.api == 0 && size <= 256))
-                run_spsc(&c, t, size, 1);
+                run_spsc(&c, t, size, BENCH_BATCH);
             if (t == BENCH_MEMORY && size % sizeof(float) == 0 && (c.api == 3 || (c.api == 0 && size >= 4096)))
-                run_typed(&c, size);
+                run_spsc(&c, t, size, BENCH_TYPED);
         }
     }
     if (wants(&c, "inproc-pingpong"))

@@ -7,39 +7,32 @@
 
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 
-#define EXPECT(cond)                                                          \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond); \
-            std::abort();                                                     \
-        }                                                                     \
-    } while (0)
+#include "check.h"
 
 static void vectors(psyne::channel &tx, psyne::channel &rx)
 {
     for (int rep = 0; rep < 100; rep++) {
         auto v = tx.claim_vector<float>(1000);
         v.resize(257 + rep);
-        EXPECT(reinterpret_cast<std::uintptr_t>(v.data()) % 64 == 0);
+        CHECK(reinterpret_cast<std::uintptr_t>(v.data()) % 64 == 0);
         v.as_eigen().setLinSpaced(0.0f, 256.0f + rep); // written in place
         v.send();
         auto m = rx.receive();
-        EXPECT(m);
+        CHECK(m);
         auto w = m.as_vector<float>();
-        EXPECT(w.size() == 257u + rep);
+        CHECK(w.size() == 257u + rep);
         auto e = w.as_eigen();
         e = e.array() * 2.0f; // in place, in the ring
         for (std::uint64_t i = 0; i < w.size(); i++)
-            EXPECT(w[i] == 2.0f * static_cast<float>(i)); // linspaced 0..n-1 step 1, doubled
+            CHECK(w[i] == 2.0f * static_cast<float>(i)); // linspaced 0..n-1 step 1, doubled
         bool threw = false;
         try {
             m.as_matrix<float>();
         } catch (const psyne::error &err) {
             threw = err.code() == -ENOMSG;
         }
-        EXPECT(threw);
+        CHECK(threw);
     }
 }
 
@@ -57,7 +50,7 @@ static void matrices(psyne::channel &tx, psyne::channel &rx)
     b.send();
     auto ma = rx.receive(), mb = rx.receive();
     auto va = ma.as_matrix<double>(), vb = mb.as_matrix<double>();
-    EXPECT(va.ld() == 8 && va.rows() == M && va.cols() == K);
+    CHECK(va.ld() == 8 && va.rows() == M && va.cols() == K);
     auto c = tx.claim_matrix<double>(M, N);
     c.as_eigen().noalias() = va.as_eigen() * vb.as_eigen(); // the product lands in the claimed message
     c.send();
@@ -68,7 +61,7 @@ static void matrices(psyne::channel &tx, psyne::channel &rx)
             double ref = 0;
             for (int p = 0; p < K; p++)
                 ref += (i - 2.0 * p) * (p == 0 && j == 0 ? 3.0 : 0.5);
-            EXPECT(std::fabs(vc(i, j) - ref) < 1e-12);
+            CHECK(std::fabs(vc(i, j) - ref) < 1e-12);
         }
 }
 
@@ -86,10 +79,10 @@ int main()
     v[0] = 7;
     v.send();
     auto m = rx.receive();
-    EXPECT(m && m.as_vector<std::int32_t>()[0] == 7);
+    CHECK(m && m.as_vector<std::int32_t>()[0] == 7);
     m.release();
-    EXPECT(!rx.receive(PSYNE_NONBLOCK)); // nothing else: the dropped claim sent nothing
-    EXPECT(tx.stats().msgs_out == 100 + 3 + 1);
+    CHECK(!rx.receive(PSYNE_NONBLOCK)); // nothing else: the dropped claim sent nothing
+    CHECK(tx.stats().msgs_out == 100 + 3 + 1);
     std::puts("cxx_eigen: ok");
     return 0;
 }

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../ring/fastpath.h"
 #include "../transport/transport.h"
@@ -203,9 +202,7 @@ static void poll_peers(struct psy_ring *r)
 {
     if (!r->check_peers || atomic_fetch_add_explicit(&r->polls, 1, memory_order_relaxed) % 1024 != 1023)
         return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    int64_t now = psy_now_ns();
     int64_t next = atomic_load_explicit(&r->next_peer_check, memory_order_relaxed);
     if (now >= next && atomic_compare_exchange_strong(&r->next_peer_check, &next, now + r->peer_timeout_ns))
         r->check_peers(r);

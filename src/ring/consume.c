@@ -179,7 +179,7 @@ void psy_mc_sweep(struct psy_ring *r)
             uint64_t w = atomic_load_explicit(psy_hdr_at(r, head), memory_order_acquire); /* A4 */
             uint64_t span = psy_hdr_length(w);
             /* a span that cannot be (a corrupted shared ring) stops the sweep */
-            if (!(w & PSY_MARKER_BIT) || span < PSYNE_RECORD_HEADER || span > read - head || (span & 7))
+            if (!(w & PSY_MARKER_BIT) || !psy_span_valid(span, read - head))
                 break;
             head += span;
         }
@@ -207,14 +207,19 @@ void psy_mc_sweep(struct psy_ring *r)
         psy_wake_if_waiting(r, PSY_WAIT_SPACE);
 }
 
+void psy_mc_mark_released(struct psy_ring *r, uint64_t begin, uint64_t span)
+{
+    if (r->mp) /* free space stays zero */
+        memset(r->data + (begin & r->mask) + PSYNE_RECORD_HEADER, 0, span - PSYNE_RECORD_HEADER);
+    atomic_store_explicit(psy_hdr_at(r, begin), PSY_MARKER_BIT | span, memory_order_release); /* R4 */
+}
+
 int psy_mc_release(struct psy_ring *r, uint64_t begin, uint64_t end)
 {
     uint64_t span = end - begin;
     if (span < PSYNE_RECORD_HEADER || span > r->cap)
         return -EINVAL;
-    if (r->mp)
-        memset(r->data + (begin & r->mask) + PSYNE_RECORD_HEADER, 0, span - PSYNE_RECORD_HEADER);
-    atomic_store_explicit(psy_hdr_at(r, begin), PSY_MARKER_BIT | span, memory_order_release); /* R4 */
+    psy_mc_mark_released(r, begin, span);
     psy_mc_sweep(r);
     return 0;
 }

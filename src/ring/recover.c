@@ -62,20 +62,12 @@ static bool take_sweep_lock(struct psy_ring *r, uint64_t *head)
     return false;
 }
 
-/* Marks the record at pos released (R4) on its taker's behalf. */
-static void release_for(struct psy_ring *r, uint64_t pos, uint64_t span)
-{
-    if (r->mp) /* as psy_mc_release: free space stays zero */
-        memset(r->data + (pos & r->mask) + PSYNE_RECORD_HEADER, 0, span - PSYNE_RECORD_HEADER);
-    atomic_store_explicit(psy_hdr_at(r, pos), PSY_MARKER_BIT | span, memory_order_release); /* R4 */
-}
-
 /* The span of a header tagged `tag` at pos, or 0 if it is not one. */
 static uint64_t tagged_span(struct psy_ring *r, uint64_t pos, uint64_t room, uint32_t tag)
 {
     uint64_t w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_acquire);
     uint64_t span = psy_hdr_length(w);
-    if ((w & PSY_MARKER_BIT) || psy_hdr_type(w) != tag || span < PSYNE_RECORD_HEADER || span > room || (span & 7))
+    if ((w & PSY_MARKER_BIT) || psy_hdr_type(w) != tag || !psy_span_valid(span, room))
         return 0;
     return span;
 }
@@ -107,7 +99,7 @@ static unsigned finish_read(struct psy_ring *r, uint32_t tag)
     uint64_t pos = v & ~PSY_POS_FLAGS, head = atomic_load(&sh->rel.head) & ~PSY_POS_FLAGS;
     unsigned released = 0;
     for (uint64_t span; (span = tagged_span(r, pos, head + r->cap - pos, tag)) != 0; pos += span) {
-        release_for(r, pos, span);
+        psy_mc_mark_released(r, pos, span); /* on its taker's behalf */
         released++;
     }
     atomic_store_explicit(&sh->cons.read_pos, pos, memory_order_release); /* unlock */
@@ -147,10 +139,10 @@ unsigned psy_ring_recover_consumer(struct psy_ring *r, uint32_t taken_tag)
     for (uint64_t pos = head; pos != read && read - pos <= r->cap;) {
         uint64_t w = atomic_load_explicit(psy_hdr_at(r, pos), memory_order_acquire);
         uint64_t span = psy_hdr_length(w);
-        if (span < PSYNE_RECORD_HEADER || span > read - pos || (span & 7))
+        if (!psy_span_valid(span, read - pos))
             break; /* not a span (a corrupted ring): stop */
         if (!(w & PSY_MARKER_BIT) && psy_hdr_type(w) == taken_tag) {
-            release_for(r, pos, span);
+            psy_mc_mark_released(r, pos, span); /* on its taker's behalf */
             released++;
         }
         pos += span;

@@ -275,6 +275,8 @@ int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, uint64_t b
 int psy_ring_subscribe(struct psy_ring *r);
 /* MC internals shared with recover.c: release a span, sweep released spans. */
 int psy_mc_release(struct psy_ring *r, uint64_t begin, uint64_t end);
+/* Marks the span at begin released (R4), zeroing its payload in MP rings; no sweep. */
+void psy_mc_mark_released(struct psy_ring *r, uint64_t begin, uint64_t span);
 void psy_mc_sweep(struct psy_ring *r);
 /* Crash recovery (recover.c): turns what is left of a dead producer's
  * reservation [pos, end) into a pad so consumers step over it. The caller
@@ -312,6 +314,16 @@ static inline void psy_wake_if_waiting(struct psy_ring *r, enum psy_wait_side si
     if (atomic_load_explicit(waiters, memory_order_relaxed) != 0)
         psy_wake_slow(r, side);
 }
+
+/* Whether span (read from a header) can be a span of records within room
+ * bytes: a corrupted shared ring may say anything. */
+static inline bool psy_span_valid(uint64_t span, uint64_t room)
+{
+    return span >= PSYNE_RECORD_HEADER && span <= room && !(span & 7);
+}
+
+/* CLOCK_MONOTONIC in ns (wait.c): one clock for every process of a channel. */
+int64_t psy_now_ns(void);
 
 /* One polite spin-wait step. */
 static inline void psy_cpu_relax(void)

@@ -58,7 +58,7 @@ static void heavy_barrier(const struct psy_ring *r)
         atomic_thread_fence(memory_order_seq_cst); /* the publisher fences too in this case */
 }
 
-static int64_t now_ns(void)
+int64_t psy_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -92,7 +92,7 @@ static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn tr
     if (rc == -EAGAIN && !psy_ring_closed(r)) {
         struct timespec ts, *tsp = NULL;
         if (deadline) {
-            int64_t left = deadline - now_ns();
+            int64_t left = deadline - psy_now_ns();
             if (left <= 0)
                 left = 1;
             ts.tv_sec = left / 1000000000;
@@ -120,7 +120,7 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
         psy_cpu_relax();
         if (iter % poll_batch && rc != -EBUSY)
             continue;
-        int64_t now = now_ns();
+        int64_t now = psy_now_ns();
         if (!start) {
             start = now;
             deadline = timeout_ns > 0 ? now + timeout_ns : 0;

@@ -51,13 +51,6 @@ static struct ipc_attachment *attachment_of(struct psy_ring *r)
     return (struct ipc_attachment *)r;
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void pause_briefly(void)
 {
     struct timespec ts = {0, RETRY_PAUSE_NS};
@@ -156,6 +149,13 @@ static bool someone_else_claims(struct ipc_attachment *a, int dead, uint64_t pos
     return false;
 }
 
+/* A handle's MP counts stay in the ring's totals when its slot goes. */
+static void fold_counters(struct psy_ring *r, struct psy_ipc_slot *s)
+{
+    atomic_fetch_add_explicit(&r->sh->prod.msgs, atomic_load(&s->msgs), memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->sh->prod.bytes, atomic_load(&s->bytes), memory_order_relaxed);
+}
+
 /* Cleans up after the dead owner of slot i (we hold it in REAPING). */
 static void reap(struct ipc_attachment *a, int i)
 {
@@ -181,8 +181,7 @@ static void reap(struct ipc_attachment *a, int i)
     uint32_t sub = atomic_load(&s->sub);
     if (sub && sub <= PSYNE_MAX_SUBSCRIBERS)
         psy_ring_unsubscribe(r, (int)sub - 1);
-    atomic_fetch_add_explicit(&sh->prod.msgs, atomic_load(&s->msgs), memory_order_relaxed);
-    atomic_fetch_add_explicit(&sh->prod.bytes, atomic_load(&s->bytes), memory_order_relaxed);
+    fold_counters(r, s);
     uint32_t roles = atomic_exchange(&s->roles, 0);
     bool last = false;
     if (roles & PSY_SLOT_PRODUCER)
@@ -430,7 +429,7 @@ int psy_ipc_attach(const char *name, const struct psyne_options *opt, bool join_
     snprintf(a->shm_name, sizeof a->shm_name, "/psyne.%s", name);
 
     int64_t timeout = opt->open_timeout_ns ? opt->open_timeout_ns : DEFAULT_OPEN_TIMEOUT_NS;
-    int64_t deadline = timeout > 0 ? now_ns() + timeout : 0;
+    int64_t deadline = timeout > 0 ? psy_now_ns() + timeout : 0;
     const char *waiting_for = "the segment";
     int rc;
     for (;;) {
@@ -440,7 +439,7 @@ int psy_ipc_attach(const char *name, const struct psyne_options *opt, bool join_
             rc = create_segment(a, opt, uri);
         if (rc != -EAGAIN)
             break;
-        if (deadline && now_ns() >= deadline) {
+        if (deadline && psy_now_ns() >= deadline) {
             rc = psy_fail(-ETIMEDOUT, "%s: gave up waiting for %s", uri, waiting_for);
             break;
         }
@@ -455,23 +454,30 @@ int psy_ipc_attach(const char *name, const struct psyne_options *opt, bool join_
     return 0;
 }
 
+/* This handle's slot. */
+static struct psy_ipc_slot *own_slot(struct psy_ring *r)
+{
+    struct ipc_attachment *a = attachment_of(r);
+    return &a->hdr->slots[a->slot];
+}
+
 void psy_ipc_set_roles(struct psy_ring *r, unsigned roles, int sub)
 {
-    struct psy_ipc_slot *s = &attachment_of(r)->hdr->slots[attachment_of(r)->slot];
+    struct psy_ipc_slot *s = own_slot(r);
     atomic_store(&s->sub, sub >= 0 ? (uint32_t)sub + 1 : 0);
     atomic_store(&s->roles, roles);
 }
 
 void psy_ipc_clear_roles(struct psy_ring *r)
 {
-    struct psy_ipc_slot *s = &attachment_of(r)->hdr->slots[attachment_of(r)->slot];
+    struct psy_ipc_slot *s = own_slot(r);
     atomic_store(&s->roles, 0);
     atomic_store(&s->sub, 0);
 }
 
 psy_atomic64 *psy_ipc_counters(struct psy_ring *r)
 {
-    return &attachment_of(r)->hdr->slots[attachment_of(r)->slot].msgs;
+    return &own_slot(r)->msgs;
 }
 
 void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t *peers_lost,
@@ -493,9 +499,7 @@ void psy_ipc_detach(struct psy_ring *r)
 {
     struct ipc_attachment *a = attachment_of(r);
     struct psy_ipc_slot *s = &a->hdr->slots[a->slot];
-    /* Closed handles' counts stay in the ring's totals. */
-    atomic_fetch_add_explicit(&r->sh->prod.msgs, atomic_load(&s->msgs), memory_order_relaxed);
-    atomic_fetch_add_explicit(&r->sh->prod.bytes, atomic_load(&s->bytes), memory_order_relaxed);
+    fold_counters(r, s);
     psy_ring_recover_consumer(r, r->taken_tag); /* MC views still held: given back, not kept forever */
     release_slot(a);
     psy_ring_destroy(r);
