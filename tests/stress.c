@@ -52,6 +52,7 @@ static uint64_t capacity;
  * that forked and exec'd children map too). */
 struct book {
     _Atomic uint64_t total_received;
+    _Atomic uint32_t producers_open; /* the start gate: see producer() */
     _Atomic uint64_t seen[]; /* MC modes: one bit per message, per producer */
 };
 static struct book *book;
@@ -102,6 +103,12 @@ static void *producer(void *arg)
     struct psyne_options o = options(PSYNE_ROLE_PRODUCER);
     psyne_channel *ch;
     CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+    /* The last producer to close ends the stream, so none may finish before
+     * every one has opened (a slow start on a loaded machine would otherwise
+     * shut the channel down under a producer that has yet to open it). */
+    atomic_fetch_add(&book->producers_open, 1);
+    while (atomic_load(&book->producers_open) < n_prod)
+        usleep(100);
     uint64_t rnd = 0x1234567ull + id * 7919;
     uint32_t max_extra = (uint32_t)(capacity / 4 < MAX_EXTRA ? capacity / 4 : MAX_EXTRA);
     for (uint64_t seq = 0; seq < per_producer;) {

@@ -159,8 +159,10 @@ void psy_mc_sweep(struct psy_ring *r)
     uint64_t v = atomic_load_explicit(&sh->rel.head, memory_order_relaxed);
     for (;;) {
         if (v & PSY_LOCK_BIT) {
-            if (v & PSY_PENDING_BIT)
-                return; /* the holder already has to look again */
+            /* An RMW even when PENDING is already set: a plain load that saw
+             * it could run before our marker (R4) is visible (store-load
+             * reordering), the holder could clear PENDING, miss the marker
+             * and unlock, and the span would never be swept. */
             if (atomic_compare_exchange_weak_explicit(&sh->rel.head, &v, v | PSY_PENDING_BIT, memory_order_release,
                                                       memory_order_relaxed)) /* R6 */
                 return;
@@ -199,8 +201,11 @@ void psy_mc_sweep(struct psy_ring *r)
         if (atomic_compare_exchange_strong_explicit(&sh->rel.head, &expected, head, memory_order_release,
                                                     memory_order_acquire)) /* R3, and unlock */
             break;
-        /* A6: PENDING was set; publish progress, keep the lock, look again */
-        atomic_store_explicit(&sh->rel.head, head | PSY_LOCK_BIT, memory_order_release);
+        /* A6: PENDING was set; publish progress, keep the lock, look again.
+         * An exchange, not a store: it reads the last R6 before it, so the
+         * walk sees every marker whose PENDING it clears; R6s after it see
+         * PENDING clear and set it again, and the unlock CAS fails on them. */
+        atomic_exchange_explicit(&sh->rel.head, head | PSY_LOCK_BIT, memory_order_acq_rel);
         start = head;
     }
     if (head != v)

@@ -121,7 +121,9 @@ static void finish_sweep(struct psy_ring *r, uint32_t tag)
         memset(r->data + (head & r->mask), 0, to - head);
         head = to;
     }
-    atomic_store_explicit(&sh->rel.head, head, memory_order_release); /* R3, unlock */
+    /* R3, unlock; an exchange so that what R6 releasers marked is seen by
+     * whoever takes the lock next (the caller sweeps) */
+    atomic_exchange_explicit(&sh->rel.head, head, memory_order_acq_rel);
 }
 
 unsigned psy_ring_recover_consumer(struct psy_ring *r, uint32_t taken_tag)
@@ -148,7 +150,7 @@ unsigned psy_ring_recover_consumer(struct psy_ring *r, uint32_t taken_tag)
         pos += span;
     }
     /* Unlock (dropping any PENDING: the sweep below looks at everything). */
-    atomic_store_explicit(&r->sh->rel.head, head, memory_order_release);
+    atomic_exchange_explicit(&r->sh->rel.head, head, memory_order_acq_rel); /* see finish_sweep */
     psy_mc_sweep(r);
     return released;
 }

@@ -40,8 +40,12 @@
  *     zeroes anything, so a holder's death can be finished for it.
  *     A released record's header becomes a marker (R4, release); the sweeper
  *     A4 loads it. A release that finds the sweep lock taken sets the
- *     PENDING bit with a CAS (R6, release) instead; the holder's unlock CAS
- *     fails on it (A6, acquire), so it sees the marker and sweeps again.
+ *     PENDING bit with a CAS (R6, release) instead, an RMW even when the bit
+ *     is already set; the holder's unlock CAS fails on it (A6, acquire) and
+ *     the holder clears it with an exchange (acq_rel, which reads the last
+ *     R6), so it sees every such marker and sweeps again. A plain load or
+ *     store on either side loses a marker (store-load reordering): the ring
+ *     then stalls with producers waiting for space and consumers for data.
  *   Waiting: see wait.c (waiter counts, asymmetric barrier, futex).
  */
 #ifndef PSY_RING_H
