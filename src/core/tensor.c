@@ -57,6 +57,19 @@ static bool row_major(int rank, const uint64_t *shape, uint64_t *strides)
     return true;
 }
 
+/* Sets rank, shape and strides (entries past the rank are zero). Loops of
+ * a fixed count with a test inside, not memcpy: rank is small, and a copy
+ * loop of variable count becomes a library call or `rep movsq` (tens of
+ * cycles to start), which was most of a typed message's extra cost. */
+static inline void set_dims(struct psyne_tensor *t, int rank, const uint64_t *shape, const uint64_t *strides)
+{
+    t->rank = rank;
+    for (int i = 0; i < PSYNE_TENSOR_MAX_RANK; i++) {
+        t->shape[i] = i < rank ? shape[i] : 0;
+        t->strides[i] = i < rank ? strides[i] : 0;
+    }
+}
+
 int psyne_claim_tensor(psyne_channel *ch, int dtype, int max_rank, uint64_t capacity, struct psyne_tensor *t,
                        int64_t timeout_ns)
 {
@@ -72,21 +85,20 @@ int psyne_claim_tensor(psyne_channel *ch, int dtype, int max_rank, uint64_t capa
                         (unsigned long long)capacity, esize);
     size_t head = PSYNE_TENSOR_DESC_SIZE(max_rank);
     size_t room = head + PSYNE_TENSOR_ALIGN - PSYNE_RECORD_HEADER + bytes;
-    struct psyne_claimed c;
-    int rc = psyne_claim(ch, room, &c, timeout_ns);
+    /* straight into t: a copy of the claim just written by psyne_claim
+     * stalls on store forwarding */
+    int rc = psyne_claim(ch, room, &t->claim, timeout_ns);
     if (rc)
         return rc;
-    uintptr_t first = (uintptr_t)c.data + head;
+    uintptr_t first = (uintptr_t)t->claim.data + head;
     first = (first + PSYNE_TENSOR_ALIGN - 1) & ~(uintptr_t)(PSYNE_TENSOR_ALIGN - 1);
-    memset(t, 0, sizeof *t);
-    t->claim = c;
+    /* Field by field: this runs once per message, and a memset of the
+     * whole struct was a measurable share of a typed send. */
     t->data = (void *)first;
     t->dtype = dtype;
-    t->rank = max_rank ? 1 : 0;
-    t->shape[0] = max_rank ? capacity : 0;
-    t->strides[0] = max_rank ? 1 : 0;
     t->capacity = capacity;
     t->max_rank = max_rank;
+    set_dims(t, max_rank ? 1 : 0, &capacity, &(const uint64_t){1});
     return 0;
 }
 
@@ -101,11 +113,7 @@ int psyne_tensor_reshape(struct psyne_tensor *t, int rank, const uint64_t *shape
         return psy_fail(-EINVAL, "the shape's element count overflows");
     if (!extent(rank, shape, st, &n) || n > t->capacity)
         return psy_fail(-EINVAL, "the shape reaches beyond the %llu elements claimed", (unsigned long long)t->capacity);
-    t->rank = rank;
-    memset(t->shape, 0, sizeof t->shape);
-    memset(t->strides, 0, sizeof t->strides);
-    memcpy(t->shape, shape, sizeof st[0] * (size_t)rank);
-    memcpy(t->strides, st, sizeof st[0] * (size_t)rank);
+    set_dims(t, rank, shape, st);
     return 0;
 }
 
@@ -122,8 +130,12 @@ int psyne_commit_tensor(psyne_channel *ch, struct psyne_tensor *t)
     d->data_offset = (uint32_t)((uintptr_t)t->data - (uintptr_t)d);
     d->reserved32 = 0;
     uint64_t *dims = (uint64_t *)(d + 1); /* shape, then strides */
-    memcpy(dims, t->shape, sizeof dims[0] * (size_t)t->rank);
-    memcpy(dims + t->rank, t->strides, sizeof dims[0] * (size_t)t->rank);
+    for (int i = 0; i < PSYNE_TENSOR_MAX_RANK; i++) { /* a fixed count: see set_dims */
+        if (i < t->rank) {
+            dims[i] = t->shape[i];
+            dims[t->rank + i] = t->strides[i];
+        }
+    }
     size_t length = d->data_offset + n * psyne_dtype_size(t->dtype);
     return psy_channel_commit(ch, &t->claim, length, PSYNE_TYPE_TENSOR); /* psyne's own type id */
 }
@@ -143,8 +155,13 @@ int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, struct psy
     if (m->length < head)
         return psy_fail(-EPROTO, "a typed record of %u bytes is shorter than its rank-%u header", m->length, d.rank);
     uint64_t shape[PSYNE_TENSOR_MAX_RANK], strides[PSYNE_TENSOR_MAX_RANK];
-    memcpy(shape, (const uint8_t *)m->data + sizeof d, sizeof shape[0] * d.rank);
-    memcpy(strides, (const uint8_t *)m->data + sizeof d + sizeof shape[0] * d.rank, sizeof strides[0] * d.rank);
+    const uint8_t *dims = (const uint8_t *)m->data + sizeof d;
+    for (int i = 0; i < PSYNE_TENSOR_MAX_RANK; i++) { /* copies, as above; see set_dims */
+        if (i < d.rank) {
+            memcpy(&shape[i], dims + 8 * i, 8);
+            memcpy(&strides[i], dims + 8 * (d.rank + i), 8);
+        }
+    }
     if (d.data_offset < head || d.data_offset > m->length ||
         ((uintptr_t)m->data + d.data_offset) % PSYNE_TENSOR_ALIGN)
         return psy_fail(-EPROTO, "the typed record's data offset %u is outside it or misaligned", d.data_offset);
@@ -155,13 +172,11 @@ int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, struct psy
     if ((dtype && d.dtype != dtype) || (rank >= 0 && d.rank != rank))
         return psy_fail(-ENOMSG, "a tensor of dtype %d and rank %d, not dtype %d and rank %d", d.dtype, d.rank,
                         dtype, rank);
-    memset(t, 0, sizeof *t);
     t->data = (uint8_t *)m->data + d.data_offset;
     t->dtype = d.dtype;
-    t->rank = d.rank;
-    memcpy(t->shape, shape, sizeof shape[0] * d.rank);
-    memcpy(t->strides, strides, sizeof strides[0] * d.rank);
+    set_dims(t, d.rank, shape, strides);
     t->capacity = (m->length - d.data_offset) / esize;
     t->max_rank = d.rank;
+    memset(&t->claim, 0, sizeof t->claim); /* a view is not a claim */
     return 0;
 }
