@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int64_t bench_now_ns(void)
@@ -31,8 +33,12 @@ void bench_pin(int cpu)
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
+uint64_t bench_inject_loss_at = UINT64_MAX;
+
 void bench_write_payload(void *p, size_t size, uint64_t seq)
 {
+    if (__builtin_expect(seq >= bench_inject_loss_at, 0))
+        seq++; /* the self-test's lost message: the reader must abort */
     if (size >= 8) {
         memcpy(p, &seq, 8);
         memset((char *)p + 8, (int)(seq & 0xff), size - 8);
@@ -153,5 +159,50 @@ void bench_gate_arrive(struct bench_gate *g, int parties)
 #if defined(__x86_64__)
         __builtin_ia32_pause();
 #endif
+    }
+}
+
+/* ---- the other side of a two-sided run: a thread or a process ---- */
+
+void *bench_shared_alloc(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("bench: mmap");
+        abort();
+    }
+    memset(p, 0, len);
+    return p;
+}
+
+void bench_peer_start(struct bench_peer *p, int as_process, void *(*fn)(void *), void *arg)
+{
+    p->as_process = as_process;
+    if (!as_process) {
+        pthread_create(&p->thread, NULL, fn, arg);
+        return;
+    }
+    fflush(NULL);
+    p->pid = fork();
+    if (p->pid < 0) {
+        perror("bench: fork");
+        abort();
+    }
+    if (p->pid == 0) {
+        fn(arg);
+        _exit(0);
+    }
+}
+
+void bench_peer_join(struct bench_peer *p)
+{
+    if (!p->as_process) {
+        pthread_join(p->thread, NULL);
+        return;
+    }
+    int status;
+    if (waitpid(p->pid, &status, 0) != p->pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "bench: the peer process failed (status 0x%x)\n", status);
+        abort();
     }
 }

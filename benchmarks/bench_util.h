@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <sys/types.h>
 
 int64_t bench_now_ns(void);
 /* Pins the calling thread to cpu (modulo the CPUs present); no-op if cpu < 0. */
@@ -17,6 +19,10 @@ void bench_pin(int cpu);
  * the rest filled. The receiver checks the sequence (abort on mismatch) and
  * reads every byte; the returned sum keeps the compiler from skipping it. */
 void bench_write_payload(void *p, size_t size, uint64_t seq);
+/* Self-test of the checking (psyne_bench --inject-loss N): from sequence N
+ * on, writers stamp every message one number ahead, as if message N had
+ * been lost. UINT64_MAX (the default): off. */
+extern uint64_t bench_inject_loss_at;
 uint64_t bench_read_payload(const void *p, size_t size, uint64_t expect_seq, const char *who);
 
 double bench_median(double *v, int n); /* sorts v */
@@ -47,5 +53,18 @@ struct bench_gate {
     _Atomic int go;
 };
 void bench_gate_arrive(struct bench_gate *g, int parties);
+
+/* The other side of a two-sided run: a thread, or a forked child process
+ * (ipc workloads). A run's shared state (gate, timestamps, checksums) goes
+ * in bench_shared_alloc memory, which a forked child shares; zeroed. */
+struct bench_peer {
+    pthread_t thread;
+    pid_t pid;
+    int as_process;
+};
+void *bench_shared_alloc(size_t len);
+void bench_peer_start(struct bench_peer *p, int as_process, void *(*fn)(void *), void *arg);
+/* Joins the thread or waits for the child; aborts if the child failed. */
+void bench_peer_join(struct bench_peer *p);
 
 #endif

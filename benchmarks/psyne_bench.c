@@ -7,7 +7,9 @@
  *   psyne_bench --iterations 1000000     every workload with 1e6 messages a run
  *   psyne_bench --workload inproc-spsc-tput --size 64,4096 --runs 9
  */
+#define _GNU_SOURCE /* strtok_r */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,50 @@ static int wants(const struct config *c, const char *workload)
     const char *p = strstr(c->workloads, workload);
     size_t n = strlen(workload);
     return p && (p == c->workloads || p[-1] == ',') && (p[n] == 0 || p[n] == ',');
+}
+
+/* ---- output: RESULT lines (WORKLOADS.md), or with --json one JSON object
+ * per line with the same keys (numbers as numbers) ---- */
+
+static int json_out;
+static char line[1024];
+static size_t line_len;
+
+static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void out(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line + line_len, sizeof line - line_len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        line_len = line_len + (size_t)n < sizeof line ? line_len + (size_t)n : sizeof line - 1;
+}
+
+/* Prints the result collected by out() ("key=value key=value ..."). */
+static void out_end(void)
+{
+    if (!json_out) {
+        printf("RESULT %s\n", line);
+    } else {
+        printf("{");
+        int first = 1;
+        for (char *save, *kv = strtok_r(line, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
+            char *eq = strchr(kv, '=');
+            if (!eq)
+                continue;
+            *eq = 0;
+            char *end;
+            strtod(eq + 1, &end);
+            int number = *end == 0 && end != eq + 1;
+            printf("%s\"%s\": %s%s%s", first ? "" : ", ", kv, number ? "" : "\"", eq + 1, number ? "" : "\"");
+            first = 0;
+        }
+        printf("}\n");
+    }
+    line_len = 0;
+    line[0] = 0;
+    fflush(stdout);
 }
 
 /* Messages per run when --iterations is not given: about 0.1-0.3 s a run. */
@@ -73,15 +119,14 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
         }
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
-    printf("RESULT system=%s workload=%s size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f "
+    out("system=%s workload=%s size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f "
            "api=%s runs=%d count=%llu",
            vs_raw ? "psyne-typed" : "psyne", t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size,
            bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, api_names[api], c->runs,
            (unsigned long long)count);
     if (vs_inproc || vs_raw)
-        printf(" %s=%.3f", vs_inproc ? "vs_inproc" : "vs_raw", bench_median(ratio, c->runs));
-    printf("\n");
-    fflush(stdout);
+        out(" %s=%.3f", vs_inproc ? "vs_inproc" : "vs_raw", bench_median(ratio, c->runs));
+    out_end();
 }
 
 static void run_pingpong(const struct config *c, enum bench_transport t, size_t size)
@@ -103,16 +148,15 @@ static void run_pingpong(const struct config *c, enum bench_transport t, size_t 
         }
     }
     double m50 = bench_median(p50, c->runs);
-    printf("RESULT system=psyne workload=%s size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
+    out("system=psyne workload=%s size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
            "oneway_p50_ns=%.0f rtt_p9999_ns=%.0f rtt_max_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d "
            "round_trips=%llu",
            t == BENCH_IPC ? "ipc-pingpong" : "inproc-pingpong", size, m50, bench_median(p99, c->runs),
            bench_median(p999, c->runs), m50 / 2, bench_median(p9999, c->runs), bench_median(mx, c->runs),
            bench_min(p50, c->runs), bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
     if (t == BENCH_IPC)
-        printf(" p50_vs_inproc=%.3f", bench_median(ratio, c->runs));
-    printf("\n");
-    fflush(stdout);
+        out(" p50_vs_inproc=%.3f", bench_median(ratio, c->runs));
+    out_end();
 }
 
 static void run_mpmc(const struct config *c, size_t size)
@@ -126,10 +170,10 @@ static void run_mpmc(const struct config *c, size_t size)
         mps[i] = r.mps;
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
-    printf("RESULT system=psyne workload=inproc-mpmc-tput size=%zu mps=%.0f mps_min=%.0f mps_max=%.0f producers=%d "
-           "consumers=%d runs=%d count=%llu\n",
+    out("system=psyne workload=inproc-mpmc-tput size=%zu mps=%.0f mps_min=%.0f mps_max=%.0f producers=%d "
+           "consumers=%d runs=%d count=%llu",
            size, bench_median(mps, c->runs), lo, hi, c->producers, c->consumers, c->runs, (unsigned long long)count);
-    fflush(stdout);
+    out_end();
 }
 
 static void usage(FILE *f)
@@ -145,7 +189,9 @@ static void usage(FILE *f)
             "  --api single|batch|typed  API for *-spsc-tput (default: single; also batch at <= 256 B and,\n"
             "                     inproc, typed float vectors against raw records at >= 4 KiB)\n"
             "  --producers N --consumers N   inproc-mpmc-tput threads (default 2 and 2)\n"
-            "  --no-pin           do not pin producer to CPU 0 and consumer to CPU 1\n");
+            "  --no-pin           do not pin producer to CPU 0 and consumer to CPU 1\n"
+            "  --json             one JSON object per result (the RESULT line's keys) instead of RESULT lines\n"
+            "  --inject-loss N    self-test: writers skip sequence N as if it were lost; the run must abort\n");
 }
 
 int main(int argc, char **argv)
@@ -156,6 +202,7 @@ int main(int argc, char **argv)
         {"iterations", required_argument, 0, 'i'}, {"runs", required_argument, 0, 'r'},
         {"api", required_argument, 0, 'a'}, {"producers", required_argument, 0, 'p'},
         {"consumers", required_argument, 0, 'c'}, {"no-pin", no_argument, 0, 'n'},
+        {"json", no_argument, 0, 'j'}, {"inject-loss", required_argument, 0, 'l'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -173,6 +220,8 @@ int main(int argc, char **argv)
         case 'p': c.producers = atoi(optarg); break;
         case 'c': c.consumers = atoi(optarg); break;
         case 'n': c.pin = 0; break;
+        case 'j': json_out = 1; break;
+        case 'l': bench_inject_loss_at = strtoull(optarg, NULL, 10); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -182,7 +231,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (argc == 1)
+    if (argc == 1 && !json_out)
         printf("# psyne_bench: the default set on memory:// channels (threads of this process), then\n"
                "# on ipc:// channels (a producer or ponger process beside this one; vs_inproc = ipc / inproc,\n"
                "# median of alternating pairs).\n"

@@ -55,59 +55,6 @@ static psyne_channel *open_channel(const char *uri, int mode, int role, uint64_t
     return ch;
 }
 
-/* ---- the other side: a thread (memory://) or a process (ipc://) ---- */
-
-/* A run's shared state lives in a shared anonymous mapping so that a forked
- * peer process sees the same gate, timestamps and checksum. */
-static void *shared_alloc(size_t len)
-{
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        perror("psyne_bench: mmap");
-        abort();
-    }
-    memset(p, 0, len);
-    return p;
-}
-
-struct peer {
-    pthread_t thread;
-    pid_t pid;
-};
-
-/* Runs fn(arg) beside the caller: a thread, or for ipc:// a child process
- * (which opens its own handles: they do not cross fork). */
-static void peer_start(struct peer *p, enum bench_transport t, void *(*fn)(void *), void *arg)
-{
-    if (t == BENCH_MEMORY) {
-        pthread_create(&p->thread, NULL, fn, arg);
-        return;
-    }
-    fflush(NULL);
-    p->pid = fork();
-    if (p->pid < 0) {
-        perror("psyne_bench: fork");
-        abort();
-    }
-    if (p->pid == 0) {
-        fn(arg);
-        _exit(0);
-    }
-}
-
-static void peer_join(struct peer *p, enum bench_transport t)
-{
-    if (t == BENCH_MEMORY) {
-        pthread_join(p->thread, NULL);
-        return;
-    }
-    int status;
-    if (waitpid(p->pid, &status, 0) != p->pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "psyne_bench: the peer process failed (status 0x%x)\n", status);
-        abort();
-    }
-}
-
 /* "memory://what" or "ipc://what-<pid>" (ipc names are machine-wide). */
 static void channel_uri(char *buf, size_t len, enum bench_transport t, const char *what)
 {
@@ -215,7 +162,7 @@ void psyne_spsc_tput(enum bench_transport transport, size_t size, uint64_t count
 void psyne_spsc_tput_as(enum bench_transport transport, size_t size, uint64_t count, enum bench_api api, int pin,
                         struct tput_result *out)
 {
-    struct spsc_run *s = shared_alloc(sizeof *s);
+    struct spsc_run *s = bench_shared_alloc(sizeof *s);
     *s = (struct spsc_run){.transport = transport, .size = size, .count = count, .batch = api == BENCH_BATCH,
                            .typed = api == BENCH_TYPED, .pin = pin};
     channel_uri(s->uri, sizeof s->uri, transport, "bench-spsc");
@@ -223,12 +170,12 @@ void psyne_spsc_tput_as(enum bench_transport transport, size_t size, uint64_t co
     psyne_channel *rx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_ADAPTIVE);
     if (transport == BENCH_MEMORY)
         s->tx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_ADAPTIVE);
-    struct peer producer;
-    peer_start(&producer, transport, spsc_producer, s);
+    struct bench_peer producer;
+    bench_peer_start(&producer, transport == BENCH_IPC, spsc_producer, s);
     bench_pin(pin ? 1 : -1);
     bench_gate_arrive(&s->gate, 2);
     spsc_consume(s, rx);
-    peer_join(&producer, transport);
+    bench_peer_join(&producer);
     if (s->tx)
         psyne_channel_close(s->tx);
     psyne_channel_close(rx);
@@ -297,7 +244,7 @@ static void psyne_ping(void *ctx, uint64_t i)
 void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin,
                     struct lat_result *out)
 {
-    struct pingpong_run *p = shared_alloc(sizeof *p);
+    struct pingpong_run *p = bench_shared_alloc(sizeof *p);
     *p = (struct pingpong_run){.size = size, .total = bench_warmup_trips(round_trips) + round_trips, .pin = pin};
     channel_uri(p->ping_uri, sizeof p->ping_uri, transport, "bench-ping");
     channel_uri(p->pong_uri, sizeof p->pong_uri, transport, "bench-pong");
@@ -308,13 +255,13 @@ void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_
         p->ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_SPIN);
         p->pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_SPIN);
     }
-    struct peer ponger_side;
-    peer_start(&ponger_side, transport, ponger, p);
+    struct bench_peer ponger_side;
+    bench_peer_start(&ponger_side, transport == BENCH_IPC, ponger, p);
     bench_pin(pin ? 0 : -1);
     bench_gate_arrive(&p->gate, 2);
     struct pinger g = {ping_tx, pong_rx, size};
     bench_time_round_trips(round_trips, psyne_ping, &g, out);
-    peer_join(&ponger_side, transport);
+    bench_peer_join(&ponger_side);
     psyne_channel_close(ping_tx);
     psyne_channel_close(pong_rx);
     if (p->ping_rx) {
@@ -334,6 +281,7 @@ struct mpmc_run {
     int producers, consumers;
     struct bench_gate gate;
     _Atomic uint64_t received;
+    _Atomic uint64_t seq_sum[MAX_SIDE]; /* per producer: every sequence once adds up to n(n-1)/2 */
     uint64_t total;
     int64_t start;
     _Atomic int64_t end;
@@ -365,7 +313,7 @@ static void *mpmc_consumer(void *arg)
 {
     struct mpmc_thread *t = arg;
     struct mpmc_run *r = t->run;
-    uint64_t next[MAX_SIDE] = {0};
+    uint64_t next[MAX_SIDE] = {0}, sum[MAX_SIDE] = {0};
     bench_pin(t->id + 1);
     bench_gate_arrive(&r->gate, r->producers + r->consumers);
     for (;;) {
@@ -386,12 +334,15 @@ static void *mpmc_consumer(void *arg)
                 abort();
             }
             next[id] = seq + 1;
+            sum[id] += seq;
             bench_read_payload(p, m[k].length, seq, "psyne mpmc");
         }
         must(psyne_release_batch(t->ch, m, (unsigned)n), "release");
         if (atomic_fetch_add(&r->received, (uint64_t)n) + (uint64_t)n == r->total)
             atomic_store(&r->end, bench_now_ns());
     }
+    for (int id = 0; id < r->producers; id++)
+        atomic_fetch_add(&r->seq_sum[id], sum[id]);
     return NULL;
 }
 
@@ -425,6 +376,17 @@ void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, 
     for (int i = 0; i < consumers; i++) {
         pthread_join(cth[i], NULL);
         psyne_channel_close(ct[i].ch);
+    }
+    /* consumers compete, so none sees every sequence: check the whole */
+    uint64_t n = r.per_producer, want = n * (n - 1) / 2;
+    for (int id = 0; id < producers; id++) {
+        if (atomic_load(&r.received) != r.total || atomic_load(&r.seq_sum[id]) != want) {
+            fprintf(stderr, "psyne mpmc: producer %d: %llu of %llu messages, sequence sum %llu, expected %llu: a "
+                    "message was lost, duplicated or reordered\n", id, (unsigned long long)atomic_load(&r.received),
+                    (unsigned long long)r.total, (unsigned long long)atomic_load(&r.seq_sum[id]),
+                    (unsigned long long)want);
+            abort();
+        }
     }
     double secs = (double)(atomic_load(&r.end) - r.start) / 1e9;
     out->mps = (double)r.total / secs;
