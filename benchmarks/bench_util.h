@@ -55,7 +55,8 @@ struct bench_gate {
 void bench_gate_arrive(struct bench_gate *g, int parties);
 
 /* The other side of a two-sided run: a thread, or a forked child process
- * (ipc workloads). A run's shared state (gate, timestamps, checksums) goes
+ * (ipc workloads; the child opens its own channel handles, which do not
+ * cross fork). A run's shared state (gate, timestamps, checksums) goes
  * in bench_shared_alloc memory, which a forked child shares; zeroed. */
 struct bench_peer {
     pthread_t thread;

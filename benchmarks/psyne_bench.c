@@ -120,10 +120,10 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
     out("system=%s workload=%s size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f "
-           "api=%s runs=%d count=%llu",
-           vs_raw ? "psyne-typed" : "psyne", t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size,
-           bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, api_names[api], c->runs,
-           (unsigned long long)count);
+        "api=%s runs=%d count=%llu",
+        vs_raw ? "psyne-typed" : "psyne", t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size,
+        bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, api_names[api], c->runs,
+        (unsigned long long)count);
     if (vs_inproc || vs_raw)
         out(" %s=%.3f", vs_inproc ? "vs_inproc" : "vs_raw", bench_median(ratio, c->runs));
     out_end();
@@ -149,11 +149,11 @@ static void run_pingpong(const struct config *c, enum bench_transport t, size_t 
     }
     double m50 = bench_median(p50, c->runs);
     out("system=psyne workload=%s size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
-           "oneway_p50_ns=%.0f rtt_p9999_ns=%.0f rtt_max_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d "
-           "round_trips=%llu",
-           t == BENCH_IPC ? "ipc-pingpong" : "inproc-pingpong", size, m50, bench_median(p99, c->runs),
-           bench_median(p999, c->runs), m50 / 2, bench_median(p9999, c->runs), bench_median(mx, c->runs),
-           bench_min(p50, c->runs), bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
+        "oneway_p50_ns=%.0f rtt_p9999_ns=%.0f rtt_max_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d "
+        "round_trips=%llu",
+        t == BENCH_IPC ? "ipc-pingpong" : "inproc-pingpong", size, m50, bench_median(p99, c->runs),
+        bench_median(p999, c->runs), m50 / 2, bench_median(p9999, c->runs), bench_median(mx, c->runs),
+        bench_min(p50, c->runs), bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
     if (t == BENCH_IPC)
         out(" p50_vs_inproc=%.3f", bench_median(ratio, c->runs));
     out_end();
@@ -171,8 +171,8 @@ static void run_mpmc(const struct config *c, size_t size)
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
     out("system=psyne workload=inproc-mpmc-tput size=%zu mps=%.0f mps_min=%.0f mps_max=%.0f producers=%d "
-           "consumers=%d runs=%d count=%llu",
-           size, bench_median(mps, c->runs), lo, hi, c->producers, c->consumers, c->runs, (unsigned long long)count);
+        "consumers=%d runs=%d count=%llu",
+        size, bench_median(mps, c->runs), lo, hi, c->producers, c->consumers, c->runs, (unsigned long long)count);
     out_end();
 }
 
