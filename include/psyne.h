@@ -95,6 +95,8 @@ enum psyne_wait {
 
 /* Option flags. */
 #define PSYNE_F_NO_PREFAULT (1u << 0) /* do not touch the ring's pages at open */
+#define PSYNE_F_LISTEN (1u << 1)      /* tcp://: listen on host:port (host * = every
+                                         address) and accept a client, instead of connecting */
 
 struct psyne_options {
     uint64_t capacity;   /* ring bytes; 0 = PSYNE_DEFAULT_CAPACITY (joining: any) */
@@ -111,7 +113,11 @@ struct psyne_options {
                                  still closing; 0 = default (5 s), PSYNE_FOREVER = no limit */
     int64_t peer_timeout_ns;  /* a waiting call checks every this often whether a peer process
                                  died (and then recovers its claims and handles); 0 = 1 s */
-    uint64_t reserved;        /* zero */
+    /* tcp:// only: */
+    int64_t link_timeout_ns;  /* how long a broken connection is retried (client) or waited
+                                 for (server), and how long close waits for the peer to
+                                 acknowledge what was sent; then the channel shuts down.
+                                 0 = default (10 s), PSYNE_FOREVER = no limit */
 };
 
 /* Fills *opt with the defaults (SPSC, default capacity, adaptive waiting).
@@ -302,6 +308,12 @@ struct psyne_stats {
     int producers;         /* open handles that may produce (all processes, for ipc) */
     int consumers;         /* open handles that may consume */
     uint64_t views_recovered; /* ipc SPMC/MPMC: messages a dead consumer held, released for it */
+    /* tcp:// (zero for other schemes): */
+    uint64_t tcp_reconnects;      /* connections re-established after a break */
+    uint64_t tcp_protocol_errors; /* connections dropped for a bad handshake or frame */
+    uint64_t tcp_send_calls;      /* sendmsg system calls (messages per call = batching) */
+    uint64_t tcp_recv_calls;      /* recvmsg system calls */
+    int tcp_connected;            /* 1 while a connection is up */
 };
 
 /*

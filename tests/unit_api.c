@@ -64,7 +64,13 @@ static void test_options_and_uris(void)
     longname[289] = 0;
     CHECK_RC(psyne_channel_open(&ch, longname, NULL), -EINVAL);
 
-    CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1:1", NULL), -EPROTONOSUPPORT);
+    struct psyne_options quick = opts(PSYNE_MODE_SPSC, 0);
+    quick.open_timeout_ns = 200 * 1000000ll; /* nobody listens on port 1: refused, retried, given up */
+    CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1:1", &quick), -ECONNREFUSED);
+    CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1", &quick), -EINVAL);
+    CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1:http", &quick), -EINVAL);
+    quick.flags = PSYNE_F_LISTEN;
+    CHECK_RC(psyne_channel_open(&ch, "memory://listen", &quick), -EINVAL);
 
     struct psyne_options b = opts(7, 0);
     CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
@@ -85,7 +91,7 @@ static void test_options_and_uris(void)
     CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
     CHECK(strstr(psyne_last_error(), "PSYNE_MAX_CAPACITY") != NULL);
     b = opts(PSYNE_MODE_SPSC, 0);
-    b.reserved = 1;
+    b.reserved32 = 1;
     CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
     CHECK(ch == NULL);
 

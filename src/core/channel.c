@@ -17,14 +17,17 @@ struct psyne_channel {
      * all producers incrementing one shared counter on every commit. */
     alignas(PSY_CACHE_BLOCK) psy_atomic64 mp_msgs;
     psy_atomic64 mp_bytes;
-    alignas(PSY_CACHE_BLOCK) struct psy_ring *ring;
+    alignas(PSY_CACHE_BLOCK) struct psy_ring *ring; /* consumer side: the ring we receive from */
+    struct psy_ring *tx;        /* producer side: the same ring, except for tcp:// */
+    struct psy_tcp_link *link;  /* tcp://: the connection that moves tx and ring */
     psy_atomic64 *mp_counts; /* {msgs, bytes}: mp_msgs here, or the ipc slot's */
-    struct psyne_channel *next; /* in ring->handles */
+    struct psyne_channel *next; /* in tx->handles */
     const struct psy_reader *reader; /* single consumer state, NULL in MC modes */
     bool sp_fast;                    /* may take the inline SP claim/commit */
     bool sc_fast;                    /* may take the inline SC receive */
     int role;
     int sub; /* BROADCAST subscriber slot, else -1 */
+    int64_t linger_ns; /* tcp://: how long close waits for the peer's acknowledgements */
     struct psy_reader reader_state;
 };
 
@@ -54,13 +57,15 @@ static int check_options(const struct psyne_options *o)
         return psy_fail(-EINVAL, "a BROADCAST handle must be PSYNE_ROLE_PRODUCER or PSYNE_ROLE_CONSUMER");
     if (o->wait != PSYNE_WAIT_ADAPTIVE && o->wait != PSYNE_WAIT_SPIN)
         return psy_fail(-EINVAL, "wait %d is not a psyne_wait", o->wait);
-    if (o->flags & ~PSYNE_F_NO_PREFAULT)
-        return psy_fail(-EINVAL, "unknown option flags 0x%x", o->flags & ~PSYNE_F_NO_PREFAULT);
+    if (o->flags & ~(PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN))
+        return psy_fail(-EINVAL, "unknown option flags 0x%x", o->flags & ~(PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN));
     if (o->capacity > PSYNE_MAX_CAPACITY)
         return psy_fail(-EINVAL, "capacity %llu is above PSYNE_MAX_CAPACITY (%llu)",
                         (unsigned long long)o->capacity, (unsigned long long)PSYNE_MAX_CAPACITY);
-    if (o->reserved || o->reserved32)
+    if (o->reserved32)
         return psy_fail(-EINVAL, "reserved option fields must be zero");
+    if (o->link_timeout_ns < 0 && o->link_timeout_ns != PSYNE_FOREVER)
+        return psy_fail(-EINVAL, "link_timeout_ns must be > 0, 0 (default) or PSYNE_FOREVER");
     if (o->open_timeout_ns < 0 && o->open_timeout_ns != PSYNE_FOREVER)
         return psy_fail(-EINVAL, "open_timeout_ns must be > 0, 0 (default) or PSYNE_FOREVER");
     if (o->peer_timeout_ns < 0)
@@ -100,8 +105,8 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     struct psy_uri u;
     if ((rc = psy_uri_parse(uri, &u)) != 0)
         return rc;
-    if (u.scheme == PSY_SCHEME_TCP)
-        return psy_fail(-EPROTONOSUPPORT, "%s is not supported by this build yet (memory:// and ipc:// are)", uri);
+    if ((opt->flags & PSYNE_F_LISTEN) && u.scheme != PSY_SCHEME_TCP)
+        return psy_fail(-EINVAL, "PSYNE_F_LISTEN is for tcp:// channels");
 
     psy_wait_init();
     psyne_channel *ch = aligned_alloc(PSY_CACHE_BLOCK, sizeof *ch);
@@ -110,12 +115,20 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     memset(ch, 0, sizeof *ch);
     ch->role = opt->role;
     ch->sub = -1;
-    rc = u.scheme == PSY_SCHEME_IPC ? psy_ipc_attach(u.name, opt, join_any, &ch->ring)
-                                    : psy_memory_attach(u.name, opt, join_any, &ch->ring);
+    if (u.scheme == PSY_SCHEME_TCP) {
+        rc = psy_tcp_open(u.name, opt, &ch->link);
+        if (rc == 0)
+            ch->ring = psy_tcp_rx(ch->link);
+    } else {
+        rc = u.scheme == PSY_SCHEME_IPC ? psy_ipc_attach(u.name, opt, join_any, &ch->ring)
+                                        : psy_memory_attach(u.name, opt, join_any, &ch->ring);
+    }
     if (rc != 0) {
         free(ch);
         return rc;
     }
+    ch->tx = ch->link ? psy_tcp_tx(ch->link) : ch->ring;
+    ch->linger_ns = opt->link_timeout_ns ? opt->link_timeout_ns : 10 * 1000000000ll;
     if (ch->ring->mode == PSYNE_MODE_BROADCAST && ch->role == PSYNE_ROLE_ANY) { /* joined with NULL options */
         detach(ch->ring);
         free(ch);
@@ -135,12 +148,16 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         psy_ring_reader_init(r, ch->sub, &ch->reader_state);
         ch->reader = &ch->reader_state;
     }
-    ch->sp_fast = !r->mp && ch->role != PSYNE_ROLE_CONSUMER;
+    ch->sp_fast = !ch->tx->mp && ch->role != PSYNE_ROLE_CONSUMER;
     ch->sc_fast = ch->reader && ch->role != PSYNE_ROLE_PRODUCER;
-    pthread_mutex_lock(&r->handles_lock);
-    ch->next = r->handles;
-    r->handles = ch;
-    pthread_mutex_unlock(&r->handles_lock);
+    pthread_mutex_lock(&ch->tx->handles_lock);
+    ch->next = ch->tx->handles;
+    ch->tx->handles = ch;
+    pthread_mutex_unlock(&ch->tx->handles_lock);
+    if (ch->link) { /* the handle is the link's only user: no counts to keep */
+        *out = ch;
+        return 0;
+    }
     struct psy_wait_block *w = &r->sh->wait;
     if (ch->role != PSYNE_ROLE_CONSUMER)
         atomic_fetch_add_explicit(&w->producers, 1, memory_order_relaxed);
@@ -156,7 +173,10 @@ int psyne_channel_shutdown(psyne_channel *ch)
 {
     if (!ch)
         return psy_fail(-EINVAL, "channel is NULL");
-    psy_ring_shutdown(ch->ring);
+    if (ch->link)
+        psy_tcp_shutdown(ch->link);
+    else
+        psy_ring_shutdown(ch->ring);
     return 0;
 }
 
@@ -164,6 +184,11 @@ int psyne_channel_close(psyne_channel *ch)
 {
     if (!ch)
         return 0;
+    if (ch->link) {
+        psy_tcp_close(ch->link, ch->linger_ns);
+        free(ch);
+        return 0;
+    }
     /* Like a pipe: when the last handle that could produce (or consume) goes,
      * nobody can make progress on the other side any more. */
     struct psy_wait_block *w = &ch->ring->sh->wait;
@@ -233,7 +258,7 @@ static int claim_batch_once(void *ctx)
 
 int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, unsigned n, int64_t timeout_ns)
 {
-    struct psy_ring *r = ch->ring;
+    struct psy_ring *r = ch->tx;
     if (ch->role == PSYNE_ROLE_CONSUMER)
         return psy_fail(-EPERM, "claim on a consumer handle");
     if (n == 0)
@@ -259,7 +284,7 @@ int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c
 
 int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
 {
-    struct psy_ring *r = ch->ring;
+    struct psy_ring *r = ch->tx;
     if (psy_likely(ch->sp_fast && message_fits(r, max_len) && !psy_ring_closed(r))) {
         c->capacity = (uint32_t)max_len;
         c->psy_batch = 1;
@@ -285,8 +310,8 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
             return psy_fail(-EINVAL, "message %u: %u bytes into a claim of %u", i, lengths[i], c[i].capacity);
         bytes += lengths[i];
     }
-    psy_ring_commit_batch(ch->ring, c, n, lengths, type, bytes);
-    if (ch->ring->mp && n) {
+    psy_ring_commit_batch(ch->tx, c, n, lengths, type, bytes);
+    if (ch->tx->mp && n) {
         atomic_fetch_add_explicit(&ch->mp_counts[0], n, memory_order_relaxed);
         atomic_fetch_add_explicit(&ch->mp_counts[1], bytes, memory_order_relaxed);
     }
@@ -302,11 +327,11 @@ int psy_channel_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length
     if (length > c->capacity)
         return psy_fail(-EINVAL, "commit of %zu bytes into a claim of %u", length, c->capacity);
     if (psy_likely(ch->sp_fast)) { /* psy_reserved != 0: this SP producer's claim is open */
-        psy_sp_commit(ch->ring, c, (uint32_t)length, type);
+        psy_sp_commit(ch->tx, c, (uint32_t)length, type);
         return 0;
     }
-    int rc = psy_ring_commit(ch->ring, c, (uint32_t)length, type);
-    if (rc == 0 && ch->ring->mp) {
+    int rc = psy_ring_commit(ch->tx, c, (uint32_t)length, type);
+    if (rc == 0 && ch->tx->mp) {
         atomic_fetch_add_explicit(&ch->mp_counts[0], 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&ch->mp_counts[1], length, memory_order_relaxed);
     }
@@ -326,7 +351,7 @@ int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)
         return psy_fail(-EINVAL, "abort of a claim that is not open");
     if (c->psy_batch != 1)
         return psy_fail(-EINVAL, "a batch is given up with psyne_commit_batch(..., 0, ...)");
-    return psy_ring_abort(ch->ring, c);
+    return psy_ring_abort(ch->tx, c);
 }
 
 /* ---- consumer side ---- */
@@ -432,8 +457,8 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
 {
     if (!ch || !st)
         return psy_fail(-EINVAL, "NULL argument");
-    struct psy_ring *r = ch->ring;
-    struct psy_ring_shared *sh = r->sh;
+    struct psy_ring *r = ch->ring, *t = ch->tx; /* consumer side, producer side (one ring but for tcp) */
+    struct psy_ring_shared *sh = r->sh, *tsh = t->sh;
     memset(st, 0, sizeof *st);
     st->capacity = r->cap;
     st->mode = r->mode;
@@ -441,18 +466,18 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     st->high_water = rd(&sh->slow.high_water);
     if (st->in_use > st->high_water)
         st->high_water = st->in_use;
-    pthread_mutex_lock(&r->handles_lock);
-    st->msgs_out = rd(&sh->prod.msgs);
-    st->bytes_out = rd(&sh->prod.bytes);
-    for (psyne_channel *h = r->handles; h; h = h->next) {
+    pthread_mutex_lock(&t->handles_lock);
+    st->msgs_out = rd(&tsh->prod.msgs);
+    st->bytes_out = rd(&tsh->prod.bytes);
+    for (psyne_channel *h = t->handles; h; h = h->next) {
         st->msgs_out += rd(&h->mp_msgs);
         st->bytes_out += rd(&h->mp_bytes);
     }
-    pthread_mutex_unlock(&r->handles_lock);
+    pthread_mutex_unlock(&t->handles_lock);
     if (r->ipc) /* every process's open handles count in their slots */
         psy_ipc_stats(r, &st->msgs_out, &st->bytes_out, &st->peers_lost, &st->claims_recovered,
                       &st->views_recovered);
-    st->full_events = rd(&sh->prod.full_events);
+    st->full_events = rd(&tsh->prod.full_events);
     st->msgs_in = rd(&sh->cons.msgs);
     st->bytes_in = rd(&sh->cons.bytes);
     st->empty_events = rd(&sh->cons.empty_events);
@@ -466,5 +491,12 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     st->subscribers = (int)atomic_load_explicit(&sh->bcast.count, memory_order_relaxed);
     st->producers = (int)atomic_load_explicit(&sh->wait.producers, memory_order_relaxed);
     st->consumers = (int)atomic_load_explicit(&sh->wait.consumers, memory_order_relaxed);
+    if (ch->link) { /* one handle, one connection: it produces and consumes as its role says */
+        st->waits += rd(&tsh->slow.waits);
+        st->wakeups += rd(&tsh->slow.wakeups);
+        st->producers = ch->role != PSYNE_ROLE_CONSUMER;
+        st->consumers = ch->role != PSYNE_ROLE_PRODUCER;
+        psy_tcp_stats(ch->link, st);
+    }
     return 0;
 }

@@ -31,4 +31,17 @@ psy_atomic64 *psy_ipc_counters(struct psy_ring *r);
 void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t *peers_lost,
                    uint64_t *claims_recovered, uint64_t *views_recovered);
 
+/* tcp://host:port: a connection with a send ring (tx) and a receive ring
+ * (rx) of this process, and the two threads that move them (tcp.c). */
+struct psy_tcp_link;
+int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_tcp_link **out);
+struct psy_ring *psy_tcp_rx(struct psy_tcp_link *l);
+struct psy_ring *psy_tcp_tx(struct psy_tcp_link *l);
+/* Shuts both rings down; the sender still finishes what was committed. */
+void psy_tcp_shutdown(struct psy_tcp_link *l);
+/* Sends what is committed, waits up to linger_ns (PSYNE_FOREVER: no limit)
+ * for the peer to acknowledge it, says BYE, stops the threads, frees l. */
+void psy_tcp_close(struct psy_tcp_link *l, int64_t linger_ns);
+void psy_tcp_stats(struct psy_tcp_link *l, struct psyne_stats *st);
+
 #endif
