@@ -175,13 +175,13 @@ static int part_stream(void)
     int port = free_port();
     char uri[64];
     snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
-    struct psyne_options so = link_options(1);
-    psyne_channel *server;
-    CHECK_RC(psyne_channel_open(&server, uri, &so), 0);
+    /* fork first: the child starts its threads in a single-threaded process
+     * (ThreadSanitizer requires it), and its open retries until we listen */
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) { /* the client process */
         struct psyne_options co = link_options(0);
+        co.open_timeout_ns = 60 * 1000000000ll;
         psyne_channel *client;
         CHECK_RC(psyne_channel_open(&client, uri, &co), 0);
         exchange(client, 2, 1, count);
@@ -195,6 +195,9 @@ static int part_stream(void)
         CHECK_RC(psyne_channel_close(client), 0); /* sends BYE once the server has everything */
         _exit(0);
     }
+    struct psyne_options so = link_options(1);
+    psyne_channel *server;
+    CHECK_RC(psyne_channel_open(&server, uri, &so), 0);
     exchange(server, 1, 2, count);
     struct psyne_msg m;
     CHECK_RC(psyne_receive(server, &m, 20 * 1000000000ll), -EPIPE); /* the client said BYE */
