@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "bench_util.h"
+#include "tcp_workloads.h"
 #include "workloads.h"
 
 #define MAX_RUNS 64
@@ -176,12 +177,59 @@ static void run_mpmc(const struct config *c, size_t size)
     out_end();
 }
 
+/* tcp-tput: psyne's tcp:// against a raw socket pair doing the same job,
+ * alternately (vs_raw = median of the pairwise ratios). */
+static void run_tcp_tput(const struct config *c, size_t size)
+{
+    uint64_t count = c->iterations ? c->iterations : default_count(size) / 3 + 1;
+    double mps[MAX_RUNS], gbps[MAX_RUNS], ratio[MAX_RUNS], per_send[MAX_RUNS];
+    struct tcp_tput_result r, ref;
+    psyne_tcp_tput(size, count / 10 + 1, &r); /* warm-up */
+    for (int i = 0; i < c->runs; i++) {
+        psyne_tcp_tput(size, count, &r);
+        raw_tcp_tput(size, count, &ref);
+        mps[i] = r.mps;
+        gbps[i] = r.gbps;
+        per_send[i] = r.msgs_per_send;
+        ratio[i] = r.mps / ref.mps;
+    }
+    double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
+    out("system=psyne workload=tcp-tput size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f msgs_per_send=%.1f "
+        "runs=%d count=%llu vs_raw_socket=%.3f",
+        size, bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, bench_median(per_send, c->runs),
+        c->runs, (unsigned long long)count, bench_median(ratio, c->runs));
+    out_end();
+}
+
+static void run_tcp_pingpong(const struct config *c, size_t size)
+{
+    uint64_t trips = c->iterations ? c->iterations : 20000;
+    double p50[MAX_RUNS], p99[MAX_RUNS], p999[MAX_RUNS], ratio[MAX_RUNS];
+    struct lat_result r, ref;
+    psyne_tcp_pingpong(size, trips / 10 + 1, &r); /* warm-up */
+    for (int i = 0; i < c->runs; i++) {
+        psyne_tcp_pingpong(size, trips, &r);
+        raw_tcp_pingpong(size, trips, &ref);
+        p50[i] = (double)r.p50;
+        p99[i] = (double)r.p99;
+        p999[i] = (double)r.p999;
+        ratio[i] = (double)r.p50 / (double)ref.p50;
+    }
+    double m50 = bench_median(p50, c->runs);
+    out("system=psyne workload=tcp-pingpong size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
+        "oneway_p50_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d round_trips=%llu p50_vs_raw_socket=%.3f",
+        size, m50, bench_median(p99, c->runs), bench_median(p999, c->runs), m50 / 2, bench_min(p50, c->runs),
+        bench_max(p50, c->runs), c->runs, (unsigned long long)trips, bench_median(ratio, c->runs));
+    out_end();
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: psyne_bench [options]\n"
-            "  --workload LIST    inproc-spsc-tput,inproc-pingpong,inproc-mpmc-tput,ipc-spsc-tput,ipc-pingpong\n"
-            "                     (default: all; ipc-* runs alternate with inproc runs and add vs_inproc ratios)\n"
+            "  --workload LIST    inproc-spsc-tput,inproc-pingpong,inproc-mpmc-tput,ipc-spsc-tput,ipc-pingpong,\n"
+            "                     tcp-tput,tcp-pingpong (default: all; ipc-* runs alternate with inproc runs and\n"
+            "                     add vs_inproc ratios, tcp-* with a raw socket pair over 127.0.0.1: vs_raw_socket)\n"
             "  --size LIST        payload bytes (default: 64,4096,65536,1048576 for inproc-spsc-tput,\n"
             "                     64,4096,1048576 for ipc-spsc-tput, 64 otherwise)\n"
             "  --iterations N     messages (round trips) per run (default: by size)\n"
@@ -267,5 +315,12 @@ int main(int argc, char **argv)
     if (wants(&c, "ipc-pingpong"))
         for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
             run_pingpong(&c, BENCH_IPC, c.n_sizes ? c.sizes[i] : 64);
+    static const size_t tcp_sizes[] = {64, 4096, 1048576};
+    if (wants(&c, "tcp-tput"))
+        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 3); i++)
+            run_tcp_tput(&c, c.n_sizes ? c.sizes[i] : tcp_sizes[i]);
+    if (wants(&c, "tcp-pingpong"))
+        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
+            run_tcp_pingpong(&c, c.n_sizes ? c.sizes[i] : 64);
     return 0;
 }

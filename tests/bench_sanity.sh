@@ -29,7 +29,7 @@ while read -r line; do
     [[ $line =~ \ $m=[0-9] ]] || fail "no $m: $line"
   done
 done <"$out"
-for w in inproc-spsc-tput inproc-pingpong inproc-mpmc-tput ipc-spsc-tput ipc-pingpong; do
+for w in inproc-spsc-tput inproc-pingpong inproc-mpmc-tput ipc-spsc-tput ipc-pingpong tcp-tput tcp-pingpong; do
   grep -q "^RESULT system=psyne workload=$w " "$out" || fail "no RESULT for $w"
 done
 echo "bench_sanity: $n RESULT lines well formed"
@@ -41,7 +41,7 @@ echo "bench_sanity: $n RESULT lines well formed"
 ! grep -q '^RESULT' "$out" || fail "--json printed RESULT lines"
 echo "bench_sanity: --json ok"
 
-for w in inproc-spsc-tput inproc-pingpong inproc-mpmc-tput ipc-spsc-tput ipc-pingpong; do
+for w in inproc-spsc-tput inproc-pingpong inproc-mpmc-tput ipc-spsc-tput ipc-pingpong tcp-tput tcp-pingpong; do
   if timeout 120 "$bench" --workload "$w" --size 64 --iterations 5000 --runs 1 --inject-loss 1000 >/dev/null 2>"$err"; then
     fail "$w: a lost message went unnoticed"
   fi

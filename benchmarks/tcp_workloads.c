@@ -1,0 +1,340 @@
+/*
+ * tcp_workloads.c - tcp-tput and tcp-pingpong (WORKLOADS.md) on psyne's
+ * tcp:// channels over 127.0.0.1, and the reference they are compared with
+ * in the same run: a raw TCP socket pair doing the same job as directly as a
+ * program can (the sender writes back-to-back [length | payload] records
+ * into one buffer and send()s it in pieces of up to 256 KiB; the receiver
+ * recv()s into a buffer and walks the records; ping-pong is one send() and
+ * blocking recv()s per message). Every payload byte is written and read,
+ * every sequence number checked, on both sides.
+ */
+#define _GNU_SOURCE
+#include "tcp_workloads.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "psyne.h"
+
+#define T_BENCH PSYNE_TYPE_USER_MIN
+#define RAW_CHUNK (256 * 1024)
+
+static void must(int ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "psyne_bench: %s failed (%s)\n", what, psyne_last_error());
+        abort();
+    }
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    must(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+             getsockname(fd, (struct sockaddr *)&a, &len) == 0,
+         "a free port");
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* ---- psyne ---- */
+
+struct psyne_pair {
+    psyne_channel *server, *client;
+};
+
+static void psyne_connect(struct psyne_pair *p, size_t size)
+{
+    char uri[64];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", free_port());
+    struct psyne_options o;
+    psyne_options_init(&o);
+    o.capacity = 16 * PSYNE_RECORD_SIZE(size) > (4u << 20) ? 16 * PSYNE_RECORD_SIZE(size) : 4u << 20;
+    o.flags = PSYNE_F_LISTEN;
+    must(psyne_channel_open(&p->server, uri, &o) == 0, "tcp:// listen");
+    o.flags = 0;
+    must(psyne_channel_open(&p->client, uri, &o) == 0, "tcp:// connect");
+}
+
+static void psyne_disconnect(struct psyne_pair *p)
+{
+    psyne_channel_close(p->client);
+    psyne_channel_close(p->server);
+}
+
+struct psyne_sender {
+    psyne_channel *ch;
+    size_t size;
+    uint64_t count;
+};
+
+static void *psyne_send(void *arg)
+{
+    struct psyne_sender *s = arg;
+    for (uint64_t seq = 0; seq < s->count; seq++) {
+        struct psyne_claimed c;
+        must(psyne_claim(s->ch, s->size, &c, PSYNE_FOREVER) == 0, "claim");
+        bench_write_payload(c.data, s->size, seq);
+        must(psyne_commit(s->ch, &c, s->size, T_BENCH) == 0, "commit");
+    }
+    return NULL;
+}
+
+void psyne_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out)
+{
+    struct psyne_pair p;
+    psyne_connect(&p, size);
+    struct psyne_sender s = {p.client, size, count};
+    pthread_t t;
+    int64_t t0 = bench_now_ns();
+    must(pthread_create(&t, NULL, psyne_send, &s) == 0, "thread");
+    for (uint64_t seq = 0; seq < count; seq++) {
+        struct psyne_msg m;
+        must(psyne_receive(p.server, &m, PSYNE_FOREVER) == 0, "receive");
+        must(m.length == size, "message length");
+        bench_read_payload(m.data, size, seq, "tcp-tput");
+        psyne_release(p.server, &m);
+    }
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    pthread_join(t, NULL);
+    struct psyne_stats st;
+    psyne_channel_stats(p.client, &st);
+    out->mps = (double)count / secs;
+    out->gbps = (double)count * (double)size / secs / 1e9;
+    out->msgs_per_send = st.tcp_send_calls ? (double)count / (double)st.tcp_send_calls : 0;
+    psyne_disconnect(&p);
+}
+
+struct psyne_ponger {
+    psyne_channel *ch;
+    size_t size;
+    uint64_t trips;
+};
+
+static void *psyne_pong(void *arg)
+{
+    struct psyne_ponger *g = arg;
+    for (uint64_t i = 0; i < g->trips; i++) {
+        struct psyne_msg m;
+        must(psyne_receive(g->ch, &m, PSYNE_FOREVER) == 0, "pong receive");
+        bench_read_payload(m.data, g->size, i, "tcp-pingpong");
+        psyne_release(g->ch, &m);
+        struct psyne_claimed c;
+        must(psyne_claim(g->ch, g->size, &c, PSYNE_FOREVER) == 0, "pong claim");
+        bench_write_payload(c.data, g->size, i);
+        must(psyne_commit(g->ch, &c, g->size, T_BENCH) == 0, "pong commit");
+    }
+    return NULL;
+}
+
+struct psyne_ping_ctx {
+    psyne_channel *ch;
+    size_t size;
+};
+
+static void psyne_ping(void *ctx, uint64_t i)
+{
+    struct psyne_ping_ctx *p = ctx;
+    struct psyne_claimed c;
+    must(psyne_claim(p->ch, p->size, &c, PSYNE_FOREVER) == 0, "ping claim");
+    bench_write_payload(c.data, p->size, i);
+    must(psyne_commit(p->ch, &c, p->size, T_BENCH) == 0, "ping commit");
+    struct psyne_msg m;
+    must(psyne_receive(p->ch, &m, PSYNE_FOREVER) == 0, "ping receive");
+    bench_read_payload(m.data, p->size, i, "tcp-pingpong");
+    psyne_release(p->ch, &m);
+}
+
+void psyne_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out)
+{
+    struct psyne_pair p;
+    psyne_connect(&p, size);
+    struct psyne_ponger g = {p.server, size, bench_warmup_trips(trips) + trips};
+    pthread_t t;
+    must(pthread_create(&t, NULL, psyne_pong, &g) == 0, "thread");
+    struct psyne_ping_ctx ctx = {p.client, size};
+    bench_time_round_trips(trips, psyne_ping, &ctx, out);
+    pthread_join(t, NULL);
+    psyne_disconnect(&p);
+}
+
+/* ---- the raw socket reference ---- */
+
+struct raw_pair {
+    int a, b; /* a: the connecting end, b: the accepted end */
+};
+
+static void raw_connect(struct raw_pair *p)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    must(l >= 0 && bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 1) == 0 &&
+             getsockname(l, (struct sockaddr *)&a, &len) == 0,
+         "raw listen");
+    p->a = socket(AF_INET, SOCK_STREAM, 0);
+    must(connect(p->a, (struct sockaddr *)&a, sizeof a) == 0, "raw connect");
+    p->b = accept(l, NULL, NULL);
+    must(p->b >= 0, "raw accept");
+    close(l);
+    int one = 1;
+    setsockopt(p->a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(p->b, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void send_full(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        must(w > 0, "raw send");
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void recv_full(int fd, uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t r = recv(fd, p, n, 0);
+        must(r > 0, "raw recv");
+        p += r;
+        n -= (size_t)r;
+    }
+}
+
+/* Records: 8-byte length, payload, padded to 8 (psyne's record size). */
+struct raw_sender {
+    int fd;
+    size_t size;
+    uint64_t count;
+};
+
+static void *raw_send(void *arg)
+{
+    struct raw_sender *s = arg;
+    size_t rec = (size_t)PSYNE_RECORD_SIZE(s->size);
+    size_t cap = rec > RAW_CHUNK ? rec : RAW_CHUNK / rec * rec;
+    uint8_t *buf = aligned_alloc(64, cap);
+    must(buf != NULL, "buffer");
+    for (uint64_t seq = 0; seq < s->count;) {
+        size_t used = 0;
+        for (; seq < s->count && used + rec <= cap; seq++, used += rec) {
+            uint64_t len = s->size;
+            memcpy(buf + used, &len, 8);
+            bench_write_payload(buf + used + 8, s->size, seq);
+        }
+        send_full(s->fd, buf, used);
+    }
+    free(buf);
+    return NULL;
+}
+
+void raw_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out)
+{
+    struct raw_pair p;
+    raw_connect(&p);
+    struct raw_sender s = {p.a, size, count};
+    size_t rec = (size_t)PSYNE_RECORD_SIZE(size);
+    size_t cap = rec > RAW_CHUNK ? 2 * rec : 2 * RAW_CHUNK;
+    uint8_t *buf = aligned_alloc(64, cap);
+    must(buf != NULL, "buffer");
+    pthread_t t;
+    int64_t t0 = bench_now_ns();
+    must(pthread_create(&t, NULL, raw_send, &s) == 0, "thread");
+    size_t have = 0;
+    uint64_t calls = 0;
+    for (uint64_t seq = 0; seq < count;) {
+        ssize_t r = recv(p.b, buf + have, cap - have, 0);
+        must(r > 0, "raw recv");
+        calls++;
+        have += (size_t)r;
+        size_t at = 0;
+        for (; seq < count && have - at >= rec; at += rec, seq++) {
+            uint64_t len;
+            memcpy(&len, buf + at, 8);
+            must(len == size, "raw record length");
+            bench_read_payload(buf + at + 8, size, seq, "raw tcp-tput");
+        }
+        memmove(buf, buf + at, have - at); /* a partial record: at most one, to the front */
+        have -= at;
+    }
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    pthread_join(t, NULL);
+    out->mps = (double)count / secs;
+    out->gbps = (double)count * (double)size / secs / 1e9;
+    out->msgs_per_send = 0;
+    (void)calls;
+    free(buf);
+    close(p.a);
+    close(p.b);
+}
+
+struct raw_ponger {
+    int fd;
+    size_t size;
+    uint64_t trips;
+};
+
+static void *raw_pong(void *arg)
+{
+    struct raw_ponger *g = arg;
+    size_t rec = (size_t)PSYNE_RECORD_SIZE(g->size);
+    uint8_t *in = malloc(rec), *out = malloc(rec);
+    must(in && out, "buffer");
+    for (uint64_t i = 0; i < g->trips; i++) {
+        recv_full(g->fd, in, rec);
+        bench_read_payload(in + 8, g->size, i, "raw tcp-pingpong");
+        uint64_t len = g->size;
+        memcpy(out, &len, 8);
+        bench_write_payload(out + 8, g->size, i);
+        send_full(g->fd, out, rec);
+    }
+    free(in);
+    free(out);
+    return NULL;
+}
+
+struct raw_ping_ctx {
+    int fd;
+    size_t size;
+    uint8_t *in, *out;
+};
+
+static void raw_ping(void *ctx, uint64_t i)
+{
+    struct raw_ping_ctx *p = ctx;
+    size_t rec = (size_t)PSYNE_RECORD_SIZE(p->size);
+    uint64_t len = p->size;
+    memcpy(p->out, &len, 8);
+    bench_write_payload(p->out + 8, p->size, i);
+    send_full(p->fd, p->out, rec);
+    recv_full(p->fd, p->in, rec);
+    bench_read_payload(p->in + 8, p->size, i, "raw tcp-pingpong");
+}
+
+void raw_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out)
+{
+    struct raw_pair p;
+    raw_connect(&p);
+    struct raw_ponger g = {p.b, size, bench_warmup_trips(trips) + trips};
+    pthread_t t;
+    must(pthread_create(&t, NULL, raw_pong, &g) == 0, "thread");
+    size_t rec = (size_t)PSYNE_RECORD_SIZE(size);
+    struct raw_ping_ctx ctx = {p.a, size, malloc(rec), malloc(rec)};
+    must(ctx.in && ctx.out, "buffer");
+    bench_time_round_trips(trips, raw_ping, &ctx, out);
+    pthread_join(t, NULL);
+    free(ctx.in);
+    free(ctx.out);
+    close(p.a);
+    close(p.b);
+}

@@ -1,0 +1,28 @@
+/*
+ * tcp_workloads.h - tcp-tput and tcp-pingpong on psyne's tcp:// channels,
+ * and the raw TCP socket pair they are compared with in the same run
+ * (tcp_workloads.c).
+ */
+#ifndef PSY_BENCH_TCP_WORKLOADS_H
+#define PSY_BENCH_TCP_WORKLOADS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bench_util.h"
+
+struct tcp_tput_result {
+    double mps;           /* messages per second */
+    double gbps;          /* payload GB/s */
+    double msgs_per_send; /* psyne: messages per sendmsg call (batching) */
+};
+
+/* One sender thread -> one receiver over 127.0.0.1, count messages of size bytes. */
+void psyne_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out);
+void raw_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out);
+
+/* Round trips over 127.0.0.1 (TCP_NODELAY), the ponger a thread of this process. */
+void psyne_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out);
+void raw_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out);
+
+#endif
