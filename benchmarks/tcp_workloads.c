@@ -58,7 +58,8 @@ static void psyne_connect(struct psyne_pair *p, size_t size)
     snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", free_port());
     struct psyne_options o;
     psyne_options_init(&o);
-    o.capacity = 16 * PSYNE_RECORD_SIZE(size) > (4u << 20) ? 16 * PSYNE_RECORD_SIZE(size) : 4u << 20;
+    o.capacity = 4u << 20; /* 1 MiB messages: 3 in flight; a larger ring measured no faster (cache footprint) */
+    (void)size;
     o.flags = PSYNE_F_LISTEN;
     must(psyne_channel_open(&p->server, uri, &o) == 0, "tcp:// listen");
     o.flags = 0;

@@ -146,11 +146,24 @@ typedef struct psyne_channel psyne_channel;
  *                   handle is its own attachment (at most PSYNE_IPC_MAX_HANDLES
  *                   per segment, -EBUSY beyond). Handles do not survive
  *                   fork(): open them in the process that uses them.
+ *   tcp://host:port one TCP connection, messages both ways. With
+ *                   PSYNE_F_LISTEN the handle listens on host:port (host * =
+ *                   every address) and serves one client at a time; open
+ *                   returns at once. Without it, open connects, retrying
+ *                   for up to opt->open_timeout_ns (default 5 s), and returns
+ *                   once connected. Each handle is its own connection with a
+ *                   send ring and a receive ring of opt->capacity (both ends
+ *                   should use the same), and two threads of the library.
+ *                   A broken connection is restored (client reconnects,
+ *                   server waits) within opt->link_timeout_ns with nothing
+ *                   lost or duplicated; past it the channel shuts down.
+ *                   Modes SPSC/SPMC/MPSC/MPMC (not BROADCAST).
  * Returns 0, or -EINVAL (bad URI or options), -EPROTONOSUPPORT (a scheme this
  * build does not provide), -EPROTO (ipc: a segment of another layout
  * version, or damaged; it is left untouched), -EACCES (ipc: no permission),
- * -ETIMEDOUT (ipc), -ENOMEM, -EBUSY (BROADCAST: all subscriber slots taken;
- * ipc: all handle slots taken), or another -errno from the system.
+ * -ETIMEDOUT (ipc; tcp: no connection in time), -ENOMEM, -EBUSY (BROADCAST:
+ * all subscriber slots taken; ipc: all handle slots taken), -ECONNREFUSED,
+ * -EADDRINUSE, -EHOSTUNREACH (tcp), or another -errno from the system.
  * Thread-safe (any thread, concurrently); memory:// may block briefly on a
  * mutex, ipc:// waits as described above.
  */
@@ -165,7 +178,10 @@ PSYNE_API int psyne_channel_open(psyne_channel **out, const char *uri, const str
 PSYNE_API int psyne_channel_shutdown(psyne_channel *ch);
 
 /*
- * Frees this handle; the ring goes away with its last handle. Like a pipe,
+ * Frees this handle; the ring goes away with its last handle. tcp://: first
+ * waits (up to opt->link_timeout_ns) until the peer has acknowledged every
+ * committed message, then tells it the stream ended (its receives drain and
+ * return -EPIPE). Like a pipe,
  * closing the last handle that may produce (role PRODUCER or ANY) or the last
  * that may consume (CONSUMER or ANY) shuts the channel down as
  * psyne_channel_shutdown does: consumers drain and then get -EPIPE, producers
