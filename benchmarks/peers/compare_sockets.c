@@ -1,9 +1,10 @@
 /*
- * compare_sockets.c - psyne side by side with ZeroMQ and nng on the inproc
- * and ipc workloads of WORKLOADS.md: spsc throughput at 64 B, 4 KiB and
- * 1 MiB, and ping-pong RTT at 64 B.
+ * compare_sockets.c - psyne side by side with ZeroMQ and nng on the inproc,
+ * ipc and tcp workloads of WORKLOADS.md: throughput at 64 B, 4 KiB and
+ * 1 MiB, and ping-pong RTT at 64 B (tcp: both ends in this process, over
+ * 127.0.0.1; psyne's tcp:// channels against the libraries' tcp transports).
  *
- *   psyne_compare_sockets [--runs N] [--quick] [--transport inproc,ipc] [--no-pin]
+ *   psyne_compare_sockets [--runs N] [--quick] [--transport inproc,ipc,tcp] [--no-pin]
  *
  * The rules of every psyne benchmark hold for the peers too: the sender
  * writes every payload byte in place, here into the library's own message
@@ -21,7 +22,10 @@
  * RATIO lines and a Markdown table.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +41,7 @@
 #include <zmq.h>
 
 #include "bench_util.h"
+#include "tcp_workloads.h"
 #include "workloads.h"
 
 #define MAX_RUNS 64
@@ -232,17 +237,34 @@ static struct run *run_state;
 static volatile uint64_t sink; /* keeps the reads */
 static int run_fd;
 
-/* One run of a peer library: throughput in messages/s, or the p50 RTT in ns. */
-static double peer_run(enum lib lib, int ipc, int tput, size_t size, uint64_t count)
+enum transport { T_INPROC, T_IPC, T_TCP };
+
+/* A TCP port that is free now, on 127.0.0.1. */
+static int free_port(void)
 {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        die("bind", "a free port");
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* One run of a peer library: throughput in messages/s, or the p50 RTT in ns. */
+static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, uint64_t count)
+{
+    int ipc = tr == T_IPC; /* the peer side is a process of its own */
     struct run *r = run_state;
     memset(r, 0, sizeof *r);
     r->lib = lib;
     r->tput = tput;
     r->size = size;
     r->count = count;
-    if (ipc)
+    if (tr == T_IPC)
         snprintf(r->url, sizeof r->url, "ipc:///tmp/psyne-cmp-%s-%d", lib_name[lib], (int)getpid());
+    else if (tr == T_TCP)
+        snprintf(r->url, sizeof r->url, "tcp://127.0.0.1:%d", free_port());
     else
         snprintf(r->url, sizeof r->url, "inproc://psyne-cmp-%s", lib_name[lib]);
     void *zctx = NULL;
@@ -283,9 +305,19 @@ static double peer_run(enum lib lib, int ipc, int tput, size_t size, uint64_t co
     return value;
 }
 
-static double psyne_run(int ipc, int tput, size_t size, uint64_t count)
+static double psyne_run(enum transport tr, int tput, size_t size, uint64_t count)
 {
-    enum bench_transport t = ipc ? BENCH_IPC : BENCH_MEMORY;
+    if (tr == T_TCP) { /* tcp:// channels, both ends in this process (as the peers' tcp runs) */
+        if (tput) {
+            struct tcp_tput_result res;
+            psyne_tcp_tput(size, count, &res);
+            return res.mps;
+        }
+        struct lat_result lat;
+        psyne_tcp_pingpong(size, count, &lat);
+        return (double)lat.p50;
+    }
+    enum bench_transport t = tr == T_IPC ? BENCH_IPC : BENCH_MEMORY;
     if (tput) {
         struct tput_result res;
         psyne_spsc_tput_as(t, size, count, BENCH_SINGLE, pin, &res);
@@ -307,9 +339,11 @@ struct row {
 static struct row rows[16];
 static int n_rows;
 
-static void compare(int ipc, int tput, size_t size, uint64_t count)
+static void compare(enum transport ipc, int tput, size_t size, uint64_t count)
 {
-    const char *workload = ipc ? (tput ? "ipc-spsc-tput" : "ipc-pingpong") : (tput ? "inproc-spsc-tput" : "inproc-pingpong");
+    static const char *names_tput[] = {"inproc-spsc-tput", "ipc-spsc-tput", "tcp-tput"};
+    static const char *names_rtt[] = {"inproc-pingpong", "ipc-pingpong", "tcp-pingpong"};
+    const char *workload = tput ? names_tput[ipc] : names_rtt[ipc];
     double v[3][MAX_RUNS], ratio[2][MAX_RUNS];
     psyne_run(ipc, tput, size, count / 10 + 1); /* warm-up */
     for (int i = 0; i < runs; i++) {
@@ -348,7 +382,7 @@ static void compare(int ipc, int tput, size_t size, uint64_t count)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: psyne_compare_sockets [--runs N] [--quick] [--transport inproc,ipc] [--no-pin]\n");
+    fprintf(stderr, "usage: psyne_compare_sockets [--runs N] [--quick] [--transport inproc,ipc,tcp] [--no-pin]\n");
     exit(2);
 }
 
@@ -363,7 +397,7 @@ int main(int argc, char **argv)
         peer_side(r);
         return 0;
     }
-    int quick = 0, inproc = 1, ipc = 1;
+    int quick = 0, inproc = 1, ipc = 1, tcp = 1;
     static const struct option opts[] = {{"runs", required_argument, 0, 'r'}, {"quick", no_argument, 0, 'q'},
                                          {"transport", required_argument, 0, 't'}, {"no-pin", no_argument, 0, 'p'},
                                          {0, 0, 0, 0}};
@@ -374,12 +408,13 @@ int main(int argc, char **argv)
         case 't':
             inproc = strstr(optarg, "inproc") != NULL;
             ipc = strstr(optarg, "ipc") != NULL;
+            tcp = strstr(optarg, "tcp") != NULL;
             break;
         case 'p': pin = 0; break;
         default: usage();
         }
     }
-    if (runs < 1 || runs > MAX_RUNS || (!inproc && !ipc))
+    if (runs < 1 || runs > MAX_RUNS || (!inproc && !ipc && !tcp))
         usage();
     if ((run_fd = memfd_create("psyne-cmp-run", 0)) < 0 || ftruncate(run_fd, sizeof(struct run)) != 0)
         die("memfd", "run state");
@@ -393,12 +428,12 @@ int main(int argc, char **argv)
     uint64_t div = quick ? 20 : 1;
     static const size_t sizes[] = {64, 4096, 1048576};
     static const uint64_t counts[] = {500000, 100000, 2000};
-    for (int t = 0; t < 2; t++) {
-        if (!(t ? ipc : inproc))
+    for (enum transport t = T_INPROC; t <= T_TCP; t++) {
+        if (!(t == T_TCP ? tcp : t == T_IPC ? ipc : inproc))
             continue;
         for (int i = 0; i < 3; i++)
             compare(t, 1, sizes[i], counts[i] / div);
-        compare(t, 0, 64, 20000 / div);
+        compare(t, 0, 64, (t == T_TCP ? 5000 : 20000) / div);
     }
     printf("\n| workload | size | metric | psyne | ZeroMQ | nng | psyne/ZeroMQ | psyne/nng |\n"
            "|---|---|---|---|---|---|---|---|\n");
