@@ -34,7 +34,7 @@ static void must(int ok, const char *what)
     }
 }
 
-static int free_port(void)
+int bench_free_tcp_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -55,7 +55,7 @@ struct psyne_pair {
 static void psyne_connect(struct psyne_pair *p, size_t size)
 {
     char uri[64];
-    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", free_port());
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", bench_free_tcp_port());
     struct psyne_options o;
     psyne_options_init(&o);
     o.capacity = 4u << 20; /* 1 MiB messages: 3 in flight; a larger ring measured no faster (cache footprint) */
@@ -72,6 +72,25 @@ static void psyne_disconnect(struct psyne_pair *p)
     psyne_channel_close(p->server);
 }
 
+/* One message of size bytes, stamped with seq, written in place. */
+static void psyne_send_one(psyne_channel *ch, size_t size, uint64_t seq)
+{
+    struct psyne_claimed c;
+    must(psyne_claim(ch, size, &c, PSYNE_FOREVER) == 0, "claim");
+    bench_write_payload(c.data, size, seq);
+    must(psyne_commit(ch, &c, size, T_BENCH) == 0, "commit");
+}
+
+/* The next message, checked to be seq, read and released. */
+static void psyne_receive_one(psyne_channel *ch, size_t size, uint64_t seq, const char *who)
+{
+    struct psyne_msg m;
+    must(psyne_receive(ch, &m, PSYNE_FOREVER) == 0, "receive");
+    must(m.length == size, "message length");
+    bench_read_payload(m.data, size, seq, who);
+    psyne_release(ch, &m);
+}
+
 struct psyne_sender {
     psyne_channel *ch;
     size_t size;
@@ -81,12 +100,8 @@ struct psyne_sender {
 static void *psyne_send(void *arg)
 {
     struct psyne_sender *s = arg;
-    for (uint64_t seq = 0; seq < s->count; seq++) {
-        struct psyne_claimed c;
-        must(psyne_claim(s->ch, s->size, &c, PSYNE_FOREVER) == 0, "claim");
-        bench_write_payload(c.data, s->size, seq);
-        must(psyne_commit(s->ch, &c, s->size, T_BENCH) == 0, "commit");
-    }
+    for (uint64_t seq = 0; seq < s->count; seq++)
+        psyne_send_one(s->ch, s->size, seq);
     return NULL;
 }
 
@@ -98,13 +113,8 @@ void psyne_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out)
     pthread_t t;
     int64_t t0 = bench_now_ns();
     must(pthread_create(&t, NULL, psyne_send, &s) == 0, "thread");
-    for (uint64_t seq = 0; seq < count; seq++) {
-        struct psyne_msg m;
-        must(psyne_receive(p.server, &m, PSYNE_FOREVER) == 0, "receive");
-        must(m.length == size, "message length");
-        bench_read_payload(m.data, size, seq, "tcp-tput");
-        psyne_release(p.server, &m);
-    }
+    for (uint64_t seq = 0; seq < count; seq++)
+        psyne_receive_one(p.server, size, seq, "tcp-tput");
     double secs = (double)(bench_now_ns() - t0) / 1e9;
     pthread_join(t, NULL);
     struct psyne_stats st;
@@ -125,14 +135,8 @@ static void *psyne_pong(void *arg)
 {
     struct psyne_ponger *g = arg;
     for (uint64_t i = 0; i < g->trips; i++) {
-        struct psyne_msg m;
-        must(psyne_receive(g->ch, &m, PSYNE_FOREVER) == 0, "pong receive");
-        bench_read_payload(m.data, g->size, i, "tcp-pingpong");
-        psyne_release(g->ch, &m);
-        struct psyne_claimed c;
-        must(psyne_claim(g->ch, g->size, &c, PSYNE_FOREVER) == 0, "pong claim");
-        bench_write_payload(c.data, g->size, i);
-        must(psyne_commit(g->ch, &c, g->size, T_BENCH) == 0, "pong commit");
+        psyne_receive_one(g->ch, g->size, i, "tcp-pingpong");
+        psyne_send_one(g->ch, g->size, i);
     }
     return NULL;
 }
@@ -145,14 +149,8 @@ struct psyne_ping_ctx {
 static void psyne_ping(void *ctx, uint64_t i)
 {
     struct psyne_ping_ctx *p = ctx;
-    struct psyne_claimed c;
-    must(psyne_claim(p->ch, p->size, &c, PSYNE_FOREVER) == 0, "ping claim");
-    bench_write_payload(c.data, p->size, i);
-    must(psyne_commit(p->ch, &c, p->size, T_BENCH) == 0, "ping commit");
-    struct psyne_msg m;
-    must(psyne_receive(p->ch, &m, PSYNE_FOREVER) == 0, "ping receive");
-    bench_read_payload(m.data, p->size, i, "tcp-pingpong");
-    psyne_release(p->ch, &m);
+    psyne_send_one(p->ch, p->size, i);
+    psyne_receive_one(p->ch, p->size, i, "tcp-pingpong");
 }
 
 void psyne_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out)

@@ -17,6 +17,9 @@ struct tcp_tput_result {
     double msgs_per_send; /* psyne: messages per sendmsg call (batching) */
 };
 
+/* A TCP port of 127.0.0.1 that is free now. */
+int bench_free_tcp_port(void);
+
 /* One sender thread -> one receiver over 127.0.0.1, count messages of size bytes. */
 void psyne_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out);
 void raw_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out);

@@ -22,10 +22,7 @@
  * RATIO lines and a Markdown table.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <getopt.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,18 +236,6 @@ static int run_fd;
 
 enum transport { T_INPROC, T_IPC, T_TCP };
 
-/* A TCP port that is free now, on 127.0.0.1. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        die("bind", "a free port");
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* One run of a peer library: throughput in messages/s, or the p50 RTT in ns. */
 static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, uint64_t count)
 {
@@ -264,7 +249,7 @@ static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, u
     if (tr == T_IPC)
         snprintf(r->url, sizeof r->url, "ipc:///tmp/psyne-cmp-%s-%d", lib_name[lib], (int)getpid());
     else if (tr == T_TCP)
-        snprintf(r->url, sizeof r->url, "tcp://127.0.0.1:%d", free_port());
+        snprintf(r->url, sizeof r->url, "tcp://127.0.0.1:%d", bench_free_tcp_port());
     else
         snprintf(r->url, sizeof r->url, "inproc://psyne-cmp-%s", lib_name[lib]);
     void *zctx = NULL;
