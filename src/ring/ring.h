@@ -188,7 +188,7 @@ struct psy_ring {
     struct psy_ring_shared *sh;
     uint8_t *data;     /* first of the two mirrored mappings */
     uint64_t cap;
-    uint64_t mask;
+    uint64_t mask;     /* (cap - 1) & ~7: header offsets only; byte offsets use cap - 1 */
     int mode;
     bool mp;           /* many producers: CAS reservation, zeroed free space */
     bool mc;           /* many competing consumers: lock bits, markers */
