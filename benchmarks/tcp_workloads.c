@@ -52,14 +52,13 @@ struct psyne_pair {
     psyne_channel *server, *client;
 };
 
-static void psyne_connect(struct psyne_pair *p, size_t size)
+static void psyne_connect(struct psyne_pair *p)
 {
     char uri[64];
     snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", bench_free_tcp_port());
     struct psyne_options o;
     psyne_options_init(&o);
     o.capacity = 4u << 20; /* 1 MiB messages: 3 in flight; a larger ring measured no faster (cache footprint) */
-    (void)size;
     o.flags = PSYNE_F_LISTEN;
     must(psyne_channel_open(&p->server, uri, &o) == 0, "tcp:// listen");
     o.flags = 0;
@@ -108,7 +107,7 @@ static void *psyne_send(void *arg)
 void psyne_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out)
 {
     struct psyne_pair p;
-    psyne_connect(&p, size);
+    psyne_connect(&p);
     struct psyne_sender s = {p.client, size, count};
     pthread_t t;
     int64_t t0 = bench_now_ns();
@@ -156,7 +155,7 @@ static void psyne_ping(void *ctx, uint64_t i)
 void psyne_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out)
 {
     struct psyne_pair p;
-    psyne_connect(&p, size);
+    psyne_connect(&p);
     struct psyne_ponger g = {p.server, size, bench_warmup_trips(trips) + trips};
     pthread_t t;
     must(pthread_create(&t, NULL, psyne_pong, &g) == 0, "thread");
@@ -211,6 +210,13 @@ static void recv_full(int fd, uint8_t *p, size_t n)
 }
 
 /* Records: 8-byte length, payload, padded to 8 (psyne's record size). */
+static void raw_write_record(uint8_t *rec, size_t size, uint64_t seq)
+{
+    uint64_t len = size;
+    memcpy(rec, &len, 8);
+    bench_write_payload(rec + 8, size, seq);
+}
+
 struct raw_sender {
     int fd;
     size_t size;
@@ -226,11 +232,8 @@ static void *raw_send(void *arg)
     must(buf != NULL, "buffer");
     for (uint64_t seq = 0; seq < s->count;) {
         size_t used = 0;
-        for (; seq < s->count && used + rec <= cap; seq++, used += rec) {
-            uint64_t len = s->size;
-            memcpy(buf + used, &len, 8);
-            bench_write_payload(buf + used + 8, s->size, seq);
-        }
+        for (; seq < s->count && used + rec <= cap; seq++, used += rec)
+            raw_write_record(buf + used, s->size, seq);
         send_full(s->fd, buf, used);
     }
     free(buf);
@@ -250,11 +253,9 @@ void raw_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out)
     int64_t t0 = bench_now_ns();
     must(pthread_create(&t, NULL, raw_send, &s) == 0, "thread");
     size_t have = 0;
-    uint64_t calls = 0;
     for (uint64_t seq = 0; seq < count;) {
         ssize_t r = recv(p.b, buf + have, cap - have, 0);
         must(r > 0, "raw recv");
-        calls++;
         have += (size_t)r;
         size_t at = 0;
         for (; seq < count && have - at >= rec; at += rec, seq++) {
@@ -271,7 +272,6 @@ void raw_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out)
     out->mps = (double)count / secs;
     out->gbps = (double)count * (double)size / secs / 1e9;
     out->msgs_per_send = 0;
-    (void)calls;
     free(buf);
     close(p.a);
     close(p.b);
@@ -292,9 +292,7 @@ static void *raw_pong(void *arg)
     for (uint64_t i = 0; i < g->trips; i++) {
         recv_full(g->fd, in, rec);
         bench_read_payload(in + 8, g->size, i, "raw tcp-pingpong");
-        uint64_t len = g->size;
-        memcpy(out, &len, 8);
-        bench_write_payload(out + 8, g->size, i);
+        raw_write_record(out, g->size, i);
         send_full(g->fd, out, rec);
     }
     free(in);
@@ -312,9 +310,7 @@ static void raw_ping(void *ctx, uint64_t i)
 {
     struct raw_ping_ctx *p = ctx;
     size_t rec = (size_t)PSYNE_RECORD_SIZE(p->size);
-    uint64_t len = p->size;
-    memcpy(p->out, &len, 8);
-    bench_write_payload(p->out + 8, p->size, i);
+    raw_write_record(p->out, p->size, i);
     send_full(p->fd, p->out, rec);
     recv_full(p->fd, p->in, rec);
     bench_read_payload(p->in + 8, p->size, i, "raw tcp-pingpong");

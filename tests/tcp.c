@@ -289,8 +289,6 @@ static int part_reconnect(void)
     uint64_t count = test_scale(200000);
     int server_port = free_port();
     struct relay r = {.target_port = server_port, .cut_every = 3 * 1000 * 1000 + 4321};
-    if (getenv("RELAY_CUT"))
-        r.cut_every = strtoull(getenv("RELAY_CUT"), NULL, 10);
     r.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(r.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

@@ -27,7 +27,6 @@ struct psyne_channel {
     bool sc_fast;                    /* may take the inline SC receive */
     int role;
     int sub; /* BROADCAST subscriber slot, else -1 */
-    int64_t linger_ns; /* tcp://: how long close waits for the peer's acknowledgements */
     struct psy_reader reader_state;
 };
 
@@ -128,7 +127,6 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         return rc;
     }
     ch->tx = ch->link ? psy_tcp_tx(ch->link) : ch->ring;
-    ch->linger_ns = opt->link_timeout_ns ? opt->link_timeout_ns : 10 * 1000000000ll;
     if (ch->ring->mode == PSYNE_MODE_BROADCAST && ch->role == PSYNE_ROLE_ANY) { /* joined with NULL options */
         detach(ch->ring);
         free(ch);
@@ -185,7 +183,7 @@ int psyne_channel_close(psyne_channel *ch)
     if (!ch)
         return 0;
     if (ch->link) {
-        psy_tcp_close(ch->link, ch->linger_ns);
+        psy_tcp_close(ch->link);
         free(ch);
         return 0;
     }

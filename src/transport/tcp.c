@@ -622,7 +622,6 @@ static bool send_on(struct psy_tcp_link *l, int fd, uint64_t gen, uint64_t resum
     /* our hello told the peer what we had received: no ACK due for that */
     struct sender_try t = {.l = l, .gen = gen, .pos = resume, .ack_sent = hello_rx};
     atomic_store_explicit(l->tx_reader.read_pos, t.pos, memory_order_relaxed);
-    free_acked(l, &t);
     for (;;) {
         if (atomic_load_explicit(&l->live, memory_order_acquire) != gen || atomic_load(&l->stop))
             return false;
@@ -709,6 +708,8 @@ static void *sender_main(void *arg)
 
 /* ---- the link ---- */
 
+static void link_close(struct psy_tcp_link *l, int64_t linger_ns);
+
 static void link_free(struct psy_tcp_link *l)
 {
     if (l->listen_fd >= 0)
@@ -741,9 +742,6 @@ static int make_rings(struct psy_tcp_link *l, const struct psyne_options *opt)
     atomic_store(&l->tx_sent, l->tx_base);
     l->max_send = PSYNE_MAX_MESSAGE(l->tx.cap);
     l->max_recv = PSYNE_MAX_MESSAGE(l->rx.cap);
-    /* the link threads count as tx's consumer and rx's producer */
-    atomic_fetch_add(&l->tx.sh->wait.consumers, 1);
-    atomic_fetch_add(&l->rx.sh->wait.producers, 1);
     return 0;
 }
 
@@ -787,7 +785,6 @@ int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_t
             rc = psy_fail(-errno, "tcp://%s: no random session id", name);
         l->session |= 1; /* never 0 */
     }
-    /* the sender first: the receiver thread reads sender_started */
     if (!rc && (rc = -pthread_create(&l->sender, NULL, sender_main, l)) == 0)
         l->sender_started = true;
     if (!rc && (rc = -pthread_create(&l->receiver, NULL, receiver_main, l)) == 0)
@@ -805,7 +802,7 @@ int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_t
             psy_fail(rc, "tcp://%s: cannot connect: %s", name, strerror(-rc));
     }
     if (rc) {
-        psy_tcp_close(l, 0);
+        link_close(l, 0);
         return rc;
     }
     *out = l;
@@ -828,7 +825,8 @@ void psy_tcp_shutdown(struct psy_tcp_link *l)
     psy_ring_shutdown(&l->tx); /* the sender finishes sending and says BYE */
 }
 
-void psy_tcp_close(struct psy_tcp_link *l, int64_t linger_ns)
+/* Closes with linger_ns for the peer's acknowledgements (0: none). */
+static void link_close(struct psy_tcp_link *l, int64_t linger_ns)
 {
     pthread_mutex_lock(&l->lock);
     l->linger_until = deadline_after(linger_ns);
@@ -852,6 +850,11 @@ void psy_tcp_close(struct psy_tcp_link *l, int64_t linger_ns)
     if (l->sender_started)
         pthread_join(l->sender, NULL);
     link_free(l);
+}
+
+void psy_tcp_close(struct psy_tcp_link *l)
+{
+    link_close(l, l->link_timeout_ns);
 }
 
 void psy_tcp_stats(struct psy_tcp_link *l, struct psyne_stats *st)

@@ -39,9 +39,9 @@ struct psy_ring *psy_tcp_rx(struct psy_tcp_link *l);
 struct psy_ring *psy_tcp_tx(struct psy_tcp_link *l);
 /* Shuts both rings down; the sender still finishes what was committed. */
 void psy_tcp_shutdown(struct psy_tcp_link *l);
-/* Sends what is committed, waits up to linger_ns (PSYNE_FOREVER: no limit)
- * for the peer to acknowledge it, says BYE, stops the threads, frees l. */
-void psy_tcp_close(struct psy_tcp_link *l, int64_t linger_ns);
+/* Sends what is committed, waits up to the link timeout (PSYNE_FOREVER: no
+ * limit) for the peer to acknowledge it, says BYE, stops the threads, frees l. */
+void psy_tcp_close(struct psy_tcp_link *l);
 void psy_tcp_stats(struct psy_tcp_link *l, struct psyne_stats *st);
 
 #endif
