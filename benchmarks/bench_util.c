@@ -33,6 +33,9 @@ void bench_pin(int cpu)
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
+int bench_cpu_producer = 0, bench_cpu_consumer = 1;
+uint32_t bench_channel_flags, bench_numa_node;
+
 uint64_t bench_inject_loss_at = UINT64_MAX;
 
 void bench_write_payload(void *p, size_t size, uint64_t seq)

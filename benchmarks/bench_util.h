@@ -14,6 +14,11 @@
 int64_t bench_now_ns(void);
 /* Pins the calling thread to cpu (modulo the CPUs present); no-op if cpu < 0. */
 void bench_pin(int cpu);
+/* Where two-sided workloads pin their sides (psyne_bench --pin P,C). */
+extern int bench_cpu_producer, bench_cpu_consumer;
+/* Placement options every psyne channel of a run is opened with
+ * (psyne_bench --hugepages, --mlock, --numa-node N): PSYNE_F_* and the node. */
+extern uint32_t bench_channel_flags, bench_numa_node;
 
 /* The sender writes every payload byte: the sequence number at offset 0 and
  * the rest filled. The receiver checks the sequence (abort on mismatch) and

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "bench_util.h"
+#include "psyne.h"
 #include "tcp_workloads.h"
 #include "workloads.h"
 
@@ -223,6 +224,30 @@ static void run_tcp_pingpong(const struct config *c, size_t size)
     out_end();
 }
 
+/* Opens a probe ring with the run's placement options and says what it got:
+ * huge pages fall back silently by design, so the reader must be told. */
+static int describe_placement(void)
+{
+    struct psyne_options o;
+    psyne_options_init(&o);
+    o.flags = bench_channel_flags;
+    o.numa_node = bench_numa_node;
+    o.capacity = 4u << 20;
+    psyne_channel *ch;
+    int rc = psyne_channel_open(&ch, "memory://psyne-bench-placement", &o);
+    if (rc) {
+        fprintf(stderr, "psyne_bench: placement options refused: %s (%s)\n", psyne_strerror(rc), psyne_last_error());
+        return rc;
+    }
+    struct psyne_stats st;
+    psyne_channel_stats(ch, &st);
+    static const char *pages[] = {"normal", "transparent huge", "explicit huge"};
+    printf("# ring memory (a 4 MiB probe ring): %s pages of %llu bytes, NUMA node %d, %s\n", pages[st.pages],
+           (unsigned long long)st.page_size, st.numa_node, st.locked ? "locked" : "not locked");
+    psyne_channel_close(ch);
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -237,7 +262,13 @@ static void usage(FILE *f)
             "  --api single|batch|typed  API for *-spsc-tput (default: single; also batch at <= 256 B and,\n"
             "                     inproc, typed float vectors against raw records at >= 4 KiB)\n"
             "  --producers N --consumers N   inproc-mpmc-tput threads (default 2 and 2)\n"
-            "  --no-pin           do not pin producer to CPU 0 and consumer to CPU 1\n"
+            "  --pin P,C          pin the producer (pinger) to CPU P and the consumer (ponger) to CPU C\n"
+            "                     (default 0,1)\n"
+            "  --no-pin           do not pin producer and consumer\n"
+            "  --hugepages        back rings with huge pages (explicit if reserved, else transparent, else normal;\n"
+            "                     the run prints which it got); rings are then at least 2 MiB\n"
+            "  --mlock            lock ring memory (PSYNE_F_MLOCK)\n"
+            "  --numa-node N      allocate ring memory on NUMA node N\n"
             "  --json             one JSON object per result (the RESULT line's keys) instead of RESULT lines\n"
             "  --inject-loss N    self-test: writers skip sequence N as if it were lost; the run must abort\n");
 }
@@ -251,6 +282,8 @@ int main(int argc, char **argv)
         {"api", required_argument, 0, 'a'}, {"producers", required_argument, 0, 'p'},
         {"consumers", required_argument, 0, 'c'}, {"no-pin", no_argument, 0, 'n'},
         {"json", no_argument, 0, 'j'}, {"inject-loss", required_argument, 0, 'l'},
+        {"pin", required_argument, 0, 'P'}, {"hugepages", no_argument, 0, 'H'},
+        {"mlock", no_argument, 0, 'M'}, {"numa-node", required_argument, 0, 'N'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -268,6 +301,20 @@ int main(int argc, char **argv)
         case 'p': c.producers = atoi(optarg); break;
         case 'c': c.consumers = atoi(optarg); break;
         case 'n': c.pin = 0; break;
+        case 'P':
+            if (sscanf(optarg, "%d,%d", &bench_cpu_producer, &bench_cpu_consumer) != 2 || bench_cpu_producer < 0 ||
+                bench_cpu_consumer < 0) {
+                usage(stderr);
+                return 2;
+            }
+            c.pin = 1;
+            break;
+        case 'H': bench_channel_flags |= PSYNE_F_HUGEPAGES; break;
+        case 'M': bench_channel_flags |= PSYNE_F_MLOCK; break;
+        case 'N':
+            bench_channel_flags |= PSYNE_F_NUMA_BIND;
+            bench_numa_node = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
         case 'j': json_out = 1; break;
         case 'l': bench_inject_loss_at = strtoull(optarg, NULL, 10); break;
         case 'h': usage(stdout); return 0;
@@ -288,6 +335,9 @@ int main(int argc, char **argv)
                "# payload byte in place and the consumer checks the sequence number and reads every byte.\n"
                "# This machine is shared and noisy: compare systems with build/benchmarks/peers/psyne_compare (ratios).\n",
                c.runs);
+
+    if (bench_channel_flags && describe_placement() != 0)
+        return 1;
 
     static const size_t spsc_sizes[] = {64, 4096, 65536, 1048576};
     static const size_t ipc_sizes[] = {64, 4096, 1048576};

@@ -59,9 +59,10 @@ static void psyne_connect(struct psyne_pair *p)
     struct psyne_options o;
     psyne_options_init(&o);
     o.capacity = 4u << 20; /* 1 MiB messages: 3 in flight; a larger ring measured no faster (cache footprint) */
-    o.flags = PSYNE_F_LISTEN;
+    o.numa_node = bench_numa_node;
+    o.flags = PSYNE_F_LISTEN | bench_channel_flags;
     must(psyne_channel_open(&p->server, uri, &o) == 0, "tcp:// listen");
-    o.flags = 0;
+    o.flags = bench_channel_flags;
     must(psyne_channel_open(&p->client, uri, &o) == 0, "tcp:// connect");
 }
 

@@ -33,6 +33,8 @@ static void must(int rc, const char *what)
 uint64_t workload_capacity(size_t size)
 {
     uint64_t want = 16 * PSYNE_RECORD_SIZE(size), cap = 256 * 1024;
+    if (bench_channel_flags & PSYNE_F_HUGEPAGES) /* smaller rings cannot have explicit huge pages */
+        cap = 2 * 1024 * 1024;
     while (cap < want)
         cap <<= 1;
     return cap;
@@ -46,6 +48,8 @@ static psyne_channel *open_channel(const char *uri, int mode, int role, uint64_t
     o.role = role;
     o.capacity = capacity;
     o.wait = wait;
+    o.flags |= bench_channel_flags;
+    o.numa_node = bench_numa_node;
     /* More threads than cores: a waiting thread holds a core another thread
      * needs, so spin briefly before yielding (the peers get the same). */
     if (mode == PSYNE_MODE_MPMC)
@@ -84,7 +88,7 @@ static void *spsc_producer(void *arg)
     psyne_channel *tx = s->tx;
     if (!tx)
         tx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, 0, PSYNE_WAIT_ADAPTIVE);
-    bench_pin(s->pin ? 0 : -1);
+    bench_pin(s->pin ? bench_cpu_producer : -1);
     bench_gate_arrive(&s->gate, 2);
     s->start = bench_now_ns();
     if (s->batch) { /* up to 32 messages per claim and per commit */
@@ -172,7 +176,7 @@ void psyne_spsc_tput_as(enum bench_transport transport, size_t size, uint64_t co
         s->tx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_ADAPTIVE);
     struct bench_peer producer;
     bench_peer_start(&producer, transport == BENCH_IPC, spsc_producer, s);
-    bench_pin(pin ? 1 : -1);
+    bench_pin(pin ? bench_cpu_consumer : -1);
     bench_gate_arrive(&s->gate, 2);
     spsc_consume(s, rx);
     bench_peer_join(&producer);
@@ -204,7 +208,7 @@ static void *ponger(void *arg)
         ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, 0, PSYNE_WAIT_SPIN);
         pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, 0, PSYNE_WAIT_SPIN);
     }
-    bench_pin(p->pin ? 1 : -1);
+    bench_pin(p->pin ? bench_cpu_consumer : -1);
     bench_gate_arrive(&p->gate, 2);
     for (uint64_t i = 0; i < p->total; i++) {
         struct psyne_msg m;
@@ -257,7 +261,7 @@ void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_
     }
     struct bench_peer ponger_side;
     bench_peer_start(&ponger_side, transport == BENCH_IPC, ponger, p);
-    bench_pin(pin ? 0 : -1);
+    bench_pin(pin ? bench_cpu_producer : -1);
     bench_gate_arrive(&p->gate, 2);
     struct pinger g = {ping_tx, pong_rx, size};
     bench_time_round_trips(round_trips, psyne_ping, &g, out);

@@ -97,6 +97,25 @@ enum psyne_wait {
 #define PSYNE_F_NO_PREFAULT (1u << 0) /* do not touch the ring's pages at open */
 #define PSYNE_F_LISTEN (1u << 1)      /* tcp://: listen on host:port (host * = every
                                          address) and accept a client, instead of connecting */
+#define PSYNE_F_HUGEPAGES (1u << 2)   /* back the ring with huge pages: explicit ones (hugetlb,
+                                         memory:// and tcp://, rings of a multiple of the huge
+                                         page size, pages reserved in /proc/sys/vm/nr_hugepages),
+                                         else transparent ones where the kernel gives them to
+                                         shared memory, else normal pages. Never fails for lack
+                                         of huge pages; psyne_stats.pages says what the ring got */
+#define PSYNE_F_MLOCK (1u << 3)       /* lock the ring's pages in memory (mlock): open fails with
+                                         -ENOMEM or -EPERM beyond RLIMIT_MEMLOCK */
+#define PSYNE_F_NUMA_BIND (1u << 4)   /* allocate the ring's memory on NUMA node opt->numa_node
+                                         only (mbind MPOL_BIND); -EINVAL if the node is not online */
+
+/* Pages backing a ring (psyne_stats.pages). */
+enum psyne_pages {
+    PSYNE_PAGES_NORMAL = 0,      /* base pages (4 KiB on x86-64) */
+    PSYNE_PAGES_TRANSPARENT = 1, /* advised for transparent huge pages, which the kernel allows for
+                                    shared memory; it may still use base pages where it has no
+                                    huge page free */
+    PSYNE_PAGES_EXPLICIT = 2,    /* hugetlb pages, reserved at open */
+};
 
 struct psyne_options {
     uint64_t capacity;   /* ring bytes; 0 = PSYNE_DEFAULT_CAPACITY (joining: any) */
@@ -108,7 +127,9 @@ struct psyne_options {
     int64_t yield_ns;    /* adaptive wait: then yield this long; <0 = default (200 us) */
     /* ipc:// only (ignored by memory://): */
     uint32_t ipc_perm;        /* permission bits of a segment this open creates; 0 = 0600 */
-    uint32_t reserved32;      /* zero */
+    /* any scheme: */
+    uint32_t numa_node;       /* with PSYNE_F_NUMA_BIND: the node the ring's memory comes from */
+    /* ipc:// only: */
     int64_t open_timeout_ns;  /* wait this long for a segment another process is creating or
                                  still closing; 0 = default (5 s), PSYNE_FOREVER = no limit */
     int64_t peer_timeout_ns;  /* a waiting call checks every this often whether a peer process
@@ -330,6 +351,11 @@ struct psyne_stats {
     uint64_t tcp_send_calls;      /* sendmsg system calls (messages per call = batching) */
     uint64_t tcp_recv_calls;      /* recvmsg system calls */
     int tcp_connected;            /* 1 while a connection is up */
+    /* Placement of this handle's ring memory (tcp://: its receive ring; the send ring is alike): */
+    int pages;                    /* enum psyne_pages */
+    uint64_t page_size;           /* bytes per page backing the ring */
+    int numa_node;                /* node bound with PSYNE_F_NUMA_BIND, or -1 */
+    int locked;                   /* 1: pages locked in memory (PSYNE_F_MLOCK) */
 };
 
 /*
@@ -338,6 +364,22 @@ struct psyne_stats {
  * some moment). Returns 0 or -EINVAL. Thread-safe; never blocks.
  */
 PSYNE_API int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st);
+
+/*
+ * Pins the calling thread to the n CPUs listed in cpus (numbers as in
+ * /proc/cpuinfo), for a user's producer and consumer threads. Returns 0, or
+ * -EINVAL (n == 0, a negative or too large number, or none of them allowed
+ * to this process). Thread-safe; affects only the calling thread; never
+ * blocks (the thread moves at its next scheduling point).
+ */
+PSYNE_API int psyne_pin_thread(const int *cpus, unsigned n);
+
+/*
+ * Writes the CPUs the calling thread may run on into cpus[0..max-1], in
+ * increasing order, and returns how many there are (which may exceed max),
+ * or -errno. Thread-safe; never blocks.
+ */
+PSYNE_API int psyne_thread_cpus(int *cpus, unsigned max);
 
 /* Short description of a psyne return code (-errno or errno). Thread-safe;
  * the string is static. */

@@ -91,8 +91,12 @@ static void test_options_and_uris(void)
     CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
     CHECK(strstr(psyne_last_error(), "PSYNE_MAX_CAPACITY") != NULL);
     b = opts(PSYNE_MODE_SPSC, 0);
-    b.reserved32 = 1;
+    b.numa_node = 1; /* without PSYNE_F_NUMA_BIND */
     CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
+    b.flags = PSYNE_F_NUMA_BIND;
+    b.numa_node = 4000; /* no such node */
+    CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
+    CHECK(strstr(psyne_last_error(), "NUMA node 4000") != NULL);
     CHECK(ch == NULL);
 
     /* psyne_strerror accepts both signs and knows every documented code. */

@@ -56,13 +56,18 @@ static int check_options(const struct psyne_options *o)
         return psy_fail(-EINVAL, "a BROADCAST handle must be PSYNE_ROLE_PRODUCER or PSYNE_ROLE_CONSUMER");
     if (o->wait != PSYNE_WAIT_ADAPTIVE && o->wait != PSYNE_WAIT_SPIN)
         return psy_fail(-EINVAL, "wait %d is not a psyne_wait", o->wait);
-    if (o->flags & ~(PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN))
-        return psy_fail(-EINVAL, "unknown option flags 0x%x", o->flags & ~(PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN));
+    const uint32_t known = PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN | PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND;
+    if (o->flags & ~known)
+        return psy_fail(-EINVAL, "unknown option flags 0x%x", o->flags & ~known);
     if (o->capacity > PSYNE_MAX_CAPACITY)
         return psy_fail(-EINVAL, "capacity %llu is above PSYNE_MAX_CAPACITY (%llu)",
                         (unsigned long long)o->capacity, (unsigned long long)PSYNE_MAX_CAPACITY);
-    if (o->reserved32)
-        return psy_fail(-EINVAL, "reserved option fields must be zero");
+    if (o->numa_node && !(o->flags & PSYNE_F_NUMA_BIND))
+        return psy_fail(-EINVAL, "numa_node is set but PSYNE_F_NUMA_BIND is not");
+    struct psy_place_request req;
+    int rc = psy_place_request_from(o, false, &req); /* a node that is not online */
+    if (rc)
+        return rc;
     if (o->link_timeout_ns < 0 && o->link_timeout_ns != PSYNE_FOREVER)
         return psy_fail(-EINVAL, "link_timeout_ns must be > 0, 0 (default) or PSYNE_FOREVER");
     if (o->open_timeout_ns < 0 && o->open_timeout_ns != PSYNE_FOREVER)
@@ -489,6 +494,10 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     st->subscribers = (int)atomic_load_explicit(&sh->bcast.count, memory_order_relaxed);
     st->producers = (int)atomic_load_explicit(&sh->wait.producers, memory_order_relaxed);
     st->consumers = (int)atomic_load_explicit(&sh->wait.consumers, memory_order_relaxed);
+    st->pages = r->place.pages;
+    st->page_size = r->place.page_size;
+    st->numa_node = r->place.numa_node;
+    st->locked = r->place.locked;
     if (ch->link) { /* one handle, one connection: it produces and consumes as its role says */
         st->waits += rd(&tsh->slow.waits);
         st->wakeups += rd(&tsh->slow.wakeups);

@@ -8,19 +8,26 @@
 
 #include <stddef.h>
 
+#include "placement.h"
+
 struct psy_mirror {
     void *base;       /* control area; data follows at base + ctl_len */
     size_t ctl_len;
     size_t data_len;
-    size_t map_len;   /* ctl_len + 2 * data_len, the whole reservation */
+    size_t map_len;   /* ctl_len + 2 * data_len, the whole mapping */
+    struct psy_placement got; /* what the memory is backed by */
 };
 
 /* Maps a new zero-filled mirror. ctl_len and data_len must be page multiples.
- * prefault touches every page now so the first lap takes no page faults.
+ * With req->huge and req->explicit_ok it first tries explicit huge pages
+ * (a hugetlb memfd; ctl_len then grows to one huge page, and data_len must be
+ * a multiple of one), then transparent ones, then normal pages.
  * Returns 0 or -errno. */
-int psy_mirror_create(struct psy_mirror *m, size_t ctl_len, size_t data_len, int prefault);
-/* Maps an existing file of ctl_len + data_len bytes the same way (ipc://). */
-int psy_mirror_map(struct psy_mirror *m, int fd, size_t ctl_len, size_t data_len, int prefault);
+int psy_mirror_create(struct psy_mirror *m, size_t ctl_len, size_t data_len, const struct psy_place_request *req);
+/* Maps an existing file of ctl_len + data_len bytes the same way (ipc://:
+ * transparent huge pages at most). */
+int psy_mirror_map(struct psy_mirror *m, int fd, size_t ctl_len, size_t data_len,
+                   const struct psy_place_request *req);
 void psy_mirror_destroy(struct psy_mirror *m);
 
 #endif

@@ -78,15 +78,19 @@ int psy_ring_create(struct psy_ring *r, const struct psyne_options *opt)
     int rc = psy_ring_capacity(opt, &cap);
     if (rc)
         return rc;
+    struct psy_place_request req;
+    if ((rc = psy_place_request_from(opt, true, &req)) != 0)
+        return rc;
     struct psy_mirror m = {0};
-    size_t ctl_len = psy_ring_control_size();
-    rc = psy_mirror_create(&m, ctl_len, cap, !(opt->flags & PSYNE_F_NO_PREFAULT));
+    rc = psy_mirror_create(&m, psy_ring_control_size(), cap, &req);
     if (rc)
-        return psy_fail(rc, "cannot map a mirrored ring of %llu bytes", (unsigned long long)cap);
-    psy_ring_format(m.base, opt->mode, cap, ctl_len);
-    psy_ring_view(r, m.base, (uint8_t *)m.base + ctl_len, cap, opt->mode, opt);
+        return psy_fail(rc, "cannot map a mirrored ring of %llu bytes%s", (unsigned long long)cap,
+                        rc == -ENOMEM || rc == -EPERM ? " (or lock it: RLIMIT_MEMLOCK)" : "");
+    psy_ring_format(m.base, opt->mode, cap, m.ctl_len);
+    psy_ring_view(r, m.base, (uint8_t *)m.base + m.ctl_len, cap, opt->mode, opt);
     r->map_base = m.base;
     r->map_len = m.map_len;
+    r->place = m.got;
     return 0;
 }
 

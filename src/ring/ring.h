@@ -59,6 +59,7 @@
 #include <pthread.h>
 
 #include "psyne.h"
+#include "../mem/placement.h"
 
 #define PSY_CACHE_BLOCK 128 /* two lines: keeps adjacent-line prefetch off the other side */
 #define PSY_RING_MAGIC 0x31454e5953505953ull /* "SYPSYNE1" */
@@ -197,6 +198,7 @@ struct psy_ring {
     int64_t yield_ns;
     void *map_base;    /* whole reservation, for unmapping */
     size_t map_len;
+    struct psy_placement place; /* what backs this view's memory (psyne_stats) */
     bool ipc;          /* lives in an ipc:// segment (src/transport/ipc.c) */
     bool wake_fence;   /* publishers fence before reading waiter counts (no membarrier) */
     bool global_barrier; /* ipc: the sleeper's barrier must reach other processes */

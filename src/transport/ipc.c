@@ -230,6 +230,7 @@ static void view_ring(struct ipc_attachment *a, struct psy_mirror *m, const stru
                   (uint8_t *)m->base + l->data_offset, l->capacity, l->mode, opt);
     r->map_base = m->base;
     r->map_len = m->map_len;
+    r->place = m->got;
     r->ipc = true;
     r->global_barrier = true;
     r->wake_fence = psy_wake_needs_fence_global;
@@ -284,12 +285,14 @@ static int create_segment(struct ipc_attachment *a, const struct psyne_options *
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     psy_ipc_layout_for(cap, opt->mode, page, &l);
     struct psy_mirror m = {0};
+    struct psy_place_request req;
+    psy_place_request_from(opt, false, &req); /* cannot fail: channel open checked the node */
     if (fchmod(fd, perm) != 0) /* shm_open applied the umask */
         rc = psy_fail(-errno, "%s: cannot set mode %o", uri, (unsigned)perm);
     else if ((rc = -posix_fallocate(fd, 0, (off_t)l.file_size)) != 0) /* tmpfs space now, not SIGBUS later */
         rc = psy_fail(rc, "%s: cannot allocate %llu bytes of shared memory", uri, (unsigned long long)l.file_size);
-    else if ((rc = psy_mirror_map(&m, fd, l.data_offset, cap, !(opt->flags & PSYNE_F_NO_PREFAULT))) != 0)
-        rc = psy_fail(rc, "%s: cannot map the segment", uri);
+    else if ((rc = psy_mirror_map(&m, fd, l.data_offset, cap, &req)) != 0)
+        rc = psy_fail(rc, "%s: cannot map the segment (or place it as asked)", uri);
     if (rc) {
         shm_unlink(a->shm_name); /* ours: exclusive lock, name checked */
         close(fd);
@@ -385,9 +388,11 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
                         l.mode, (unsigned long long)l.capacity, opt->mode, (unsigned long long)opt->capacity);
     }
     struct psy_mirror m = {0};
-    if ((rc = psy_mirror_map(&m, fd, l.data_offset, l.capacity, !(opt->flags & PSYNE_F_NO_PREFAULT))) != 0) {
+    struct psy_place_request req;
+    if ((rc = psy_place_request_from(opt, false, &req)) != 0 ||
+        (rc = psy_mirror_map(&m, fd, l.data_offset, l.capacity, &req)) != 0) {
         close(fd);
-        return psy_fail(rc, "%s: cannot map the segment", uri);
+        return psy_fail(rc, "%s: cannot map the segment (or place it as asked)", uri);
     }
     if ((rc = psy_ipc_validate_ring((struct psy_ring_shared *)((uint8_t *)m.base + l.ring_offset), &l, &why))) {
         psy_mirror_destroy(&m);
