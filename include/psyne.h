@@ -117,6 +117,28 @@ enum psyne_pages {
     PSYNE_PAGES_EXPLICIT = 2,    /* hugetlb pages, reserved at open */
 };
 
+/*
+ * A dynamic ring (psyne_options.dynamic, memory:// SPSC channels): it starts
+ * at psyne_options.capacity bytes and sizes itself by load. The producer
+ * grows it when a claim finds it full or fuller than grow_at, and shrinks it
+ * when the most it held over a window of window_ops claims stayed below
+ * shrink_at. A resize chains a new segment after the current one: the
+ * producer goes on writing there at once, the consumer follows when it has
+ * read the old segment, which is unmapped when everything in it is
+ * released. Nothing is copied and neither side stops. Zero fields take the
+ * defaults in brackets.
+ */
+struct psyne_dynamic {
+    uint64_t max_capacity;   /* largest segment [64 x capacity, at most PSYNE_MAX_CAPACITY] */
+    uint64_t min_capacity;   /* smallest segment a shrink makes [the initial capacity] */
+    double grow_at;          /* fraction of the segment in use that grows it [0.75] */
+    double shrink_at;        /* window high-water fraction below which it shrinks [0.2] */
+    uint32_t factor;         /* each resize multiplies or divides the size by this, a power of two [2] */
+    uint32_t window_ops;     /* claims per high-water window [5000] */
+    uint32_t check_interval; /* claims between looks at the usage [64] */
+    uint32_t reserved;       /* zero */
+};
+
 struct psyne_options {
     uint64_t capacity;   /* ring bytes; 0 = PSYNE_DEFAULT_CAPACITY (joining: any) */
     int mode;            /* enum psyne_mode */
@@ -139,6 +161,8 @@ struct psyne_options {
                                  for (server), and how long close waits for the peer to
                                  acknowledge what was sent; then the channel shuts down.
                                  0 = default (10 s), PSYNE_FOREVER = no limit */
+    /* memory:// SPSC only: */
+    const struct psyne_dynamic *dynamic; /* non-NULL: a dynamic ring configured so (copied at open) */
 };
 
 /* Fills *opt with the defaults (SPSC, default capacity, adaptive waiting).
@@ -356,6 +380,13 @@ struct psyne_stats {
     uint64_t page_size;           /* bytes per page backing the ring */
     int numa_node;                /* node bound with PSYNE_F_NUMA_BIND, or -1 */
     int locked;                   /* 1: pages locked in memory (PSYNE_F_MLOCK) */
+    /* Dynamic rings (zero for static ones); capacity above is the segment the producer writes: */
+    int segments;                 /* live segments: the current one and those not yet released */
+    uint64_t resizes_up;          /* segments chained larger */
+    uint64_t resizes_down;        /* segments chained smaller */
+    uint64_t resize_ns;           /* time producers spent making and chaining segments */
+    uint64_t failed_claims;       /* claims that found the ring full at its largest size */
+    uint64_t window_high_water;   /* most bytes in use over the last complete window */
 };
 
 /*

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ring/dynamic.h"
 #include "../ring/fastpath.h"
 #include "../transport/transport.h"
 #include "channel.h"
@@ -20,6 +21,8 @@ struct psyne_channel {
     alignas(PSY_CACHE_BLOCK) struct psy_ring *ring; /* consumer side: the ring we receive from */
     struct psy_ring *tx;        /* producer side: the same ring, except for tcp:// */
     struct psy_tcp_link *link;  /* tcp://: the connection that moves tx and ring */
+    struct psy_dyn *dyn;        /* dynamic ring: ring and tx are its segments, refreshed per call */
+    struct psy_ring *home;      /* what the handle attached to: handle counts, shutdown */
     psy_atomic64 *mp_counts; /* {msgs, bytes}: mp_msgs here, or the ipc slot's */
     struct psyne_channel *next; /* in tx->handles */
     const struct psy_reader *reader; /* single consumer state, NULL in MC modes */
@@ -111,6 +114,8 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         return rc;
     if ((opt->flags & PSYNE_F_LISTEN) && u.scheme != PSY_SCHEME_TCP)
         return psy_fail(-EINVAL, "PSYNE_F_LISTEN is for tcp:// channels");
+    if (opt->dynamic && u.scheme != PSY_SCHEME_MEMORY)
+        return psy_fail(-EINVAL, "dynamic rings are memory:// only in this version");
 
     psy_wait_init();
     psyne_channel *ch = aligned_alloc(PSY_CACHE_BLOCK, sizeof *ch);
@@ -132,6 +137,9 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         return rc;
     }
     ch->tx = ch->link ? psy_tcp_tx(ch->link) : ch->ring;
+    ch->home = ch->ring;
+    if (u.scheme == PSY_SCHEME_MEMORY)
+        ch->dyn = psy_memory_dynamic(ch->home); /* ring and tx stay the anchor until the first call */
     if (ch->ring->mode == PSYNE_MODE_BROADCAST && ch->role == PSYNE_ROLE_ANY) { /* joined with NULL options */
         detach(ch->ring);
         free(ch);
@@ -172,6 +180,13 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     return 0;
 }
 
+static void shutdown_ring(psyne_channel *ch)
+{
+    if (ch->dyn)
+        psy_dyn_shutdown(ch->dyn);
+    psy_ring_shutdown(ch->home);
+}
+
 int psyne_channel_shutdown(psyne_channel *ch)
 {
     if (!ch)
@@ -179,7 +194,7 @@ int psyne_channel_shutdown(psyne_channel *ch)
     if (ch->link)
         psy_tcp_shutdown(ch->link);
     else
-        psy_ring_shutdown(ch->ring);
+        shutdown_ring(ch);
     return 0;
 }
 
@@ -194,17 +209,17 @@ int psyne_channel_close(psyne_channel *ch)
     }
     /* Like a pipe: when the last handle that could produce (or consume) goes,
      * nobody can make progress on the other side any more. */
-    struct psy_wait_block *w = &ch->ring->sh->wait;
+    struct psy_ring *r = ch->home;
+    struct psy_wait_block *w = &r->sh->wait;
     bool last = false;
-    if (ch->ring->ipc) /* a survivor must not uncount us again if we die now */
-        psy_ipc_clear_roles(ch->ring);
+    if (r->ipc) /* a survivor must not uncount us again if we die now */
+        psy_ipc_clear_roles(r);
     if (ch->role != PSYNE_ROLE_CONSUMER)
         last |= atomic_fetch_sub_explicit(&w->producers, 1, memory_order_acq_rel) == 1;
     if (ch->role != PSYNE_ROLE_PRODUCER)
         last |= atomic_fetch_sub_explicit(&w->consumers, 1, memory_order_acq_rel) == 1;
     if (last)
-        psy_ring_shutdown(ch->ring);
-    struct psy_ring *r = ch->ring;
+        shutdown_ring(ch);
     pthread_mutex_lock(&r->handles_lock); /* its counts stay in the ring's totals */
     for (psyne_channel **p = &r->handles; *p; p = &(*p)->next) {
         if (*p == ch) {
@@ -216,8 +231,8 @@ int psyne_channel_close(psyne_channel *ch)
     atomic_fetch_add_explicit(&r->sh->prod.bytes, atomic_load(&ch->mp_bytes), memory_order_relaxed);
     pthread_mutex_unlock(&r->handles_lock);
     if (ch->sub >= 0)
-        psy_ring_unsubscribe(ch->ring, ch->sub);
-    detach(ch->ring);
+        psy_ring_unsubscribe(r, ch->sub);
+    detach(r);
     free(ch);
     return 0;
 }
@@ -261,18 +276,25 @@ static int claim_batch_once(void *ctx)
 
 int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, unsigned n, int64_t timeout_ns)
 {
-    struct psy_ring *r = ch->tx;
     if (ch->role == PSYNE_ROLE_CONSUMER)
         return psy_fail(-EPERM, "claim on a consumer handle");
     if (n == 0)
         return psy_fail(-EINVAL, "claim of 0 messages");
+    struct psy_ring *r = ch->dyn ? (ch->tx = psy_dyn_producer(ch->dyn)) : ch->tx;
     uint64_t need = PSYNE_RECORD_SIZE(max_len);
+    if (!message_fits(r, max_len) && ch->dyn && max_len <= UINT32_MAX && psy_dyn_grow(ch->dyn, need) == 0)
+        r = ch->tx = psy_dyn_producer(ch->dyn); /* a segment chained large enough */
     if (!message_fits(r, max_len))
-        return psy_fail(-EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu", max_len,
-                        (unsigned long long)need, (unsigned long long)r->cap);
+        return psy_fail(-EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu%s", max_len,
+                        (unsigned long long)need, (unsigned long long)(ch->dyn ? psy_dyn_max_capacity(ch->dyn) : r->cap),
+                        ch->dyn ? " at most" : "");
     c[0].capacity = (uint32_t)max_len;
     struct claim_batch_try t = {r, need, c, n};
     int rc = claim_batch_once(&t);
+    if (rc == -EAGAIN && ch->dyn && psy_dyn_grow(ch->dyn, need) == 0) { /* full: chain a larger segment */
+        t.ring = r = ch->tx = psy_dyn_producer(ch->dyn);
+        rc = claim_batch_once(&t);
+    }
     if (rc == -EBUSY)
         return psy_fail(rc, "this SP producer already holds an open claim (commit or abort it first)");
     if (rc != -EAGAIN)
@@ -288,6 +310,8 @@ int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c
 int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
 {
     struct psy_ring *r = ch->tx;
+    if (psy_unlikely(ch->dyn != NULL) && ch->sp_fast)
+        r = ch->tx = psy_dyn_producer(ch->dyn);
     if (psy_likely(ch->sp_fast && message_fits(r, max_len) && !psy_ring_closed(r))) {
         c->capacity = (uint32_t)max_len;
         c->psy_batch = 1;
@@ -365,15 +389,31 @@ struct receive_try {
     unsigned max;
 };
 
+/* A dynamic ring's consumer reads the segment the consumer side is in. */
+static void sync_consumer(psyne_channel *ch)
+{
+    ch->ring = &ch->dyn->cons->ring;
+    ch->reader = &ch->dyn->cons->reader;
+}
+
+/* receive_once: the consumer moved to the next segment of a dynamic ring
+ * (wait there instead). */
+#define FOLLOWED 1
+
 static int receive_once(void *ctx)
 {
     struct receive_try *t = ctx;
-    if (t->max == 1 && t->ch->sc_fast) { /* a poll as cheap as the fast path */
-        int rc = psy_sc_receive_one(t->ch->ring, t->ch->reader, t->msgs);
-        if (rc == 0 || (rc == -EAGAIN && !psy_ring_closed(t->ch->ring)))
-            return rc;
+    psyne_channel *ch = t->ch;
+    int rc = -EAGAIN;
+    if (t->max == 1 && ch->sc_fast) /* a poll as cheap as the fast path */
+        rc = psy_sc_receive_one(ch->ring, ch->reader, t->msgs);
+    if (rc != 0 && (rc != -EAGAIN || psy_ring_closed(ch->ring) || t->max != 1 || !ch->sc_fast))
+        rc = psy_ring_receive(ch->ring, ch->reader, t->msgs, t->max);
+    if ((rc == -EAGAIN || rc == -EPIPE) && ch->dyn && psy_dyn_follow(ch->dyn)) {
+        sync_consumer(ch);
+        return FOLLOWED;
     }
-    return psy_ring_receive(t->ch->ring, t->ch->reader, t->msgs, t->max);
+    return rc;
 }
 
 int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max, int64_t timeout_ns)
@@ -382,8 +422,14 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
         return psy_fail(-EPERM, "receive on a producer handle");
     if (max == 0)
         return psy_fail(-EINVAL, "receive of 0 messages");
+    if (ch->dyn) {
+        psy_dyn_reap(ch->dyn);
+        sync_consumer(ch);
+    }
     struct receive_try t = {ch, msgs, max};
-    int rc = receive_once(&t);
+    int rc;
+    while ((rc = receive_once(&t)) == FOLLOWED) {
+    }
     if (rc == -EBUSY && timeout_ns == PSYNE_NONBLOCK) {
         poll_peers(ch->ring);
         return -EAGAIN; /* other consumers hold the read lock: try again */
@@ -398,21 +444,38 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
         poll_peers(ch->ring);
         return -EAGAIN;
     }
-    return psy_wait_loop(ch->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns);
+    if (!ch->dyn)
+        return psy_wait_loop(ch->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns);
+    /* A dynamic ring: wait on the consumer's segment; after following to the
+     * next one, wait there for what is left of the timeout. */
+    int64_t deadline = timeout_ns > 0 ? psy_now_ns() + timeout_ns : 0;
+    while ((rc = psy_wait_loop(ch->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns)) == FOLLOWED) {
+        if (deadline && (timeout_ns = deadline - psy_now_ns()) <= 0)
+            timeout_ns = 1;
+    }
+    return rc;
 }
 
 int psyne_receive(psyne_channel *ch, struct psyne_msg *m, int64_t timeout_ns)
 {
+    if (psy_unlikely(ch->dyn != NULL) && ch->sc_fast)
+        sync_consumer(ch);
     if (psy_likely(ch->sc_fast) && psy_sc_receive_one(ch->ring, ch->reader, m) == 0)
         return 0;
     int rc = psyne_receive_batch(ch, m, 1, timeout_ns);
     return rc < 0 ? rc : 0;
 }
 
+static int release_dynamic(psyne_channel *ch, uint64_t end)
+{
+    return ch->role == PSYNE_ROLE_PRODUCER ? -EINVAL : psy_dyn_release(ch->dyn, end);
+}
+
 int psyne_release(psyne_channel *ch, const struct psyne_msg *m)
 {
-    int rc = ch->reader ? psy_sc_release(ch->ring, ch->reader, m->psy_end)
-                        : psy_ring_release(ch->ring, NULL, m->psy_begin, m->psy_end);
+    int rc = psy_unlikely(ch->dyn != NULL) ? release_dynamic(ch, m->psy_end)
+             : ch->reader                  ? psy_sc_release(ch->ring, ch->reader, m->psy_end)
+                                           : psy_ring_release(ch->ring, NULL, m->psy_begin, m->psy_end);
     return rc ? psy_fail(rc, "release of a message this consumer does not hold") : 0;
 }
 
@@ -423,7 +486,8 @@ int psyne_release_batch(psyne_channel *ch, const struct psyne_msg *msgs, unsigne
     for (unsigned i = 1; i < n; i++)
         if (msgs[i].psy_begin != msgs[i - 1].psy_end)
             return psy_fail(-EINVAL, "release_batch of messages that are not one receive_batch result");
-    int rc = psy_ring_release(ch->ring, ch->reader, msgs[0].psy_begin, msgs[n - 1].psy_end);
+    int rc = ch->dyn ? release_dynamic(ch, msgs[n - 1].psy_end)
+                     : psy_ring_release(ch->ring, ch->reader, msgs[0].psy_begin, msgs[n - 1].psy_end);
     return rc ? psy_fail(rc, "release of messages this consumer does not hold") : 0;
 }
 
@@ -460,9 +524,17 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
 {
     if (!ch || !st)
         return psy_fail(-EINVAL, "NULL argument");
+    memset(st, 0, sizeof *st);
+    if (ch->dyn) {
+        struct psy_wait_block *w = &ch->home->sh->wait;
+        st->mode = ch->home->mode;
+        st->producers = (int)atomic_load_explicit(&w->producers, memory_order_relaxed);
+        st->consumers = (int)atomic_load_explicit(&w->consumers, memory_order_relaxed);
+        psy_dyn_stats(ch->dyn, st);
+        return 0;
+    }
     struct psy_ring *r = ch->ring, *t = ch->tx; /* consumer side, producer side (one ring but for tcp) */
     struct psy_ring_shared *sh = r->sh, *tsh = t->sh;
-    memset(st, 0, sizeof *st);
     st->capacity = r->cap;
     st->mode = r->mode;
     st->in_use = psy_ring_in_use(r);

@@ -12,9 +12,13 @@
 #include "../core/error.h"
 #include "../core/uri.h"
 #include "transport.h"
+#include "../ring/dynamic.h"
 
 struct memory_entry {
-    struct psy_ring ring; /* first: detach gets the entry back from the ring */
+    struct psy_ring ring; /* first: detach gets the entry back from the ring. For a
+                             dynamic ring only the anchor of the handle counts and
+                             the shutdown flag; messages go through dyn's segments */
+    struct psy_dyn *dyn;
     struct memory_entry *next;
     unsigned refs;
     bool linked;
@@ -37,6 +41,11 @@ static void unlink_entry(struct memory_entry *e)
 
 static int check_compatible(const struct memory_entry *e, const struct psyne_options *opt)
 {
+    if (!opt->dynamic != !e->dyn)
+        return psy_fail(-EINVAL, "memory://%s exists as a %s ring, asked for a %s one", e->name,
+                        e->dyn ? "dynamic" : "static", opt->dynamic ? "dynamic" : "static");
+    if (e->dyn)
+        return opt->mode == PSYNE_MODE_SPSC ? 0 : psy_fail(-EINVAL, "memory://%s is a dynamic SPSC ring", e->name);
     if (opt->mode != e->ring.mode)
         return psy_fail(-EINVAL, "memory://%s exists with mode %d, asked for mode %d", e->name, e->ring.mode,
                         opt->mode);
@@ -44,6 +53,30 @@ static int check_compatible(const struct memory_entry *e, const struct psyne_opt
         return psy_fail(-EINVAL, "memory://%s exists with capacity %llu, asked for %llu", e->name,
                         (unsigned long long)e->ring.cap, (unsigned long long)opt->capacity);
     return 0;
+}
+
+/* A static ring, or a dynamic one: its segments and a one-page anchor ring
+ * that holds what belongs to the channel rather than to a segment. */
+static int create_ring(struct memory_entry *e, const struct psyne_options *opt)
+{
+    if (!opt->dynamic)
+        return psy_ring_create(&e->ring, opt);
+    int rc = psy_dyn_create(&e->dyn, opt);
+    if (rc)
+        return rc;
+    struct psyne_options anchor = *opt;
+    anchor.capacity = 1; /* rounded up to a page */
+    anchor.flags &= ~(PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND);
+    anchor.numa_node = 0;
+    anchor.dynamic = NULL;
+    if ((rc = psy_ring_create(&e->ring, &anchor)) != 0)
+        psy_dyn_destroy(e->dyn);
+    return rc;
+}
+
+struct psy_dyn *psy_memory_dynamic(struct psy_ring *r)
+{
+    return ((struct memory_entry *)r)->dyn;
 }
 
 int psy_memory_attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out)
@@ -63,7 +96,7 @@ int psy_memory_attach(const char *name, const struct psyne_options *opt, bool jo
         e = calloc(1, sizeof *e);
         if (!e) {
             rc = psy_fail(-ENOMEM, "out of memory");
-        } else if ((rc = psy_ring_create(&e->ring, opt)) != 0) {
+        } else if ((rc = create_ring(e, opt)) != 0) {
             free(e);
             e = NULL;
         } else {
@@ -90,6 +123,7 @@ void psy_memory_detach(struct psy_ring *r)
         unlink_entry(e);
     pthread_mutex_unlock(&registry_lock);
     if (last) {
+        psy_dyn_destroy(e->dyn);
         psy_ring_destroy(&e->ring);
         free(e);
     }

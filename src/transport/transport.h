@@ -11,6 +11,9 @@
 /* join_any: accept the existing ring whatever its mode and capacity. */
 int psy_memory_attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out);
 void psy_memory_detach(struct psy_ring *r);
+/* The segments of a dynamic memory:// ring whose anchor is r, or NULL. */
+struct psy_dyn;
+struct psy_dyn *psy_memory_dynamic(struct psy_ring *r);
 
 /* Roles of an ipc handle, as counted in the ring's wait block. */
 #define PSY_SLOT_PRODUCER 1u /* counted in wait.producers */
