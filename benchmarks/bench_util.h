@@ -19,6 +19,9 @@ extern int bench_cpu_producer, bench_cpu_consumer;
 /* Placement options every psyne channel of a run is opened with
  * (psyne_bench --hugepages, --mlock, --numa-node N): PSYNE_F_* and the node. */
 extern uint32_t bench_channel_flags, bench_numa_node;
+/* psyne_bench --dynamic: inproc SPSC channels are dynamic rings configured so (NULL: static). */
+struct psyne_dynamic;
+extern const struct psyne_dynamic *bench_dynamic;
 
 /* The sender writes every payload byte: the sequence number at offset 0 and
  * the rest filled. The receiver checks the sequence (abort on mismatch) and

@@ -16,6 +16,7 @@
 
 #include "bench_util.h"
 #include "psyne.h"
+#include "dynamic_workloads.h"
 #include "tcp_workloads.h"
 #include "workloads.h"
 
@@ -107,6 +108,9 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
     uint64_t count = c->iterations ? c->iterations : default_count(size);
     double mps[MAX_RUNS], gbps[MAX_RUNS], ratio[MAX_RUNS];
     int vs_inproc = t == BENCH_IPC, vs_raw = api == BENCH_TYPED;
+    /* --dynamic: dynamic rings against static ones of the same initial size */
+    int vs_static = bench_dynamic && t == BENCH_MEMORY && !vs_raw;
+    const struct psyne_dynamic *dynamic = bench_dynamic;
     enum bench_transport ref_t = vs_inproc ? BENCH_MEMORY : t;
     enum bench_api ref_api = vs_raw ? BENCH_SINGLE : api;
     struct tput_result r, ref;
@@ -115,19 +119,45 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
         psyne_spsc_tput_as(t, size, count, api, c->pin, &r);
         mps[i] = r.mps;
         gbps[i] = r.gbps;
-        if (vs_inproc || vs_raw) {
+        if (vs_inproc || vs_raw || vs_static) {
+            bench_dynamic = vs_static ? NULL : dynamic;
             psyne_spsc_tput_as(ref_t, size, count, ref_api, c->pin, &ref);
+            bench_dynamic = dynamic;
             ratio[i] = r.mps / ref.mps;
         }
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
     out("system=%s workload=%s size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f "
         "api=%s runs=%d count=%llu",
-        vs_raw ? "psyne-typed" : "psyne", t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size,
+        vs_raw ? "psyne-typed" : vs_static ? "psyne-dynamic" : "psyne", t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size,
         bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, api_names[api], c->runs,
         (unsigned long long)count);
-    if (vs_inproc || vs_raw)
-        out(" %s=%.3f", vs_inproc ? "vs_inproc" : "vs_raw", bench_median(ratio, c->runs));
+    if (vs_inproc || vs_raw || vs_static)
+        out(" %s=%.3f", vs_inproc ? "vs_inproc" : vs_raw ? "vs_raw" : "vs_static", bench_median(ratio, c->runs));
+    out_end();
+}
+
+/* dynamic-resize: one grow and one shrink of a dynamic ring of `size`
+ * bytes, next to a memcpy of as many bytes (what a copying resize costs at
+ * least); medians of alternating runs. */
+static void run_resize(const struct config *c, size_t size)
+{
+    int runs = c->runs * 4 < MAX_RUNS ? c->runs * 4 : MAX_RUNS; /* one resize is short: more samples */
+    double grow[MAX_RUNS], shrink[MAX_RUNS], copy[MAX_RUNS], grow_ratio[MAX_RUNS], shrink_ratio[MAX_RUNS];
+    struct resize_result r;
+    psyne_dynamic_resize(size, &r); /* warm-up */
+    for (int i = 0; i < runs; i++) {
+        psyne_dynamic_resize(size, &r);
+        grow[i] = r.grow_ns;
+        shrink[i] = r.shrink_ns;
+        copy[i] = r.copy_ns;
+        grow_ratio[i] = r.grow_ns / r.copy_ns;
+        shrink_ratio[i] = r.shrink_ns / r.copy_ns;
+    }
+    out("system=psyne workload=dynamic-resize size=%zu grow_us=%.1f shrink_us=%.1f copy_us=%.1f "
+        "grow_vs_copy=%.3f shrink_vs_copy=%.3f runs=%d",
+        size, bench_median(grow, runs) / 1e3, bench_median(shrink, runs) / 1e3, bench_median(copy, runs) / 1e3,
+        bench_median(grow_ratio, runs), bench_median(shrink_ratio, runs), runs);
     out_end();
 }
 
@@ -253,7 +283,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: psyne_bench [options]\n"
             "  --workload LIST    inproc-spsc-tput,inproc-pingpong,inproc-mpmc-tput,ipc-spsc-tput,ipc-pingpong,\n"
-            "                     tcp-tput,tcp-pingpong (default: all; ipc-* runs alternate with inproc runs and\n"
+            "                     tcp-tput,tcp-pingpong,dynamic-resize (default: all; ipc-* runs alternate with inproc runs and\n"
             "                     add vs_inproc ratios, tcp-* with a raw socket pair over 127.0.0.1: vs_raw_socket)\n"
             "  --size LIST        payload bytes (default: 64,4096,65536,1048576 for inproc-spsc-tput,\n"
             "                     64,4096,1048576 for ipc-spsc-tput, 64 otherwise)\n"
@@ -269,12 +299,15 @@ static void usage(FILE *f)
             "                     the run prints which it got); rings are then at least 2 MiB\n"
             "  --mlock            lock ring memory (PSYNE_F_MLOCK)\n"
             "  --numa-node N      allocate ring memory on NUMA node N\n"
+            "  --dynamic          inproc-spsc-tput on dynamic rings (default configuration), alternating with\n"
+            "                     static rings of the same initial size: vs_static\n"
             "  --json             one JSON object per result (the RESULT line's keys) instead of RESULT lines\n"
             "  --inject-loss N    self-test: writers skip sequence N as if it were lost; the run must abort\n");
 }
 
 int main(int argc, char **argv)
 {
+    static const struct psyne_dynamic default_dynamic; /* zero: every default */
     struct config c = {.runs = 5, .pin = 1, .producers = 2, .consumers = 2};
     static const struct option opts[] = {
         {"workload", required_argument, 0, 'w'}, {"size", required_argument, 0, 's'},
@@ -283,7 +316,7 @@ int main(int argc, char **argv)
         {"consumers", required_argument, 0, 'c'}, {"no-pin", no_argument, 0, 'n'},
         {"json", no_argument, 0, 'j'}, {"inject-loss", required_argument, 0, 'l'},
         {"pin", required_argument, 0, 'P'}, {"hugepages", no_argument, 0, 'H'},
-        {"mlock", no_argument, 0, 'M'}, {"numa-node", required_argument, 0, 'N'},
+        {"mlock", no_argument, 0, 'M'}, {"dynamic", no_argument, 0, 'D'}, {"numa-node", required_argument, 0, 'N'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -310,6 +343,7 @@ int main(int argc, char **argv)
             c.pin = 1;
             break;
         case 'H': bench_channel_flags |= PSYNE_F_HUGEPAGES; break;
+        case 'D': bench_dynamic = &default_dynamic; break;
         case 'M': bench_channel_flags |= PSYNE_F_MLOCK; break;
         case 'N':
             bench_channel_flags |= PSYNE_F_NUMA_BIND;
@@ -372,5 +406,9 @@ int main(int argc, char **argv)
     if (wants(&c, "tcp-pingpong"))
         for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
             run_tcp_pingpong(&c, c.n_sizes ? c.sizes[i] : 64);
+    static const size_t resize_sizes[] = {1u << 20, 64u << 20};
+    if (wants(&c, "dynamic-resize"))
+        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 2); i++)
+            run_resize(&c, c.n_sizes ? c.sizes[i] : resize_sizes[i]);
     return 0;
 }

@@ -22,6 +22,15 @@
 
 #include "check.h"
 
+/* The sanitizers' runtimes turn mlock into a no-op (sanitizer_common). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PSY_SANITIZED 1
+#elif defined(__has_feature)
+#define PSY_SANITIZED (__has_feature(address_sanitizer) || __has_feature(thread_sanitizer))
+#else
+#define PSY_SANITIZED 0
+#endif
+
 #define T_MSG PSYNE_TYPE_USER_MIN
 #define MIB (1024u * 1024u)
 
@@ -227,8 +236,12 @@ static void test_mlock(void)
     long locked = smaps_kb(c.data, "Locked");
     CHECK_RC(psyne_abort(ch, &c), 0);
     printf("mlock: %ld kB of the ring mapping locked\n", locked);
+#if PSY_SANITIZED
+    printf("mlock: the sanitizer runtime turns mlock into a no-op; only the library's report is checked\n");
+#else
     /* Locked counts proportional size: the mirror maps each page twice. */
     CHECK(locked >= 512);
+#endif
     traffic(ch, 1 * MIB, 2);
     psyne_channel_close(ch);
 }

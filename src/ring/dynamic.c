@@ -58,15 +58,16 @@ static int fill_config(struct psy_dyn *d, const struct psyne_options *opt)
     return 0;
 }
 
-/* A new segment of cap bytes starting at position start. */
-static int new_segment(struct psy_dyn *d, uint64_t cap, uint64_t start, struct psy_dyn_seg **out)
+/* A new segment of cap bytes starting at position start. chained: made by
+ * a resize, not at open. */
+static int new_segment(struct psy_dyn *d, uint64_t cap, uint64_t start, bool chained, struct psy_dyn_seg **out)
 {
     struct psy_dyn_seg *s = calloc(1, sizeof *s);
     if (!s)
         return psy_fail(-ENOMEM, "out of memory");
     struct psyne_options o = d->opt;
     o.capacity = cap;
-    if (start != 0) /* chained by a resize: prefaulting here would stall the producer (about
+    if (chained) /* by a resize: prefaulting here would stall the producer (about
                        60 us per MiB); the pages fault in as it writes them */
         o.flags |= PSYNE_F_NO_PREFAULT;
     int rc = psy_ring_create(&s->ring, &o);
@@ -94,7 +95,7 @@ int psy_dyn_create(struct psy_dyn **out, const struct psyne_options *opt)
     int rc = fill_config(d, opt);
     struct psy_dyn_seg *first = NULL;
     if (rc == 0)
-        rc = new_segment(d, d->initial, 0, &first);
+        rc = new_segment(d, d->initial, 0, false, &first);
     if (rc) {
         free(d);
         return rc;
@@ -159,7 +160,7 @@ static int chain(struct psy_dyn *d, uint64_t cap)
     struct psy_dyn_seg *old = atomic_load_explicit(&d->prod, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&old->ring.sh->pub.tail, memory_order_relaxed); /* ours */
     struct psy_dyn_seg *s;
-    int rc = new_segment(d, cap, tail, &s);
+    int rc = new_segment(d, cap, tail, true, &s);
     if (rc)
         return rc;
     pthread_mutex_lock(&d->lock);

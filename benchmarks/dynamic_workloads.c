@@ -1,0 +1,62 @@
+/*
+ * dynamic_workloads.c - one resize of a dynamic ring, timed by the library
+ * itself (psyne_stats.resize_ns: making the segment, chaining it, waking the
+ * consumer), and a memcpy of the ring's bytes as the reference.
+ */
+#include "dynamic_workloads.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "psyne.h"
+
+static void must(int ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "psyne_bench: dynamic-resize: %s: %s\n", what, psyne_last_error());
+        abort();
+    }
+}
+
+/* A dynamic ring of capacity bytes that resizes at its first claim: grow by
+ * claiming a message only a larger segment holds; shrink by a window of one
+ * claim with nothing in use. Returns the resize time in ns. */
+static double one_resize(uint64_t capacity, int grow)
+{
+    struct psyne_dynamic d = {.max_capacity = 2 * capacity, .min_capacity = capacity / 2};
+    d.window_ops = d.check_interval = grow ? 1u << 30 : 1;
+    struct psyne_options o;
+    psyne_options_init(&o);
+    o.capacity = capacity;
+    o.dynamic = &d;
+    o.flags = bench_channel_flags;
+    o.numa_node = bench_numa_node;
+    psyne_channel *ch;
+    must(psyne_channel_open(&ch, "memory://psyne-bench-resize", &o) == 0, "open");
+    struct psyne_claimed c;
+    must(psyne_claim(ch, grow ? capacity : 8, &c, PSYNE_NONBLOCK) == 0, "claim");
+    psyne_abort(ch, &c);
+    struct psyne_stats st;
+    psyne_channel_stats(ch, &st);
+    must((grow ? st.resizes_up : st.resizes_down) == 1, "the ring did not resize once");
+    psyne_channel_close(ch);
+    return (double)st.resize_ns;
+}
+
+void psyne_dynamic_resize(uint64_t capacity, struct resize_result *out)
+{
+    char *src = malloc(capacity), *dst = malloc(capacity);
+    must(src && dst, "out of memory");
+    memset(src, 1, capacity);
+    memset(dst, 2, capacity); /* both resident: the copy measures bandwidth, not page faults */
+    out->grow_ns = one_resize(capacity, 1);
+    out->shrink_ns = one_resize(capacity, 0);
+    int64_t t0 = bench_now_ns();
+    memcpy(dst, src, capacity);
+    __asm__ volatile("" : : "r"(dst) : "memory");
+    out->copy_ns = (double)(bench_now_ns() - t0);
+    free(src);
+    free(dst);
+}

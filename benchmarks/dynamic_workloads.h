@@ -1,0 +1,20 @@
+/*
+ * dynamic_workloads.h - what a dynamic ring costs: the time of one resize
+ * (grow and shrink) next to copying the ring's bytes, which is what a
+ * resize that copies would take at least.
+ */
+#ifndef PSY_BENCH_DYNAMIC_WORKLOADS_H
+#define PSY_BENCH_DYNAMIC_WORKLOADS_H
+
+#include <stdint.h>
+
+struct resize_result {
+    double grow_ns;   /* chaining a segment twice as large */
+    double shrink_ns; /* chaining a segment half as large */
+    double copy_ns;   /* memcpy of capacity bytes, the floor of a copying resize */
+};
+
+/* One grow, one shrink and one copy of a capacity-byte ring, each timed. */
+void psyne_dynamic_resize(uint64_t capacity, struct resize_result *out);
+
+#endif
