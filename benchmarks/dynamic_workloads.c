@@ -45,6 +45,14 @@ static double one_resize(uint64_t capacity, int grow)
     return (double)st.resize_ns;
 }
 
+uint64_t psyne_dynamic_resize_capacity(uint64_t size)
+{
+    uint64_t cap = 64 * 1024; /* whole pages, and room to shrink by half */
+    while (cap < size)
+        cap <<= 1;
+    return cap;
+}
+
 void psyne_dynamic_resize(uint64_t capacity, struct resize_result *out)
 {
     char *src = malloc(capacity), *dst = malloc(capacity);

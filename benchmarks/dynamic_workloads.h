@@ -14,6 +14,8 @@ struct resize_result {
     double copy_ns;   /* memcpy of capacity bytes, the floor of a copying resize */
 };
 
+/* The ring size a dynamic-resize run of `size` uses: a power of two of at least 64 KiB. */
+uint64_t psyne_dynamic_resize_capacity(uint64_t size);
 /* One grow, one shrink and one copy of a capacity-byte ring, each timed. */
 void psyne_dynamic_resize(uint64_t capacity, struct resize_result *out);
 

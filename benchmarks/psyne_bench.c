@@ -142,6 +142,7 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
  * least); medians of alternating runs. */
 static void run_resize(const struct config *c, size_t size)
 {
+    size = psyne_dynamic_resize_capacity(size);
     int runs = c->runs * 4 < MAX_RUNS ? c->runs * 4 : MAX_RUNS; /* one resize is short: more samples */
     double grow[MAX_RUNS], shrink[MAX_RUNS], copy[MAX_RUNS], grow_ratio[MAX_RUNS], shrink_ratio[MAX_RUNS];
     struct resize_result r;

@@ -22,6 +22,7 @@ while read -r line; do
   case $line in
     *-tput\ *) need=(mps) ;;
     *-pingpong\ *) need=(rtt_p50_ns rtt_p99_ns rtt_p999_ns oneway_p50_ns) ;;
+    *dynamic-resize\ *) need=(grow_us shrink_us copy_us grow_vs_copy) ;;
     *) fail "unknown workload: $line" ;;
   esac
   [[ $line == *-spsc-tput\ * ]] && need+=(gbps)
@@ -29,10 +30,22 @@ while read -r line; do
     [[ $line =~ \ $m=[0-9] ]] || fail "no $m: $line"
   done
 done <"$out"
-for w in inproc-spsc-tput inproc-pingpong inproc-mpmc-tput ipc-spsc-tput ipc-pingpong tcp-tput tcp-pingpong; do
+for w in inproc-spsc-tput inproc-pingpong inproc-mpmc-tput ipc-spsc-tput ipc-pingpong tcp-tput tcp-pingpong \
+  dynamic-resize; do
   grep -q "^RESULT system=psyne workload=$w " "$out" || fail "no RESULT for $w"
 done
 echo "bench_sanity: $n RESULT lines well formed"
+
+# Placement and dynamic rings: the run says what memory it got, and
+# --dynamic compares dynamic rings with static ones (vs_static).
+"$bench" --workload inproc-spsc-tput --size 64 --api single --iterations 20000 --runs 1 --dynamic --hugepages \
+  --mlock --numa-node 0 --pin 1,0 >"$out" 2>"$err" || fail "psyne_bench --dynamic --hugepages failed: $(cat "$err")"
+grep -q '^# ring memory (a 4 MiB probe ring): .* pages of [0-9]* bytes, NUMA node 0, locked$' "$out" ||
+  fail "--hugepages --mlock --numa-node: no placement line: $(cat "$out")"
+grep -q '^RESULT system=psyne-dynamic workload=inproc-spsc-tput size=64 .* vs_static=[0-9]' "$out" ||
+  fail "--dynamic: no vs_static: $(cat "$out")"
+"$bench" --numa-node 4000 --workload inproc-spsc-tput >/dev/null 2>"$err" && fail "--numa-node 4000 was accepted"
+echo "bench_sanity: --dynamic, --hugepages, --mlock, --numa-node, --pin ok"
 
 "$bench" --workload inproc-spsc-tput,inproc-pingpong --size 64 --iterations 5000 --runs 1 --json >"$out" 2>"$err" ||
   fail "psyne_bench --json failed: $(cat "$err")"

@@ -3,6 +3,7 @@
  * timeouts on top of the ring's non-blocking calls, and statistics.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -398,7 +399,7 @@ static void sync_consumer(psyne_channel *ch)
 
 /* receive_once: the consumer moved to the next segment of a dynamic ring
  * (wait there instead). */
-#define FOLLOWED 1
+#define FOLLOWED INT_MIN /* never a count or an -errno */
 
 static int receive_once(void *ctx)
 {
