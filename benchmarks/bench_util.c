@@ -36,6 +36,7 @@ void bench_pin(int cpu)
 int bench_cpu_producer = 0, bench_cpu_consumer = 1;
 uint32_t bench_channel_flags, bench_numa_node;
 const struct psyne_dynamic *bench_dynamic;
+int bench_dynamic_fixed;
 
 uint64_t bench_inject_loss_at = UINT64_MAX;
 

@@ -22,6 +22,8 @@ extern uint32_t bench_channel_flags, bench_numa_node;
 /* psyne_bench --dynamic: inproc SPSC channels are dynamic rings configured so (NULL: static). */
 struct psyne_dynamic;
 extern const struct psyne_dynamic *bench_dynamic;
+/* --dynamic=fixed: min and max capacity are the initial one (never resizes). */
+extern int bench_dynamic_fixed;
 
 /* The sender writes every payload byte: the sequence number at offset 0 and
  * the rest filled. The receiver checks the sequence (abort on mismatch) and

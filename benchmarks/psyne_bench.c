@@ -300,8 +300,10 @@ static void usage(FILE *f)
             "                     the run prints which it got); rings are then at least 2 MiB\n"
             "  --mlock            lock ring memory (PSYNE_F_MLOCK)\n"
             "  --numa-node N      allocate ring memory on NUMA node N\n"
-            "  --dynamic          inproc-spsc-tput on dynamic rings (default configuration), alternating with\n"
-            "                     static rings of the same initial size: vs_static\n"
+            "  --dynamic[=fixed]  inproc-spsc-tput on dynamic rings (default configuration), alternating with\n"
+            "                     static rings of the same initial size: vs_static. =fixed: a dynamic ring that\n"
+            "                     may not resize (min = max = capacity), so vs_static is the cost of its usage\n"
+            "                     tracking alone\n"
             "  --json             one JSON object per result (the RESULT line's keys) instead of RESULT lines\n"
             "  --inject-loss N    self-test: writers skip sequence N as if it were lost; the run must abort\n");
 }
@@ -317,7 +319,7 @@ int main(int argc, char **argv)
         {"consumers", required_argument, 0, 'c'}, {"no-pin", no_argument, 0, 'n'},
         {"json", no_argument, 0, 'j'}, {"inject-loss", required_argument, 0, 'l'},
         {"pin", required_argument, 0, 'P'}, {"hugepages", no_argument, 0, 'H'},
-        {"mlock", no_argument, 0, 'M'}, {"dynamic", no_argument, 0, 'D'}, {"numa-node", required_argument, 0, 'N'},
+        {"mlock", no_argument, 0, 'M'}, {"dynamic", optional_argument, 0, 'D'}, {"numa-node", required_argument, 0, 'N'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -344,7 +346,14 @@ int main(int argc, char **argv)
             c.pin = 1;
             break;
         case 'H': bench_channel_flags |= PSYNE_F_HUGEPAGES; break;
-        case 'D': bench_dynamic = &default_dynamic; break;
+        case 'D':
+            if (optarg && strcmp(optarg, "fixed")) {
+                usage(stderr);
+                return 2;
+            }
+            bench_dynamic = &default_dynamic;
+            bench_dynamic_fixed = optarg != NULL;
+            break;
         case 'M': bench_channel_flags |= PSYNE_F_MLOCK; break;
         case 'N':
             bench_channel_flags |= PSYNE_F_NUMA_BIND;

@@ -50,8 +50,15 @@ static psyne_channel *open_channel(const char *uri, int mode, int role, uint64_t
     o.wait = wait;
     o.flags |= bench_channel_flags;
     o.numa_node = bench_numa_node;
-    if (mode == PSYNE_MODE_SPSC && !strncmp(uri, "memory://", 9))
+    struct psyne_dynamic fixed;
+    if (bench_dynamic && mode == PSYNE_MODE_SPSC && !strncmp(uri, "memory://", 9)) {
         o.dynamic = bench_dynamic;
+        if (bench_dynamic_fixed) {
+            fixed = *bench_dynamic;
+            fixed.min_capacity = fixed.max_capacity = capacity ? capacity : PSYNE_DEFAULT_CAPACITY;
+            o.dynamic = &fixed;
+        }
+    }
     /* More threads than cores: a waiting thread holds a core another thread
      * needs, so spin briefly before yielding (the peers get the same). */
     if (mode == PSYNE_MODE_MPMC)

@@ -127,6 +127,11 @@ enum psyne_pages {
  * read the old segment, which is unmapped when everything in it is
  * released. Nothing is copied and neither side stops. Zero fields take the
  * defaults in brackets.
+ * Blocking: a claim that resizes makes system calls (memfd_create, mmap)
+ * and takes a mutex that psyne_channel_stats and shutdown also take; it
+ * never waits for the consumer. Chained segments are not prefaulted.
+ * Threads: as for any SPSC channel (one producer thread, one consumer
+ * thread at a time).
  */
 struct psyne_dynamic {
     uint64_t max_capacity;   /* largest segment [64 x capacity, at most PSYNE_MAX_CAPACITY] */
