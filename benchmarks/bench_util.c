@@ -38,6 +38,36 @@ uint32_t bench_channel_flags, bench_numa_node;
 const struct psyne_dynamic *bench_dynamic;
 int bench_dynamic_fixed;
 
+int bench_copy_check;
+uint64_t bench_inject_copy_at = UINT64_MAX;
+/* Addresses by sequence number; more entries than messages a ring (even a
+ * grown dynamic one) can hold in flight, so an entry is read before reuse. */
+#define COPY_CHECK_SLOTS (1u << 20)
+static const void *_Atomic *copy_check_addr;
+
+void bench_copy_check_enable(void)
+{
+    copy_check_addr = calloc(COPY_CHECK_SLOTS, sizeof *copy_check_addr);
+    if (!copy_check_addr)
+        abort();
+    bench_copy_check = 1;
+}
+
+void bench_note_address(uint64_t seq, const void *p)
+{
+    atomic_store_explicit(&copy_check_addr[seq % COPY_CHECK_SLOTS], p, memory_order_relaxed); /* the commit publishes it */
+}
+
+void bench_check_address(uint64_t seq, const void *p, const char *who)
+{
+    const void *wrote = atomic_load_explicit(&copy_check_addr[seq % COPY_CHECK_SLOTS], memory_order_relaxed);
+    if (p != wrote) {
+        fprintf(stderr, "%s: message %llu was written at %p and read at %p: it was copied\n", who,
+                (unsigned long long)seq, wrote, p);
+        abort();
+    }
+}
+
 uint64_t bench_inject_loss_at = UINT64_MAX;
 
 void bench_write_payload(void *p, size_t size, uint64_t seq)

@@ -19,6 +19,19 @@ extern int bench_cpu_producer, bench_cpu_consumer;
 /* Placement options every psyne channel of a run is opened with
  * (psyne_bench --hugepages, --mlock, --numa-node N): PSYNE_F_* and the node. */
 extern uint32_t bench_channel_flags, bench_numa_node;
+/* psyne_bench --no-copy-check: in-process SPSC runs prove that the consumer
+ * reads each message at the very address the producer wrote it (no copy in
+ * between): the producer notes the address of message seq, the consumer
+ * compares and aborts on a difference. */
+extern int bench_copy_check; /* set by bench_copy_check_enable() */
+void bench_copy_check_enable(void);
+/* Self-test of the check (psyne_bench --inject-copy N): the consumer reads
+ * message N from a copy, as a library that copied would hand it over.
+ * UINT64_MAX (the default): off. */
+extern uint64_t bench_inject_copy_at;
+void bench_note_address(uint64_t seq, const void *p);
+void bench_check_address(uint64_t seq, const void *p, const char *who);
+
 /* psyne_bench --dynamic: inproc SPSC channels are dynamic rings configured so (NULL: static). */
 struct psyne_dynamic;
 extern const struct psyne_dynamic *bench_dynamic;

@@ -134,6 +134,8 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
         (unsigned long long)count);
     if (vs_inproc || vs_raw || vs_static)
         out(" %s=%.3f", vs_inproc ? "vs_inproc" : vs_raw ? "vs_raw" : "vs_static", bench_median(ratio, c->runs));
+    if (bench_copy_check && t == BENCH_MEMORY) /* every message of every run was read where it was written */
+        out(" copy_check=pass");
     out_end();
 }
 
@@ -305,6 +307,10 @@ static void usage(FILE *f)
             "                     may not resize (min = max = capacity), so vs_static is the cost of its usage\n"
             "                     tracking alone\n"
             "  --json             one JSON object per result (the RESULT line's keys) instead of RESULT lines\n"
+            "  --no-copy-check    prove zero copy in inproc-spsc-tput: the consumer must read every message at\n"
+            "                     the address the producer wrote it (copy_check=pass), else the run aborts\n"
+            "  --inject-copy N    self-test of --no-copy-check: the consumer reads message N (of at most\n"
+            "                     64 bytes, --api single) from a copy; the run must abort\n"
             "  --inject-loss N    self-test: writers skip sequence N as if it were lost; the run must abort\n");
 }
 
@@ -319,7 +325,8 @@ int main(int argc, char **argv)
         {"consumers", required_argument, 0, 'c'}, {"no-pin", no_argument, 0, 'n'},
         {"json", no_argument, 0, 'j'}, {"inject-loss", required_argument, 0, 'l'},
         {"pin", required_argument, 0, 'P'}, {"hugepages", no_argument, 0, 'H'},
-        {"mlock", no_argument, 0, 'M'}, {"dynamic", optional_argument, 0, 'D'}, {"numa-node", required_argument, 0, 'N'},
+        {"mlock", no_argument, 0, 'M'}, {"dynamic", optional_argument, 0, 'D'}, {"no-copy-check", no_argument, 0, 'C'},
+        {"inject-copy", required_argument, 0, 'I'}, {"numa-node", required_argument, 0, 'N'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -346,6 +353,8 @@ int main(int argc, char **argv)
             c.pin = 1;
             break;
         case 'H': bench_channel_flags |= PSYNE_F_HUGEPAGES; break;
+        case 'C': bench_copy_check_enable(); break;
+        case 'I': bench_inject_copy_at = strtoull(optarg, NULL, 10); break;
         case 'D':
             if (optarg && strcmp(optarg, "fixed")) {
                 usage(stderr);

@@ -86,6 +86,7 @@ struct spsc_run {
     size_t size;
     uint64_t count, capacity;
     int batch, pin, typed;
+    int copy_check; /* --no-copy-check, in process only: addresses are per process */
     struct bench_gate gate;
     int64_t start, end;
     uint64_t sink;
@@ -109,6 +110,8 @@ static void *spsc_producer(void *arg)
             must(n, "claim_batch");
             for (int k = 0; k < n; k++, i++) {
                 bench_write_payload(c[k].data, s->size, i);
+                if (s->copy_check)
+                    bench_note_address(i, c[k].data);
                 lengths[k] = (uint32_t)s->size;
             }
             must(psyne_commit_batch(tx, c, (unsigned)n, lengths, T_BENCH), "commit_batch");
@@ -118,6 +121,8 @@ static void *spsc_producer(void *arg)
             struct psyne_tensor t;
             must(psyne_claim_tensor(tx, PSYNE_F32, 1, s->size / sizeof(float), &t, PSYNE_FOREVER), "claim_tensor");
             bench_write_payload(t.data, s->size, i);
+            if (s->copy_check)
+                bench_note_address(i, t.data);
             must(psyne_commit_tensor(tx, &t), "commit_tensor");
         }
     } else {
@@ -125,6 +130,8 @@ static void *spsc_producer(void *arg)
             struct psyne_claimed c;
             must(psyne_claim(tx, s->size, &c, PSYNE_FOREVER), "claim");
             bench_write_payload(c.data, s->size, i);
+            if (s->copy_check)
+                bench_note_address(i, c.data);
             must(psyne_commit(tx, &c, s->size, T_BENCH), "commit");
         }
     }
@@ -141,8 +148,11 @@ static void spsc_consume(struct spsc_run *s, psyne_channel *rx)
         for (uint64_t i = 0; i < s->count;) {
             int n = psyne_receive_batch(rx, m, 32, PSYNE_FOREVER);
             must(n, "receive_batch");
-            for (int k = 0; k < n; k++, i++)
+            for (int k = 0; k < n; k++, i++) {
                 sum += bench_read_payload(m[k].data, m[k].length, i, "psyne");
+                if (s->copy_check)
+                    bench_check_address(i, m[k].data, "psyne");
+            }
             must(psyne_release_batch(rx, m, (unsigned)n), "release_batch");
         }
     } else if (s->typed) { /* a checked typed view, read in place */
@@ -152,13 +162,20 @@ static void spsc_consume(struct spsc_run *s, psyne_channel *rx)
             must(psyne_receive(rx, &m, PSYNE_FOREVER), "receive");
             must(psyne_tensor_view(&m, PSYNE_F32, 1, &t), "tensor_view");
             sum += bench_read_payload(t.data, t.shape[0] * sizeof(float), i, "psyne-typed");
+            if (s->copy_check)
+                bench_check_address(i, t.data, "psyne-typed");
             must(psyne_release(rx, &m), "release");
         }
     } else {
+        static char copy[64];
         for (uint64_t i = 0; i < s->count; i++) {
             struct psyne_msg m;
             must(psyne_receive(rx, &m, PSYNE_FOREVER), "receive");
+            if (__builtin_expect(i == bench_inject_copy_at, 0) && m.length <= sizeof copy)
+                m.data = memcpy(copy, m.data, m.length); /* the self-test's copying "library" */
             sum += bench_read_payload(m.data, m.length, i, "psyne");
+            if (s->copy_check)
+                bench_check_address(i, m.data, "psyne");
             must(psyne_release(rx, &m), "release");
         }
     }
@@ -177,7 +194,8 @@ void psyne_spsc_tput_as(enum bench_transport transport, size_t size, uint64_t co
 {
     struct spsc_run *s = bench_shared_alloc(sizeof *s);
     *s = (struct spsc_run){.transport = transport, .size = size, .count = count, .batch = api == BENCH_BATCH,
-                           .typed = api == BENCH_TYPED, .pin = pin};
+                           .typed = api == BENCH_TYPED, .pin = pin,
+                           .copy_check = bench_copy_check && transport == BENCH_MEMORY};
     channel_uri(s->uri, sizeof s->uri, transport, "bench-spsc");
     uint64_t cap = workload_capacity(size + (s->typed ? 256 : 0)); /* room for the typed header */
     psyne_channel *rx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_ADAPTIVE);

@@ -47,6 +47,18 @@ grep -q '^RESULT system=psyne-dynamic workload=inproc-spsc-tput size=64 .* vs_st
 "$bench" --numa-node 4000 --workload inproc-spsc-tput >/dev/null 2>"$err" && fail "--numa-node 4000 was accepted"
 echo "bench_sanity: --dynamic, --hugepages, --mlock, --numa-node, --pin ok"
 
+# --no-copy-check: every in-process message read where it was written, and
+# a message read from a copy (--inject-copy) is caught.
+"$bench" --workload inproc-spsc-tput --size 64,4096 --iterations 20000 --runs 1 --no-copy-check >"$out" 2>"$err" ||
+  fail "--no-copy-check failed: $(cat "$err")"
+[ "$(grep -c ' copy_check=pass$' "$out")" -ge 3 ] || fail "--no-copy-check: no copy_check=pass: $(cat "$out")"
+if "$bench" --workload inproc-spsc-tput --size 64 --api single --iterations 20000 --runs 1 --no-copy-check \
+  --inject-copy 1000 >/dev/null 2>"$err"; then
+  fail "--no-copy-check: a copied message went unnoticed"
+fi
+grep -q "it was copied" "$err" || fail "--inject-copy: did not fail on the copy: $(cat "$err")"
+echo "bench_sanity: --no-copy-check passes, and catches a copy"
+
 "$bench" --workload inproc-spsc-tput,inproc-pingpong --size 64 --iterations 5000 --runs 1 --json >"$out" 2>"$err" ||
   fail "psyne_bench --json failed: $(cat "$err")"
 [ "$(grep -c '^{"system": "psyne", "workload": "[a-z-]*", "size": 64, .*}$' "$out")" -eq 3 ] ||
