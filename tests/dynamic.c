@@ -70,6 +70,8 @@ static void test_options(void)
     CHECK_RC(psyne_channel_open(&ch, "memory://dyn-opt", &o), -EINVAL);
     d = (struct psyne_dynamic){.max_capacity = 16 * KIB}; /* below the initial capacity */
     CHECK_RC(psyne_channel_open(&ch, "memory://dyn-opt", &o), -EINVAL);
+    d = (struct psyne_dynamic){.max_capacity = UINT64_MAX}; /* refused, not rounded forever */
+    CHECK_RC(psyne_channel_open(&ch, "memory://dyn-opt", &o), -EINVAL);
     d = (struct psyne_dynamic){.reserved = 1};
     CHECK_RC(psyne_channel_open(&ch, "memory://dyn-opt", &o), -EINVAL);
 

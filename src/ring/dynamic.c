@@ -7,16 +7,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../core/error.h"
-
-static uint64_t round_up_pow2(uint64_t v)
-{
-    uint64_t p = 1;
-    while (p < v)
-        p <<= 1;
-    return p;
-}
 
 static int fill_config(struct psy_dyn *d, const struct psyne_options *opt)
 {
@@ -33,13 +26,16 @@ static int fill_config(struct psy_dyn *d, const struct psyne_options *opt)
         c->factor = 2;
     if (c->factor < 2 || (c->factor & (c->factor - 1)))
         return psy_fail(-EINVAL, "psyne_dynamic.factor %u is not a power of two >= 2", c->factor);
+    if (c->min_capacity > PSYNE_MAX_CAPACITY || c->max_capacity > PSYNE_MAX_CAPACITY)
+        return psy_fail(-EINVAL, "dynamic ring sizes must be <= PSYNE_MAX_CAPACITY");
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE); /* the smallest ring there is */
     if (!c->min_capacity)
         c->min_capacity = d->initial;
-    c->min_capacity = round_up_pow2(c->min_capacity);
+    c->min_capacity = psy_round_up_pow2(c->min_capacity < page ? page : c->min_capacity);
     if (!c->max_capacity)
         c->max_capacity = d->initial * 64 < PSYNE_MAX_CAPACITY ? d->initial * 64 : PSYNE_MAX_CAPACITY;
-    c->max_capacity = round_up_pow2(c->max_capacity);
-    if (c->max_capacity > PSYNE_MAX_CAPACITY || c->min_capacity > d->initial || c->max_capacity < d->initial)
+    c->max_capacity = psy_round_up_pow2(c->max_capacity);
+    if (c->min_capacity > d->initial || c->max_capacity < d->initial)
         return psy_fail(-EINVAL, "dynamic ring sizes must be min_capacity <= capacity <= max_capacity <= "
                                  "PSYNE_MAX_CAPACITY");
     if (c->grow_at == 0)
@@ -216,7 +212,7 @@ void psy_dyn_check(struct psy_dyn *d)
 int psy_dyn_grow(struct psy_dyn *d, uint64_t need)
 {
     struct psy_ring *r = &atomic_load_explicit(&d->prod, memory_order_relaxed)->ring;
-    uint64_t fit = round_up_pow2(need + PSY_TERMINATOR);
+    uint64_t fit = psy_round_up_pow2(need + PSY_TERMINATOR);
     if (fit > d->cfg.max_capacity)
         return -EMSGSIZE;
     if (r->cap >= d->cfg.max_capacity) {

@@ -11,7 +11,7 @@
 #include "../core/error.h"
 #include "../mem/mirror.h"
 
-static uint64_t round_up_pow2(uint64_t v)
+uint64_t psy_round_up_pow2(uint64_t v)
 {
     uint64_t p = 1;
     while (p < v)
@@ -26,7 +26,7 @@ int psy_ring_capacity(const struct psyne_options *opt, uint64_t *cap)
     if (want > PSYNE_MAX_CAPACITY)
         return psy_fail(-EINVAL, "capacity %llu is above PSYNE_MAX_CAPACITY (%llu)", (unsigned long long)want,
                         (unsigned long long)PSYNE_MAX_CAPACITY);
-    *cap = round_up_pow2(want < page ? page : want);
+    *cap = psy_round_up_pow2(want < page ? page : want);
     return 0;
 }
 

@@ -225,6 +225,8 @@ static inline psy_atomic64 *psy_hdr_at(const struct psy_ring *r, uint64_t pos)
 }
 
 /* Creation and teardown (ring.c). */
+/* The smallest power of two >= v (v <= 2^63). */
+uint64_t psy_round_up_pow2(uint64_t v);
 /* The capacity opt asks for, rounded up (-EINVAL if too large). */
 int psy_ring_capacity(const struct psyne_options *opt, uint64_t *cap);
 /* Bytes of the control block, a page multiple: data starts there. */
