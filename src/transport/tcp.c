@@ -53,9 +53,13 @@
 #define DEFAULT_OPEN_TIMEOUT_NS (5 * 1000000000ll)
 #define HANDSHAKE_TIMEOUT_MS 5000
 #define POLL_MS 50                        /* how often blocked threads look at `stop` */
+#define IDLE_CHECK_MS 200                 /* a receive that waits this long looks for a newer client */
+#define KEEPALIVE_IDLE_S 2                /* an idle connection is probed after this long, */
+#define KEEPALIVE_INTERVAL_S 1            /* then every second, */
+#define KEEPALIVE_PROBES 5                /* and declared dead after this many unanswered */
 #define SEND_MAX ((uint64_t)4 << 20)      /* bytes per sendmsg: keeps ACKs flowing */
 
-enum link_end { LINK_BROKEN, LINK_EOF, LINK_BYE, LINK_STOP };
+enum link_end { LINK_BROKEN, LINK_SUPERSEDED, LINK_EOF, LINK_BYE, LINK_STOP };
 
 struct psy_tcp_link {
     struct psy_ring rx;          /* the peer's messages */
@@ -286,11 +290,27 @@ static int send_all(struct psy_tcp_link *l, int fd, struct iovec *iov, int n)
     return 0;
 }
 
-static void set_timeouts(int fd, int ms)
+static void set_timeouts(int fd, int recv_ms, int send_ms)
 {
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = ms % 1000 * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct timeval rtv = {.tv_sec = recv_ms / 1000, .tv_usec = recv_ms % 1000 * 1000};
+    struct timeval stv = {.tv_sec = send_ms / 1000, .tv_usec = send_ms % 1000 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rtv, sizeof rtv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &stv, sizeof stv);
+}
+
+/* A peer whose host died, or whose reset was lost, leaves a connection that
+ * looks alive. Keepalive probes find it out when the connection is idle
+ * (about KEEPALIVE_IDLE_S + KEEPALIVE_PROBES s); with data in flight the
+ * kernel's retransmissions do. No TCP_USER_TIMEOUT: it would also end a
+ * connection whose receiver merely stopped reading (zero window), and that is
+ * backpressure, not a failure. */
+static void set_keepalive(int fd)
+{
+    int on = 1, idle = KEEPALIVE_IDLE_S, interval = KEEPALIVE_INTERVAL_S, probes = KEEPALIVE_PROBES;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
 }
 
 /* The handshake's read: all of len within HANDSHAKE_TIMEOUT_MS (a silent
@@ -329,7 +349,7 @@ static int recv_hello(struct psy_tcp_link *l, int fd, void *buf, size_t len)
 static int handshake(struct psy_tcp_link *l, int fd, bool *fatal)
 {
     *fatal = false;
-    set_timeouts(fd, HANDSHAKE_TIMEOUT_MS); /* a peer that does not read must not hold us */
+    set_timeouts(fd, HANDSHAKE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS); /* a peer that does not read must not hold us */
     bool resuming = l->gen > 0;
     uint8_t out[PSY_WIRE_HELLO_SIZE], in[PSY_WIRE_HELLO_SIZE];
     struct psy_wire_hello h;
@@ -380,8 +400,9 @@ static int handshake(struct psy_tcp_link *l, int fd, bool *fatal)
     uint64_t freed = atomic_load_explicit(l->tx_reader.head, memory_order_relaxed);
     if (resume - freed > atomic_load(&l->tx_sent) - freed)
         return psy_fail(-EPROTO, "tcp://%s: the peer resumes at an offset we never sent", l->where);
-    set_timeouts(fd, 0);
+    set_timeouts(fd, IDLE_CHECK_MS, 0); /* receive_loop looks for a newer client when idle */
     set_nodelay(fd);
+    set_keepalive(fd);
     l->resume_tx = resume;
     l->hello_rx = l->rx_stream;
     return 0;
@@ -421,6 +442,19 @@ static void publish(struct psy_tcp_link *l, uint64_t first, const struct psy_wir
     }
 }
 
+/* Server: is a client waiting to be accepted? Only one client is served at a
+ * time, so a new connection while the current one is quiet means the client
+ * came back on a new connection and the current one is dead, though no reset
+ * said so (the client's host crashed, or its reset was lost on the way). Its
+ * handshake decides: the same session resumes where it stopped. */
+static bool newer_client_waiting(const struct psy_tcp_link *l)
+{
+    if (!l->server || l->listen_fd < 0)
+        return false;
+    struct pollfd p = {.fd = l->listen_fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
 static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
 {
     struct psy_ring *r = &l->rx;
@@ -438,8 +472,11 @@ static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
             iov[n++] = (struct iovec){r->data + (from & (r->cap - 1)), limit - from};
         if (l->have >= 8 && limit <= from) { /* full: wait for the consumer (TCP holds the peer back) */
             struct space_try t = {l, head + 1};
-            if (psy_wait_loop(r, PSY_WAIT_SPACE, space_once, &t, POLL_MS * 1000000ll) == -EPIPE)
+            int rc = psy_wait_loop(r, PSY_WAIT_SPACE, space_once, &t, POLL_MS * 1000000ll);
+            if (rc == -EPIPE)
                 return LINK_STOP;
+            if (rc == -ETIMEDOUT && newer_client_waiting(l))
+                return LINK_SUPERSEDED;
             continue;
         }
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
@@ -448,6 +485,11 @@ static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
         if (got <= 0) {
             if (got < 0 && errno == EINTR)
                 continue;
+            if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) { /* IDLE_CHECK_MS of silence */
+                if (newer_client_waiting(l))
+                    return LINK_SUPERSEDED;
+                continue;
+            }
             return got == 0 ? LINK_EOF : LINK_BROKEN; /* EOF: the peer closed in order */
         }
         l->have += (uint64_t)got;
