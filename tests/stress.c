@@ -4,8 +4,10 @@
  *   stress_<mode> PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [TRANSPORT]
  *
  * TRANSPORT: "memory" (default; producers and consumers are threads),
- * "ipc-fork" (each is a forked process on an ipc:// channel) or "ipc-exec"
- * (each is this program started anew, finding the channel by name).
+ * "ipc-fork" (each is a forked process on an ipc:// channel), "ipc-exec"
+ * (each is this program started anew, finding the channel by name) or "tcp"
+ * (a tcp:// connection on loopback: producer threads share the connecting
+ * handle, consumer threads the listening one; not BROADCAST).
  *
  * Every message is stamped with producer id, sequence number and a checksum
  * of a payload of random length (24 bytes of stamp + 0..4000 bytes). Producers
@@ -15,12 +17,16 @@
  * corrupted. BROADCAST: every subscriber must see every message in order.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,6 +53,9 @@ static char uri[128] = "memory://stress";
 static unsigned n_prod, n_cons;
 static uint64_t per_producer;
 static uint64_t capacity;
+/* tcp: the two ends of one connection, shared by the threads of each side */
+static psyne_channel *tcp_send_end, *tcp_receive_end;
+static _Atomic unsigned tcp_producers_left;
 
 /* What every consumer records, in memory shared by all processes (a memfd
  * that forked and exec'd children map too). */
@@ -101,8 +110,9 @@ static void *producer(void *arg)
 {
     uint32_t id = (uint32_t)(uintptr_t)arg;
     struct psyne_options o = options(PSYNE_ROLE_PRODUCER);
-    psyne_channel *ch;
-    CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+    psyne_channel *ch = tcp_send_end;
+    if (!ch)
+        CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
     /* The last producer to close ends the stream, so none may finish before
      * every one has opened (a slow start on a loaded machine would otherwise
      * shut the channel down under a producer that has yet to open it). */
@@ -148,7 +158,10 @@ static void *producer(void *arg)
         CHECK_RC(psyne_commit(ch, &c, sizeof *st + extra, T_STAMPED), 0);
         seq++;
     }
-    psyne_channel_close(ch); /* the last producer to close ends the stream */
+    /* The last producer to close ends the stream (tcp: once the receiving
+     * end has acknowledged everything). */
+    if (!tcp_send_end || atomic_fetch_sub(&tcp_producers_left, 1) == 1)
+        psyne_channel_close(ch);
     return NULL;
 }
 
@@ -195,8 +208,9 @@ static void *consumer(void *arg)
 {
     struct consumer_state *cs = arg;
     struct psyne_options o = options(PSYNE_ROLE_CONSUMER);
-    psyne_channel *ch;
-    CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+    psyne_channel *ch = tcp_receive_end;
+    if (!ch)
+        CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
     int single_consumer = STRESS_MODE != PSYNE_MODE_SPMC && STRESS_MODE != PSYNE_MODE_MPMC;
     for (uint64_t round = 0;; round++) {
         int rc;
@@ -252,7 +266,8 @@ static void *consumer(void *arg)
     int competing = STRESS_MODE == PSYNE_MODE_SPMC || STRESS_MODE == PSYNE_MODE_MPMC;
     for (unsigned p = 0; p < n_prod && !competing; p++)
         CHECK(cs->next[p] == per_producer); /* every sequence, in order */
-    psyne_channel_close(ch);
+    if (!tcp_receive_end)
+        psyne_channel_close(ch);
     return NULL;
 }
 
@@ -305,7 +320,7 @@ static void start_role(struct role *r, int is_producer, unsigned id)
 {
     r->is_producer = is_producer;
     r->cs.id = id;
-    if (strcmp(transport, "memory") == 0) {
+    if (strcmp(transport, "memory") == 0 || strcmp(transport, "tcp") == 0) {
         if (is_producer)
             pthread_create(&r->thread, NULL, producer, (void *)(uintptr_t)id);
         else
@@ -336,7 +351,7 @@ static void start_role(struct role *r, int is_producer, unsigned id)
 
 static void join_role(struct role *r)
 {
-    if (strcmp(transport, "memory") == 0) {
+    if (strcmp(transport, "memory") == 0 || strcmp(transport, "tcp") == 0) {
         pthread_join(r->thread, NULL);
         return;
     }
@@ -345,6 +360,27 @@ static void join_role(struct role *r)
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fprintf(stderr, "%s %d ended with status 0x%x\n", r->is_producer ? "producer" : "consumer", r->pid, status);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* tcp: a listening end for the consumers and a connected end for the
+ * producers, on a port the kernel picks. */
+static void open_tcp_link(void)
+{
+    CHECK(STRESS_MODE != PSYNE_MODE_BROADCAST); /* not offered over tcp:// */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    close(fd);
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+    struct psyne_options o = options(PSYNE_ROLE_ANY);
+    o.flags = PSYNE_F_LISTEN;
+    o.link_timeout_ns = 120 * 1000000000ll; /* a sanitized build on a loaded machine is slow */
+    CHECK_RC(psyne_channel_open(&tcp_receive_end, uri, &o), 0);
+    o.flags = 0;
+    o.open_timeout_ns = 60 * 1000000000ll;
+    CHECK_RC(psyne_channel_open(&tcp_send_end, uri, &o), 0);
+    atomic_store(&tcp_producers_left, n_prod);
 }
 
 int main(int argc, char **argv)
@@ -360,7 +396,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc != 5 && argc != 6) {
-        fprintf(stderr, "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [memory|ipc-fork|ipc-exec]\n",
+        fprintf(stderr, "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [memory|ipc-fork|ipc-exec|tcp]\n",
                 argv[0]);
         return 2;
     }
@@ -370,8 +406,10 @@ int main(int argc, char **argv)
     capacity = strtoull(argv[4], NULL, 10);
     if (argc == 6)
         transport = argv[5];
-    CHECK(strcmp(transport, "memory") == 0 || strcmp(transport, "ipc-fork") == 0 || strcmp(transport, "ipc-exec") == 0);
-    if (strcmp(transport, "memory") != 0) /* a name of its own: ctest runs tests side by side */
+    bool tcp = strcmp(transport, "tcp") == 0;
+    CHECK(strcmp(transport, "memory") == 0 || strcmp(transport, "ipc-fork") == 0 ||
+          strcmp(transport, "ipc-exec") == 0 || tcp);
+    if (strcmp(transport, "memory") != 0 && !tcp) /* a name of its own: ctest runs tests side by side */
         snprintf(uri, sizeof uri, "ipc://stress-%d-%d", STRESS_MODE, (int)getpid());
     CHECK(readlink("/proc/self/exe", self_exe, sizeof self_exe - 1) > 0);
     CHECK(n_prod >= 1 && n_prod <= MAX_THREADS && n_cons >= 1 && n_cons <= MAX_THREADS);
@@ -381,8 +419,11 @@ int main(int argc, char **argv)
     /* Create the channel before any role runs, and open every consumer
      * before producers start (BROADCAST subscribers see what follows). */
     struct psyne_options o = options(PSYNE_ROLE_CONSUMER);
-    psyne_channel *keep;
-    CHECK_RC(psyne_channel_open(&keep, uri, &o), 0);
+    psyne_channel *keep = NULL;
+    if (tcp)
+        open_tcp_link();
+    else
+        CHECK_RC(psyne_channel_open(&keep, uri, &o), 0);
     struct role prod[MAX_THREADS], cons[MAX_THREADS];
     memset(prod, 0, sizeof prod);
     memset(cons, 0, sizeof cons);
@@ -414,6 +455,13 @@ int main(int argc, char **argv)
         join_role(&cons[c]);
 
     struct psyne_stats st;
+    if (tcp) { /* every message left one end and arrived at the other */
+        CHECK_RC(psyne_channel_stats(tcp_receive_end, &st), 0);
+        CHECK(st.msgs_in == per_producer * n_prod && st.in_use == 0 && st.tcp_protocol_errors == 0);
+        printf("tcp: %llu messages in %llu recvmsg calls\n", (unsigned long long)st.msgs_in,
+               (unsigned long long)st.tcp_recv_calls);
+        psyne_channel_close(tcp_receive_end);
+    }
     if (keep) {
         CHECK_RC(psyne_channel_stats(keep, &st), 0);
         if (st.in_use)
@@ -430,7 +478,8 @@ int main(int argc, char **argv)
         for (unsigned p = 0; p < n_prod; p++)
             for (uint64_t s = 0; s < per_producer; s++)
                 CHECK(atomic_load(&seen[p][s >> 6]) & (1ull << (s & 63))); /* every sequence, once */
-    psyne_channel_close(keep);
+    if (keep)
+        psyne_channel_close(keep);
     printf("stress mode=%d producers=%u consumers=%u messages=%llu received=%llu transport=%s: ok\n", STRESS_MODE,
            n_prod, n_cons, (unsigned long long)(per_producer * n_prod), (unsigned long long)expect, transport);
     return 0;

@@ -95,8 +95,8 @@ static void verify(const struct psyne_msg *m, uint32_t who, uint64_t seq)
     memcpy(&w, p, 4);
     memcpy(&s, p + 8, 8);
     if (w != who || s != seq) {
-        fprintf(stderr, "expected producer %u seq %llu, got producer %u seq %llu\n", who, (unsigned long long)seq, w,
-                (unsigned long long)s);
+        fprintf(stderr, "expected producer %u seq %llu, got producer %u seq %llu (ring pos %llu)\n", who,
+                (unsigned long long)seq, w, (unsigned long long)s, (unsigned long long)m->psy_begin);
         abort();
     }
     for (uint32_t i = 16; i < m->length; i++) {

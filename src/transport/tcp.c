@@ -58,6 +58,7 @@
 #define KEEPALIVE_INTERVAL_S 1            /* then every second, */
 #define KEEPALIVE_PROBES 5                /* and declared dead after this many unanswered */
 #define SEND_MAX ((uint64_t)4 << 20)      /* bytes per sendmsg: keeps ACKs flowing */
+#define CONTROL_DROP_MAX_SHIFT 4096       /* publish(): bytes moved to drop trailing control records */
 
 enum link_end { LINK_BROKEN, LINK_SUPERSEDED, LINK_EOF, LINK_BYE, LINK_STOP };
 
@@ -424,16 +425,32 @@ static int space_once(void *ctx)
     return head - t->need_head < (uint64_t)1 << 62 ? 0 : -EAGAIN;
 }
 
-/* Publishes the whole records at the frontier and keeps what follows them. */
+/* Publishes the whole records at the frontier and keeps what follows them.
+ * Control records (ACK, BYE) after the last data record are not published
+ * when little follows them: those bytes are moved down over them instead.
+ * Published, they would wait in the ring for a consumer, and an end that only
+ * sends never receives: its ring would fill with the peer's ACKs, the
+ * receiver would stop reading, and the ACKs that free the send ring with it. */
 static void publish(struct psy_tcp_link *l, uint64_t first, const struct psy_wire_scan *s)
 {
     struct psy_ring *r = &l->rx;
     uint64_t end = l->frontier + s->complete;
     uint64_t rest = l->have - s->complete;
+    uint64_t keep = end; /* the end of what is published */
+    if (s->data_end < s->complete && rest <= CONTROL_DROP_MAX_SHIFT)
+        keep = l->frontier + s->data_end;
     l->stash = 0;
     memcpy(&l->stash, r->data + (end & r->mask), rest < 8 ? rest : 8); /* before the terminator store */
-    psy_sp_publish(r, l->frontier, first, end, s->msgs, s->payload);
-    l->frontier = end;
+    if (keep != end && rest > 8) { /* the partial record's bytes after its header (in the stash) */
+        /* Source and destination as one linear range of the mirror: taken
+         * modulo cap separately, they could alias the same bytes through
+         * different copies, and memmove would copy in the wrong direction. */
+        uint8_t *to = r->data + ((keep + 8) & (r->cap - 1));
+        memmove(to, to + (end - keep), rest - 8);
+    }
+    if (keep != l->frontier) /* else the ring still ends at the frontier (a zero header) */
+        psy_sp_publish(r, l->frontier, first, keep, s->msgs, s->payload);
+    l->frontier = keep;
     l->have = rest;
     if (s->stream) {
         l->rx_stream += s->stream;

@@ -113,6 +113,7 @@ int psy_wire_scan(uint64_t *first, uint8_t *buf, uint64_t avail, uint64_t max_me
                 memcpy(buf + pos, &pad, sizeof pad);
         } else {
             out->stream += size;
+            out->data_end = pos + size;
             if (type != PSY_TYPE_PAD) {
                 out->msgs++;
                 out->payload += length;

@@ -63,6 +63,8 @@ int psy_wire_hello_decode(const uint8_t *in, uint64_t max_send, struct psy_wire_
 struct psy_wire_scan {
     uint64_t complete;  /* bytes of whole records from the start */
     uint64_t stream;    /* of them, bytes of data records (stream offsets) */
+    uint64_t data_end;  /* bytes from the start to the end of the last data record;
+                           the control records after it need no consumer */
     uint64_t msgs;      /* data records that are messages (not pads) */
     uint64_t payload;   /* their payload bytes */
     uint64_t ack;       /* the highest ACK offset seen */
