@@ -17,13 +17,10 @@
  * corrupted. BROADCAST: every subscriber must see every message in order.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -32,6 +29,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "free_port.h"
 #include "psyne.h"
 
 #ifndef STRESS_MODE
@@ -316,11 +314,17 @@ static void *consumer_thread(void *arg)
     return consumer(&((struct role *)arg)->cs);
 }
 
+/* memory and tcp run roles as threads of this process; ipc as processes */
+static bool roles_are_threads(void)
+{
+    return strcmp(transport, "memory") == 0 || strcmp(transport, "tcp") == 0;
+}
+
 static void start_role(struct role *r, int is_producer, unsigned id)
 {
     r->is_producer = is_producer;
     r->cs.id = id;
-    if (strcmp(transport, "memory") == 0 || strcmp(transport, "tcp") == 0) {
+    if (roles_are_threads()) {
         if (is_producer)
             pthread_create(&r->thread, NULL, producer, (void *)(uintptr_t)id);
         else
@@ -351,7 +355,7 @@ static void start_role(struct role *r, int is_producer, unsigned id)
 
 static void join_role(struct role *r)
 {
-    if (strcmp(transport, "memory") == 0 || strcmp(transport, "tcp") == 0) {
+    if (roles_are_threads()) {
         pthread_join(r->thread, NULL);
         return;
     }
@@ -367,12 +371,7 @@ static void join_role(struct role *r)
 static void open_tcp_link(void)
 {
     CHECK(STRESS_MODE != PSYNE_MODE_BROADCAST); /* not offered over tcp:// */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", test_free_port());
     struct psyne_options o = options(PSYNE_ROLE_ANY);
     o.flags = PSYNE_F_LISTEN;
     o.link_timeout_ns = 120 * 1000000000ll; /* a sanitized build on a loaded machine is slow */
@@ -478,8 +477,7 @@ int main(int argc, char **argv)
         for (unsigned p = 0; p < n_prod; p++)
             for (uint64_t s = 0; s < per_producer; s++)
                 CHECK(atomic_load(&seen[p][s >> 6]) & (1ull << (s & 63))); /* every sequence, once */
-    if (keep)
-        psyne_channel_close(keep);
+    psyne_channel_close(keep); /* NULL (tcp) is accepted */
     printf("stress mode=%d producers=%u consumers=%u messages=%llu received=%llu transport=%s: ok\n", STRESS_MODE,
            n_prod, n_cons, (unsigned long long)(per_producer * n_prod), (unsigned long long)expect, transport);
     return 0;

@@ -43,21 +43,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "free_port.h"
 #include "transport/tcp_wire.h"
 
 #define MSG_TYPE 4242u
-
-/* A port that is free now (the kernel's choice). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static struct psyne_options link_options(int listen)
 {
@@ -188,7 +177,7 @@ static void exchange_both(psyne_channel *server, psyne_channel *client, uint64_t
 static int part_stream(void)
 {
     uint64_t count = test_scale(300000);
-    int port = free_port();
+    int port = test_free_port();
     char uri[64];
     snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
     /* fork first: the child starts its threads in a single-threaded process
@@ -303,7 +292,7 @@ static void *relay_main(void *arg)
 static int part_reconnect(void)
 {
     uint64_t count = test_scale(200000);
-    int server_port = free_port();
+    int server_port = test_free_port();
     struct relay r = {.target_port = server_port, .cut_every = 3 * 1000 * 1000 + 4321};
     r.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
@@ -380,7 +369,7 @@ static void good_hello(uint8_t *h, uint64_t session)
 
 static int part_hostile(void)
 {
-    int port = free_port();
+    int port = test_free_port();
     char uri[64];
     snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
     struct psyne_options so = link_options(1);
@@ -469,7 +458,7 @@ static int part_hostile(void)
 
 static int part_flow(void)
 {
-    int port = free_port();
+    int port = test_free_port();
     char uri[64];
     snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
     struct psyne_options so = link_options(1), co = link_options(0);
@@ -624,6 +613,21 @@ static void netns_wait_progress(struct netns_progress *p, uint64_t target, pid_t
     }
 }
 
+/* Adds a rule to the netfilter hook ("input", "output") of host ns, in a
+ * table of the test's own that nft_clear removes with everything in it. */
+static void nft_rule(const char *ns, const char *hook, const char *rule)
+{
+    CHECK(shell("ip netns exec %s nft add table inet psyne_test", ns) == 0); /* 'add': no error if it exists */
+    CHECK(shell("ip netns exec %s nft add chain inet psyne_test %s '{ type filter hook %s priority 0; }'", ns, hook,
+                hook) == 0);
+    CHECK(shell("ip netns exec %s nft add rule inet psyne_test %s %s", ns, hook, rule) == 0);
+}
+
+static void nft_clear(const char *ns)
+{
+    CHECK(shell("ip netns exec %s nft delete table inet psyne_test", ns) == 0);
+}
+
 static void netns_pause_ms(int ms)
 {
     usleep((useconds_t)ms * 1000);
@@ -679,17 +683,11 @@ static int part_netns(void)
     netns_wait_progress(prog, count / 6, kids, "before the first disruption");
     if (nft) {
         uint64_t at = netns_least(prog);
-        for (int i = 0; i < 2; i++) {
-            const char *ns = i ? NS_CLIENT : NS_SERVER;
-            CHECK(shell("ip netns exec %s nft add table inet psyne_test", ns) == 0);
-            CHECK(shell("ip netns exec %s nft add chain inet psyne_test in '{ type filter hook input priority 0; }'",
-                        ns) == 0);
-            CHECK(shell("ip netns exec %s nft add rule inet psyne_test in numgen random mod 100 '<' 3 drop", ns) ==
-                  0);
-        }
+        nft_rule(NS_SERVER, "input", "numgen random mod 100 '<' 3 drop");
+        nft_rule(NS_CLIENT, "input", "numgen random mod 100 '<' 3 drop");
         netns_pause_ms(2000);
-        for (int i = 0; i < 2; i++)
-            CHECK(shell("ip netns exec %s nft delete table inet psyne_test", i ? NS_CLIENT : NS_SERVER) == 0);
+        nft_clear(NS_SERVER);
+        nft_clear(NS_CLIENT);
         printf("netns: 3%% of packets dropped both ways for 2 s: %llu messages went through meanwhile\n",
                (unsigned long long)(netns_least(prog) - at));
     } else {
@@ -714,15 +712,11 @@ static int part_netns(void)
          * with a connection that looks alive but is dead (as after a client
          * host's crash), while the client reconnects. The rule stays until the
          * stream has moved on, so only the server itself can end that. */
-        CHECK(shell("ip netns exec " NS_CLIENT " nft add table inet psyne_test") == 0);
-        CHECK(shell("ip netns exec " NS_CLIENT
-                    " nft add chain inet psyne_test out '{ type filter hook output priority 0; }'") == 0);
-        CHECK(shell("ip netns exec " NS_CLIENT " nft add rule inet psyne_test out tcp flags '&' rst == rst drop") ==
-              0);
+        nft_rule(NS_CLIENT, "output", "tcp flags '&' rst == rst drop");
         at = netns_least(prog);
         CHECK(shell("ip netns exec " NS_CLIENT " ss -K dst " NS_SERVER_ADDR) == 0);
         netns_wait_progress(prog, at + count / 12, kids, "after the client's connection vanished without a reset");
-        CHECK(shell("ip netns exec " NS_CLIENT " nft delete table inet psyne_test") == 0);
+        nft_clear(NS_CLIENT);
         printf("netns: client connection dropped without a reset at %llu messages; the stream went on\n",
                (unsigned long long)at);
     } else {

@@ -401,7 +401,8 @@ static int handshake(struct psy_tcp_link *l, int fd, bool *fatal)
     uint64_t freed = atomic_load_explicit(l->tx_reader.head, memory_order_relaxed);
     if (resume - freed > atomic_load(&l->tx_sent) - freed)
         return psy_fail(-EPROTO, "tcp://%s: the peer resumes at an offset we never sent", l->where);
-    set_timeouts(fd, IDLE_CHECK_MS, 0); /* receive_loop looks for a newer client when idle */
+    /* a server's receive_loop looks for a newer client when idle; a client has nothing to look for */
+    set_timeouts(fd, l->server ? IDLE_CHECK_MS : 0, 0);
     set_nodelay(fd);
     set_keepalive(fd);
     l->resume_tx = resume;
