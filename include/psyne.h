@@ -55,6 +55,7 @@ extern "C" {
  * at least one page). A message of length L needs PSYNE_RECORD_SIZE(L) bytes. */
 #define PSYNE_DEFAULT_CAPACITY ((uint64_t)1 << 20)
 #define PSYNE_MAX_CAPACITY ((uint64_t)1 << 30)
+#define PSYNE_MAX_PEERS 1024u /* tcp:// clients one listening handle serves at most */
 #define PSYNE_RECORD_HEADER 8u
 #define PSYNE_RECORD_SIZE(len) ((uint64_t)PSYNE_RECORD_HEADER + ((((uint64_t)(len)) + 7u) & ~(uint64_t)7u))
 /* The largest message a ring of `capacity` bytes accepts (8 bytes of every
@@ -168,6 +169,10 @@ struct psyne_options {
                                  0 = default (10 s), PSYNE_FOREVER = no limit */
     /* memory:// SPSC only: */
     const struct psyne_dynamic *dynamic; /* non-NULL: a dynamic ring configured so (copied at open) */
+    /* tcp:// with PSYNE_F_LISTEN only: */
+    uint32_t max_peers;       /* serve up to this many clients at once, each a peer with rings
+                                 of its own (psyne_msg.peer, psyne_claim_to); 0 = one client,
+                                 whose stream is the channel's (at most PSYNE_MAX_PEERS) */
 };
 
 /* Fills *opt with the defaults (SPSC, default capacity, adaptive waiting).
@@ -199,7 +204,8 @@ typedef struct psyne_channel psyne_channel;
  *   tcp://host:port one TCP connection, messages both ways. With
  *                   PSYNE_F_LISTEN the handle listens on host:port (host * =
  *                   every address) and serves one client at a time; open
- *                   returns at once. Without it, open connects, retrying
+ *                   returns at once. With opt->max_peers it serves that
+ *                   many clients at once: see psyne_claim_to. Without it, open connects, retrying
  *                   for up to opt->open_timeout_ns (default 5 s), and returns
  *                   once connected. Each handle is its own connection with a
  *                   send ring and a receive ring of opt->capacity (both ends
@@ -250,7 +256,7 @@ struct psyne_claimed {
     uint32_t psy_reserved;
     uint64_t psy_pos;
     uint32_t psy_batch; /* private: claims in this batch (first element) */
-    uint32_t psy_unused;
+    uint32_t psy_peer;  /* private: psyne_claim_to's peer */
 };
 
 /*
@@ -265,6 +271,20 @@ struct psyne_claimed {
  * preempted between claim and commit never stops other producers claiming.
  */
 PSYNE_API int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns);
+
+/*
+ * psyne_claim for one peer of a listening tcp:// handle opened with
+ * max_peers: the message goes to that client only (peer as in psyne_msg.peer,
+ * e.g. the client a request came from). Commit or abort it with psyne_commit
+ * / psyne_abort on the same handle. On other channels peer must be 0 (then
+ * it is psyne_claim). Errors as psyne_claim, and -ENOTCONN: no such peer (it
+ * left, and everything it sent was released; or it never was); -EPIPE: the
+ * peer is leaving. psyne_claim and psyne_claim_batch on such a handle return
+ * -EDESTADDRREQ. Threads: SP modes - one producer thread at a time per peer;
+ * MP modes - any number concurrently.
+ */
+PSYNE_API int psyne_claim_to(psyne_channel *ch, uint32_t peer, size_t max_len, struct psyne_claimed *c,
+                             int64_t timeout_ns);
 
 /*
  * Publishes a claimed message with its final length (<= c->capacity) and
@@ -305,6 +325,9 @@ struct psyne_msg {
     void *data;
     uint32_t length;
     uint32_t type;
+    uint32_t peer;      /* a listening tcp:// handle with max_peers: the client it came
+                           from (1, 2, ... in the order clients came); else 0 */
+    uint32_t psy_flags; /* private */
     uint64_t psy_begin; /* private: release span */
     uint64_t psy_end;
 };
@@ -379,7 +402,7 @@ struct psyne_stats {
     uint64_t tcp_protocol_errors; /* connections dropped for a bad handshake or frame */
     uint64_t tcp_send_calls;      /* sendmsg system calls (messages per call = batching) */
     uint64_t tcp_recv_calls;      /* recvmsg system calls */
-    int tcp_connected;            /* 1 while a connection is up */
+    int tcp_connected;            /* 1 while a connection is up (max_peers: any) */
     /* Placement of this handle's ring memory (tcp://: its receive ring; the send ring is alike): */
     int pages;                    /* enum psyne_pages */
     uint64_t page_size;           /* bytes per page backing the ring */
@@ -392,6 +415,8 @@ struct psyne_stats {
     uint64_t resize_ns;           /* time producers spent making and chaining segments */
     uint64_t failed_claims;       /* claims that found the ring full at its largest size */
     uint64_t window_high_water;   /* most bytes in use over the last complete window */
+    /* tcp:// listening with max_peers (the tcp:// counters above sum over its peers): */
+    uint64_t tcp_peers;           /* clients connected now */
 };
 
 /*

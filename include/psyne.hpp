@@ -172,6 +172,8 @@ public:
     void *data() const noexcept { return m_.data; }
     std::uint32_t size() const noexcept { return m_.length; }
     std::uint32_t type() const noexcept { return m_.type; }
+    // The client it came from on a listening tcp:// handle with max_peers (else 0).
+    std::uint32_t peer() const noexcept { return m_.peer; }
     // The message as a vector (rank 1) or matrix (rank 2) of T: throws
     // psyne::error with -ENOMSG (another kind) or -EPROTO (inconsistent).
     template <class T> tensor_view<T, 1> as_vector() const { return as<T, 1>(); }

@@ -104,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             return 0;
         uint8_t *rec = (uint8_t *)mem + lead;
         memcpy(rec, data + 1, len);
-        struct psyne_msg m = {rec, (uint32_t)len, PSYNE_TYPE_TENSOR, 0, 0};
+        struct psyne_msg m = {.data = rec, .length = (uint32_t)len, .type = PSYNE_TYPE_TENSOR};
         struct psyne_tensor t;
         if (psyne_tensor_view(&m, 0, -1, &t) == 0) { /* touch the farthest element it claims */
             uint64_t last = 0;

@@ -12,6 +12,16 @@
  *   flow       a consumer that does not read: the producer's non-blocking claims
  *              end in -EAGAIN (nothing dropped), and everything arrives once
  *              the consumer reads.
+ *   peers      one listening handle with max_peers serves several client
+ *              processes at once: requests from all of them arrive on one
+ *              handle, each says which peer sent it, and each reply goes to
+ *              that peer only (psyne_claim_to). A client that leaves frees its
+ *              peer (-ENOTCONN after); one that comes later is a new peer.
+ *   peers_reconnect  a client of such a handle through the resetting relay:
+ *              it gets its own peer back on every reconnect, nothing lost.
+ *   empty      empty messages (a record that is all header) into a full
+ *              receiving ring, again and again: each must wait for room like
+ *              any other, never land on the oldest unread message.
  *   netns      two hosts: network namespaces made by the test, joined by a
  *              veth pair. Millions of messages each way while the link drops
  *              3% of packets (nftables), goes down and up, has its connection
@@ -289,21 +299,29 @@ static void *relay_main(void *arg)
     return NULL;
 }
 
+/* A relay socket in front of a server port: suri is the server's URI,
+ * curi the one clients connect to. The relay thread is started apart. */
+static void relay_listen(struct relay *r, char *suri, char *curi)
+{
+    int server_port = test_free_port();
+    *r = (struct relay){.target_port = server_port, .cut_every = 3 * 1000 * 1000 + 4321};
+    r->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(r->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    CHECK(bind(r->listen_fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(r->listen_fd, 4) == 0);
+    CHECK(getsockname(r->listen_fd, (struct sockaddr *)&a, &len) == 0);
+    snprintf(suri, 64, "tcp://127.0.0.1:%d", server_port);
+    snprintf(curi, 64, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+}
+
 static int part_reconnect(void)
 {
     uint64_t count = test_scale(200000);
-    int server_port = test_free_port();
-    struct relay r = {.target_port = server_port, .cut_every = 3 * 1000 * 1000 + 4321};
-    r.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(r.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    CHECK(bind(r.listen_fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(r.listen_fd, 4) == 0);
-    CHECK(getsockname(r.listen_fd, (struct sockaddr *)&a, &len) == 0);
+    struct relay r;
     char suri[64], curi[64];
-    snprintf(suri, sizeof suri, "tcp://127.0.0.1:%d", server_port);
-    snprintf(curi, sizeof curi, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+    relay_listen(&r, suri, curi);
     pthread_t rt;
     CHECK(pthread_create(&rt, NULL, relay_main, &r) == 0);
 
@@ -497,6 +515,315 @@ static int part_flow(void)
     CHECK_RC(psyne_channel_close(client), 0);
     CHECK_RC(psyne_receive(server, &m, 20 * 1000000000ll), -EPIPE);
     CHECK_RC(psyne_channel_close(server), 0);
+    return 0;
+}
+
+/* ---- peers: one listening handle, several clients at once ---- */
+
+#define PEER_CLIENTS 3
+#define REQUEST_TYPE 5001u
+#define REPLY_TYPE 5002u
+
+struct request {
+    uint32_t client; /* the client's own number, 1..: the server checks it against peer */
+    uint32_t pad;
+    uint64_t seq;
+};
+
+struct reply {
+    uint32_t client; /* echoed */
+    uint32_t peer;   /* the peer number the server saw */
+    uint64_t seq;
+};
+
+struct peers_gate {
+    _Atomic int connected; /* clients whose open returned */
+    _Atomic int go;        /* the server saw them all: start sending */
+    _Atomic int late_go;   /* the client that comes later: connect now */
+};
+
+struct request_pump {
+    psyne_channel *ch;
+    uint32_t client;
+    uint64_t count;
+};
+
+static void *send_requests(void *arg)
+{
+    struct request_pump *p = arg;
+    for (uint64_t seq = 0; seq < p->count; seq++) {
+        struct psyne_claimed c;
+        uint32_t n = size_of(seq); /* >= 16: the request, then filler */
+        CHECK_RC(psyne_claim(p->ch, n, &c, 30 * 1000000000ll), 0);
+        memset(c.data, 0, n);
+        struct request rq = {p->client, 0, seq};
+        memcpy(c.data, &rq, sizeof rq);
+        CHECK_RC(psyne_commit(p->ch, &c, n, REQUEST_TYPE), 0);
+    }
+    return NULL;
+}
+
+/* A client process: count requests out, count replies back, every one of
+ * them addressed to this client, in order, from one peer number. */
+static void peer_client(const char *uri, uint32_t client, uint64_t count, struct peers_gate *gate)
+{
+    struct psyne_options co = link_options(0);
+    co.open_timeout_ns = 60 * 1000000000ll;
+    psyne_channel *ch;
+    CHECK_RC(psyne_channel_open(&ch, uri, &co), 0);
+    atomic_fetch_add(&gate->connected, 1);
+    while (gate && !atomic_load(&gate->go))
+        usleep(1000);
+    struct request_pump pump = {ch, client, count};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, send_requests, &pump) == 0);
+    uint32_t peer = 0;
+    for (uint64_t seq = 0; seq < count; seq++) {
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(ch, &m, 30 * 1000000000ll), 0);
+        CHECK(m.type == REPLY_TYPE && m.length == sizeof(struct reply) && m.peer == 0);
+        struct reply rp;
+        memcpy(&rp, m.data, sizeof rp);
+        if (!peer)
+            peer = rp.peer;
+        if (rp.client != client || rp.seq != seq || rp.peer != peer) {
+            fprintf(stderr, "client %u: reply %llu: got client %u seq %llu peer %u (peer %u before)\n", client,
+                    (unsigned long long)seq, rp.client, (unsigned long long)rp.seq, rp.peer, peer);
+            abort();
+        }
+        CHECK_RC(psyne_release(ch, &m), 0);
+    }
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK_RC(psyne_channel_close(ch), 0);
+    printf("client %u (peer %u): %llu requests answered\n", client, peer, (unsigned long long)count);
+    fflush(stdout);
+    _exit(0);
+}
+
+/* The server's loop: answers every request to the peer it came from until
+ * `total` requests are in; checks that each client keeps one peer number
+ * and no two clients share one. */
+static void serve_requests(psyne_channel *server, uint64_t total, uint32_t peer_of[], uint64_t next_seq[])
+{
+    for (uint64_t done = 0; done < total;) {
+        struct psyne_msg msgs[16];
+        int n = psyne_receive_batch(server, msgs, 16, 30 * 1000000000ll);
+        CHECK(n > 0);
+        for (int i = 0; i < n; i++) {
+            struct request rq;
+            CHECK(msgs[i].type == REQUEST_TYPE && msgs[i].length >= sizeof rq && msgs[i].peer != 0);
+            CHECK(msgs[i].peer == msgs[0].peer); /* one batch, one peer */
+            memcpy(&rq, msgs[i].data, sizeof rq);
+            CHECK(rq.client >= 1 && rq.client <= PEER_CLIENTS + 1);
+            if (!peer_of[rq.client]) {
+                for (uint32_t k = 1; k <= PEER_CLIENTS + 1; k++)
+                    CHECK(peer_of[k] != msgs[i].peer); /* a new client, a new peer number */
+                peer_of[rq.client] = msgs[i].peer;
+            }
+            CHECK(peer_of[rq.client] == msgs[i].peer && rq.seq == next_seq[rq.client]);
+            next_seq[rq.client]++;
+            struct psyne_claimed c;
+            CHECK_RC(psyne_claim_to(server, msgs[i].peer, sizeof(struct reply), &c, 30 * 1000000000ll), 0);
+            struct reply rp = {rq.client, msgs[i].peer, rq.seq};
+            memcpy(c.data, &rp, sizeof rp);
+            CHECK_RC(psyne_commit(server, &c, sizeof rp, REPLY_TYPE), 0);
+        }
+        CHECK_RC(psyne_release_batch(server, msgs, (unsigned)n), 0);
+        done += (uint64_t)n;
+    }
+}
+
+static void wait_child_ok(pid_t pid)
+{
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static int part_peers(void)
+{
+    uint64_t count = test_scale(100000);
+    int port = test_free_port();
+    char uri[64];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
+    struct peers_gate *gate = mmap(NULL, sizeof *gate, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(gate != MAP_FAILED);
+    /* fork before any thread: the clients retry their connect until we listen */
+    pid_t kids[PEER_CLIENTS + 1];
+    for (uint32_t k = 0; k < PEER_CLIENTS; k++) {
+        kids[k] = fork();
+        CHECK(kids[k] >= 0);
+        if (kids[k] == 0) /* the last client sends a tenth and leaves early */
+            peer_client(uri, k + 1, k + 1 == PEER_CLIENTS ? count / 10 : count, gate);
+    }
+    kids[PEER_CLIENTS] = fork(); /* the late client: forked now, connects when told */
+    CHECK(kids[PEER_CLIENTS] >= 0);
+    if (kids[PEER_CLIENTS] == 0) {
+        while (!atomic_load(&gate->late_go))
+            usleep(1000);
+        peer_client(uri, PEER_CLIENTS + 1, count / 10, gate);
+    }
+    struct psyne_options so = link_options(1);
+    so.max_peers = 4;
+    psyne_channel *server;
+    CHECK_RC(psyne_channel_open(&server, uri, &so), 0);
+    struct psyne_claimed c;
+    CHECK_RC(psyne_claim(server, 8, &c, PSYNE_NONBLOCK), -EDESTADDRREQ); /* to whom? */
+    CHECK_RC(psyne_claim_to(server, 99, 8, &c, PSYNE_NONBLOCK), -ENOTCONN);
+
+    /* all clients connected at once, each a peer of its own */
+    struct psyne_stats st;
+    while (atomic_load(&gate->connected) < PEER_CLIENTS)
+        usleep(1000);
+    for (int i = 0; i < 10000; i++) {
+        CHECK_RC(psyne_channel_stats(server, &st), 0);
+        if (st.tcp_peers == PEER_CLIENTS)
+            break;
+        usleep(1000);
+    }
+    CHECK(st.tcp_peers == PEER_CLIENTS && st.tcp_connected == 1);
+    atomic_store(&gate->go, 1);
+
+    uint32_t peer_of[PEER_CLIENTS + 2] = {0};
+    uint64_t next_seq[PEER_CLIENTS + 2] = {0};
+    serve_requests(server, (PEER_CLIENTS - 1) * count + count / 10, peer_of, next_seq);
+    for (uint32_t k = 0; k < PEER_CLIENTS; k++)
+        wait_child_ok(kids[k]);
+
+    /* the clients are gone: their peers end, and are freed once drained */
+    uint32_t left = peer_of[PEER_CLIENTS];
+    int rc = 0;
+    for (int i = 0; i < 10000; i++) {
+        rc = psyne_claim_to(server, left, 8, &c, PSYNE_NONBLOCK);
+        if (rc == 0)
+            CHECK_RC(psyne_abort(server, &c), 0);
+        if (rc == -ENOTCONN)
+            break;
+        usleep(1000);
+    }
+    CHECK_RC(rc, -ENOTCONN);
+
+    /* a client that comes later is a new peer in a freed slot */
+    atomic_store(&gate->late_go, 1);
+    serve_requests(server, count / 10, peer_of, next_seq);
+    wait_child_ok(kids[PEER_CLIENTS]);
+    CHECK(peer_of[PEER_CLIENTS + 1] == PEER_CLIENTS + 1); /* numbered in the order clients came */
+
+    CHECK_RC(psyne_channel_stats(server, &st), 0);
+    uint64_t requests = (PEER_CLIENTS - 1) * count + 2 * (count / 10);
+    CHECK(st.msgs_in == requests && st.msgs_out == requests && st.tcp_protocol_errors == 0);
+    CHECK_RC(psyne_channel_shutdown(server), 0);
+    struct psyne_msg m;
+    CHECK_RC(psyne_receive(server, &m, 20 * 1000000000ll), -EPIPE);
+    CHECK_RC(psyne_channel_close(server), 0);
+    printf("peers: %d clients at once and one later, %llu requests, each reply to its own client\n",
+           PEER_CLIENTS, (unsigned long long)requests);
+    return 0;
+}
+
+/* The same through the resetting relay: a client that reconnects gets its
+ * own peer back and resumes there (same peer number, nothing lost). */
+static int part_peers_reconnect(void)
+{
+    uint64_t count = test_scale(100000);
+    struct relay r;
+    char suri[64], curi[64];
+    relay_listen(&r, suri, curi);
+    struct peers_gate *gate = mmap(NULL, sizeof *gate, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(gate != MAP_FAILED);
+    atomic_store(&gate->go, 1);
+    pid_t kid = fork(); /* before any thread */
+    CHECK(kid >= 0);
+    if (kid == 0)
+        peer_client(curi, 1, count, gate);
+    pthread_t rt;
+    CHECK(pthread_create(&rt, NULL, relay_main, &r) == 0);
+    struct psyne_options so = link_options(1);
+    so.max_peers = 2;
+    psyne_channel *server;
+    CHECK_RC(psyne_channel_open(&server, suri, &so), 0);
+    uint32_t peer_of[PEER_CLIENTS + 2] = {0};
+    uint64_t next_seq[PEER_CLIENTS + 2] = {0};
+    serve_requests(server, count, peer_of, next_seq); /* checks: one peer number throughout */
+    wait_child_ok(kid);
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(server, &st), 0);
+    unsigned cuts = atomic_load(&r.cuts);
+    printf("peers_reconnect: %llu requests and replies, %u resets by the relay, %llu reconnects, one peer\n",
+           (unsigned long long)count, cuts, (unsigned long long)st.tcp_reconnects);
+    CHECK(peer_of[1] == 1);
+    CHECK(cuts >= 1 || test_scale(100) < 100);
+    CHECK(st.tcp_reconnects >= cuts && st.msgs_in == count && st.msgs_out == count);
+    CHECK_RC(psyne_channel_close(server), 0);
+    atomic_store(&r.stop, 1);
+    pthread_join(rt, NULL);
+    close(r.listen_fd);
+    return 0;
+}
+
+/* ---- empty messages into a full ring ---- */
+
+struct empty_sender {
+    psyne_channel *ch;
+    uint64_t count;
+};
+
+static void *send_empty(void *arg)
+{
+    struct empty_sender *e = arg;
+    for (uint64_t seq = 0; seq < e->count; seq++) {
+        struct psyne_claimed c;
+        CHECK_RC(psyne_claim(e->ch, 0, &c, 30 * 1000000000ll), 0);
+        CHECK_RC(psyne_commit(e->ch, &c, 0, PSYNE_TYPE_USER_MIN + (uint32_t)(seq % 100000)), 0);
+    }
+    return NULL;
+}
+
+/* A record of header alone is whole as soon as its header arrives, so the
+ * receiver must not take a header it has no room to publish: the terminator
+ * after it would land on the oldest unread record (which then vanishes, and
+ * both ends wait for ever). A small ring that the consumer lets fill up, in
+ * 8-byte steps, reaches exactly that edge on every pass. */
+static int part_empty(void)
+{
+    int port = test_free_port();
+    char uri[64];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
+    struct psyne_options so = link_options(1), co = link_options(0);
+    so.capacity = co.capacity = 4096;
+    psyne_channel *server, *client;
+    CHECK_RC(psyne_channel_open(&server, uri, &so), 0);
+    CHECK_RC(psyne_channel_open(&client, uri, &co), 0);
+    struct empty_sender e = {client, 200000};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, send_empty, &e) == 0);
+    uint64_t received = 0, full_passes = 0;
+    while (received < e.count) {
+        /* let the ring fill to its edge (the sender waits for our ACKs) */
+        struct psyne_stats st;
+        for (int i = 0; i < 200; i++) {
+            CHECK_RC(psyne_channel_stats(server, &st), 0);
+            if (st.in_use + 16 >= so.capacity || st.msgs_in + received >= e.count)
+                break;
+            usleep(1000);
+        }
+        full_passes += st.in_use + 16 >= so.capacity;
+        /* then take half of what is there, so the edge moves each pass */
+        uint64_t take = st.in_use / 16 + 1;
+        for (uint64_t i = 0; i < take && received < e.count; i++, received++) {
+            struct psyne_msg m;
+            CHECK_RC(psyne_receive(server, &m, 30 * 1000000000ll), 0);
+            CHECK(m.length == 0 && m.type == PSYNE_TYPE_USER_MIN + (uint32_t)(received % 100000));
+            CHECK_RC(psyne_release(server, &m), 0);
+        }
+    }
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK(full_passes > 0); /* the ring really was full at least once */
+    CHECK_RC(psyne_channel_close(client), 0);
+    struct psyne_msg m;
+    CHECK_RC(psyne_receive(server, &m, 20 * 1000000000ll), -EPIPE);
+    CHECK_RC(psyne_channel_close(server), 0);
+    printf("empty: %llu empty messages, the receiving ring full %llu times\n", (unsigned long long)e.count,
+           (unsigned long long)full_passes);
     return 0;
 }
 
@@ -754,8 +1081,14 @@ int main(int argc, char **argv)
         return part_hostile();
     if (strcmp(part, "flow") == 0)
         return part_flow();
+    if (strcmp(part, "peers") == 0)
+        return part_peers();
+    if (strcmp(part, "peers_reconnect") == 0)
+        return part_peers_reconnect();
+    if (strcmp(part, "empty") == 0)
+        return part_empty();
     if (strcmp(part, "netns") == 0)
         return part_netns();
-    fprintf(stderr, "usage: %s stream|reconnect|hostile|flow|netns\n", argv[0]);
+    fprintf(stderr, "usage: %s stream|reconnect|hostile|flow|peers|peers_reconnect|empty|netns\n", argv[0]);
     return 2;
 }

@@ -223,7 +223,7 @@ static int view_of(const struct raw_desc *r, uint32_t length, struct psyne_tenso
     memset(rec, 0, length);
     size_t hlen = PSYNE_TENSOR_DESC_SIZE(rank);
     memcpy(rec, head, length < hlen ? length : hlen);
-    struct psyne_msg m = {rec, length, PSYNE_TYPE_TENSOR, 0, 0};
+    struct psyne_msg m = {.data = rec, .length = length, .type = PSYNE_TYPE_TENSOR};
     int rc = psyne_tensor_view(&m, 0, -1, v);
     free(mem);
     return rc;

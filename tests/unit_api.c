@@ -71,6 +71,13 @@ static void test_options_and_uris(void)
     CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1:http", &quick), -EINVAL);
     quick.flags = PSYNE_F_LISTEN;
     CHECK_RC(psyne_channel_open(&ch, "memory://listen", &quick), -EINVAL);
+    quick.max_peers = PSYNE_MAX_PEERS + 1;
+    CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1:0", &quick), -EINVAL);
+    CHECK(strstr(psyne_last_error(), "PSYNE_MAX_PEERS") != NULL);
+    quick.flags = 0;
+    quick.max_peers = 2; /* peers are a listening end's */
+    CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1:1", &quick), -EINVAL);
+    quick.max_peers = 0;
 
     struct psyne_options b = opts(7, 0);
     CHECK_RC(psyne_channel_open(&ch, "memory://o", &b), -EINVAL);
@@ -211,7 +218,8 @@ static void test_commit_abort_errors(int mode)
     CHECK_RC(psyne_abort(ch, &c), 0); /* nothing is published */
     CHECK_RC(psyne_commit(ch, &c, 1, T_MSG), -EINVAL);
 
-    CHECK_RC(psyne_claim(ch, 16, &c, PSYNE_NONBLOCK), 0);
+    CHECK_RC(psyne_claim_to(ch, 1, 16, &c, PSYNE_NONBLOCK), -EINVAL); /* no peers here */
+    CHECK_RC(psyne_claim_to(ch, 0, 16, &c, PSYNE_NONBLOCK), 0);      /* peer 0: psyne_claim */
     memcpy(c.data, "world", 5);
     CHECK_RC(psyne_commit(ch, &c, 5, T_MSG + 1), 0);
 
@@ -219,7 +227,7 @@ static void test_commit_abort_errors(int mode)
     CHECK(m.length == 5 && m.type == PSYNE_TYPE_USER_MAX && memcmp(m.data, "hello", 5) == 0);
     CHECK_RC(psyne_release(ch, &m), 0);
     CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), 0);
-    CHECK(m.length == 5 && m.type == T_MSG + 1 && memcmp(m.data, "world", 5) == 0);
+    CHECK(m.length == 5 && m.type == T_MSG + 1 && memcmp(m.data, "world", 5) == 0 && m.peer == 0);
     CHECK_RC(psyne_release(ch, &m), 0);
     CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), -EAGAIN);
 

@@ -22,6 +22,7 @@ struct psyne_channel {
     alignas(PSY_CACHE_BLOCK) struct psy_ring *ring; /* consumer side: the ring we receive from */
     struct psy_ring *tx;        /* producer side: the same ring, except for tcp:// */
     struct psy_tcp_link *link;  /* tcp://: the connection that moves tx and ring */
+    struct psy_tcp_server *server; /* tcp:// with max_peers: many links; ring and tx are NULL */
     struct psy_dyn *dyn;        /* dynamic ring: ring and tx are its segments, refreshed per call */
     struct psy_ring *home;      /* what the handle attached to: handle counts, shutdown */
     psy_atomic64 *mp_counts; /* {msgs, bytes}: mp_msgs here, or the ipc slot's */
@@ -78,6 +79,10 @@ static int check_options(const struct psyne_options *o)
         return psy_fail(-EINVAL, "open_timeout_ns must be > 0, 0 (default) or PSYNE_FOREVER");
     if (o->peer_timeout_ns < 0)
         return psy_fail(-EINVAL, "peer_timeout_ns must be >= 0");
+    if (o->max_peers && !(o->flags & PSYNE_F_LISTEN))
+        return psy_fail(-EINVAL, "max_peers is for listening tcp:// handles (PSYNE_F_LISTEN)");
+    if (o->max_peers > PSYNE_MAX_PEERS)
+        return psy_fail(-EINVAL, "max_peers %u is above PSYNE_MAX_PEERS (%u)", o->max_peers, PSYNE_MAX_PEERS);
     return 0;
 }
 
@@ -125,6 +130,15 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     memset(ch, 0, sizeof *ch);
     ch->role = opt->role;
     ch->sub = -1;
+    if (u.scheme == PSY_SCHEME_TCP && opt->max_peers) { /* no ring of its own: the slow paths ask the server */
+        ch->mp_counts = &ch->mp_msgs;
+        rc = psy_tcp_server_open(u.name, opt, &ch->server);
+        if (rc)
+            free(ch);
+        else
+            *out = ch;
+        return rc;
+    }
     if (u.scheme == PSY_SCHEME_TCP) {
         rc = psy_tcp_open(u.name, opt, &ch->link);
         if (rc == 0)
@@ -192,7 +206,9 @@ int psyne_channel_shutdown(psyne_channel *ch)
 {
     if (!ch)
         return psy_fail(-EINVAL, "channel is NULL");
-    if (ch->link)
+    if (ch->server)
+        psy_tcp_server_shutdown(ch->server);
+    else if (ch->link)
         psy_tcp_shutdown(ch->link);
     else
         shutdown_ring(ch);
@@ -203,8 +219,11 @@ int psyne_channel_close(psyne_channel *ch)
 {
     if (!ch)
         return 0;
-    if (ch->link) {
-        psy_tcp_close(ch->link);
+    if (ch->server || ch->link) {
+        if (ch->server)
+            psy_tcp_server_close(ch->server);
+        else
+            psy_tcp_close(ch->link);
         free(ch);
         return 0;
     }
@@ -275,13 +294,10 @@ static int claim_batch_once(void *ctx)
     return psy_ring_claim_batch(t->ring, t->need, t->claims, t->n);
 }
 
-int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, unsigned n, int64_t timeout_ns)
+/* Claims on ring r (ch->tx, or a peer's send ring), waiting as asked. */
+static int claim_on(psyne_channel *ch, struct psy_ring *r, size_t max_len, struct psyne_claimed *c, unsigned n,
+                    int64_t timeout_ns)
 {
-    if (ch->role == PSYNE_ROLE_CONSUMER)
-        return psy_fail(-EPERM, "claim on a consumer handle");
-    if (n == 0)
-        return psy_fail(-EINVAL, "claim of 0 messages");
-    struct psy_ring *r = ch->dyn ? (ch->tx = psy_dyn_producer(ch->dyn)) : ch->tx;
     uint64_t need = PSYNE_RECORD_SIZE(max_len);
     if (!message_fits(r, max_len) && ch->dyn && max_len <= UINT32_MAX && psy_dyn_grow(ch->dyn, need) == 0)
         r = ch->tx = psy_dyn_producer(ch->dyn); /* a segment chained large enough */
@@ -308,6 +324,36 @@ int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c
     return psy_wait_loop(r, PSY_WAIT_SPACE, claim_batch_once, &t, timeout_ns);
 }
 
+int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, unsigned n, int64_t timeout_ns)
+{
+    if (ch->role == PSYNE_ROLE_CONSUMER)
+        return psy_fail(-EPERM, "claim on a consumer handle");
+    if (n == 0)
+        return psy_fail(-EINVAL, "claim of 0 messages");
+    if (ch->server)
+        return psy_fail(-EDESTADDRREQ, "a handle with max_peers sends to one peer: psyne_claim_to");
+    return claim_on(ch, ch->dyn ? (ch->tx = psy_dyn_producer(ch->dyn)) : ch->tx, max_len, c, n, timeout_ns);
+}
+
+int psyne_claim_to(psyne_channel *ch, uint32_t peer, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
+{
+    if (!ch->server)
+        return peer == 0 ? psyne_claim(ch, max_len, c, timeout_ns)
+                         : psy_fail(-EINVAL, "peer %u: only a tcp:// handle with max_peers has peers", peer);
+    if (ch->role == PSYNE_ROLE_CONSUMER)
+        return psy_fail(-EPERM, "claim on a consumer handle");
+    struct psy_ring *r = psy_tcp_server_pin(ch->server, peer);
+    if (!r)
+        return psy_fail(-ENOTCONN, "peer %u is not a client of this handle (any more)", peer);
+    int rc = claim_on(ch, r, max_len, c, 1, timeout_ns);
+    if (rc < 0) {
+        psy_tcp_server_unpin(ch->server, peer);
+        return rc;
+    }
+    c->psy_peer = peer;
+    return 0;
+}
+
 int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
 {
     struct psy_ring *r = ch->tx;
@@ -330,6 +376,8 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
         return psy_fail(-EINVAL, "commit_batch of claims that are not one open psyne_claim_batch");
     if (n > c[0].psy_batch)
         return psy_fail(-EINVAL, "commit_batch of %u messages, the batch has %u", n, c[0].psy_batch);
+    if (ch->server)
+        return psy_fail(-EINVAL, "a claim of psyne_claim_to is committed with psyne_commit");
     if (n && (type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX))
         return psy_fail(-EINVAL, "type %u is outside %u..%u", type, PSYNE_TYPE_USER_MIN, PSYNE_TYPE_USER_MAX);
     uint64_t bytes = 0;
@@ -346,6 +394,23 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
     return 0;
 }
 
+/* Commits (or aborts) a claim of psyne_claim_to on its peer's send ring. */
+static int commit_to_peer(psyne_channel *ch, struct psyne_claimed *c, uint32_t length, uint32_t type, bool abort)
+{
+    uint32_t peer = c->psy_peer;
+    struct psy_ring *r = psy_tcp_server_tx(ch->server, peer);
+    if (!r)
+        return psy_fail(-EINVAL, "a claim for peer %u that is not open", peer);
+    int rc = abort ? psy_ring_abort(r, c) : psy_ring_commit(r, c, length, type);
+    if (rc == 0 && r->mp && !abort) {
+        atomic_fetch_add_explicit(&ch->mp_counts[0], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ch->mp_counts[1], length, memory_order_relaxed);
+    }
+    if (rc == 0)
+        psy_tcp_server_unpin(ch->server, peer);
+    return rc;
+}
+
 int psy_channel_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type)
 {
     if (!c->psy_reserved)
@@ -354,6 +419,8 @@ int psy_channel_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length
         return psy_fail(-EINVAL, "a claim of a batch is committed with psyne_commit_batch");
     if (length > c->capacity)
         return psy_fail(-EINVAL, "commit of %zu bytes into a claim of %u", length, c->capacity);
+    if (psy_unlikely(ch->server != NULL))
+        return commit_to_peer(ch, c, (uint32_t)length, type, false);
     if (psy_likely(ch->sp_fast)) { /* psy_reserved != 0: this SP producer's claim is open */
         psy_sp_commit(ch->tx, c, (uint32_t)length, type);
         return 0;
@@ -379,6 +446,8 @@ int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)
         return psy_fail(-EINVAL, "abort of a claim that is not open");
     if (c->psy_batch != 1)
         return psy_fail(-EINVAL, "a batch is given up with psyne_commit_batch(..., 0, ...)");
+    if (ch->server)
+        return commit_to_peer(ch, c, 0, 0, true);
     return psy_ring_abort(ch->tx, c);
 }
 
@@ -423,6 +492,10 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
         return psy_fail(-EPERM, "receive on a producer handle");
     if (max == 0)
         return psy_fail(-EINVAL, "receive of 0 messages");
+    if (ch->server) {
+        int rc = psy_tcp_server_receive(ch->server, msgs, max, timeout_ns);
+        return rc == -EPROTO ? psy_fail(rc, "the ring holds a record with an impossible header") : rc;
+    }
     if (ch->dyn) {
         psy_dyn_reap(ch->dyn);
         sync_consumer(ch);
@@ -474,7 +547,8 @@ static int release_dynamic(psyne_channel *ch, uint64_t end)
 
 int psyne_release(psyne_channel *ch, const struct psyne_msg *m)
 {
-    int rc = psy_unlikely(ch->dyn != NULL) ? release_dynamic(ch, m->psy_end)
+    int rc = psy_unlikely(ch->server != NULL) ? psy_tcp_server_release(ch->server, m, 1)
+             : psy_unlikely(ch->dyn != NULL) ? release_dynamic(ch, m->psy_end)
              : ch->reader                  ? psy_sc_release(ch->ring, ch->reader, m->psy_end)
                                            : psy_ring_release(ch->ring, NULL, m->psy_begin, m->psy_end);
     return rc ? psy_fail(rc, "release of a message this consumer does not hold") : 0;
@@ -485,9 +559,10 @@ int psyne_release_batch(psyne_channel *ch, const struct psyne_msg *msgs, unsigne
     if (n == 0)
         return psy_fail(-EINVAL, "release of 0 messages");
     for (unsigned i = 1; i < n; i++)
-        if (msgs[i].psy_begin != msgs[i - 1].psy_end)
+        if (msgs[i].psy_begin != msgs[i - 1].psy_end || msgs[i].peer != msgs[0].peer)
             return psy_fail(-EINVAL, "release_batch of messages that are not one receive_batch result");
-    int rc = ch->dyn ? release_dynamic(ch, msgs[n - 1].psy_end)
+    int rc = ch->server ? psy_tcp_server_release(ch->server, msgs, n)
+             : ch->dyn  ? release_dynamic(ch, msgs[n - 1].psy_end)
                      : psy_ring_release(ch->ring, ch->reader, msgs[0].psy_begin, msgs[n - 1].psy_end);
     return rc ? psy_fail(rc, "release of messages this consumer does not hold") : 0;
 }
@@ -526,6 +601,15 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     if (!ch || !st)
         return psy_fail(-EINVAL, "NULL argument");
     memset(st, 0, sizeof *st);
+    if (ch->server) {
+        psy_tcp_server_stats(ch->server, st);
+        st->msgs_out += rd(&ch->mp_msgs); /* MP peers' send rings count per handle */
+        st->bytes_out += rd(&ch->mp_bytes);
+        st->producers = ch->role != PSYNE_ROLE_CONSUMER;
+        st->consumers = ch->role != PSYNE_ROLE_PRODUCER;
+        st->numa_node = -1;
+        return 0;
+    }
     if (ch->dyn) {
         struct psy_wait_block *w = &ch->home->sh->wait;
         st->mode = ch->home->mode;

@@ -53,6 +53,8 @@ static int walk(struct psy_ring *r, uint64_t pos, uint64_t limit, struct psyne_m
             msgs[n].data = data + (pos & mask) + PSYNE_RECORD_HEADER;
             msgs[n].length = length;
             msgs[n].type = type;
+            msgs[n].peer = 0;
+            msgs[n].psy_flags = 0;
             msgs[n].psy_begin = begin;
             msgs[n].psy_end = pos + size;
             begin = pos + size;

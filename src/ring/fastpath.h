@@ -105,6 +105,8 @@ static inline int psy_sc_receive_one(struct psy_ring *r, const struct psy_reader
     m->data = r->data + (pos & r->mask) + PSYNE_RECORD_HEADER;
     m->length = psy_hdr_length(w);
     m->type = type;
+    m->peer = 0;
+    m->psy_flags = 0;
     m->psy_begin = pos;
     m->psy_end = pos + size;
     atomic_store_explicit(rd->read_pos, pos + size, memory_order_relaxed);

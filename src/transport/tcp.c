@@ -27,6 +27,11 @@
  * for (server) for link_timeout_ns; then the link fails and both rings shut
  * down. The sender thread only writes to the connection the receiver thread
  * hands it, and lets go of it before the receiver thread closes it.
+ *
+ * A listening channel with max_peers serves many clients (tcp_server.c): it
+ * accepts and reads each hello itself, and hands the connection to the link
+ * of that client's session (a peer link, `owner` set), which then works as
+ * above but never touches the listening socket.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +51,7 @@
 
 #include "../core/error.h"
 #include "../ring/fastpath.h"
+#include "tcp_link.h"
 #include "tcp_wire.h"
 #include "transport.h"
 
@@ -73,6 +79,8 @@ struct psy_tcp_link {
     int64_t link_timeout_ns;     /* PSYNE_FOREVER: no limit */
     uint64_t max_send, max_recv; /* largest message of tx and of rx */
     uint64_t session;            /* the client's id of this stream */
+    struct psy_tcp_server *owner; /* a multi-peer server's link: it hands us connections */
+    uint32_t peer;               /* our number at the owner */
     pthread_t sender, receiver;
     bool sender_started, receiver_started;
 
@@ -89,6 +97,8 @@ struct psy_tcp_link {
     int failure;         /* why it ended, when it failed: -errno */
     int64_t linger_until; /* close: the sender gives up on unacknowledged data then */
     int64_t open_until;   /* a client's first connection must be made by then */
+    int handoff_fd;       /* owned link: the owner's next connection for us, -1: none */
+    uint8_t handoff_hello[PSY_WIRE_HELLO_SIZE]; /* its hello, read by the owner */
     _Atomic uint64_t live;  /* gen of the connection the sender may use, 0: none */
     _Atomic int stop;
 
@@ -105,6 +115,8 @@ struct psy_tcp_link {
     uint64_t stash;    /* the first 8 of them: the header kept out of the ring */
 
     _Atomic uint64_t reconnects, protocol_errors, send_calls, recv_calls;
+    _Atomic int pins;   /* owned link: claims open on tx (the owner frees no link with any) */
+    struct psy_reader rx_reader; /* owned link in an SC mode: the owner's consumer state of rx */
 };
 
 static int64_t deadline_after(int64_t ns)
@@ -129,7 +141,9 @@ static void end_link(struct psy_tcp_link *l, int failure, const char *why)
     if (!l->ended) {
         l->ended = true;
         l->failure = failure;
-        if (failure && why)
+        if (failure && why && strncmp(why, "tcp://", 6) == 0) /* a psy_fail message: says where already */
+            fprintf(stderr, "psyne: %s\n", why);
+        else if (failure && why)
             fprintf(stderr, "psyne: tcp://%s: %s\n", l->where, why);
     }
     /* tx first: a user who sees rx end (-EPIPE) then finds claims failing too */
@@ -172,14 +186,14 @@ static void set_nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-static int open_listener(struct psy_tcp_link *l, const char *host, const char *port)
+static int open_listener(const char *where, const char *host, const char *port, int *out)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     bool any = !host[0] || strcmp(host, "*") == 0;
     int gai = getaddrinfo(any ? NULL : host, port, &hints, &res);
     if (gai)
-        return psy_fail(-EINVAL, "tcp://%s: %s", l->where, gai_strerror(gai));
+        return psy_fail(-EINVAL, "tcp://%s: %s", where, gai_strerror(gai));
     int rc = -EADDRNOTAVAIL;
     for (struct addrinfo *a = res; a; a = a->ai_next) {
         int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
@@ -190,7 +204,7 @@ static int open_listener(struct psy_tcp_link *l, const char *host, const char *p
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 16) == 0) {
-            l->listen_fd = fd;
+            *out = fd;
             rc = 0;
             break;
         }
@@ -198,7 +212,14 @@ static int open_listener(struct psy_tcp_link *l, const char *host, const char *p
         close(fd);
     }
     freeaddrinfo(res);
-    return rc ? psy_fail(rc, "tcp://%s: cannot listen: %s", l->where, strerror(-rc)) : 0;
+    return rc ? psy_fail(rc, "tcp://%s: cannot listen: %s", where, strerror(-rc)) : 0;
+}
+
+int psy_tcp_listen(const char *name, int *fd)
+{
+    char host[256], port[32];
+    int rc = parse_address(name, true, host, sizeof host, port, sizeof port);
+    return rc ? rc : open_listener(name, host, port, fd);
 }
 
 /* One connect attempt, giving up after timeout_ms. Returns fd or -errno. */
@@ -316,11 +337,11 @@ static void set_keepalive(int fd)
 
 /* The handshake's read: all of len within HANDSHAKE_TIMEOUT_MS (a silent
  * peer must not hold the link), looking at `stop` every POLL_MS. */
-static int recv_hello(struct psy_tcp_link *l, int fd, void *buf, size_t len)
+int psy_tcp_recv_hello(int fd, _Atomic int *stop, void *buf, size_t len)
 {
     int64_t until = psy_now_ns() + HANDSHAKE_TIMEOUT_MS * 1000000ll;
     for (size_t got = 0; got < len;) {
-        if (atomic_load(&l->stop))
+        if (atomic_load(stop))
             return -ECANCELED;
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int ready = poll(&p, 1, POLL_MS);
@@ -359,7 +380,7 @@ static int handshake(struct psy_tcp_link *l, int fd, bool *fatal)
     if (!l->server) {
         psy_wire_hello_encode(out, l->max_recv, l->session, l->rx_stream, resuming ? PSY_WIRE_F_RESUME : 0);
         struct iovec iov = {out, sizeof out};
-        if ((rc = send_all(l, fd, &iov, 1)) || (rc = recv_hello(l, fd, in, sizeof in)))
+        if ((rc = send_all(l, fd, &iov, 1)) || (rc = psy_tcp_recv_hello(fd, &l->stop, in, sizeof in)))
             return rc;
         if ((rc = psy_wire_hello_decode(in, l->max_send, &h, &why))) {
             *fatal = true;
@@ -370,7 +391,9 @@ static int handshake(struct psy_tcp_link *l, int fd, bool *fatal)
             return psy_fail(-ECONNRESET, "tcp://%s: the server does not know this session any more", l->where);
         }
     } else {
-        if ((rc = recv_hello(l, fd, in, sizeof in)))
+        if (l->owner) /* the owner read it to find this link */
+            memcpy(in, l->handoff_hello, sizeof in);
+        else if ((rc = psy_tcp_recv_hello(fd, &l->stop, in, sizeof in)))
             return rc;
         if ((rc = psy_wire_hello_decode(in, l->max_send, &h, &why)))
             return psy_fail(rc, "tcp://%s: client rejected: %s", l->where, why);
@@ -449,8 +472,11 @@ static void publish(struct psy_tcp_link *l, uint64_t first, const struct psy_wir
         uint8_t *to = r->data + ((keep + 8) & (r->cap - 1));
         memmove(to, to + (end - keep), rest - 8);
     }
-    if (keep != l->frontier) /* else the ring still ends at the frontier (a zero header) */
+    if (keep != l->frontier) { /* else the ring still ends at the frontier (a zero header) */
         psy_sp_publish(r, l->frontier, first, keep, s->msgs, s->payload);
+        if (l->owner) /* its consumer may wait on all peers at once */
+            psy_tcp_server_poke(l->owner);
+    }
     l->frontier = keep;
     l->have = rest;
     if (s->stream) {
@@ -465,8 +491,14 @@ static void publish(struct psy_tcp_link *l, uint64_t first, const struct psy_wir
  * came back on a new connection and the current one is dead, though no reset
  * said so (the client's host crashed, or its reset was lost on the way). Its
  * handshake decides: the same session resumes where it stopped. */
-static bool newer_client_waiting(const struct psy_tcp_link *l)
+static bool newer_client_waiting(struct psy_tcp_link *l)
 {
+    if (l->owner) {
+        pthread_mutex_lock(&l->lock);
+        bool waiting = l->handoff_fd >= 0;
+        pthread_mutex_unlock(&l->lock);
+        return waiting;
+    }
     if (!l->server || l->listen_fd < 0)
         return false;
     struct pollfd p = {.fd = l->listen_fd, .events = POLLIN};
@@ -484,11 +516,14 @@ static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
         uint64_t from = l->frontier + (l->have > 8 ? l->have : 8);
         struct iovec iov[2];
         int n = 0;
-        if (l->have < 8)
+        /* The stash takes bytes only while the header could be published
+         * where it stands: a record of header alone (an empty message, a
+         * pad of 0) is whole in the stash, and its terminator goes after it. */
+        if (l->have < 8 && limit >= from)
             iov[n++] = (struct iovec){(uint8_t *)&l->stash + l->have, 8 - l->have};
         if (limit > from) /* from may be any byte: r->mask keeps only 8-aligned offsets */
             iov[n++] = (struct iovec){r->data + (from & (r->cap - 1)), limit - from};
-        if (l->have >= 8 && limit <= from) { /* full: wait for the consumer (TCP holds the peer back) */
+        if (n == 0) { /* full: wait for the consumer (TCP holds the peer back) */
             struct space_try t = {l, head + 1};
             int rc = psy_wait_loop(r, PSY_WAIT_SPACE, space_once, &t, POLL_MS * 1000000ll);
             if (rc == -EPIPE)
@@ -577,15 +612,50 @@ static void *receiver_exit(struct psy_tcp_link *l, int failure, const char *why)
         l->listen_fd = -1;
     }
     pthread_mutex_unlock(&l->lock);
+    if (l->owner) /* its consumer sees this peer end */
+        psy_tcp_server_poke(l->owner);
     return NULL;
+}
+
+/* Owned link: the next connection the owner hands us, or -ETIMEDOUT after
+ * `until`, -ECANCELED on stop. */
+static int handoff_until(struct psy_tcp_link *l, int64_t until)
+{
+    pthread_mutex_lock(&l->lock);
+    while (l->handoff_fd < 0 && !atomic_load(&l->stop) && psy_now_ns() <= until) {
+        int64_t next = psy_now_ns() + POLL_MS * 1000000ll;
+        wait_until(l, until < next ? until : next);
+    }
+    int fd = l->handoff_fd;
+    l->handoff_fd = -1;
+    pthread_mutex_unlock(&l->lock);
+    if (fd >= 0 && atomic_load(&l->stop)) {
+        close(fd);
+        return -ECANCELED;
+    }
+    return fd >= 0 ? fd : atomic_load(&l->stop) ? -ECANCELED : -ETIMEDOUT;
+}
+
+void psy_tcp_peer_connect(struct psy_tcp_link *l, int fd, const uint8_t *hello)
+{
+    pthread_mutex_lock(&l->lock);
+    if (l->handoff_fd >= 0) /* an older one nobody took: the newest wins */
+        close(l->handoff_fd);
+    l->handoff_fd = fd;
+    memcpy(l->handoff_hello, hello, PSY_WIRE_HELLO_SIZE);
+    if (l->fd >= 0) /* the client came back: its old connection is dead, whatever it looks like */
+        shutdown(l->fd, SHUT_RDWR);
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
 }
 
 static void *receiver_main(void *arg)
 {
     struct psy_tcp_link *l = arg;
-    int64_t until = l->server ? INT64_MAX : l->open_until; /* a server waits for its first client */
+    /* a server waits for its first client; a peer link was made for one that came */
+    int64_t until = l->owner ? deadline_after(l->link_timeout_ns) : l->server ? INT64_MAX : l->open_until;
     for (;;) {
-        int fd = l->server ? accept_until(l, until) : connect_until(l, until);
+        int fd = l->owner ? handoff_until(l, until) : l->server ? accept_until(l, until) : connect_until(l, until);
         if (fd < 0 && fd != -ECANCELED)
             return receiver_exit(l, fd, l->gen ? "the connection could not be restored in time" : "cannot connect");
         if (fd < 0)
@@ -805,7 +875,8 @@ static int make_rings(struct psy_tcp_link *l, const struct psyne_options *opt)
     return 0;
 }
 
-int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_tcp_link **out)
+/* A link with its rings, no threads yet. */
+static int link_new(const char *name, const struct psyne_options *opt, struct psy_tcp_link **out)
 {
     if (opt->mode == PSYNE_MODE_BROADCAST)
         return psy_fail(-EINVAL, "tcp://%s: BROADCAST is not available over tcp://", name);
@@ -814,6 +885,7 @@ int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_t
         return psy_fail(-ENOMEM, "out of memory");
     l->fd = -1;
     l->listen_fd = -1;
+    l->handoff_fd = -1;
     l->server = opt->flags & PSYNE_F_LISTEN;
     l->link_timeout_ns = opt->link_timeout_ns ? opt->link_timeout_ns : DEFAULT_LINK_TIMEOUT_NS;
     snprintf(l->where, sizeof l->where, "%s", name);
@@ -824,18 +896,58 @@ int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_t
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&l->lock, NULL);
     l->linger_until = INT64_MAX;
-    char host[256], port[32];
-    int rc = parse_address(name, l->server, host, sizeof host, port, sizeof port);
-    if (!rc)
-        rc = make_rings(l, opt);
+    int rc = make_rings(l, opt);
     if (rc) {
         link_free(l);
         return rc;
     }
+    *out = l;
+    return 0;
+}
+
+static int start_threads(struct psy_tcp_link *l)
+{
+    int rc = -pthread_create(&l->sender, NULL, sender_main, l);
+    if (rc == 0)
+        l->sender_started = true;
+    if (rc == 0 && (rc = -pthread_create(&l->receiver, NULL, receiver_main, l)) == 0)
+        l->receiver_started = true;
+    return rc;
+}
+
+int psy_tcp_peer_open(const char *where, const struct psyne_options *opt, struct psy_tcp_server *owner,
+                      uint32_t peer, struct psy_tcp_link **out)
+{
+    struct psy_tcp_link *l;
+    int rc = link_new(where, opt, &l);
+    if (rc)
+        return rc;
+    l->server = true;
+    l->owner = owner;
+    l->peer = peer;
+    if (!l->rx.mc)
+        psy_ring_reader_init(&l->rx, -1, &l->rx_reader);
+    if ((rc = start_threads(l))) {
+        link_close(l, 0);
+        return psy_fail(rc, "tcp://%s: cannot start the threads of a peer", where);
+    }
+    *out = l;
+    return 0;
+}
+
+int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_tcp_link **out)
+{
+    char host[256], port[32];
+    int rc = parse_address(name, opt->flags & PSYNE_F_LISTEN, host, sizeof host, port, sizeof port);
+    if (rc)
+        return rc;
+    struct psy_tcp_link *l;
+    if ((rc = link_new(name, opt, &l)))
+        return rc;
     int64_t open_ns = opt->open_timeout_ns ? opt->open_timeout_ns : DEFAULT_OPEN_TIMEOUT_NS;
     l->open_until = deadline_after(open_ns);
     if (l->server) {
-        rc = open_listener(l, host, port);
+        rc = open_listener(name, host, port, &l->listen_fd);
     } else {
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
         int gai = getaddrinfo(host, port, &hints, &l->addr);
@@ -845,10 +957,8 @@ int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_t
             rc = psy_fail(-errno, "tcp://%s: no random session id", name);
         l->session |= 1; /* never 0 */
     }
-    if (!rc && (rc = -pthread_create(&l->sender, NULL, sender_main, l)) == 0)
-        l->sender_started = true;
-    if (!rc && (rc = -pthread_create(&l->receiver, NULL, receiver_main, l)) == 0)
-        l->receiver_started = true;
+    if (!rc)
+        rc = start_threads(l);
     if (!rc && !l->server) { /* a client's open returns connected, or fails */
         pthread_mutex_lock(&l->lock);
         /* the receiver thread gives up at open_until and says why (ended) */
@@ -867,6 +977,34 @@ int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_t
     }
     *out = l;
     return 0;
+}
+
+const struct psy_reader *psy_tcp_peer_reader(struct psy_tcp_link *l)
+{
+    return l->rx.mc ? NULL : &l->rx_reader;
+}
+
+uint32_t psy_tcp_peer_id(const struct psy_tcp_link *l)
+{
+    return l->peer;
+}
+
+bool psy_tcp_link_ended(struct psy_tcp_link *l)
+{
+    pthread_mutex_lock(&l->lock);
+    bool ended = l->ended;
+    pthread_mutex_unlock(&l->lock);
+    return ended;
+}
+
+void psy_tcp_peer_pin(struct psy_tcp_link *l, int delta)
+{
+    atomic_fetch_add_explicit(&l->pins, delta, memory_order_acq_rel);
+}
+
+bool psy_tcp_peer_idle(struct psy_tcp_link *l)
+{
+    return atomic_load_explicit(&l->pins, memory_order_acquire) == 0 && psy_ring_in_use(&l->rx) == 0;
 }
 
 struct psy_ring *psy_tcp_rx(struct psy_tcp_link *l)

@@ -47,4 +47,23 @@ void psy_tcp_shutdown(struct psy_tcp_link *l);
 void psy_tcp_close(struct psy_tcp_link *l);
 void psy_tcp_stats(struct psy_tcp_link *l, struct psyne_stats *st);
 
+/* tcp:// listening with max_peers: many clients, each a peer with a link of
+ * its own (tcp_server.c). */
+struct psy_tcp_server;
+int psy_tcp_server_open(const char *name, const struct psyne_options *opt, struct psy_tcp_server **out);
+/* Records of one peer (msgs[i].peer set). Errors as psy_ring_receive's,
+ * -EPIPE only after psy_tcp_server_shutdown once every peer is drained. */
+int psy_tcp_server_receive(struct psy_tcp_server *s, struct psyne_msg *msgs, unsigned max, int64_t timeout_ns);
+/* Releases msgs[0..n) (one receive's, of one peer). Returns 0 or -EINVAL. */
+int psy_tcp_server_release(struct psy_tcp_server *s, const struct psyne_msg *msgs, unsigned n);
+/* The send ring of a peer, pinned (not freed until unpinned), or NULL. */
+struct psy_ring *psy_tcp_server_pin(struct psy_tcp_server *s, uint32_t peer);
+/* The send ring of a pinned peer. */
+struct psy_ring *psy_tcp_server_tx(struct psy_tcp_server *s, uint32_t peer);
+void psy_tcp_server_unpin(struct psy_tcp_server *s, uint32_t peer);
+void psy_tcp_server_shutdown(struct psy_tcp_server *s);
+void psy_tcp_server_close(struct psy_tcp_server *s);
+/* Fills the counters of st that a server has (capacity, traffic, tcp_*). */
+void psy_tcp_server_stats(struct psy_tcp_server *s, struct psyne_stats *st);
+
 #endif

@@ -1,0 +1,43 @@
+/*
+ * tcp_link.h - what tcp.c offers tcp_server.c: links that a multi-peer
+ * server makes for its clients and hands connections to. Internal.
+ */
+#ifndef PSY_TCP_LINK_H
+#define PSY_TCP_LINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../ring/fastpath.h"
+#include "transport.h"
+
+/* Parses host:port and listens there (backlog 16, SO_REUSEADDR). */
+int psy_tcp_listen(const char *name, int *fd);
+
+/* Reads exactly len bytes of a hello within the handshake timeout, looking
+ * at *stop now and then. Returns 0 or -errno (-ECANCELED on stop). */
+int psy_tcp_recv_hello(int fd, _Atomic int *stop, void *buf, size_t len);
+
+/* A link for peer number `peer` of owner: rings and threads, no connection
+ * until the owner hands it one. */
+int psy_tcp_peer_open(const char *where, const struct psyne_options *opt, struct psy_tcp_server *owner,
+                      uint32_t peer, struct psy_tcp_link **out);
+/* Hands the link a connection whose client hello (PSY_WIRE_HELLO_SIZE bytes)
+ * the owner has read; a connection the link has now is dropped (the client
+ * came back on this one). Takes fd over. */
+void psy_tcp_peer_connect(struct psy_tcp_link *l, int fd, const uint8_t *hello);
+uint32_t psy_tcp_peer_id(const struct psy_tcp_link *l);
+/* The owner's single-consumer state of the link's rx, NULL in MC modes. */
+const struct psy_reader *psy_tcp_peer_reader(struct psy_tcp_link *l);
+/* Claims on tx in progress: a pinned link is not freed. */
+void psy_tcp_peer_pin(struct psy_tcp_link *l, int delta);
+/* No claim open and nothing received unreleased: safe to free once ended. */
+bool psy_tcp_peer_idle(struct psy_tcp_link *l);
+/* The link is over (BYE, failure or close): its rings are shut down. */
+bool psy_tcp_link_ended(struct psy_tcp_link *l);
+
+/* tcp_server.c: something happened on one of its links (records published,
+ * a link ended): wake a consumer waiting on all of them. */
+void psy_tcp_server_poke(struct psy_tcp_server *s);
+
+#endif
