@@ -17,6 +17,7 @@
  *              handle, each says which peer sent it, and each reply goes to
  *              that peer only (psyne_claim_to). A client that leaves frees its
  *              peer (-ENOTCONN after); one that comes later is a new peer.
+ *              Hostile connections meanwhile are dropped and counted.
  *   peers_reconnect  a client of such a handle through the resetting relay:
  *              it gets its own peer back on every reconnect, nothing lost.
  *   empty      empty messages (a record that is all header) into a full
@@ -567,6 +568,7 @@ static void *send_requests(void *arg)
  * them addressed to this client, in order, from one peer number. */
 static void peer_client(const char *uri, uint32_t client, uint64_t count, struct peers_gate *gate)
 {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a server that failed a check takes us along */
     struct psyne_options co = link_options(0);
     co.open_timeout_ns = 60 * 1000000000ll;
     psyne_channel *ch;
@@ -658,6 +660,7 @@ static int part_peers(void)
     kids[PEER_CLIENTS] = fork(); /* the late client: forked now, connects when told */
     CHECK(kids[PEER_CLIENTS] >= 0);
     if (kids[PEER_CLIENTS] == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         while (!atomic_load(&gate->late_go))
             usleep(1000);
         peer_client(uri, PEER_CLIENTS + 1, count / 10, gate);
@@ -681,6 +684,23 @@ static int part_peers(void)
         usleep(1000);
     }
     CHECK(st.tcp_peers == PEER_CLIENTS && st.tcp_connected == 1);
+
+    /* hostile connections meanwhile: a bad hello is refused; a good hello
+     * then garbage makes a peer that is dropped at the first bad header;
+     * the clients' peers keep working (below) */
+    int bad = raw_connect(port);
+    char http[PSY_WIRE_HELLO_SIZE] = "GET / HTTP/1.1\r\n\r\n";
+    raw_send(bad, http, sizeof http);
+    expect_dropped(bad);
+    bad = raw_connect(port);
+    uint8_t h[PSY_WIRE_HELLO_SIZE];
+    good_hello(h, 0x5eed);
+    raw_send(bad, h, sizeof h);
+    uint64_t garbage[4] = {8, 1, 2, 3}; /* length 8, type 0: no psyne sender writes it */
+    raw_send(bad, garbage, sizeof garbage);
+    expect_dropped(bad);
+    CHECK_RC(psyne_channel_stats(server, &st), 0);
+    CHECK(st.tcp_protocol_errors == 2);
     atomic_store(&gate->go, 1);
 
     uint32_t peer_of[PEER_CLIENTS + 2] = {0};
@@ -706,11 +726,11 @@ static int part_peers(void)
     atomic_store(&gate->late_go, 1);
     serve_requests(server, count / 10, peer_of, next_seq);
     wait_child_ok(kids[PEER_CLIENTS]);
-    CHECK(peer_of[PEER_CLIENTS + 1] == PEER_CLIENTS + 1); /* numbered in the order clients came */
+    CHECK(peer_of[PEER_CLIENTS + 1] == PEER_CLIENTS + 2); /* in the order clients came (the hostile one too) */
 
     CHECK_RC(psyne_channel_stats(server, &st), 0);
     uint64_t requests = (PEER_CLIENTS - 1) * count + 2 * (count / 10);
-    CHECK(st.msgs_in == requests && st.msgs_out == requests && st.tcp_protocol_errors == 0);
+    CHECK(st.msgs_in == requests && st.msgs_out == requests && st.tcp_protocol_errors == 2);
     CHECK_RC(psyne_channel_shutdown(server), 0);
     struct psyne_msg m;
     CHECK_RC(psyne_receive(server, &m, 20 * 1000000000ll), -EPIPE);

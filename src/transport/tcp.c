@@ -1055,6 +1055,15 @@ void psy_tcp_close(struct psy_tcp_link *l)
     link_close(l, l->link_timeout_ns);
 }
 
+void psy_tcp_peer_close(struct psy_tcp_link *l)
+{
+    pthread_mutex_lock(&l->lock);
+    bool down = l->fd < 0;
+    pthread_mutex_unlock(&l->lock);
+    /* a client away with nothing owed to it only misses the goodbye */
+    link_close(l, down && all_acked(l) ? 0 : l->link_timeout_ns);
+}
+
 void psy_tcp_stats(struct psy_tcp_link *l, struct psyne_stats *st)
 {
     st->tcp_reconnects = atomic_load_explicit(&l->reconnects, memory_order_relaxed);

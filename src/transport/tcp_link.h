@@ -33,6 +33,9 @@ const struct psy_reader *psy_tcp_peer_reader(struct psy_tcp_link *l);
 void psy_tcp_peer_pin(struct psy_tcp_link *l, int delta);
 /* No claim open and nothing received unreleased: safe to free once ended. */
 bool psy_tcp_peer_idle(struct psy_tcp_link *l);
+/* psy_tcp_close for a server's peer: a peer whose connection is down and
+ * that has every message it was sent is not waited for. */
+void psy_tcp_peer_close(struct psy_tcp_link *l);
 /* The link is over (BYE, failure or close): its rings are shut down. */
 bool psy_tcp_link_ended(struct psy_tcp_link *l);
 

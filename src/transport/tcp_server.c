@@ -372,7 +372,7 @@ void psy_tcp_server_close(struct psy_tcp_server *s)
             psy_ring_shutdown(psy_tcp_tx(s->slots[i].link));
     for (uint32_t i = 0; i < s->n_slots; i++)
         if (s->slots && s->slots[i].link)
-            psy_tcp_close(s->slots[i].link);
+            psy_tcp_peer_close(s->slots[i].link);
     if (s->bell.sh)
         psy_ring_destroy(&s->bell);
     pthread_mutex_destroy(&s->lock);
