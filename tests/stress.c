@@ -7,7 +7,9 @@
  * "ipc-fork" (each is a forked process on an ipc:// channel), "ipc-exec"
  * (each is this program started anew, finding the channel by name) or "tcp"
  * (a tcp:// connection on loopback: producer threads share the connecting
- * handle, consumer threads the listening one; not BROADCAST).
+ * handle, consumer threads the listening one; not BROADCAST) or "tcp-peers"
+ * (each producer thread a client of its own, the consumer threads sharing
+ * one listening handle with max_peers).
  *
  * Every message is stamped with producer id, sequence number and a checksum
  * of a payload of random length (24 bytes of stamp + 0..4000 bytes). Producers
@@ -108,6 +110,7 @@ static void *producer(void *arg)
 {
     uint32_t id = (uint32_t)(uintptr_t)arg;
     struct psyne_options o = options(PSYNE_ROLE_PRODUCER);
+    o.open_timeout_ns = 60 * 1000000000ll; /* tcp-peers: connects */
     psyne_channel *ch = tcp_send_end;
     if (!ch)
         CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
@@ -317,7 +320,7 @@ static void *consumer_thread(void *arg)
 /* memory and tcp run roles as threads of this process; ipc as processes */
 static bool roles_are_threads(void)
 {
-    return strcmp(transport, "memory") == 0 || strcmp(transport, "tcp") == 0;
+    return strcmp(transport, "memory") == 0 || strncmp(transport, "tcp", 3) == 0;
 }
 
 static void start_role(struct role *r, int is_producer, unsigned id)
@@ -368,15 +371,19 @@ static void join_role(struct role *r)
 
 /* tcp: a listening end for the consumers and a connected end for the
  * producers, on a port the kernel picks. */
-static void open_tcp_link(void)
+static void open_tcp_link(bool peers)
 {
     CHECK(STRESS_MODE != PSYNE_MODE_BROADCAST); /* not offered over tcp:// */
     snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", test_free_port());
     struct psyne_options o = options(PSYNE_ROLE_ANY);
     o.flags = PSYNE_F_LISTEN;
     o.link_timeout_ns = 120 * 1000000000ll; /* a sanitized build on a loaded machine is slow */
+    o.max_peers = peers ? n_prod : 0;
     CHECK_RC(psyne_channel_open(&tcp_receive_end, uri, &o), 0);
+    if (peers) /* each producer connects on its own */
+        return;
     o.flags = 0;
+    o.max_peers = 0;
     o.open_timeout_ns = 60 * 1000000000ll;
     CHECK_RC(psyne_channel_open(&tcp_send_end, uri, &o), 0);
     atomic_store(&tcp_producers_left, n_prod);
@@ -395,7 +402,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc != 5 && argc != 6) {
-        fprintf(stderr, "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [memory|ipc-fork|ipc-exec|tcp]\n",
+        fprintf(stderr,
+                "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [memory|ipc-fork|ipc-exec|tcp|tcp-peers]\n",
                 argv[0]);
         return 2;
     }
@@ -405,7 +413,7 @@ int main(int argc, char **argv)
     capacity = strtoull(argv[4], NULL, 10);
     if (argc == 6)
         transport = argv[5];
-    bool tcp = strcmp(transport, "tcp") == 0;
+    bool tcp_peers = strcmp(transport, "tcp-peers") == 0, tcp = strcmp(transport, "tcp") == 0 || tcp_peers;
     CHECK(strcmp(transport, "memory") == 0 || strcmp(transport, "ipc-fork") == 0 ||
           strcmp(transport, "ipc-exec") == 0 || tcp);
     if (strcmp(transport, "memory") != 0 && !tcp) /* a name of its own: ctest runs tests side by side */
@@ -420,7 +428,7 @@ int main(int argc, char **argv)
     struct psyne_options o = options(PSYNE_ROLE_CONSUMER);
     psyne_channel *keep = NULL;
     if (tcp)
-        open_tcp_link();
+        open_tcp_link(tcp_peers);
     else
         CHECK_RC(psyne_channel_open(&keep, uri, &o), 0);
     struct role prod[MAX_THREADS], cons[MAX_THREADS];
@@ -450,6 +458,11 @@ int main(int argc, char **argv)
         start_role(&prod[p], 1, p);
     for (unsigned p = 0; p < n_prod; p++)
         join_role(&prod[p]);
+    /* tcp-peers: clients come and go, so the listening handle's receives
+     * end only when it is shut down; each client's close returned once
+     * everything it sent was in the server's rings */
+    if (tcp_peers)
+        CHECK_RC(psyne_channel_shutdown(tcp_receive_end), 0);
     for (unsigned c = 0; c < n_cons; c++)
         join_role(&cons[c]);
 
