@@ -5,10 +5,13 @@
  * wake-up leaves one side asleep: every wait has a 10 s timeout and the test
  * fails on it (it never relies on the other side to poke it again).
  *
- *   lost_wakeup [HANDOFFS] [ipc]
+ *   lost_wakeup [HANDOFFS] [ipc|tcp]
  *
  * With "ipc" the producer is a forked process on an ipc:// channel: the
  * sleeper's barrier must then reach the other process (GLOBAL_EXPEDITED).
+ * With "tcp" the consumer listens and the producer connects over loopback:
+ * every hand-off then also passes the sender and receiver threads of both
+ * ends and an acknowledgement back, each of which sleeps and is woken.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +22,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "free_port.h"
 #include "psyne.h"
 
 #define MSG 2048 /* two records do not fit a 4096-byte ring */
@@ -26,6 +30,7 @@
 
 static uint64_t handoffs;
 static char uri[64] = "memory://lost-wakeup";
+static const char *transport = "memory";
 
 static psyne_channel *open_side(int mode, int role)
 {
@@ -36,6 +41,8 @@ static psyne_channel *open_side(int mode, int role)
     o.role = role;
     o.spin_ns = 0; /* straight to the futex */
     o.yield_ns = 0;
+    if (strcmp(transport, "tcp") == 0 && role == PSYNE_ROLE_CONSUMER)
+        o.flags = PSYNE_F_LISTEN; /* opened first: the producer connects to it */
     psyne_channel *ch;
     CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
     return ch;
@@ -55,6 +62,8 @@ static void *producer(void *arg)
 
 static void run(int mode, int ipc)
 {
+    if (strcmp(transport, "tcp") == 0) /* a fresh port per mode: the last one may linger */
+        snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", test_free_port());
     psyne_channel *rx = open_side(mode, PSYNE_ROLE_CONSUMER);
     psyne_channel *tx = NULL;
     pthread_t t;
@@ -87,7 +96,7 @@ static void run(int mode, int ipc)
     }
     struct psyne_stats st;
     CHECK_RC(psyne_channel_stats(rx, &st), 0);
-    printf("lost_wakeup mode=%d transport=%s handoffs=%llu sleeps=%llu wakeups=%llu\n", mode, ipc ? "ipc" : "memory",
+    printf("lost_wakeup mode=%d transport=%s handoffs=%llu sleeps=%llu wakeups=%llu\n", mode, transport,
            (unsigned long long)handoffs, (unsigned long long)st.waits, (unsigned long long)st.wakeups);
     CHECK(st.waits > 0); /* the test really exercised sleeping */
     if (tx)
@@ -98,7 +107,10 @@ static void run(int mode, int ipc)
 int main(int argc, char **argv)
 {
     handoffs = test_scale(argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000);
-    int ipc = argc > 2 && strcmp(argv[2], "ipc") == 0;
+    if (argc > 2)
+        transport = argv[2];
+    CHECK(strcmp(transport, "memory") == 0 || strcmp(transport, "ipc") == 0 || strcmp(transport, "tcp") == 0);
+    int ipc = strcmp(transport, "ipc") == 0;
     if (ipc) /* a name of its own: ctest runs tests side by side */
         snprintf(uri, sizeof uri, "ipc://lost-wakeup-%d", (int)getpid());
     alarm(1200);
