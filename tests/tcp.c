@@ -1091,24 +1091,22 @@ static int part_netns(void)
 
 int main(int argc, char **argv)
 {
+    static const struct {
+        const char *name;
+        int (*run)(void);
+    } parts[] = {
+        {"stream", part_stream}, {"reconnect", part_reconnect}, {"hostile", part_hostile},
+        {"flow", part_flow},     {"peers", part_peers},         {"peers_reconnect", part_peers_reconnect},
+        {"empty", part_empty},   {"netns", part_netns},
+    };
     signal(SIGPIPE, SIG_IGN);
     const char *part = argc > 1 ? argv[1] : "";
-    if (strcmp(part, "stream") == 0)
-        return part_stream();
-    if (strcmp(part, "reconnect") == 0)
-        return part_reconnect();
-    if (strcmp(part, "hostile") == 0)
-        return part_hostile();
-    if (strcmp(part, "flow") == 0)
-        return part_flow();
-    if (strcmp(part, "peers") == 0)
-        return part_peers();
-    if (strcmp(part, "peers_reconnect") == 0)
-        return part_peers_reconnect();
-    if (strcmp(part, "empty") == 0)
-        return part_empty();
-    if (strcmp(part, "netns") == 0)
-        return part_netns();
-    fprintf(stderr, "usage: %s stream|reconnect|hostile|flow|peers|peers_reconnect|empty|netns\n", argv[0]);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (strcmp(part, parts[i].name) == 0)
+            return parts[i].run();
+    fprintf(stderr, "usage: %s PART, one of:", argv[0]);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        fprintf(stderr, " %s", parts[i].name);
+    fprintf(stderr, "\n");
     return 2;
 }

@@ -80,7 +80,6 @@ struct psy_tcp_link {
     uint64_t max_send, max_recv; /* largest message of tx and of rx */
     uint64_t session;            /* the client's id of this stream */
     struct psy_tcp_server *owner; /* a multi-peer server's link: it hands us connections */
-    uint32_t peer;               /* our number at the owner */
     pthread_t sender, receiver;
     bool sender_started, receiver_started;
 
@@ -916,7 +915,7 @@ static int start_threads(struct psy_tcp_link *l)
 }
 
 int psy_tcp_peer_open(const char *where, const struct psyne_options *opt, struct psy_tcp_server *owner,
-                      uint32_t peer, struct psy_tcp_link **out)
+                      struct psy_tcp_link **out)
 {
     struct psy_tcp_link *l;
     int rc = link_new(where, opt, &l);
@@ -924,7 +923,6 @@ int psy_tcp_peer_open(const char *where, const struct psyne_options *opt, struct
         return rc;
     l->server = true;
     l->owner = owner;
-    l->peer = peer;
     if (!l->rx.mc)
         psy_ring_reader_init(&l->rx, -1, &l->rx_reader);
     if ((rc = start_threads(l))) {
@@ -982,11 +980,6 @@ int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_t
 const struct psy_reader *psy_tcp_peer_reader(struct psy_tcp_link *l)
 {
     return l->rx.mc ? NULL : &l->rx_reader;
-}
-
-uint32_t psy_tcp_peer_id(const struct psy_tcp_link *l)
-{
-    return l->peer;
 }
 
 bool psy_tcp_link_ended(struct psy_tcp_link *l)

@@ -18,15 +18,14 @@ int psy_tcp_listen(const char *name, int *fd);
  * at *stop now and then. Returns 0 or -errno (-ECANCELED on stop). */
 int psy_tcp_recv_hello(int fd, _Atomic int *stop, void *buf, size_t len);
 
-/* A link for peer number `peer` of owner: rings and threads, no connection
- * until the owner hands it one. */
+/* A link of owner for one client: rings and threads, no connection until
+ * the owner hands it one. */
 int psy_tcp_peer_open(const char *where, const struct psyne_options *opt, struct psy_tcp_server *owner,
-                      uint32_t peer, struct psy_tcp_link **out);
+                      struct psy_tcp_link **out);
 /* Hands the link a connection whose client hello (PSY_WIRE_HELLO_SIZE bytes)
  * the owner has read; a connection the link has now is dropped (the client
  * came back on this one). Takes fd over. */
 void psy_tcp_peer_connect(struct psy_tcp_link *l, int fd, const uint8_t *hello);
-uint32_t psy_tcp_peer_id(const struct psy_tcp_link *l);
 /* The owner's single-consumer state of the link's rx, NULL in MC modes. */
 const struct psy_reader *psy_tcp_peer_reader(struct psy_tcp_link *l);
 /* Claims on tx in progress: a pinned link is not freed. */

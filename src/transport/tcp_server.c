@@ -45,7 +45,7 @@ struct psy_tcp_server {
     struct psy_ring bell; /* wait block for "some peer has records" */
     char where[300];
     struct psyne_options opt; /* for the peers' links */
-    uint64_t max_send;        /* largest message of a peer's tx: every client must receive it */
+    uint64_t cap;             /* of every peer's rings: a client must receive PSYNE_MAX_MESSAGE(cap) */
     int listen_fd;
     pthread_t acceptor;
     bool acceptor_started;
@@ -131,14 +131,6 @@ static void free_finished(struct psy_tcp_server *s)
 
 /* ---- accepting ---- */
 
-/* The capacity of every peer's rings (checked at open). */
-static uint64_t peer_capacity(const struct psy_tcp_server *s)
-{
-    uint64_t cap = 0;
-    psy_ring_capacity(&s->opt, &cap);
-    return cap;
-}
-
 static void refuse(struct psy_tcp_server *s, int fd, const char *why)
 {
     atomic_fetch_add_explicit(&s->refused, 1, memory_order_relaxed);
@@ -152,7 +144,7 @@ static void route(struct psy_tcp_server *s, int fd, const uint8_t *hello)
 {
     struct psy_wire_hello h;
     const char *why;
-    if (psy_wire_hello_decode(hello, s->max_send, &h, &why)) {
+    if (psy_wire_hello_decode(hello, PSYNE_MAX_MESSAGE(s->cap), &h, &why)) {
         refuse(s, fd, why);
         return;
     }
@@ -171,7 +163,7 @@ static void route(struct psy_tcp_server *s, int fd, const uint8_t *hello)
         /* it resumes a stream we do not have (it ended, or we restarted):
          * answer without RESUME, so the client reports the lost session */
         uint8_t out[PSY_WIRE_HELLO_SIZE];
-        psy_wire_hello_encode(out, PSYNE_MAX_MESSAGE(peer_capacity(s)), h.session, 0, 0);
+        psy_wire_hello_encode(out, PSYNE_MAX_MESSAGE(s->cap), h.session, 0, 0);
         (void)!send(fd, out, sizeof out, MSG_NOSIGNAL | MSG_DONTWAIT);
         refuse(s, fd, "it resumes a session this server does not have");
     } else if (s->shut) {
@@ -181,7 +173,7 @@ static void route(struct psy_tcp_server *s, int fd, const uint8_t *hello)
     } else {
         struct psy_tcp_link *l;
         uint32_t id = s->next_id + 1;
-        if (psy_tcp_peer_open(s->where, &s->opt, s, id, &l)) {
+        if (psy_tcp_peer_open(s->where, &s->opt, s, &l)) {
             refuse(s, fd, psyne_last_error());
         } else {
             s->next_id = id;
@@ -221,8 +213,6 @@ int psy_tcp_server_open(const char *name, const struct psyne_options *opt, struc
 {
     if (opt->mode == PSYNE_MODE_BROADCAST)
         return psy_fail(-EINVAL, "tcp://%s: BROADCAST is not available over tcp://", name);
-    if (opt->max_peers > PSYNE_MAX_PEERS)
-        return psy_fail(-EINVAL, "max_peers %u is above PSYNE_MAX_PEERS (%u)", opt->max_peers, PSYNE_MAX_PEERS);
     struct psy_tcp_server *s = calloc(1, sizeof *s);
     if (!s)
         return psy_fail(-ENOMEM, "out of memory");
@@ -232,9 +222,7 @@ int psy_tcp_server_open(const char *name, const struct psyne_options *opt, struc
     s->opt.dynamic = NULL;
     s->n_slots = opt->max_peers;
     pthread_mutex_init(&s->lock, NULL);
-    uint64_t cap;
-    int rc = psy_ring_capacity(opt, &cap);
-    s->max_send = PSYNE_MAX_MESSAGE(cap);
+    int rc = psy_ring_capacity(opt, &s->cap); /* max_peers was checked with the other options */
     struct psyne_options bell = *opt; /* its waiting options; the smallest plain ring */
     bell.capacity = 4096;
     bell.flags &= ~(uint32_t)(PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND);
@@ -388,7 +376,7 @@ void psy_tcp_server_stats(struct psy_tcp_server *s, struct psyne_stats *st)
         if (s->slots[i].link)
             add_link_stats(s->slots[i].link, &sum);
     pthread_mutex_unlock(&s->lock);
-    st->capacity = peer_capacity(s);
+    st->capacity = s->cap;
     st->mode = s->opt.mode;
     st->in_use = sum.in_use;
     st->msgs_in = sum.msgs_in;
