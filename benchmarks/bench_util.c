@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include "bench_util.h"
+#include "bench_hist.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -135,33 +136,20 @@ double bench_max(const double *v, int n)
     return m;
 }
 
-static int cmp_u64(const void *a, const void *b)
+static _Thread_local struct bench_hist *last_round_trips;
+
+const struct bench_hist *bench_last_round_trips(void)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
+    return last_round_trips;
 }
 
-void bench_sort_u64(uint64_t *v, size_t n)
+void bench_latency_from(const struct bench_hist *h, struct lat_result *out)
 {
-    qsort(v, n, sizeof *v, cmp_u64);
-}
-
-uint64_t bench_percentile(const uint64_t *sorted, size_t n, double p)
-{
-    if (n == 0)
-        return 0;
-    size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
-    return sorted[i < n ? i : n - 1];
-}
-
-void bench_latency(uint64_t *samples, size_t n, struct lat_result *out)
-{
-    bench_sort_u64(samples, n);
-    out->p50 = bench_percentile(samples, n, 50);
-    out->p99 = bench_percentile(samples, n, 99);
-    out->p999 = bench_percentile(samples, n, 99.9);
-    out->p9999 = bench_percentile(samples, n, 99.99);
-    out->max = n ? samples[n - 1] : 0;
+    out->p50 = bench_hist_percentile(h, 50);
+    out->p99 = bench_hist_percentile(h, 99);
+    out->p999 = bench_hist_percentile(h, 99.9);
+    out->p9999 = bench_hist_percentile(h, 99.99);
+    out->max = h->max;
 }
 
 uint64_t bench_warmup_trips(uint64_t trips)
@@ -173,17 +161,18 @@ void bench_time_round_trips(uint64_t trips, void (*one_trip)(void *ctx, uint64_t
                             struct lat_result *out)
 {
     uint64_t warm = bench_warmup_trips(trips);
-    uint64_t *rtt = malloc(trips * sizeof *rtt);
-    if (!rtt)
+    if (!last_round_trips && !(last_round_trips = malloc(sizeof *last_round_trips)))
         abort();
-    for (uint64_t i = 0; i < warm + trips; i++) {
+    struct bench_hist *h = last_round_trips;
+    bench_hist_reset(h);
+    for (uint64_t i = 0; i < warm; i++)
+        one_trip(ctx, i);
+    for (uint64_t i = warm; i < warm + trips; i++) {
         int64_t t0 = bench_now_ns();
         one_trip(ctx, i);
-        if (i >= warm)
-            rtt[i - warm] = (uint64_t)(bench_now_ns() - t0);
+        bench_hist_add(h, (uint64_t)(bench_now_ns() - t0));
     }
-    bench_latency(rtt, trips, out);
-    free(rtt);
+    bench_latency_from(h, out);
 }
 
 void bench_gate_arrive(struct bench_gate *g, int parties)

@@ -52,23 +52,24 @@ double bench_median(double *v, int n); /* sorts v */
 double bench_min(const double *v, int n);
 double bench_max(const double *v, int n);
 
-/* Latency samples in ns -> percentile p (0..100) after sorting. */
-void bench_sort_u64(uint64_t *v, size_t n);
-uint64_t bench_percentile(const uint64_t *sorted, size_t n, double p);
-
-/* Round-trip percentiles of n samples (sorted in place). */
+/* Round-trip percentiles, read from a histogram of the samples (bench_hist.h). */
 struct lat_result {
     uint64_t p50, p99, p999, p9999, max; /* ns */
 };
-void bench_latency(uint64_t *samples, size_t n, struct lat_result *out);
+struct bench_hist;
+void bench_latency_from(const struct bench_hist *h, struct lat_result *out);
 
 /* The pinger's side of a ping-pong: runs bench_warmup_trips(trips) untimed
  * round trips and then `trips` timed ones of one_trip(ctx, i), i counting
- * from 0 over all of them, and summarizes the timed ones. The ponger must
- * answer bench_warmup_trips(trips) + trips times. */
+ * from 0 over all of them, records the timed ones in a histogram and
+ * summarizes it. The ponger must answer bench_warmup_trips(trips) + trips
+ * times. */
 uint64_t bench_warmup_trips(uint64_t trips);
 void bench_time_round_trips(uint64_t trips, void (*one_trip)(void *ctx, uint64_t i), void *ctx,
                             struct lat_result *out);
+/* The histogram of the calling thread's last bench_time_round_trips (valid
+ * until its next one; NULL before the first). */
+const struct bench_hist *bench_last_round_trips(void);
 
 /* A run of a two-sided workload: start both sides together. */
 struct bench_gate {

@@ -1,19 +1,25 @@
 /*
- * psyne_bench - runs the WORKLOADS.md workloads on psyne's memory:// and
- * ipc:// channels and prints one RESULT line per measurement (median of --runs runs after a
- * discarded warm-up run; min and max follow).
+ * psyne_bench - runs the WORKLOADS.md workloads on psyne's memory://, ipc://
+ * and tcp:// channels and prints one RESULT line per measurement (median of
+ * --runs runs after a discarded warm-up run; min and max follow), then, on
+ * a terminal, a table of them all.
  *
  *   psyne_bench                          short default set, explained
  *   psyne_bench --iterations 1000000     every workload with 1e6 messages a run
  *   psyne_bench --workload inproc-spsc-tput --size 64,4096 --runs 9
+ *   psyne_bench --transport ipc --duration 2 --perf
+ *   psyne_bench --workload inproc-mpmc-tput --mode mpsc,broadcast --producers 3
  */
 #define _GNU_SOURCE /* strtok_r */
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "bench_hist.h"
+#include "bench_output.h"
+#include "bench_perf.h"
 #include "bench_util.h"
 #include "psyne.h"
 #include "dynamic_workloads.h"
@@ -22,71 +28,90 @@
 
 #define MAX_RUNS 64
 
+/* Transports, as --transport names them (bits of config.transports). */
+enum { T_MEMORY = 1, T_IPC = 2, T_TCP = 4 };
+
 struct config {
     const char *workloads; /* comma list, NULL = all */
+    unsigned transports;   /* T_* bits; 0 = all */
+    int modes[8];          /* ring modes of inproc-mpmc-tput (PSYNE_MODE_*) */
+    int n_modes;           /* 0 = MPMC only */
     size_t sizes[16];
     int n_sizes;
-    uint64_t iterations; /* 0 = per-size default */
+    uint64_t iterations; /* 0 = per-size default or --duration */
+    double duration;     /* seconds per measured run (0: by --iterations) */
     int runs;
     int pin;
     int producers, consumers;
     int api; /* 0 default (single; batch at <= 256 B; typed at >= 4 KiB), 1 single, 2 batch, 3 typed */
+    int histogram; /* print the round-trip distribution of *-pingpong */
+    int perf;      /* count instructions, cache misses, CPU time, ... per message */
 };
+
+static int in_list(const char *list, const char *word)
+{
+    const char *p = strstr(list, word);
+    size_t n = strlen(word);
+    return p && (p == list || p[-1] == ',') && (p[n] == 0 || p[n] == ',');
+}
 
 static int wants(const struct config *c, const char *workload)
 {
-    if (!c->workloads)
-        return 1;
-    const char *p = strstr(c->workloads, workload);
-    size_t n = strlen(workload);
-    return p && (p == c->workloads || p[-1] == ',') && (p[n] == 0 || p[n] == ',');
+    unsigned t = !strncmp(workload, "ipc-", 4) ? T_IPC : !strncmp(workload, "tcp-", 4) ? T_TCP : T_MEMORY;
+    if (c->transports && !(c->transports & t))
+        return 0;
+    return !c->workloads || in_list(c->workloads, workload);
 }
 
-/* ---- output: RESULT lines (WORKLOADS.md), or with --json one JSON object
- * per line with the same keys (numbers as numbers) ---- */
-
-static int json_out;
-static char line[1024];
-static size_t line_len;
-
-static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void out(const char *fmt, ...)
+/* Messages (round trips) per measured run: --iterations; else, with
+ * --duration, as many as the warm-up's rate (per second) fits in it; else
+ * the workload's default. */
+static uint64_t run_count(const struct config *c, uint64_t by_default, double warm_rate)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line + line_len, sizeof line - line_len, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        line_len = line_len + (size_t)n < sizeof line ? line_len + (size_t)n : sizeof line - 1;
-}
-
-/* Prints the result collected by out() ("key=value key=value ..."). */
-static void out_end(void)
-{
-    if (!json_out) {
-        printf("RESULT %s\n", line);
-    } else {
-        printf("{");
-        int first = 1;
-        for (char *save, *kv = strtok_r(line, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
-            char *eq = strchr(kv, '=');
-            if (!eq)
-                continue;
-            *eq = 0;
-            char *end;
-            strtod(eq + 1, &end);
-            int number = *end == 0 && end != eq + 1;
-            printf("%s\"%s\": %s%s%s", first ? "" : ", ", kv, number ? "" : "\"", eq + 1, number ? "" : "\"");
-            first = 0;
-        }
-        printf("}\n");
+    if (c->iterations)
+        return c->iterations;
+    if (c->duration > 0 && warm_rate > 0) {
+        double n = warm_rate * c->duration;
+        return n < 100 ? 100 : (uint64_t)n;
     }
-    line_len = 0;
-    line[0] = 0;
-    fflush(stdout);
+    return by_default;
 }
 
-/* Messages per run when --iterations is not given: about 0.1-0.3 s a run. */
+/* Warm-up size: a tenth of a default run (--duration measures its rate). */
+static uint64_t warm_count(const struct config *c, uint64_t by_default)
+{
+    uint64_t n = c->iterations && !c->duration ? c->iterations : by_default;
+    return n / 10 + 1;
+}
+
+/* --perf: counters around psyne's own runs (never the reference's). */
+static struct bench_perf perf;
+
+static void perf_begin(const struct config *c)
+{
+    if (c->perf)
+        bench_perf_start(&perf);
+}
+
+static void perf_end(const struct config *c, uint64_t units)
+{
+    if (c->perf)
+        bench_perf_stop(&perf, units);
+}
+
+/* Appends the counters per unit to the result and starts new sums. */
+static void perf_out(const struct config *c, const char *per_what)
+{
+    if (!c->perf)
+        return;
+    char buf[256];
+    bench_perf_format(&perf, per_what, buf, sizeof buf);
+    bench_out("%s", buf);
+    bench_perf_init(&perf);
+}
+
+/* Messages per run when neither --iterations nor --duration is given:
+ * about 0.1-0.3 s a run. */
 static uint64_t default_count(size_t size)
 {
     if (size <= 256)
@@ -105,7 +130,6 @@ static uint64_t default_count(size_t size)
 static void run_spsc(const struct config *c, enum bench_transport t, size_t size, enum bench_api api)
 {
     static const char *api_names[] = {"single", "batch", "typed-f32-vector"};
-    uint64_t count = c->iterations ? c->iterations : default_count(size);
     double mps[MAX_RUNS], gbps[MAX_RUNS], ratio[MAX_RUNS];
     int vs_inproc = t == BENCH_IPC, vs_raw = api == BENCH_TYPED;
     /* --dynamic: dynamic rings against static ones of the same initial size */
@@ -114,9 +138,14 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
     enum bench_transport ref_t = vs_inproc ? BENCH_MEMORY : t;
     enum bench_api ref_api = vs_raw ? BENCH_SINGLE : api;
     struct tput_result r, ref;
-    psyne_spsc_tput_as(t, size, count / 10 + 1, api, c->pin, &r); /* warm-up */
+    bench_progress_run(0, c->runs);
+    psyne_spsc_tput_as(t, size, warm_count(c, default_count(size)), api, c->pin, &r);
+    uint64_t count = run_count(c, default_count(size), r.mps);
     for (int i = 0; i < c->runs; i++) {
+        bench_progress_run(i + 1, c->runs);
+        perf_begin(c);
         psyne_spsc_tput_as(t, size, count, api, c->pin, &r);
+        perf_end(c, count);
         mps[i] = r.mps;
         gbps[i] = r.gbps;
         if (vs_inproc || vs_raw || vs_static) {
@@ -127,16 +156,16 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
         }
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
-    out("system=%s workload=%s size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f "
-        "api=%s runs=%d count=%llu",
-        vs_raw ? "psyne-typed" : vs_static ? "psyne-dynamic" : "psyne", t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size,
-        bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, api_names[api], c->runs,
-        (unsigned long long)count);
+    bench_out("system=%s workload=%s size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f api=%s runs=%d count=%llu",
+              vs_raw ? "psyne-typed" : vs_static ? "psyne-dynamic" : "psyne",
+              t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size, bench_median(mps, c->runs),
+              bench_median(gbps, c->runs), lo, hi, api_names[api], c->runs, (unsigned long long)count);
     if (vs_inproc || vs_raw || vs_static)
-        out(" %s=%.3f", vs_inproc ? "vs_inproc" : vs_raw ? "vs_raw" : "vs_static", bench_median(ratio, c->runs));
+        bench_out(" %s=%.3f", vs_inproc ? "vs_inproc" : vs_raw ? "vs_raw" : "vs_static", bench_median(ratio, c->runs));
     if (bench_copy_check && t == BENCH_MEMORY) /* every message of every run was read where it was written */
-        out(" copy_check=pass");
-    out_end();
+        bench_out(" copy_check=pass");
+    perf_out(c, "msg");
+    bench_out_end();
 }
 
 /* dynamic-resize: one grow and one shrink of a dynamic ring of `size`
@@ -148,8 +177,10 @@ static void run_resize(const struct config *c, size_t size)
     int runs = c->runs * 4 < MAX_RUNS ? c->runs * 4 : MAX_RUNS; /* one resize is short: more samples */
     double grow[MAX_RUNS], shrink[MAX_RUNS], copy[MAX_RUNS], grow_ratio[MAX_RUNS], shrink_ratio[MAX_RUNS];
     struct resize_result r;
+    bench_progress_run(0, runs);
     psyne_dynamic_resize(size, &r); /* warm-up */
     for (int i = 0; i < runs; i++) {
+        bench_progress_run(i + 1, runs);
         psyne_dynamic_resize(size, &r);
         grow[i] = r.grow_ns;
         shrink[i] = r.shrink_ns;
@@ -157,21 +188,53 @@ static void run_resize(const struct config *c, size_t size)
         grow_ratio[i] = r.grow_ns / r.copy_ns;
         shrink_ratio[i] = r.shrink_ns / r.copy_ns;
     }
-    out("system=psyne workload=dynamic-resize size=%zu grow_us=%.1f shrink_us=%.1f copy_us=%.1f "
-        "grow_vs_copy=%.3f shrink_vs_copy=%.3f runs=%d",
-        size, bench_median(grow, runs) / 1e3, bench_median(shrink, runs) / 1e3, bench_median(copy, runs) / 1e3,
-        bench_median(grow_ratio, runs), bench_median(shrink_ratio, runs), runs);
-    out_end();
+    bench_out("system=psyne workload=dynamic-resize size=%zu grow_us=%.1f shrink_us=%.1f copy_us=%.1f "
+              "grow_vs_copy=%.3f shrink_vs_copy=%.3f runs=%d",
+              size, bench_median(grow, runs) / 1e3, bench_median(shrink, runs) / 1e3, bench_median(copy, runs) / 1e3,
+              bench_median(grow_ratio, runs), bench_median(shrink_ratio, runs), runs);
+    bench_out_end();
 }
 
-static void run_pingpong(const struct config *c, enum bench_transport t, size_t size)
+/* --histogram: the distribution of every measured round trip of a result. */
+static struct bench_hist rtt_all;
+
+static void hist_keep(const struct config *c)
 {
-    uint64_t trips = c->iterations ? c->iterations : 200000;
+    if (c->histogram && bench_last_round_trips())
+        bench_hist_merge(&rtt_all, bench_last_round_trips());
+}
+
+static void hist_print(const struct config *c, const char *workload, size_t size, int json)
+{
+    if (!c->histogram)
+        return;
+    char what[96];
+    snprintf(what, sizeof what, "%s %zu B round trips of all %d runs", workload, size, c->runs);
+    bench_hist_print(&rtt_all, what, json ? stderr : stdout); /* JSON lines stay JSON */
+    bench_hist_reset(&rtt_all);
+}
+
+/* Round trips per measured run: --iterations, or what fits --duration at
+ * the warm-up's median (the mean is a little higher: runs are a little
+ * longer than asked). */
+static uint64_t trip_count(const struct config *c, uint64_t by_default, const struct lat_result *warm)
+{
+    return run_count(c, by_default, warm->p50 ? 1e9 / (double)warm->p50 : 0);
+}
+
+static void run_pingpong(const struct config *c, enum bench_transport t, size_t size, int json)
+{
     double p50[MAX_RUNS], p99[MAX_RUNS], p999[MAX_RUNS], p9999[MAX_RUNS], mx[MAX_RUNS], ratio[MAX_RUNS];
     struct lat_result r, ref;
-    psyne_pingpong(t, size, trips / 10 + 1, c->pin, &r); /* warm-up */
+    bench_progress_run(0, c->runs);
+    psyne_pingpong(t, size, warm_count(c, 200000), c->pin, &r);
+    uint64_t trips = trip_count(c, 200000, &r);
     for (int i = 0; i < c->runs; i++) {
+        bench_progress_run(i + 1, c->runs);
+        perf_begin(c);
         psyne_pingpong(t, size, trips, c->pin, &r);
+        perf_end(c, trips + bench_warmup_trips(trips));
+        hist_keep(c);
         p50[i] = (double)r.p50;
         p99[i] = (double)r.p99;
         p999[i] = (double)r.p999;
@@ -183,44 +246,65 @@ static void run_pingpong(const struct config *c, enum bench_transport t, size_t 
         }
     }
     double m50 = bench_median(p50, c->runs);
-    out("system=psyne workload=%s size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
-        "oneway_p50_ns=%.0f rtt_p9999_ns=%.0f rtt_max_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d "
-        "round_trips=%llu",
-        t == BENCH_IPC ? "ipc-pingpong" : "inproc-pingpong", size, m50, bench_median(p99, c->runs),
-        bench_median(p999, c->runs), m50 / 2, bench_median(p9999, c->runs), bench_median(mx, c->runs),
-        bench_min(p50, c->runs), bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
+    const char *workload = t == BENCH_IPC ? "ipc-pingpong" : "inproc-pingpong";
+    bench_out("system=psyne workload=%s size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
+              "oneway_p50_ns=%.0f rtt_p9999_ns=%.0f rtt_max_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d "
+              "round_trips=%llu",
+              workload, size, m50, bench_median(p99, c->runs), bench_median(p999, c->runs), m50 / 2,
+              bench_median(p9999, c->runs), bench_median(mx, c->runs), bench_min(p50, c->runs),
+              bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
     if (t == BENCH_IPC)
-        out(" p50_vs_inproc=%.3f", bench_median(ratio, c->runs));
-    out_end();
+        bench_out(" p50_vs_inproc=%.3f", bench_median(ratio, c->runs));
+    perf_out(c, "rtt");
+    bench_out_end();
+    hist_print(c, workload, size, json);
 }
 
-static void run_mpmc(const struct config *c, size_t size)
+static const char *mode_names[] = {"spsc", "spmc", "mpsc", "mpmc", "broadcast"};
+
+/* inproc-mpmc-tput on one ring mode: the producers and consumers the mode
+ * allows (one producer in SPSC, SPMC and BROADCAST; one consumer in SPSC and
+ * MPSC), else --producers and --consumers. */
+static void run_many(const struct config *c, size_t size, int mode)
 {
-    uint64_t count = c->iterations ? c->iterations : default_count(size);
+    int producers = mode == PSYNE_MODE_SPSC || mode == PSYNE_MODE_SPMC || mode == PSYNE_MODE_BROADCAST ? 1
+                                                                                                       : c->producers;
+    int consumers = mode == PSYNE_MODE_SPSC || mode == PSYNE_MODE_MPSC ? 1 : c->consumers;
     double mps[MAX_RUNS];
     struct tput_result r;
-    psyne_mpmc_tput(size, count / 10 + 2, c->producers, c->consumers, &r); /* warm-up */
+    bench_progress_run(0, c->runs);
+    psyne_many_tput(size, warm_count(c, default_count(size)) + 2, mode, producers, consumers, &r);
+    uint64_t count = run_count(c, default_count(size), r.mps);
     for (int i = 0; i < c->runs; i++) {
-        psyne_mpmc_tput(size, count, c->producers, c->consumers, &r);
+        bench_progress_run(i + 1, c->runs);
+        perf_begin(c);
+        psyne_many_tput(size, count, mode, producers, consumers, &r);
+        perf_end(c, count);
         mps[i] = r.mps;
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
-    out("system=psyne workload=inproc-mpmc-tput size=%zu mps=%.0f mps_min=%.0f mps_max=%.0f producers=%d "
-        "consumers=%d runs=%d count=%llu",
-        size, bench_median(mps, c->runs), lo, hi, c->producers, c->consumers, c->runs, (unsigned long long)count);
-    out_end();
+    bench_out("system=psyne workload=inproc-mpmc-tput size=%zu mps=%.0f mps_min=%.0f mps_max=%.0f mode=%s producers=%d "
+              "consumers=%d runs=%d count=%llu",
+              size, bench_median(mps, c->runs), lo, hi, mode_names[mode], producers, consumers, c->runs,
+              (unsigned long long)count);
+    perf_out(c, "msg");
+    bench_out_end();
 }
 
 /* tcp-tput: psyne's tcp:// against a raw socket pair doing the same job,
  * alternately (vs_raw = median of the pairwise ratios). */
 static void run_tcp_tput(const struct config *c, size_t size)
 {
-    uint64_t count = c->iterations ? c->iterations : default_count(size) / 3 + 1;
     double mps[MAX_RUNS], gbps[MAX_RUNS], ratio[MAX_RUNS], per_send[MAX_RUNS];
     struct tcp_tput_result r, ref;
-    psyne_tcp_tput(size, count / 10 + 1, &r); /* warm-up */
+    bench_progress_run(0, c->runs);
+    psyne_tcp_tput(size, warm_count(c, default_count(size) / 3 + 1), &r);
+    uint64_t count = run_count(c, default_count(size) / 3 + 1, r.mps);
     for (int i = 0; i < c->runs; i++) {
+        bench_progress_run(i + 1, c->runs);
+        perf_begin(c);
         psyne_tcp_tput(size, count, &r);
+        perf_end(c, count);
         raw_tcp_tput(size, count, &ref);
         mps[i] = r.mps;
         gbps[i] = r.gbps;
@@ -228,37 +312,47 @@ static void run_tcp_tput(const struct config *c, size_t size)
         ratio[i] = r.mps / ref.mps;
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
-    out("system=psyne workload=tcp-tput size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f msgs_per_send=%.1f "
-        "runs=%d count=%llu vs_raw_socket=%.3f",
-        size, bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, bench_median(per_send, c->runs),
-        c->runs, (unsigned long long)count, bench_median(ratio, c->runs));
-    out_end();
+    bench_out("system=psyne workload=tcp-tput size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f "
+              "msgs_per_send=%.1f runs=%d count=%llu vs_raw_socket=%.3f",
+              size, bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, bench_median(per_send, c->runs),
+              c->runs, (unsigned long long)count, bench_median(ratio, c->runs));
+    perf_out(c, "msg");
+    bench_out_end();
 }
 
-static void run_tcp_pingpong(const struct config *c, size_t size)
+static void run_tcp_pingpong(const struct config *c, size_t size, int json)
 {
-    uint64_t trips = c->iterations ? c->iterations : 20000;
-    double p50[MAX_RUNS], p99[MAX_RUNS], p999[MAX_RUNS], ratio[MAX_RUNS];
+    double p50[MAX_RUNS], p99[MAX_RUNS], p999[MAX_RUNS], p9999[MAX_RUNS], mx[MAX_RUNS], ratio[MAX_RUNS];
     struct lat_result r, ref;
-    psyne_tcp_pingpong(size, trips / 10 + 1, &r); /* warm-up */
+    bench_progress_run(0, c->runs);
+    psyne_tcp_pingpong(size, warm_count(c, 20000), &r);
+    uint64_t trips = trip_count(c, 20000, &r);
     for (int i = 0; i < c->runs; i++) {
+        bench_progress_run(i + 1, c->runs);
+        perf_begin(c);
         psyne_tcp_pingpong(size, trips, &r);
+        perf_end(c, trips + bench_warmup_trips(trips));
+        hist_keep(c);
         raw_tcp_pingpong(size, trips, &ref);
         p50[i] = (double)r.p50;
         p99[i] = (double)r.p99;
         p999[i] = (double)r.p999;
+        p9999[i] = (double)r.p9999;
+        mx[i] = (double)r.max;
         ratio[i] = (double)r.p50 / (double)ref.p50;
     }
     double m50 = bench_median(p50, c->runs);
-    out("system=psyne workload=tcp-pingpong size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
-        "oneway_p50_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d round_trips=%llu p50_vs_raw_socket=%.3f",
-        size, m50, bench_median(p99, c->runs), bench_median(p999, c->runs), m50 / 2, bench_min(p50, c->runs),
-        bench_max(p50, c->runs), c->runs, (unsigned long long)trips, bench_median(ratio, c->runs));
-    out_end();
+    bench_out("system=psyne workload=tcp-pingpong size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
+              "oneway_p50_ns=%.0f rtt_p9999_ns=%.0f rtt_max_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d "
+              "round_trips=%llu p50_vs_raw_socket=%.3f",
+              size, m50, bench_median(p99, c->runs), bench_median(p999, c->runs), m50 / 2,
+              bench_median(p9999, c->runs), bench_median(mx, c->runs), bench_min(p50, c->runs),
+              bench_max(p50, c->runs), c->runs, (unsigned long long)trips, bench_median(ratio, c->runs));
+    perf_out(c, "rtt");
+    bench_out_end();
+    hist_print(c, "tcp-pingpong", size, json);
 }
 
-/* Opens a probe ring with the run's placement options and says what it got:
- * huge pages fall back silently by design, so the reader must be told. */
 static int describe_placement(void)
 {
     struct psyne_options o;
@@ -281,6 +375,110 @@ static int describe_placement(void)
     return 0;
 }
 
+
+/* ---- what a run does: the list of results it will print ---- */
+
+enum job_kind { JOB_SPSC, JOB_PINGPONG, JOB_MANY, JOB_TCP_TPUT, JOB_TCP_PINGPONG, JOB_RESIZE };
+
+struct job {
+    enum job_kind kind;
+    enum bench_transport transport;
+    size_t size;
+    enum bench_api api; /* JOB_SPSC */
+    int mode;           /* JOB_MANY */
+};
+
+#define MAX_JOBS 256
+
+/* The sizes a workload runs: --size, else its own. */
+static int sizes_for(const struct config *c, const size_t *defaults, int n_defaults, const size_t **sizes)
+{
+    *sizes = c->n_sizes ? c->sizes : defaults;
+    return c->n_sizes ? c->n_sizes : n_defaults;
+}
+
+static int add(struct job *jobs, int n, struct job j)
+{
+    if (n < MAX_JOBS)
+        jobs[n++] = j;
+    return n;
+}
+
+static int plan(const struct config *c, struct job *jobs)
+{
+    static const size_t inproc_sizes[] = {64, 4096, 65536, 1048576}, ipc_sizes[] = {64, 4096, 1048576},
+                        tcp_sizes[] = {64, 4096, 1048576}, small[] = {64}, resize_sizes[] = {1u << 20, 64u << 20};
+    const size_t *sizes;
+    int n = 0;
+    for (int k = 0; k < 2; k++) {
+        enum bench_transport t = k ? BENCH_IPC : BENCH_MEMORY;
+        if (!wants(c, k ? "ipc-spsc-tput" : "inproc-spsc-tput"))
+            continue;
+        int m = k ? sizes_for(c, ipc_sizes, 3, &sizes) : sizes_for(c, inproc_sizes, 4, &sizes);
+        for (int i = 0; i < m; i++) {
+            if (c->api == 0 || c->api == 1)
+                n = add(jobs, n, (struct job){JOB_SPSC, t, sizes[i], BENCH_SINGLE, 0});
+            if (c->api == 2 || (c->api == 0 && sizes[i] <= 256))
+                n = add(jobs, n, (struct job){JOB_SPSC, t, sizes[i], BENCH_BATCH, 0});
+            if (t == BENCH_MEMORY && sizes[i] % sizeof(float) == 0 &&
+                (c->api == 3 || (c->api == 0 && sizes[i] >= 4096)))
+                n = add(jobs, n, (struct job){JOB_SPSC, t, sizes[i], BENCH_TYPED, 0});
+        }
+    }
+    if (wants(c, "inproc-pingpong"))
+        for (int i = 0, m = sizes_for(c, small, 1, &sizes); i < m; i++)
+            n = add(jobs, n, (struct job){JOB_PINGPONG, BENCH_MEMORY, sizes[i], 0, 0});
+    if (wants(c, "inproc-mpmc-tput"))
+        for (int i = 0, m = sizes_for(c, small, 1, &sizes); i < m; i++)
+            for (int k = 0; k < (c->n_modes ? c->n_modes : 1); k++)
+                n = add(jobs, n,
+                        (struct job){JOB_MANY, BENCH_MEMORY, sizes[i], 0, c->n_modes ? c->modes[k] : PSYNE_MODE_MPMC});
+    if (wants(c, "ipc-pingpong"))
+        for (int i = 0, m = sizes_for(c, small, 1, &sizes); i < m; i++)
+            n = add(jobs, n, (struct job){JOB_PINGPONG, BENCH_IPC, sizes[i], 0, 0});
+    if (wants(c, "tcp-tput"))
+        for (int i = 0, m = sizes_for(c, tcp_sizes, 3, &sizes); i < m; i++)
+            n = add(jobs, n, (struct job){JOB_TCP_TPUT, BENCH_MEMORY, sizes[i], 0, 0});
+    if (wants(c, "tcp-pingpong"))
+        for (int i = 0, m = sizes_for(c, small, 1, &sizes); i < m; i++)
+            n = add(jobs, n, (struct job){JOB_TCP_PINGPONG, BENCH_MEMORY, sizes[i], 0, 0});
+    if (wants(c, "dynamic-resize"))
+        for (int i = 0, m = sizes_for(c, resize_sizes, 2, &sizes); i < m; i++)
+            n = add(jobs, n, (struct job){JOB_RESIZE, BENCH_MEMORY, sizes[i], 0, 0});
+    return n;
+}
+
+static void job_label(const struct job *j, char *buf, size_t len)
+{
+    static const char *apis[] = {"single", "batch", "typed"};
+    switch (j->kind) {
+    case JOB_SPSC:
+        snprintf(buf, len, "%s-spsc-tput %zu B %s", j->transport == BENCH_IPC ? "ipc" : "inproc", j->size,
+                 apis[j->api]);
+        break;
+    case JOB_PINGPONG:
+        snprintf(buf, len, "%s-pingpong %zu B", j->transport == BENCH_IPC ? "ipc" : "inproc", j->size);
+        break;
+    case JOB_MANY: snprintf(buf, len, "inproc-mpmc-tput %zu B %s", j->size, mode_names[j->mode]); break;
+    case JOB_TCP_TPUT: snprintf(buf, len, "tcp-tput %zu B", j->size); break;
+    case JOB_TCP_PINGPONG: snprintf(buf, len, "tcp-pingpong %zu B", j->size); break;
+    case JOB_RESIZE: snprintf(buf, len, "dynamic-resize %zu B", j->size); break;
+    }
+}
+
+static void run_job(const struct config *c, const struct job *j, int json)
+{
+    switch (j->kind) {
+    case JOB_SPSC: run_spsc(c, j->transport, j->size, j->api); break;
+    case JOB_PINGPONG: run_pingpong(c, j->transport, j->size, json); break;
+    case JOB_MANY: run_many(c, j->size, j->mode); break;
+    case JOB_TCP_TPUT: run_tcp_tput(c, j->size); break;
+    case JOB_TCP_PINGPONG: run_tcp_pingpong(c, j->size, json); break;
+    case JOB_RESIZE: run_resize(c, j->size); break;
+    }
+}
+
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -288,9 +486,15 @@ static void usage(FILE *f)
             "  --workload LIST    inproc-spsc-tput,inproc-pingpong,inproc-mpmc-tput,ipc-spsc-tput,ipc-pingpong,\n"
             "                     tcp-tput,tcp-pingpong,dynamic-resize (default: all; ipc-* runs alternate with inproc runs and\n"
             "                     add vs_inproc ratios, tcp-* with a raw socket pair over 127.0.0.1: vs_raw_socket)\n"
+            "  --transport LIST   memory,ipc,tcp: only the workloads of these transports (memory = inproc-* and\n"
+            "                     dynamic-resize)\n"
+            "  --mode LIST        spsc,spmc,mpsc,mpmc,broadcast: the ring modes inproc-mpmc-tput runs on (default\n"
+            "                     mpmc); a single-producer mode runs 1 producer, a single-consumer mode 1 consumer,\n"
+            "                     broadcast delivers every message to every consumer (mps counts messages sent)\n"
             "  --size LIST        payload bytes (default: 64,4096,65536,1048576 for inproc-spsc-tput,\n"
-            "                     64,4096,1048576 for ipc-spsc-tput, 64 otherwise)\n"
-            "  --iterations N     messages (round trips) per run (default: by size)\n"
+            "                     64,4096,1048576 for ipc-spsc-tput and tcp-tput, 64 otherwise)\n"
+            "  --iterations N     messages (round trips) per run (default: by size, about 0.1-0.3 s)\n"
+            "  --duration S       seconds per measured run instead: the count comes from the warm-up's rate\n"
             "  --runs N           measured runs; the median is reported (default 5)\n"
             "  --api single|batch|typed  API for *-spsc-tput (default: single; also batch at <= 256 B and,\n"
             "                     inproc, typed float vectors against raw records at >= 4 KiB)\n"
@@ -306,18 +510,55 @@ static void usage(FILE *f)
             "                     static rings of the same initial size: vs_static. =fixed: a dynamic ring that\n"
             "                     may not resize (min = max = capacity), so vs_static is the cost of its usage\n"
             "                     tracking alone\n"
+            "  --histogram        after each *-pingpong result, the distribution of its round trips\n"
+            "  --perf             counters per message (round trip) of psyne's runs, setup included: CPU time,\n"
+            "                     context switches, page faults, and instructions, cycles and cache misses where\n"
+            "                     the machine has hardware counters (perf_event_open, as perf stat)\n"
             "  --json             one JSON object per result (the RESULT line's keys) instead of RESULT lines\n"
+            "  --table, --no-table  a table of all results at the end (default: when stdout is a terminal)\n"
             "  --no-copy-check    prove zero copy in inproc-spsc-tput: the consumer must read every message at\n"
             "                     the address the producer wrote it (copy_check=pass), else the run aborts\n"
             "  --inject-copy N    self-test of --no-copy-check: the consumer reads message N (of at most\n"
             "                     64 bytes, --api single) from a copy; the run must abort\n"
-            "  --inject-loss N    self-test: writers skip sequence N as if it were lost; the run must abort\n");
+            "  --inject-loss N    self-test: writers skip sequence N as if it were lost; the run must abort\n"
+            "A progress line is shown on stderr when it is a terminal.\n");
+}
+
+/* Parses a comma list of names into bits (transports) or indexes (modes);
+ * -1 on an unknown name. */
+static int parse_transports(char *list, unsigned *out)
+{
+    for (char *save, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(t, "memory") || !strcmp(t, "inproc"))
+            *out |= T_MEMORY;
+        else if (!strcmp(t, "ipc"))
+            *out |= T_IPC;
+        else if (!strcmp(t, "tcp"))
+            *out |= T_TCP;
+        else
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_modes(char *list, struct config *c)
+{
+    for (char *save, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int m = 0;
+        while (m < 5 && strcmp(t, mode_names[m]))
+            m++;
+        if (m == 5 || c->n_modes == 8)
+            return -1;
+        c->modes[c->n_modes++] = m; /* PSYNE_MODE_* in mode_names order */
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     static const struct psyne_dynamic default_dynamic; /* zero: every default */
     struct config c = {.runs = 5, .pin = 1, .producers = 2, .consumers = 2};
+    int json = 0, table = -1; /* -1: when stdout is a terminal */
     static const struct option opts[] = {
         {"workload", required_argument, 0, 'w'}, {"size", required_argument, 0, 's'},
         {"iterations", required_argument, 0, 'i'}, {"runs", required_argument, 0, 'r'},
@@ -327,6 +568,9 @@ int main(int argc, char **argv)
         {"pin", required_argument, 0, 'P'}, {"hugepages", no_argument, 0, 'H'},
         {"mlock", no_argument, 0, 'M'}, {"dynamic", optional_argument, 0, 'D'}, {"no-copy-check", no_argument, 0, 'C'},
         {"inject-copy", required_argument, 0, 'I'}, {"numa-node", required_argument, 0, 'N'},
+        {"transport", required_argument, 0, 't'}, {"mode", required_argument, 0, 'm'},
+        {"duration", required_argument, 0, 'd'}, {"histogram", no_argument, 0, 'g'},
+        {"perf", no_argument, 0, 'f'}, {"table", no_argument, 0, 'T'}, {"no-table", no_argument, 0, 'U'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -368,66 +612,74 @@ int main(int argc, char **argv)
             bench_channel_flags |= PSYNE_F_NUMA_BIND;
             bench_numa_node = (uint32_t)strtoul(optarg, NULL, 10);
             break;
-        case 'j': json_out = 1; break;
+        case 't':
+            if (parse_transports(optarg, &c.transports)) {
+                fprintf(stderr, "psyne_bench: --transport takes memory, ipc and tcp\n");
+                return 2;
+            }
+            break;
+        case 'm':
+            if (parse_modes(optarg, &c)) {
+                fprintf(stderr, "psyne_bench: --mode takes spsc, spmc, mpsc, mpmc and broadcast\n");
+                return 2;
+            }
+            break;
+        case 'd': c.duration = strtod(optarg, NULL); break;
+        case 'g': c.histogram = 1; break;
+        case 'f': c.perf = 1; break;
+        case 'T': table = 1; break;
+        case 'U': table = 0; break;
+        case 'j': json = 1; break;
         case 'l': bench_inject_loss_at = strtoull(optarg, NULL, 10); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (c.runs < 1 || c.runs > MAX_RUNS || c.producers < 1 || c.consumers < 1 || c.producers > 16 ||
-        c.consumers > 16) {
+        c.consumers > 16 || c.duration < 0 || (c.duration > 0 && c.iterations)) {
+        if (c.duration > 0 && c.iterations)
+            fprintf(stderr, "psyne_bench: --duration and --iterations both size a run: give one\n");
         usage(stderr);
         return 2;
     }
-    if (argc == 1 && !json_out)
+    bench_output_json(json);
+    if (table < 0)
+        table = !json && isatty(STDOUT_FILENO);
+    bench_hist_reset(&rtt_all);
+    bench_perf_init(&perf);
+    if (argc == 1)
         printf("# psyne_bench: the default set on memory:// channels (threads of this process), then\n"
                "# on ipc:// channels (a producer or ponger process beside this one; vs_inproc = ipc / inproc,\n"
-               "# median of alternating pairs).\n"
+               "# median of alternating pairs) and on tcp:// over 127.0.0.1 (vs_raw_socket: against a plain\n"
+               "# socket pair doing the same job).\n"
                "# Each RESULT line is the median of %d runs after a warm-up run: mps = messages/s,\n"
                "# gbps = payload GB/s, rtt_* = round-trip percentiles in ns. The producer writes every\n"
                "# payload byte in place and the consumer checks the sequence number and reads every byte.\n"
-               "# This machine is shared and noisy: compare systems with build/benchmarks/peers/psyne_compare (ratios).\n",
+               "# This machine is shared and noisy: compare systems with benchmarks/compare (ratios).\n",
                c.runs);
+    if (c.perf) {
+        const char *why;
+        if (!bench_perf_hardware(&why))
+            printf("# --perf: no hardware counters here (%s): CPU time, context switches and page faults only\n",
+                   why);
+    }
 
     if (bench_channel_flags && describe_placement() != 0)
         return 1;
 
-    static const size_t spsc_sizes[] = {64, 4096, 65536, 1048576};
-    static const size_t ipc_sizes[] = {64, 4096, 1048576};
-    for (int k = 0; k < 2; k++) {
-        enum bench_transport t = k ? BENCH_IPC : BENCH_MEMORY;
-        if (!wants(&c, k ? "ipc-spsc-tput" : "inproc-spsc-tput"))
-            continue;
-        int n = c.n_sizes ? c.n_sizes : k ? 3 : 4;
-        for (int i = 0; i < n; i++) {
-            size_t size = c.n_sizes ? c.sizes[i] : k ? ipc_sizes[i] : spsc_sizes[i];
-            if (c.api == 0 || c.api == 1)
-                run_spsc(&c, t, size, BENCH_SINGLE);
-            if (c.api == 2 || (c.api == 0 && size <= 256))
-                run_spsc(&c, t, size, BENCH_BATCH);
-            if (t == BENCH_MEMORY && size % sizeof(float) == 0 && (c.api == 3 || (c.api == 0 && size >= 4096)))
-                run_spsc(&c, t, size, BENCH_TYPED);
-        }
+    static struct job jobs[MAX_JOBS];
+    int n = plan(&c, jobs);
+    if (n == 0) {
+        fprintf(stderr, "psyne_bench: no workload matches --workload and --transport\n");
+        return 2;
     }
-    if (wants(&c, "inproc-pingpong"))
-        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
-            run_pingpong(&c, BENCH_MEMORY, c.n_sizes ? c.sizes[i] : 64);
-    if (wants(&c, "inproc-mpmc-tput"))
-        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
-            run_mpmc(&c, c.n_sizes ? c.sizes[i] : 64);
-    if (wants(&c, "ipc-pingpong"))
-        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
-            run_pingpong(&c, BENCH_IPC, c.n_sizes ? c.sizes[i] : 64);
-    static const size_t tcp_sizes[] = {64, 4096, 1048576};
-    if (wants(&c, "tcp-tput"))
-        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 3); i++)
-            run_tcp_tput(&c, c.n_sizes ? c.sizes[i] : tcp_sizes[i]);
-    if (wants(&c, "tcp-pingpong"))
-        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 1); i++)
-            run_tcp_pingpong(&c, c.n_sizes ? c.sizes[i] : 64);
-    static const size_t resize_sizes[] = {1u << 20, 64u << 20};
-    if (wants(&c, "dynamic-resize"))
-        for (int i = 0; i < (c.n_sizes ? c.n_sizes : 2); i++)
-            run_resize(&c, c.n_sizes ? c.sizes[i] : resize_sizes[i]);
+    for (int i = 0; i < n; i++) {
+        char label[128];
+        job_label(&jobs[i], label, sizeof label);
+        bench_progress_job(i + 1, n, label);
+        run_job(&c, &jobs[i], json);
+    }
+    if (table)
+        bench_table_print(stdout);
     return 0;
 }

@@ -302,19 +302,19 @@ void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_
     munmap(p, sizeof *p);
 }
 
-/* ---- inproc-mpmc-tput ---- */
+/* ---- inproc-mpmc-tput, on any ring mode (psyne_bench --mode) ---- */
 
 #define MAX_SIDE 16
 
 struct mpmc_run {
     size_t size;
     uint64_t per_producer;
-    int producers, consumers;
+    int producers, consumers, mode;
     struct bench_gate gate;
-    _Atomic uint64_t received;
+    _Atomic uint64_t received;       /* deliveries: in BROADCAST every consumer gets every message */
     _Atomic uint64_t seq_sum[MAX_SIDE]; /* per producer: every sequence once adds up to n(n-1)/2 */
-    uint64_t total;
-    int64_t start;
+    uint64_t total;                     /* deliveries expected */
+    _Atomic int64_t start;              /* the first producer's start (the main thread may come later) */
     _Atomic int64_t end;
 };
 
@@ -330,6 +330,9 @@ static void *mpmc_producer(void *arg)
     struct mpmc_run *r = t->run;
     bench_pin(t->id); /* producer i and consumer i+1 share CPU i: a fixed placement */
     bench_gate_arrive(&r->gate, r->producers + r->consumers);
+    int64_t now = bench_now_ns(), first = atomic_load(&r->start);
+    while (now < first && !atomic_compare_exchange_weak(&r->start, &first, now))
+        ;
     for (uint64_t i = 0; i < r->per_producer; i++) {
         struct psyne_claimed c;
         must(psyne_claim(t->ch, r->size, &c, PSYNE_FOREVER), "claim");
@@ -344,6 +347,10 @@ static void *mpmc_consumer(void *arg)
 {
     struct mpmc_thread *t = arg;
     struct mpmc_run *r = t->run;
+    /* A single consumer (SC modes, each BROADCAST subscriber) sees every
+     * message of each producer in order; competing consumers see each
+     * producer's sequence increasing with gaps. */
+    int sees_all = r->consumers == 1 || r->mode == PSYNE_MODE_BROADCAST;
     uint64_t next[MAX_SIDE] = {0}, sum[MAX_SIDE] = {0};
     bench_pin(t->id + 1);
     bench_gate_arrive(&r->gate, r->producers + r->consumers);
@@ -354,14 +361,13 @@ static void *mpmc_consumer(void *arg)
             break;
         must(n, "receive");
         for (int k = 0; k < n; k++) {
-            /* each consumer sees every producer's sequence increasing */
             const uint8_t *p = m[k].data;
             int id = p[m[k].length - 1];
             uint64_t seq;
             memcpy(&seq, p, 8);
-            if (id >= r->producers || seq < next[id]) {
-                fprintf(stderr, "psyne mpmc: producer %d sequence %llu after %llu\n", id, (unsigned long long)seq,
-                        (unsigned long long)next[id]);
+            if (id >= r->producers || seq < next[id] || (sees_all && seq != next[id])) {
+                fprintf(stderr, "psyne mpmc: producer %d sequence %llu after %llu: a message was lost, duplicated "
+                        "or reordered\n", id, (unsigned long long)seq, (unsigned long long)next[id]);
                 abort();
             }
             next[id] = seq + 1;
@@ -377,29 +383,29 @@ static void *mpmc_consumer(void *arg)
     return NULL;
 }
 
-void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, struct tput_result *out)
+void psyne_many_tput(size_t size, uint64_t count, int mode, int producers, int consumers, struct tput_result *out)
 {
-    if (size < 9 || producers > MAX_SIDE || consumers > MAX_SIDE)
+    if (size < 9 || producers < 1 || consumers < 1 || producers > MAX_SIDE || consumers > MAX_SIDE ||
+        (producers > 1 && (mode == PSYNE_MODE_SPSC || mode == PSYNE_MODE_SPMC || mode == PSYNE_MODE_BROADCAST)) ||
+        (consumers > 1 && (mode == PSYNE_MODE_SPSC || mode == PSYNE_MODE_MPSC)))
         abort();
+    int copies = mode == PSYNE_MODE_BROADCAST ? consumers : 1;
     struct mpmc_run r = {.size = size, .per_producer = count / (uint64_t)producers, .producers = producers,
-                         .consumers = consumers};
-    r.total = r.per_producer * (uint64_t)producers;
+                         .consumers = consumers, .mode = mode, .start = INT64_MAX};
+    r.total = r.per_producer * (uint64_t)producers * (uint64_t)copies;
     uint64_t cap = workload_capacity(size);
     struct mpmc_thread pt[MAX_SIDE], ct[MAX_SIDE];
     pthread_t pth[MAX_SIDE], cth[MAX_SIDE];
-    for (int i = 0; i < consumers; i++) {
-        ct[i] = (struct mpmc_thread){&r, open_channel("memory://bench-mpmc", PSYNE_MODE_MPMC, PSYNE_ROLE_CONSUMER, cap,
-                                                      PSYNE_WAIT_ADAPTIVE), i};
+    for (int i = 0; i < consumers; i++) { /* subscribers first: a BROADCAST subscriber sees what follows it */
+        ct[i] = (struct mpmc_thread){
+            &r, open_channel("memory://bench-mpmc", mode, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_ADAPTIVE), i};
         pthread_create(&cth[i], NULL, mpmc_consumer, &ct[i]);
     }
     for (int i = 0; i < producers; i++) {
-        pt[i] = (struct mpmc_thread){&r, open_channel("memory://bench-mpmc", PSYNE_MODE_MPMC, PSYNE_ROLE_PRODUCER, cap,
-                                                      PSYNE_WAIT_ADAPTIVE), i};
+        pt[i] = (struct mpmc_thread){
+            &r, open_channel("memory://bench-mpmc", mode, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_ADAPTIVE), i};
         pthread_create(&pth[i], NULL, mpmc_producer, &pt[i]);
     }
-    while (!atomic_load(&r.gate.go))
-        ;
-    r.start = bench_now_ns();
     for (int i = 0; i < producers; i++) {
         pthread_join(pth[i], NULL);
         psyne_channel_close(pt[i].ch); /* the last producer ends the stream */
@@ -408,8 +414,8 @@ void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, 
         pthread_join(cth[i], NULL);
         psyne_channel_close(ct[i].ch);
     }
-    /* consumers compete, so none sees every sequence: check the whole */
-    uint64_t n = r.per_producer, want = n * (n - 1) / 2;
+    /* competing consumers each see part of a sequence: check the whole */
+    uint64_t n = r.per_producer, want = n * (n - 1) / 2 * (uint64_t)copies;
     for (int id = 0; id < producers; id++) {
         if (atomic_load(&r.received) != r.total || atomic_load(&r.seq_sum[id]) != want) {
             fprintf(stderr, "psyne mpmc: producer %d: %llu of %llu messages, sequence sum %llu, expected %llu: a "
@@ -420,6 +426,12 @@ void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, 
         }
     }
     double secs = (double)(atomic_load(&r.end) - r.start) / 1e9;
-    out->mps = (double)r.total / secs;
-    out->gbps = (double)r.total * (double)size / secs / 1e9;
+    uint64_t sent = r.per_producer * (uint64_t)producers; /* BROADCAST: messages published, not deliveries */
+    out->mps = (double)sent / secs;
+    out->gbps = (double)sent * (double)size / secs / 1e9;
+}
+
+void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, struct tput_result *out)
+{
+    psyne_many_tput(size, count, PSYNE_MODE_MPMC, producers, consumers, out);
 }

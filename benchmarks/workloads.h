@@ -47,5 +47,10 @@ void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_
 
 /* inproc-mpmc-tput: producers -> consumers on one MPMC channel (count in all). */
 void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, struct tput_result *out);
+/* The same on a channel of any mode (PSYNE_MODE_*); producers and consumers
+ * must fit it (one producer in SPSC, SPMC and BROADCAST, one consumer in
+ * SPSC and MPSC). In BROADCAST every consumer receives and checks every
+ * message; mps counts messages published. */
+void psyne_many_tput(size_t size, uint64_t count, int mode, int producers, int consumers, struct tput_result *out);
 
 #endif

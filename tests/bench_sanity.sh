@@ -3,8 +3,10 @@
 #  - a short run of every workload prints RESULT lines of the WORKLOADS.md
 #    form, with the metrics each workload must report;
 #  - --json prints one object per result, with the same results;
+#  - --transport, --mode, --duration, --histogram, --perf, --table and the
+#    progress line do what they say;
 #  - a lost message (--inject-loss) aborts every workload's checking, in
-#    process and across processes.
+#    process and across processes, on every ring mode.
 set -uo pipefail
 bench=$1
 out=$(mktemp) err=$(mktemp)
@@ -66,10 +68,61 @@ echo "bench_sanity: --no-copy-check passes, and catches a copy"
 ! grep -q '^RESULT' "$out" || fail "--json printed RESULT lines"
 echo "bench_sanity: --json ok"
 
+# --transport picks workloads by transport; --mode runs the many-thread
+# workload on each ring mode with the threads the mode allows.
+"$bench" --transport ipc --size 64 --iterations 5000 --runs 1 >"$out" 2>"$err" || fail "--transport ipc: $(cat "$err")"
+[ "$(grep -c '^RESULT' "$out")" -ge 3 ] && ! grep '^RESULT' "$out" | grep -vq ' workload=ipc-' ||
+  fail "--transport ipc ran other workloads: $(cat "$out")"
+"$bench" --workload inproc-mpmc-tput --mode spsc,spmc,mpsc,mpmc,broadcast --producers 3 --consumers 2 \
+  --iterations 30000 --runs 1 >"$out" 2>"$err" || fail "--mode: $(cat "$err")"
+for want in "spsc producers=1 consumers=1" "spmc producers=1 consumers=2" "mpsc producers=3 consumers=1" \
+  "mpmc producers=3 consumers=2" "broadcast producers=1 consumers=2"; do
+  grep -q "^RESULT system=psyne workload=inproc-mpmc-tput size=64 mps=[0-9]* .* mode=$want " "$out" ||
+    fail "--mode: no result for mode=$want: $(cat "$out")"
+done
+"$bench" --mode ring >/dev/null 2>&1 && fail "--mode ring was accepted"
+echo "bench_sanity: --transport and --mode ok"
+
+# --duration sizes runs from the warm-up's rate (and excludes --iterations);
+# --histogram's counts add up to every measured round trip; --perf reports
+# counters per message; --table has one row per result.
+"$bench" --duration 0.1 --iterations 1000 >/dev/null 2>&1 && fail "--duration with --iterations was accepted"
+"$bench" --workload inproc-spsc-tput,inproc-pingpong --size 64 --api single --duration 0.1 --runs 2 --histogram \
+  --perf --table >"$out" 2>"$err" || fail "--duration --histogram --perf --table: $(cat "$err")"
+count=$(sed -n 's/^RESULT .*workload=inproc-spsc-tput .* count=\([0-9]*\).*/\1/p' "$out")
+[ -n "$count" ] && [ "$count" -gt 1000 ] || fail "--duration: a run of $count messages: $(cat "$out")"
+trips=$(sed -n 's/^RESULT .*workload=inproc-pingpong .* round_trips=\([0-9]*\).*/\1/p' "$out")
+samples=$(sed -n 's/^# inproc-pingpong 64 B round trips of all 2 runs: \([0-9]*\) samples.*/\1/p' "$out")
+[ -n "$trips" ] && [ "$samples" = $((trips * 2)) ] || fail "--histogram: $samples samples for 2 x $trips: $(cat "$out")"
+in_bins=$(sed -n 's/^#   \[.*) ns *\([0-9]*\) .*/\1/p' "$out" | awk '{ n += $1 } END { print n + 0 }')
+[ "$in_bins" = "$samples" ] || fail "--histogram: bins hold $in_bins of $samples samples: $(cat "$out")"
+[ "$(grep -c '^RESULT .* cpu_ns_per_\(msg\|rtt\)=[0-9.]* ctx_switches_per_\(msg\|rtt\)=[0-9.]*' "$out")" -eq 2 ] ||
+  fail "--perf: no counters: $(cat "$out")"
+grep -q '^workload  *size  *system / variant  *M msgs/s' "$out" || fail "--table: no header: $(cat "$out")"
+[ "$(grep -c '^inproc-\(spsc-tput\|pingpong\)  *64 B ' "$out")" -eq 2 ] || fail "--table: not one row per result"
+echo "bench_sanity: --duration, --histogram, --perf and --table ok"
+
+# The progress line: only on a terminal (script(1) gives the run one).
+"$bench" --workload inproc-pingpong --iterations 5000 --runs 2 >/dev/null 2>"$err" && ! grep -q 'run 2/2' "$err" ||
+  fail "progress written to a stderr that is not a terminal"
+if command -v script >/dev/null; then
+  script -qec "$bench --workload inproc-pingpong --iterations 5000 --runs 2" /dev/null >"$out" 2>&1 </dev/null
+  grep -q '\[1/1\] inproc-pingpong 64 B: run 2/2' "$out" || fail "no progress line on a terminal: $(cat -v "$out")"
+  echo "bench_sanity: progress line on a terminal ok"
+fi
+
 for w in inproc-spsc-tput inproc-pingpong inproc-mpmc-tput ipc-spsc-tput ipc-pingpong tcp-tput tcp-pingpong; do
   if timeout 120 "$bench" --workload "$w" --size 64 --iterations 5000 --runs 1 --inject-loss 1000 >/dev/null 2>"$err"; then
     fail "$w: a lost message went unnoticed"
   fi
   grep -q "was lost, duplicated or reordered" "$err" || fail "$w: did not fail on the lost message: $(cat "$err")"
   echo "bench_sanity: $w aborts on a lost message"
+done
+for m in mpsc spmc broadcast; do
+  if timeout 120 "$bench" --workload inproc-mpmc-tput --mode $m --iterations 20000 --runs 1 --inject-loss 1000 \
+    >/dev/null 2>"$err"; then
+    fail "--mode $m: a lost message went unnoticed"
+  fi
+  grep -q "was lost, duplicated or reordered" "$err" || fail "--mode $m: did not fail on the lost message: $(cat "$err")"
+  echo "bench_sanity: inproc-mpmc-tput --mode $m aborts on a lost message"
 done
