@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
+#include "limits.h"
 #include "slot_ring.h"
 #include "workloads.h"
 
@@ -44,139 +45,6 @@ static int pin = 1;
  * the two CPUs, measured before and after it, is at most this (about 110 ns
  * on this VM when the vCPUs sit close; 300+ ns when the host moved them). */
 static double usual_rtt_ns = 200;
-
-/* ---- the fixed-slot ring: throughput and ping-pong ---- */
-
-struct slot_tput {
-    struct slot_ring *r;
-    size_t size;
-    uint64_t count;
-    struct bench_gate gate;
-    int64_t start, end;
-};
-
-static void *slot_producer(void *arg)
-{
-    struct slot_tput *s = arg;
-    bench_pin(pin ? 0 : -1);
-    bench_gate_arrive(&s->gate, 2);
-    s->start = bench_now_ns();
-    for (uint64_t i = 0; i < s->count; i++) {
-        bench_write_payload(slot_ring_claim(s->r), s->size, i);
-        slot_ring_publish(s->r);
-    }
-    return NULL;
-}
-
-static double slot_tput_run(size_t size, uint64_t count)
-{
-    size_t slot = (size + 63) & ~(size_t)63;
-    struct slot_tput s = {.r = slot_ring_new(workload_capacity(size) / slot, slot), .size = size, .count = count};
-    pthread_t t;
-    pthread_create(&t, NULL, slot_producer, &s);
-    bench_pin(pin ? 1 : -1);
-    bench_gate_arrive(&s.gate, 2);
-    uint64_t sum = 0;
-    for (uint64_t i = 0; i < count; i++) {
-        sum += bench_read_payload(slot_ring_peek(s.r), size, i, "slot ring");
-        slot_ring_release(s.r);
-    }
-    s.end = bench_now_ns();
-    pthread_join(t, NULL);
-    slot_ring_free(s.r);
-    __asm__ volatile("" : : "r"(sum));
-    return (double)count / ((double)(s.end - s.start) / 1e9);
-}
-
-struct slot_pp {
-    struct slot_ring *ping, *pong;
-    uint64_t total;
-    struct bench_gate gate;
-};
-
-static void *slot_ponger(void *arg)
-{
-    struct slot_pp *p = arg;
-    bench_pin(pin ? 1 : -1);
-    bench_gate_arrive(&p->gate, 2);
-    for (uint64_t i = 0; i < p->total; i++) {
-        bench_read_payload(slot_ring_peek(p->ping), 64, i, "slot pong");
-        bench_write_payload(slot_ring_claim(p->pong), 64, i);
-        slot_ring_publish(p->pong);
-        slot_ring_release(p->ping);
-    }
-    return NULL;
-}
-
-static void slot_ping(void *ctx, uint64_t i)
-{
-    struct slot_pp *p = ctx;
-    bench_write_payload(slot_ring_claim(p->ping), 64, i);
-    slot_ring_publish(p->ping);
-    bench_read_payload(slot_ring_peek(p->pong), 64, i, "slot ping");
-    slot_ring_release(p->pong);
-}
-
-static double slot_pingpong_p50(uint64_t trips)
-{
-    struct slot_pp p = {.ping = slot_ring_new(4096, 64), .pong = slot_ring_new(4096, 64),
-                        .total = bench_warmup_trips(trips) + trips};
-    pthread_t t;
-    pthread_create(&t, NULL, slot_ponger, &p);
-    bench_pin(pin ? 0 : -1);
-    bench_gate_arrive(&p.gate, 2);
-    struct lat_result lat;
-    bench_time_round_trips(trips, slot_ping, &p, &lat);
-    pthread_join(t, NULL);
-    slot_ring_free(p.ping);
-    slot_ring_free(p.pong);
-    return (double)lat.p50;
-}
-
-/* ---- two threads bouncing one cache line: the floor of any hand-off ---- */
-
-struct line_pp {
-    alignas(128) _Atomic uint64_t ball;
-    uint64_t total;
-    struct bench_gate gate;
-};
-
-static void *line_ponger(void *arg)
-{
-    struct line_pp *l = arg;
-    bench_pin(pin ? 1 : -1);
-    bench_gate_arrive(&l->gate, 2);
-    for (uint64_t i = 0; i < l->total; i++) {
-        while (atomic_load_explicit(&l->ball, memory_order_acquire) != 2 * i + 1)
-            slot_pause();
-        atomic_store_explicit(&l->ball, 2 * i + 2, memory_order_release);
-    }
-    return NULL;
-}
-
-static void line_ping(void *ctx, uint64_t i)
-{
-    struct line_pp *l = ctx;
-    atomic_store_explicit(&l->ball, 2 * i + 1, memory_order_release);
-    while (atomic_load_explicit(&l->ball, memory_order_acquire) != 2 * i + 2)
-        slot_pause();
-}
-
-static double line_pingpong_p50(uint64_t trips)
-{
-    struct line_pp *l = aligned_alloc(128, sizeof *l);
-    memset(l, 0, sizeof *l);
-    l->total = bench_warmup_trips(trips) + trips;
-    pthread_t t;
-    pthread_create(&t, NULL, line_ponger, l);
-    bench_pin(pin ? 0 : -1);
-    bench_gate_arrive(&l->gate, 2);
-    struct lat_result lat;
-    bench_time_round_trips(trips, line_ping, l, &lat);
-    pthread_join(t, NULL);
-    free(l);
-    return (double)lat.p50;
-}
 
 #ifdef HAVE_DPDK
 /* ---- DPDK rte_ring, linked without the EAL ---- */
@@ -392,17 +260,15 @@ static int n_rows;
  * the median over rounds of psyne's value / the reference's value (sys[0] is
  * psyne). For latencies the ratio is psyne's RTT over the reference's, so
  * lower is better there. */
-static double line_pingpong_p50(uint64_t trips);
-
 static void compare(const char *workload, size_t size, const char *metric, struct system *sys, int n_sys,
                     const char *const *targets)
 {
     int usual[MAX_RUNS], n_usual = 0;
     for (int r = 0; r < runs; r++) {
-        double before = line_pingpong_p50(20000);
+        double before = line_pingpong_p50(20000, pin);
         for (int s = 0; s < n_sys; s++)
             sys[s].v[r] = sys[s].run(sys[s].ctx);
-        double after = line_pingpong_p50(20000);
+        double after = line_pingpong_p50(20000, pin);
         usual[r] = before <= usual_rtt_ns && after <= usual_rtt_ns;
         n_usual += usual[r];
         printf("# round %d: cache-line rtt %.0f ns before, %.0f ns after: %s placement\n", r + 1, before, after,
@@ -466,7 +332,13 @@ static double psyne_spsc_fn(void *c)
 static double slot_fn(void *c)
 {
     struct tput_ctx *t = c;
-    return slot_tput_run(t->size, t->count);
+    return slot_tput_run(t->size, t->count, pin, 0);
+}
+
+static double memcpy_fn(void *c)
+{
+    struct tput_ctx *t = c;
+    return memcpy_tput_run(t->size, t->count, pin);
 }
 
 static double psyne_pp_fn(void *c)
@@ -478,12 +350,12 @@ static double psyne_pp_fn(void *c)
 
 static double slot_pp_fn(void *c)
 {
-    return slot_pingpong_p50(*(uint64_t *)c);
+    return slot_pingpong_p50(*(uint64_t *)c, pin, 0);
 }
 
 static double line_pp_fn(void *c)
 {
-    return line_pingpong_p50(*(uint64_t *)c);
+    return line_pingpong_p50(*(uint64_t *)c, pin);
 }
 
 static double psyne_mpmc_fn(void *c)
@@ -549,6 +421,10 @@ int main(int argc, char **argv)
         struct system sys[4] = {{"psyne", psyne_spsc_fn, &single, 1, {0}}, {"fixed-slot-ring", slot_fn, &single, 1, {0}}};
         const char *targets[3] = {sizes[i] == 64 || sizes[i] == 1048576 ? ">= 0.9" : NULL, NULL, NULL};
         int n = 2;
+        if (sizes[i] >= 4096) { /* what one copy of each message would cost (a limit, not a peer) */
+            sys[n++] = (struct system){"memcpy", memcpy_fn, &single, 1, {0}};
+            targets[n - 2] = "(one copy)";
+        }
 #ifdef HAVE_DPDK
         struct dpdk_ctx d1 = {counts[i] / scale, 1, 0, 0};
         if (sizes[i] == 64) {

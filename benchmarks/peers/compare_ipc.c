@@ -1,13 +1,15 @@
 /*
  * compare_ipc.c - psyne_compare_ipc: psyne's ipc:// channels against
  * iceoryx (the C binding, zero-copy shared memory) on the WORKLOADS.md ipc
- * workloads, side by side in one run:
+ * workloads, and against the limit of any shared-memory ring (the
+ * fixed-slot ring of slot_ring.h in memory shared by two processes), side
+ * by side in one run:
  *
  *   ipc-spsc-tput  64 B, 4 KiB, 1 MiB   producer process -> consumer process
  *   ipc-pingpong   64 B                 two processes, busy-polling
  *
- * Rounds alternate the systems (psyne, iceoryx, psyne, ...) and the ratio
- * reported is the median of the per-round ratios. iceoryx needs its daemon:
+ * Rounds alternate the systems (psyne, iceoryx, shm ring, psyne, ...) and
+ * each ratio reported is the median of the per-round ratios. iceoryx needs its daemon:
  * this program starts iox-roudi with a memory-pool config that fits 1 MiB
  * messages and stops it (by pid) at the end. Each iceoryx side is this
  * program started anew (an iceoryx runtime cannot be forked), sharing its
@@ -34,6 +36,7 @@
 #include "iceoryx_binding_c/subscriber.h"
 
 #include "bench_util.h"
+#include "limits.h"
 #include "workloads.h"
 
 #define MAX_RUNS 32
@@ -297,7 +300,7 @@ static double median_ratio(const double *a, const double *b, int n)
 struct row {
     const char *workload, *metric, *target;
     size_t size;
-    double psyne, iox, ratio;
+    double psyne, iox, ratio, shm, shm_ratio;
     int met;
 };
 
@@ -358,49 +361,62 @@ int main(int argc, char **argv)
         uint64_t count = size <= 64 ? 2000000 : size <= 4096 ? 400000 : 4000;
         if (quick)
             count /= 10;
-        double ps[MAX_RUNS], io[MAX_RUNS];
+        double ps[MAX_RUNS], io[MAX_RUNS], sh[MAX_RUNS];
         struct tput_result r;
         for (int i = 0; i < runs; i++) {
             psyne_spsc_tput(BENCH_IPC, size, count, 0, 1, &r);
             ps[i] = r.mps;
             iox_run_pair("producer", "consumer", size, count);
             io[i] = (double)count / ((double)(run->end - run->start) / 1e9);
+            sh[i] = slot_tput_run(size, count, 1, 1);
         }
-        double ratio = median_ratio(ps, io, runs);
-        double pm = bench_median(ps, runs), im = bench_median(io, runs);
+        double ratio = median_ratio(ps, io, runs), shm_ratio = median_ratio(ps, sh, runs);
+        double pm = bench_median(ps, runs), im = bench_median(io, runs), sm = bench_median(sh, runs);
         printf("RESULT system=psyne workload=ipc-spsc-tput size=%zu mps=%.0f gbps=%.3f runs=%d\n", size, pm,
                pm * (double)size / 1e9, runs);
         printf("RESULT system=iceoryx workload=ipc-spsc-tput size=%zu mps=%.0f gbps=%.3f runs=%d\n", size, im,
                im * (double)size / 1e9, runs);
+        printf("RESULT system=shm-slot-ring workload=ipc-spsc-tput size=%zu mps=%.0f gbps=%.3f runs=%d\n", size, sm,
+               sm * (double)size / 1e9, runs);
+        printf("RATIO workload=ipc-spsc-tput size=%zu metric=mps psyne/iceoryx=%.3f psyne/shm-slot-ring=%.3f "
+               "rounds=%d\n", size, ratio, shm_ratio, runs);
         double want = size == 64 ? 10.0 : size == 1048576 ? 1.0 : 0.0;
         rows[n_rows++] = (struct row){"ipc-spsc-tput", "mps", size == 64 ? ">= 10" : size == 1048576 ? ">= 1" : "",
-                                      size, pm, im, ratio, want == 0.0 || ratio >= want};
+                                      size, pm, im, ratio, sm, shm_ratio, want == 0.0 || ratio >= want};
         fflush(stdout);
     }
     {
         uint64_t trips = quick ? 20000 : 200000;
-        double ps[MAX_RUNS], io[MAX_RUNS];
+        double ps[MAX_RUNS], io[MAX_RUNS], sh[MAX_RUNS];
         struct lat_result l;
         for (int i = 0; i < runs; i++) {
             psyne_pingpong(BENCH_IPC, 64, trips, 1, &l);
             ps[i] = (double)l.p50;
             iox_run_pair("pinger", "ponger", 64, trips);
             io[i] = (double)run->lat.p50;
+            sh[i] = slot_pingpong_p50(trips, 1, 1);
         }
-        double ratio = median_ratio(ps, io, runs);
-        double pm = bench_median(ps, runs), im = bench_median(io, runs);
+        double ratio = median_ratio(ps, io, runs), shm_ratio = median_ratio(ps, sh, runs);
+        double pm = bench_median(ps, runs), im = bench_median(io, runs), sm = bench_median(sh, runs);
         printf("RESULT system=psyne workload=ipc-pingpong size=64 rtt_p50_ns=%.0f oneway_p50_ns=%.0f runs=%d\n", pm,
                pm / 2, runs);
         printf("RESULT system=iceoryx workload=ipc-pingpong size=64 rtt_p50_ns=%.0f oneway_p50_ns=%.0f runs=%d\n", im,
                im / 2, runs);
-        rows[n_rows++] = (struct row){"ipc-pingpong", "rtt_p50_ns", "<= 0.5", 64, pm, im, ratio, ratio <= 0.5};
+        printf("RESULT system=shm-slot-ring workload=ipc-pingpong size=64 rtt_p50_ns=%.0f oneway_p50_ns=%.0f runs=%d\n",
+               sm, sm / 2, runs);
+        printf("RATIO workload=ipc-pingpong size=64 metric=rtt_p50_ns psyne/iceoryx=%.3f psyne/shm-slot-ring=%.3f "
+               "rounds=%d (latency: lower is better)\n", ratio, shm_ratio, runs);
+        rows[n_rows++] = (struct row){"ipc-pingpong", "rtt_p50_ns", "<= 0.5", 64, pm, im, ratio, sm, shm_ratio,
+                                      ratio <= 0.5};
     }
     stop_roudi();
 
-    printf("\n| workload | size | metric | psyne | iceoryx | psyne / iceoryx (median of rounds) | target | met |\n"
-           "|---|---|---|---|---|---|---|---|\n");
+    printf("\n| workload | size | metric | psyne | iceoryx | psyne / iceoryx (median of rounds) | target | met | "
+           "shm slot ring (limit) | psyne / limit |\n"
+           "|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n_rows; i++)
-        printf("| %s | %zu | %s | %.4g | %.4g | %.2f | %s | %s |\n", rows[i].workload, rows[i].size, rows[i].metric,
-               rows[i].psyne, rows[i].iox, rows[i].ratio, rows[i].target, !rows[i].target[0] ? "" : rows[i].met ? "yes" : "no");
+        printf("| %s | %zu | %s | %.4g | %.4g | %.2f | %s | %s | %.4g | %.2f |\n", rows[i].workload, rows[i].size,
+               rows[i].metric, rows[i].psyne, rows[i].iox, rows[i].ratio, rows[i].target,
+               !rows[i].target[0] ? "" : rows[i].met ? "yes" : "no", rows[i].shm, rows[i].shm_ratio);
     return 0;
 }

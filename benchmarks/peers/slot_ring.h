@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 struct slot_ring {
     alignas(128) _Atomic uint64_t write; /* producer */
@@ -21,6 +22,7 @@ struct slot_ring {
     alignas(128) uint8_t *slots;
     size_t slot_size;
     uint64_t mask;
+    int shared; /* in MAP_SHARED memory (slot_ring_new_shared) */
 };
 
 static inline void slot_pause(void)
@@ -38,6 +40,28 @@ static inline struct slot_ring *slot_ring_new(uint64_t n_slots, size_t slot_size
         r->slots[i] = 0; /* prefault, as psyne's ring is */
     r->slot_size = slot_size;
     r->mask = n_slots - 1;
+    r->shared = 0;
+    atomic_init(&r->write, 0);
+    atomic_init(&r->read, 0);
+    r->read_cache = r->write_cache = 0;
+    return r;
+}
+
+/* The same ring in MAP_SHARED memory, which processes forked after this
+ * share: the limit an ipc ring is measured against. NULL if out of memory. */
+static inline struct slot_ring *slot_ring_new_shared(uint64_t n_slots, size_t slot_size)
+{
+    size_t head = (sizeof(struct slot_ring) + 4095) & ~(size_t)4095;
+    uint8_t *m = mmap(NULL, head + n_slots * slot_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    struct slot_ring *r = (struct slot_ring *)m;
+    r->slots = m + head;
+    for (uint64_t i = 0; i < n_slots * slot_size; i += 4096)
+        r->slots[i] = 0; /* prefault, as psyne's ring is */
+    r->slot_size = slot_size;
+    r->mask = n_slots - 1;
+    r->shared = 1;
     atomic_init(&r->write, 0);
     atomic_init(&r->read, 0);
     r->read_cache = r->write_cache = 0;
@@ -46,6 +70,11 @@ static inline struct slot_ring *slot_ring_new(uint64_t n_slots, size_t slot_size
 
 static inline void slot_ring_free(struct slot_ring *r)
 {
+    if (r->shared) {
+        size_t head = (sizeof(struct slot_ring) + 4095) & ~(size_t)4095;
+        munmap(r, head + (r->mask + 1) * r->slot_size);
+        return;
+    }
     free(r->slots);
     free(r);
 }

@@ -1,0 +1,30 @@
+/*
+ * limits.h - what the machine allows, measured the way psyne's workloads
+ * are (every payload byte written and read, sequence numbers checked), for
+ * the comparison programs to set psyne against:
+ *  - the fixed-slot ring (slot_ring.h) between two threads, or between two
+ *    processes in shared memory (the limit of any ipc ring);
+ *  - two threads bouncing one cache line (the floor of any hand-off);
+ *  - memcpy bandwidth: one thread copying message-sized blocks around
+ *    ring-sized buffers, what a library that copies pays once per copy.
+ * pin: the producer (pinger) on bench_cpu_producer, the consumer (ponger)
+ * on bench_cpu_consumer.
+ */
+#ifndef PSY_BENCH_LIMITS_H
+#define PSY_BENCH_LIMITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Messages per second through the fixed-slot ring, slots of size rounded up
+ * to 64 bytes, ring bytes as psyne's (workload_capacity). */
+double slot_tput_run(size_t size, uint64_t count, int pin, int as_process);
+/* Round-trip p50 (ns) over two fixed-slot rings of 64-byte slots. */
+double slot_pingpong_p50(uint64_t trips, int pin, int as_process);
+/* Round-trip p50 (ns) of one cache line bounced between two threads. */
+double line_pingpong_p50(uint64_t trips, int pin);
+/* Copies per second of size bytes, one thread, from a ring-sized source to
+ * a ring-sized destination (workload_capacity), block after block. */
+double memcpy_tput_run(size_t size, uint64_t count, int pin);
+
+#endif
