@@ -313,13 +313,28 @@ static double psyne_run(enum transport tr, int tput, size_t size, uint64_t count
     return (double)lat.p50;
 }
 
+/* The limit over tcp: a raw socket pair over 127.0.0.1 doing the same job
+ * (tcp_workloads.c, the reference psyne_bench's tcp-* runs use too). */
+static double raw_run(int tput, size_t size, uint64_t count)
+{
+    if (tput) {
+        struct tcp_tput_result res;
+        raw_tcp_tput(size, count, &res);
+        return res.mps;
+    }
+    struct lat_result lat;
+    raw_tcp_pingpong(size, count, &lat);
+    return (double)lat.p50;
+}
+
 /* ---- the comparison ---- */
 
 struct row {
     char workload[24];
     size_t size;
     const char *metric;
-    double psyne, peer[2], ratio[2];
+    double psyne, peer[3], ratio[3]; /* ZeroMQ, nng, and (tcp) the raw socket limit */
+    int with_limit;
 };
 static struct row rows[16];
 static int n_rows;
@@ -329,21 +344,26 @@ static void compare(enum transport ipc, int tput, size_t size, uint64_t count)
     static const char *names_tput[] = {"inproc-spsc-tput", "ipc-spsc-tput", "tcp-tput"};
     static const char *names_rtt[] = {"inproc-pingpong", "ipc-pingpong", "tcp-pingpong"};
     const char *workload = tput ? names_tput[ipc] : names_rtt[ipc];
-    double v[3][MAX_RUNS], ratio[2][MAX_RUNS];
+    /* over tcp the limit runs too: a raw socket pair doing the same job */
+    int n_sys = ipc == T_TCP ? 4 : 3;
+    double v[4][MAX_RUNS], ratio[3][MAX_RUNS];
     psyne_run(ipc, tput, size, count / 10 + 1); /* warm-up */
     for (int i = 0; i < runs; i++) {
         v[0][i] = psyne_run(ipc, tput, size, count);
         v[1][i] = peer_run(LIB_ZMQ, ipc, tput, size, count);
         v[2][i] = peer_run(LIB_NNG, ipc, tput, size, count);
-        for (int p = 0; p < 2; p++) /* psyne / peer: higher is better for throughput, lower for RTT */
+        if (n_sys == 4)
+            v[3][i] = raw_run(tput, size, count);
+        for (int p = 0; p < n_sys - 1; p++) /* psyne / peer: higher is better for throughput, lower for RTT */
             ratio[p][i] = v[0][i] / v[p + 1][i];
     }
     struct row *w = &rows[n_rows++];
     snprintf(w->workload, sizeof w->workload, "%s", workload);
     w->size = size;
     w->metric = tput ? "mps" : "rtt_p50_ns";
-    static const char *names[] = {"psyne", "zeromq", "nng"};
-    for (int s = 0; s < 3; s++) {
+    w->with_limit = n_sys == 4;
+    static const char *names[] = {"psyne", "zeromq", "nng", "raw-socket"};
+    for (int s = 0; s < n_sys; s++) {
         double med = bench_median(v[s], runs);
         if (s == 0)
             w->psyne = med;
@@ -356,7 +376,7 @@ static void compare(enum transport ipc, int tput, size_t size, uint64_t count)
             printf("RESULT system=%s workload=%s size=%zu rtt_p50_ns=%.0f oneway_p50_ns=%.0f runs=%d round_trips=%llu\n",
                    names[s], workload, size, med, med / 2, runs, (unsigned long long)count);
     }
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < n_sys - 1; p++) {
         double lo = bench_min(ratio[p], runs), hi = bench_max(ratio[p], runs);
         w->ratio[p] = bench_median(ratio[p], runs);
         printf("RATIO workload=%s size=%zu metric=%s psyne/%s=%.3f min=%.3f max=%.3f rounds=%d%s\n", workload, size,
@@ -420,12 +440,17 @@ int main(int argc, char **argv)
             compare(t, 1, sizes[i], counts[i] / div);
         compare(t, 0, 64, (t == T_TCP ? 5000 : 20000) / div);
     }
-    printf("\n| workload | size | metric | psyne | ZeroMQ | nng | psyne/ZeroMQ | psyne/nng |\n"
-           "|---|---|---|---|---|---|---|---|\n");
+    printf("\n| workload | size | metric | psyne | ZeroMQ | nng | psyne/ZeroMQ | psyne/nng | raw socket (limit) | "
+           "psyne/limit |\n"
+           "|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n_rows; i++) {
         struct row *w = &rows[i];
-        printf("| %s | %zu | %s | %.0f | %.0f | %.0f | %.3g | %.3g |\n", w->workload, w->size, w->metric, w->psyne,
+        printf("| %s | %zu | %s | %.0f | %.0f | %.0f | %.3g | %.3g |", w->workload, w->size, w->metric, w->psyne,
                w->peer[0], w->peer[1], w->ratio[0], w->ratio[1]);
+        if (w->with_limit)
+            printf(" %.0f | %.3g |\n", w->peer[2], w->ratio[2]);
+        else
+            printf("  |  |\n");
     }
     printf("\nThroughput ratios: higher is better for psyne; RTT ratios: lower is better.\n");
     return 0;
