@@ -143,7 +143,8 @@ const struct bench_hist *bench_last_round_trips(void)
     return last_round_trips;
 }
 
-void bench_latency_from(const struct bench_hist *h, struct lat_result *out)
+/* Round-trip percentiles of a histogram. */
+static void latency_from(const struct bench_hist *h, struct lat_result *out)
 {
     out->p50 = bench_hist_percentile(h, 50);
     out->p99 = bench_hist_percentile(h, 99);
@@ -172,7 +173,7 @@ void bench_time_round_trips(uint64_t trips, void (*one_trip)(void *ctx, uint64_t
         one_trip(ctx, i);
         bench_hist_add(h, (uint64_t)(bench_now_ns() - t0));
     }
-    bench_latency_from(h, out);
+    latency_from(h, out);
 }
 
 void bench_gate_arrive(struct bench_gate *g, int parties)

@@ -57,7 +57,6 @@ struct lat_result {
     uint64_t p50, p99, p999, p9999, max; /* ns */
 };
 struct bench_hist;
-void bench_latency_from(const struct bench_hist *h, struct lat_result *out);
 
 /* The pinger's side of a ping-pong: runs bench_warmup_trips(trips) untimed
  * round trips and then `trips` timed ones of one_trip(ctx, i), i counting

@@ -44,6 +44,7 @@ struct config {
     int pin;
     int producers, consumers;
     int api; /* 0 default (single; batch at <= 256 B; typed at >= 4 KiB), 1 single, 2 batch, 3 typed */
+    int json;      /* JSON objects instead of RESULT lines */
     int histogram; /* print the round-trip distribution of *-pingpong */
     int perf;      /* count instructions, cache misses, CPU time, ... per message */
 };
@@ -77,11 +78,11 @@ static uint64_t run_count(const struct config *c, uint64_t by_default, double wa
     return by_default;
 }
 
-/* Warm-up size: a tenth of a default run (--duration measures its rate). */
+/* Warm-up size: a tenth of a run (--duration measures its rate on a tenth
+ * of a default run). */
 static uint64_t warm_count(const struct config *c, uint64_t by_default)
 {
-    uint64_t n = c->iterations && !c->duration ? c->iterations : by_default;
-    return n / 10 + 1;
+    return (c->iterations ? c->iterations : by_default) / 10 + 1;
 }
 
 /* --perf: counters around psyne's own runs (never the reference's). */
@@ -204,13 +205,13 @@ static void hist_keep(const struct config *c)
         bench_hist_merge(&rtt_all, bench_last_round_trips());
 }
 
-static void hist_print(const struct config *c, const char *workload, size_t size, int json)
+static void hist_print(const struct config *c, const char *workload, size_t size)
 {
     if (!c->histogram)
         return;
     char what[96];
     snprintf(what, sizeof what, "%s %zu B round trips of all %d runs", workload, size, c->runs);
-    bench_hist_print(&rtt_all, what, json ? stderr : stdout); /* JSON lines stay JSON */
+    bench_hist_print(&rtt_all, what, c->json ? stderr : stdout); /* JSON lines stay JSON */
     bench_hist_reset(&rtt_all);
 }
 
@@ -222,17 +223,34 @@ static uint64_t trip_count(const struct config *c, uint64_t by_default, const st
     return run_count(c, by_default, warm->p50 ? 1e9 / (double)warm->p50 : 0);
 }
 
-static void run_pingpong(const struct config *c, enum bench_transport t, size_t size, int json)
+/* The ping-pong workloads, each with the reference it alternates with:
+ * ipc against the same run in process (p50_vs_inproc), tcp against a raw
+ * socket pair (p50_vs_raw_socket); inproc has none. */
+enum pingpong_kind { PINGPONG_INPROC, PINGPONG_IPC, PINGPONG_TCP };
+static const char *pingpong_workloads[] = {"inproc-pingpong", "ipc-pingpong", "tcp-pingpong"};
+
+static void pingpong_once(enum pingpong_kind k, int reference, size_t size, uint64_t trips, int pin,
+                          struct lat_result *out)
 {
+    if (k == PINGPONG_TCP)
+        (reference ? raw_tcp_pingpong : psyne_tcp_pingpong)(size, trips, out);
+    else
+        psyne_pingpong(k == PINGPONG_IPC && !reference ? BENCH_IPC : BENCH_MEMORY, size, trips, pin, out);
+}
+
+static void run_pingpong(const struct config *c, enum pingpong_kind k, size_t size)
+{
+    static const char *ratio_keys[] = {NULL, "p50_vs_inproc", "p50_vs_raw_socket"};
+    uint64_t by_default = k == PINGPONG_TCP ? 20000 : 200000;
     double p50[MAX_RUNS], p99[MAX_RUNS], p999[MAX_RUNS], p9999[MAX_RUNS], mx[MAX_RUNS], ratio[MAX_RUNS];
     struct lat_result r, ref;
     bench_progress_run(0, c->runs);
-    psyne_pingpong(t, size, warm_count(c, 200000), c->pin, &r);
-    uint64_t trips = trip_count(c, 200000, &r);
+    pingpong_once(k, 0, size, warm_count(c, by_default), c->pin, &r);
+    uint64_t trips = trip_count(c, by_default, &r);
     for (int i = 0; i < c->runs; i++) {
         bench_progress_run(i + 1, c->runs);
         perf_begin(c);
-        psyne_pingpong(t, size, trips, c->pin, &r);
+        pingpong_once(k, 0, size, trips, c->pin, &r);
         perf_end(c, trips + bench_warmup_trips(trips));
         hist_keep(c);
         p50[i] = (double)r.p50;
@@ -240,24 +258,23 @@ static void run_pingpong(const struct config *c, enum bench_transport t, size_t 
         p999[i] = (double)r.p999;
         p9999[i] = (double)r.p9999;
         mx[i] = (double)r.max;
-        if (t == BENCH_IPC) {
-            psyne_pingpong(BENCH_MEMORY, size, trips, c->pin, &ref);
+        if (ratio_keys[k]) {
+            pingpong_once(k, 1, size, trips, c->pin, &ref);
             ratio[i] = (double)r.p50 / (double)ref.p50;
         }
     }
     double m50 = bench_median(p50, c->runs);
-    const char *workload = t == BENCH_IPC ? "ipc-pingpong" : "inproc-pingpong";
     bench_out("system=psyne workload=%s size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
               "oneway_p50_ns=%.0f rtt_p9999_ns=%.0f rtt_max_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d "
               "round_trips=%llu",
-              workload, size, m50, bench_median(p99, c->runs), bench_median(p999, c->runs), m50 / 2,
+              pingpong_workloads[k], size, m50, bench_median(p99, c->runs), bench_median(p999, c->runs), m50 / 2,
               bench_median(p9999, c->runs), bench_median(mx, c->runs), bench_min(p50, c->runs),
               bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
-    if (t == BENCH_IPC)
-        bench_out(" p50_vs_inproc=%.3f", bench_median(ratio, c->runs));
+    if (ratio_keys[k])
+        bench_out(" %s=%.3f", ratio_keys[k], bench_median(ratio, c->runs));
     perf_out(c, "rtt");
     bench_out_end();
-    hist_print(c, workload, size, json);
+    hist_print(c, pingpong_workloads[k], size);
 }
 
 static const char *mode_names[] = {"spsc", "spmc", "mpsc", "mpmc", "broadcast"};
@@ -320,39 +337,8 @@ static void run_tcp_tput(const struct config *c, size_t size)
     bench_out_end();
 }
 
-static void run_tcp_pingpong(const struct config *c, size_t size, int json)
-{
-    double p50[MAX_RUNS], p99[MAX_RUNS], p999[MAX_RUNS], p9999[MAX_RUNS], mx[MAX_RUNS], ratio[MAX_RUNS];
-    struct lat_result r, ref;
-    bench_progress_run(0, c->runs);
-    psyne_tcp_pingpong(size, warm_count(c, 20000), &r);
-    uint64_t trips = trip_count(c, 20000, &r);
-    for (int i = 0; i < c->runs; i++) {
-        bench_progress_run(i + 1, c->runs);
-        perf_begin(c);
-        psyne_tcp_pingpong(size, trips, &r);
-        perf_end(c, trips + bench_warmup_trips(trips));
-        hist_keep(c);
-        raw_tcp_pingpong(size, trips, &ref);
-        p50[i] = (double)r.p50;
-        p99[i] = (double)r.p99;
-        p999[i] = (double)r.p999;
-        p9999[i] = (double)r.p9999;
-        mx[i] = (double)r.max;
-        ratio[i] = (double)r.p50 / (double)ref.p50;
-    }
-    double m50 = bench_median(p50, c->runs);
-    bench_out("system=psyne workload=tcp-pingpong size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
-              "oneway_p50_ns=%.0f rtt_p9999_ns=%.0f rtt_max_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d "
-              "round_trips=%llu p50_vs_raw_socket=%.3f",
-              size, m50, bench_median(p99, c->runs), bench_median(p999, c->runs), m50 / 2,
-              bench_median(p9999, c->runs), bench_median(mx, c->runs), bench_min(p50, c->runs),
-              bench_max(p50, c->runs), c->runs, (unsigned long long)trips, bench_median(ratio, c->runs));
-    perf_out(c, "rtt");
-    bench_out_end();
-    hist_print(c, "tcp-pingpong", size, json);
-}
-
+/* Opens a probe ring with the run's placement options and says what it got:
+ * huge pages fall back silently by design, so the reader must be told. */
 static int describe_placement(void)
 {
     struct psyne_options o;
@@ -375,17 +361,16 @@ static int describe_placement(void)
     return 0;
 }
 
-
 /* ---- what a run does: the list of results it will print ---- */
 
-enum job_kind { JOB_SPSC, JOB_PINGPONG, JOB_MANY, JOB_TCP_TPUT, JOB_TCP_PINGPONG, JOB_RESIZE };
+enum job_kind { JOB_SPSC, JOB_PINGPONG, JOB_MANY, JOB_TCP_TPUT, JOB_RESIZE };
 
 struct job {
     enum job_kind kind;
-    enum bench_transport transport;
+    enum bench_transport transport; /* JOB_SPSC */
     size_t size;
     enum bench_api api; /* JOB_SPSC */
-    int mode;           /* JOB_MANY */
+    int mode;           /* JOB_MANY: PSYNE_MODE_*; JOB_PINGPONG: enum pingpong_kind */
 };
 
 #define MAX_JOBS 256
@@ -427,7 +412,7 @@ static int plan(const struct config *c, struct job *jobs)
     }
     if (wants(c, "inproc-pingpong"))
         for (int i = 0, m = sizes_for(c, small, 1, &sizes); i < m; i++)
-            n = add(jobs, n, (struct job){JOB_PINGPONG, BENCH_MEMORY, sizes[i], 0, 0});
+            n = add(jobs, n, (struct job){JOB_PINGPONG, BENCH_MEMORY, sizes[i], 0, PINGPONG_INPROC});
     if (wants(c, "inproc-mpmc-tput"))
         for (int i = 0, m = sizes_for(c, small, 1, &sizes); i < m; i++)
             for (int k = 0; k < (c->n_modes ? c->n_modes : 1); k++)
@@ -435,13 +420,13 @@ static int plan(const struct config *c, struct job *jobs)
                         (struct job){JOB_MANY, BENCH_MEMORY, sizes[i], 0, c->n_modes ? c->modes[k] : PSYNE_MODE_MPMC});
     if (wants(c, "ipc-pingpong"))
         for (int i = 0, m = sizes_for(c, small, 1, &sizes); i < m; i++)
-            n = add(jobs, n, (struct job){JOB_PINGPONG, BENCH_IPC, sizes[i], 0, 0});
+            n = add(jobs, n, (struct job){JOB_PINGPONG, BENCH_MEMORY, sizes[i], 0, PINGPONG_IPC});
     if (wants(c, "tcp-tput"))
         for (int i = 0, m = sizes_for(c, tcp_sizes, 3, &sizes); i < m; i++)
             n = add(jobs, n, (struct job){JOB_TCP_TPUT, BENCH_MEMORY, sizes[i], 0, 0});
     if (wants(c, "tcp-pingpong"))
         for (int i = 0, m = sizes_for(c, small, 1, &sizes); i < m; i++)
-            n = add(jobs, n, (struct job){JOB_TCP_PINGPONG, BENCH_MEMORY, sizes[i], 0, 0});
+            n = add(jobs, n, (struct job){JOB_PINGPONG, BENCH_MEMORY, sizes[i], 0, PINGPONG_TCP});
     if (wants(c, "dynamic-resize"))
         for (int i = 0, m = sizes_for(c, resize_sizes, 2, &sizes); i < m; i++)
             n = add(jobs, n, (struct job){JOB_RESIZE, BENCH_MEMORY, sizes[i], 0, 0});
@@ -457,27 +442,24 @@ static void job_label(const struct job *j, char *buf, size_t len)
                  apis[j->api]);
         break;
     case JOB_PINGPONG:
-        snprintf(buf, len, "%s-pingpong %zu B", j->transport == BENCH_IPC ? "ipc" : "inproc", j->size);
+        snprintf(buf, len, "%s %zu B", pingpong_workloads[j->mode], j->size);
         break;
     case JOB_MANY: snprintf(buf, len, "inproc-mpmc-tput %zu B %s", j->size, mode_names[j->mode]); break;
     case JOB_TCP_TPUT: snprintf(buf, len, "tcp-tput %zu B", j->size); break;
-    case JOB_TCP_PINGPONG: snprintf(buf, len, "tcp-pingpong %zu B", j->size); break;
     case JOB_RESIZE: snprintf(buf, len, "dynamic-resize %zu B", j->size); break;
     }
 }
 
-static void run_job(const struct config *c, const struct job *j, int json)
+static void run_job(const struct config *c, const struct job *j)
 {
     switch (j->kind) {
     case JOB_SPSC: run_spsc(c, j->transport, j->size, j->api); break;
-    case JOB_PINGPONG: run_pingpong(c, j->transport, j->size, json); break;
+    case JOB_PINGPONG: run_pingpong(c, (enum pingpong_kind)j->mode, j->size); break;
     case JOB_MANY: run_many(c, j->size, j->mode); break;
     case JOB_TCP_TPUT: run_tcp_tput(c, j->size); break;
-    case JOB_TCP_PINGPONG: run_tcp_pingpong(c, j->size, json); break;
     case JOB_RESIZE: run_resize(c, j->size); break;
     }
 }
-
 
 static void usage(FILE *f)
 {
@@ -558,7 +540,7 @@ int main(int argc, char **argv)
 {
     static const struct psyne_dynamic default_dynamic; /* zero: every default */
     struct config c = {.runs = 5, .pin = 1, .producers = 2, .consumers = 2};
-    int json = 0, table = -1; /* -1: when stdout is a terminal */
+    int table = -1; /* -1: when stdout is a terminal */
     static const struct option opts[] = {
         {"workload", required_argument, 0, 'w'}, {"size", required_argument, 0, 's'},
         {"iterations", required_argument, 0, 'i'}, {"runs", required_argument, 0, 'r'},
@@ -629,7 +611,7 @@ int main(int argc, char **argv)
         case 'f': c.perf = 1; break;
         case 'T': table = 1; break;
         case 'U': table = 0; break;
-        case 'j': json = 1; break;
+        case 'j': c.json = 1; break;
         case 'l': bench_inject_loss_at = strtoull(optarg, NULL, 10); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -642,9 +624,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    bench_output_json(json);
+    bench_output_json(c.json);
     if (table < 0)
-        table = !json && isatty(STDOUT_FILENO);
+        table = !c.json && isatty(STDOUT_FILENO);
     bench_hist_reset(&rtt_all);
     bench_perf_init(&perf);
     if (argc == 1)
@@ -677,7 +659,7 @@ int main(int argc, char **argv)
         char label[128];
         job_label(&jobs[i], label, sizeof label);
         bench_progress_job(i + 1, n, label);
-        run_job(&c, &jobs[i], json);
+        run_job(&c, &jobs[i]);
     }
     if (table)
         bench_table_print(stdout);
