@@ -176,6 +176,30 @@ void bench_time_round_trips(uint64_t trips, void (*one_trip)(void *ctx, uint64_t
     latency_from(h, out);
 }
 
+void bench_lat_median(const struct lat_result *runs, int n, struct lat_result *out)
+{
+    double v[5][n > 0 ? n : 1];
+    for (int i = 0; i < n; i++) {
+        v[0][i] = (double)runs[i].p50;
+        v[1][i] = (double)runs[i].p99;
+        v[2][i] = (double)runs[i].p999;
+        v[3][i] = (double)runs[i].p9999;
+        v[4][i] = (double)runs[i].max;
+    }
+    *out = (struct lat_result){(uint64_t)bench_median(v[0], n), (uint64_t)bench_median(v[1], n),
+                               (uint64_t)bench_median(v[2], n), (uint64_t)bench_median(v[3], n),
+                               (uint64_t)bench_median(v[4], n)};
+}
+
+const char *bench_rtt_fields(const struct lat_result *r, char buf[BENCH_RTT_FIELDS_LEN])
+{
+    snprintf(buf, BENCH_RTT_FIELDS_LEN,
+             "rtt_p50_ns=%llu rtt_p99_ns=%llu rtt_p999_ns=%llu oneway_p50_ns=%llu rtt_p9999_ns=%llu rtt_max_ns=%llu",
+             (unsigned long long)r->p50, (unsigned long long)r->p99, (unsigned long long)r->p999,
+             (unsigned long long)(r->p50 / 2), (unsigned long long)r->p9999, (unsigned long long)r->max);
+    return buf;
+}
+
 void bench_gate_arrive(struct bench_gate *g, int parties)
 {
     if (atomic_fetch_add(&g->ready, 1) + 1 == parties)

@@ -69,6 +69,14 @@ void bench_time_round_trips(uint64_t trips, void (*one_trip)(void *ctx, uint64_t
 /* The histogram of the calling thread's last bench_time_round_trips (valid
  * until its next one; NULL before the first). */
 const struct bench_hist *bench_last_round_trips(void);
+/* Each percentile's median over n runs (p99 the median of the runs' p99s,
+ * and so on): what a RESULT line of several runs reports. */
+void bench_lat_median(const struct lat_result *runs, int n, struct lat_result *out);
+/* The RTT metrics of a RESULT line, as WORKLOADS.md names them:
+ * "rtt_p50_ns=.. rtt_p99_ns=.. rtt_p999_ns=.. oneway_p50_ns=..
+ * rtt_p9999_ns=.. rtt_max_ns=..". Returns buf. */
+#define BENCH_RTT_FIELDS_LEN 192
+const char *bench_rtt_fields(const struct lat_result *r, char buf[BENCH_RTT_FIELDS_LEN]);
 
 /* A run of a two-sided workload: start both sides together. */
 struct bench_gate {

@@ -242,33 +242,27 @@ static void run_pingpong(const struct config *c, enum pingpong_kind k, size_t si
 {
     static const char *ratio_keys[] = {NULL, "p50_vs_inproc", "p50_vs_raw_socket"};
     uint64_t by_default = k == PINGPONG_TCP ? 20000 : 200000;
-    double p50[MAX_RUNS], p99[MAX_RUNS], p999[MAX_RUNS], p9999[MAX_RUNS], mx[MAX_RUNS], ratio[MAX_RUNS];
-    struct lat_result r, ref;
+    double p50[MAX_RUNS], ratio[MAX_RUNS];
+    struct lat_result r, ref, run[MAX_RUNS], med;
     bench_progress_run(0, c->runs);
     pingpong_once(k, 0, size, warm_count(c, by_default), c->pin, &r);
     uint64_t trips = trip_count(c, by_default, &r);
     for (int i = 0; i < c->runs; i++) {
         bench_progress_run(i + 1, c->runs);
         perf_begin(c);
-        pingpong_once(k, 0, size, trips, c->pin, &r);
+        pingpong_once(k, 0, size, trips, c->pin, &run[i]);
         perf_end(c, trips + bench_warmup_trips(trips));
         hist_keep(c);
-        p50[i] = (double)r.p50;
-        p99[i] = (double)r.p99;
-        p999[i] = (double)r.p999;
-        p9999[i] = (double)r.p9999;
-        mx[i] = (double)r.max;
+        p50[i] = (double)run[i].p50;
         if (ratio_keys[k]) {
             pingpong_once(k, 1, size, trips, c->pin, &ref);
-            ratio[i] = (double)r.p50 / (double)ref.p50;
+            ratio[i] = (double)run[i].p50 / (double)ref.p50;
         }
     }
-    double m50 = bench_median(p50, c->runs);
-    bench_out("system=psyne workload=%s size=%zu rtt_p50_ns=%.0f rtt_p99_ns=%.0f rtt_p999_ns=%.0f "
-              "oneway_p50_ns=%.0f rtt_p9999_ns=%.0f rtt_max_ns=%.0f rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d "
-              "round_trips=%llu",
-              pingpong_workloads[k], size, m50, bench_median(p99, c->runs), bench_median(p999, c->runs), m50 / 2,
-              bench_median(p9999, c->runs), bench_median(mx, c->runs), bench_min(p50, c->runs),
+    bench_lat_median(run, c->runs, &med);
+    char fields[BENCH_RTT_FIELDS_LEN];
+    bench_out("system=psyne workload=%s size=%zu %s rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d round_trips=%llu",
+              pingpong_workloads[k], size, bench_rtt_fields(&med, fields), bench_min(p50, c->runs),
               bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
     if (ratio_keys[k])
         bench_out(" %s=%.3f", ratio_keys[k], bench_median(ratio, c->runs));

@@ -232,7 +232,9 @@ static double dpdk_mpmc_run(unsigned flags, double seconds)
 
 /* ---- alternation and ratios ---- */
 
-typedef double (*run_fn)(void *ctx);
+/* One run: its value (messages/s, or the p50 RTT in ns); a latency run
+ * also fills lat with its percentiles. */
+typedef double (*run_fn)(void *ctx, struct lat_result *lat);
 
 struct system {
     const char *name;
@@ -240,6 +242,7 @@ struct system {
     void *ctx;
     int higher_is_better;
     double v[MAX_RUNS];
+    struct lat_result lat[MAX_RUNS]; /* latency runs */
 };
 
 struct row {
@@ -252,6 +255,11 @@ struct row {
     int usual, rounds;
     char target[48];
 };
+
+static struct system system_of(const char *name, run_fn run, void *ctx, int higher_is_better)
+{
+    return (struct system){.name = name, .run = run, .ctx = ctx, .higher_is_better = higher_is_better};
+}
 
 static struct row rows[64];
 static int n_rows;
@@ -267,7 +275,7 @@ static void compare(const char *workload, size_t size, const char *metric, struc
     for (int r = 0; r < runs; r++) {
         double before = line_pingpong_p50(20000, pin);
         for (int s = 0; s < n_sys; s++)
-            sys[s].v[r] = sys[s].run(sys[s].ctx);
+            sys[s].v[r] = sys[s].run(sys[s].ctx, &sys[s].lat[r]);
         double after = line_pingpong_p50(20000, pin);
         usual[r] = before <= usual_rtt_ns && after <= usual_rtt_ns;
         n_usual += usual[r];
@@ -281,9 +289,13 @@ static void compare(const char *workload, size_t size, const char *metric, struc
         if (!strcmp(metric, "mps"))
             printf("RESULT system=%s workload=%s size=%zu mps=%.0f gbps=%.3f runs=%d\n", sys[s].name, workload,
                    size, med, med * (double)size / 1e9, runs);
-        else
-            printf("RESULT system=%s workload=%s size=%zu rtt_p50_ns=%.0f oneway_p50_ns=%.0f runs=%d\n",
-                   sys[s].name, workload, size, med, med / 2, runs);
+        else {
+            struct lat_result m;
+            char fields[BENCH_RTT_FIELDS_LEN];
+            bench_lat_median(sys[s].lat, runs, &m);
+            printf("RESULT system=%s workload=%s size=%zu %s runs=%d\n", sys[s].name, workload, size,
+                   bench_rtt_fields(&m, fields), runs);
+        }
     }
     for (int s = 1; s < n_sys; s++) {
         /* Ratios of the rounds in the usual placement, or of all rounds
@@ -321,45 +333,50 @@ struct tput_ctx {
     int batch;
 };
 
-static double psyne_spsc_fn(void *c)
+static double psyne_spsc_fn(void *c, struct lat_result *lat)
 {
+    (void)lat; /* a throughput run */
     struct tput_ctx *t = c;
     struct tput_result r;
     psyne_spsc_tput(BENCH_MEMORY, t->size, t->count, t->batch, pin, &r);
     return r.mps;
 }
 
-static double slot_fn(void *c)
+static double slot_fn(void *c, struct lat_result *lat)
 {
+    (void)lat; /* a throughput run */
     struct tput_ctx *t = c;
     return slot_tput_run(t->size, t->count, pin, 0);
 }
 
-static double memcpy_fn(void *c)
+static double memcpy_fn(void *c, struct lat_result *lat)
 {
+    (void)lat; /* a throughput run */
     struct tput_ctx *t = c;
     return memcpy_tput_run(t->size, t->count, pin);
 }
 
-static double psyne_pp_fn(void *c)
+static double psyne_pp_fn(void *c, struct lat_result *lat)
 {
-    struct lat_result r;
-    psyne_pingpong(BENCH_MEMORY, 64, *(uint64_t *)c, pin, &r);
-    return (double)r.p50;
+    psyne_pingpong(BENCH_MEMORY, 64, *(uint64_t *)c, pin, lat);
+    return (double)lat->p50;
 }
 
-static double slot_pp_fn(void *c)
+static double slot_pp_fn(void *c, struct lat_result *lat)
 {
-    return slot_pingpong_p50(*(uint64_t *)c, pin, 0);
+    slot_pingpong_run(*(uint64_t *)c, pin, 0, lat);
+    return (double)lat->p50;
 }
 
-static double line_pp_fn(void *c)
+static double line_pp_fn(void *c, struct lat_result *lat)
 {
-    return line_pingpong_p50(*(uint64_t *)c, pin);
+    line_pingpong_run(*(uint64_t *)c, pin, lat);
+    return (double)lat->p50;
 }
 
-static double psyne_mpmc_fn(void *c)
+static double psyne_mpmc_fn(void *c, struct lat_result *lat)
 {
+    (void)lat; /* a throughput run */
     struct tput_ctx *t = c;
     struct tput_result r;
     psyne_mpmc_tput(64, t->count, 2, 2, &r);
@@ -374,14 +391,16 @@ struct dpdk_ctx {
     double seconds;
 };
 
-static double dpdk_spsc_fn(void *c)
+static double dpdk_spsc_fn(void *c, struct lat_result *lat)
 {
+    (void)lat; /* a throughput run */
     struct dpdk_ctx *d = c;
     return dpdk_spsc_run(d->count, d->burst);
 }
 
-static double dpdk_mpmc_fn(void *c)
+static double dpdk_mpmc_fn(void *c, struct lat_result *lat)
 {
+    (void)lat; /* a throughput run */
     struct dpdk_ctx *d = c;
     return dpdk_mpmc_run(d->flags, d->seconds);
 }
@@ -418,17 +437,18 @@ int main(int argc, char **argv)
     static const uint64_t counts[] = {5000000, 1000000, 100000, 6000};
     for (int i = 0; i < 4 && (!only || strstr(only, "spsc")); i++) {
         struct tput_ctx single = {sizes[i], counts[i] / scale, 0};
-        struct system sys[4] = {{"psyne", psyne_spsc_fn, &single, 1, {0}}, {"fixed-slot-ring", slot_fn, &single, 1, {0}}};
+        struct system sys[4] = {system_of("psyne", psyne_spsc_fn, &single, 1),
+                                system_of("fixed-slot-ring", slot_fn, &single, 1)};
         const char *targets[3] = {sizes[i] == 64 || sizes[i] == 1048576 ? ">= 0.9" : NULL, NULL, NULL};
         int n = 2;
         if (sizes[i] >= 4096) { /* what one copy of each message would cost (a limit, not a peer) */
-            sys[n++] = (struct system){"memcpy", memcpy_fn, &single, 1, {0}};
+            sys[n++] = system_of("memcpy", memcpy_fn, &single, 1);
             targets[n - 2] = "(one copy)";
         }
 #ifdef HAVE_DPDK
         struct dpdk_ctx d1 = {counts[i] / scale, 1, 0, 0};
         if (sizes[i] == 64) {
-            sys[n++] = (struct system){"rte_ring-spsc-zc-n1", dpdk_spsc_fn, &d1, 1, {0}};
+            sys[n++] = system_of("rte_ring-spsc-zc-n1", dpdk_spsc_fn, &d1, 1);
             targets[n - 2] = "(1.5x expected)";
         }
 #endif
@@ -436,13 +456,13 @@ int main(int argc, char **argv)
     }
     if (!only || strstr(only, "batch")) {
         struct tput_ctx batch = {64, counts[0] / scale, 1};
-        struct system sys[3] = {{"psyne-batch", psyne_spsc_fn, &batch, 1, {0}},
-                                {"fixed-slot-ring", slot_fn, &batch, 1, {0}}};
+        struct system sys[3] = {system_of("psyne-batch", psyne_spsc_fn, &batch, 1),
+                                system_of("fixed-slot-ring", slot_fn, &batch, 1)};
         const char *targets[2] = {NULL, NULL};
         int n = 2;
 #ifdef HAVE_DPDK
         struct dpdk_ctx d32 = {counts[0] / scale, 32, 0, 0};
-        sys[n++] = (struct system){"rte_ring-spsc-zc-burst32", dpdk_spsc_fn, &d32, 1, {0}};
+        sys[n++] = system_of("rte_ring-spsc-zc-burst32", dpdk_spsc_fn, &d32, 1);
         targets[1] = ">= 1.0";
 #endif
         compare("inproc-spsc-tput", 64, "mps", sys, n, targets);
@@ -450,24 +470,24 @@ int main(int argc, char **argv)
 
     /* inproc-pingpong */
     uint64_t trips = 200000 / scale;
-    struct system pp[3] = {{"psyne", psyne_pp_fn, &trips, 0, {0}},
-                           {"fixed-slot-ring", slot_pp_fn, &trips, 0, {0}},
-                           {"cache-line", line_pp_fn, &trips, 0, {0}}};
+    struct system pp[3] = {system_of("psyne", psyne_pp_fn, &trips, 0),
+                           system_of("fixed-slot-ring", slot_pp_fn, &trips, 0),
+                           system_of("cache-line", line_pp_fn, &trips, 0)};
     const char *pp_targets[2] = {"<= 1.3", "(floor)"};
     if (!only || strstr(only, "pingpong"))
         compare("inproc-pingpong", 64, "rtt_p50_ns", pp, 3, pp_targets);
 
     /* inproc-mpmc-tput: 2 producers + 2 consumers on 2 cores */
     struct tput_ctx mp = {64, 3000000 / scale, 0};
-    struct system mpmc[4] = {{"psyne", psyne_mpmc_fn, &mp, 1, {0}}};
+    struct system mpmc[4] = {system_of("psyne", psyne_mpmc_fn, &mp, 1)};
     const char *mp_targets[3] = {NULL, NULL, NULL};
     int n_mp = 1;
 #ifdef HAVE_DPDK
     struct dpdk_ctx rts = {0, 0, RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ, quick ? 0.2 : 1.0};
     struct dpdk_ctx mt = {0, 0, 0, quick ? 0.2 : 1.0};
-    mpmc[n_mp++] = (struct system){"rte_ring-mpmc-rts", dpdk_mpmc_fn, &rts, 1, {0}};
+    mpmc[n_mp++] = system_of("rte_ring-mpmc-rts", dpdk_mpmc_fn, &rts, 1);
     mp_targets[0] = ">= 1.5";
-    mpmc[n_mp++] = (struct system){"rte_ring-mpmc-default", dpdk_mpmc_fn, &mt, 1, {0}};
+    mpmc[n_mp++] = system_of("rte_ring-mpmc-default", dpdk_mpmc_fn, &mt, 1);
 #endif
     if (only && !strstr(only, "mpmc"))
         ;

@@ -388,22 +388,26 @@ int main(int argc, char **argv)
     {
         uint64_t trips = quick ? 20000 : 200000;
         double ps[MAX_RUNS], io[MAX_RUNS], sh[MAX_RUNS];
-        struct lat_result l;
+        struct lat_result lat[3][MAX_RUNS]; /* psyne, iceoryx, shm slot ring */
         for (int i = 0; i < runs; i++) {
-            psyne_pingpong(BENCH_IPC, 64, trips, 1, &l);
-            ps[i] = (double)l.p50;
+            psyne_pingpong(BENCH_IPC, 64, trips, 1, &lat[0][i]);
             iox_run_pair("pinger", "ponger", 64, trips);
-            io[i] = (double)run->lat.p50;
-            sh[i] = slot_pingpong_p50(trips, 1, 1);
+            lat[1][i] = run->lat;
+            slot_pingpong_run(trips, 1, 1, &lat[2][i]);
+            ps[i] = (double)lat[0][i].p50;
+            io[i] = (double)lat[1][i].p50;
+            sh[i] = (double)lat[2][i].p50;
         }
         double ratio = median_ratio(ps, io, runs), shm_ratio = median_ratio(ps, sh, runs);
         double pm = bench_median(ps, runs), im = bench_median(io, runs), sm = bench_median(sh, runs);
-        printf("RESULT system=psyne workload=ipc-pingpong size=64 rtt_p50_ns=%.0f oneway_p50_ns=%.0f runs=%d\n", pm,
-               pm / 2, runs);
-        printf("RESULT system=iceoryx workload=ipc-pingpong size=64 rtt_p50_ns=%.0f oneway_p50_ns=%.0f runs=%d\n", im,
-               im / 2, runs);
-        printf("RESULT system=shm-slot-ring workload=ipc-pingpong size=64 rtt_p50_ns=%.0f oneway_p50_ns=%.0f runs=%d\n",
-               sm, sm / 2, runs);
+        static const char *names[] = {"psyne", "iceoryx", "shm-slot-ring"};
+        for (int s = 0; s < 3; s++) {
+            struct lat_result m;
+            char fields[BENCH_RTT_FIELDS_LEN];
+            bench_lat_median(lat[s], runs, &m);
+            printf("RESULT system=%s workload=ipc-pingpong size=64 %s runs=%d round_trips=%llu\n", names[s],
+                   bench_rtt_fields(&m, fields), runs, (unsigned long long)trips);
+        }
         printf("RATIO workload=ipc-pingpong size=64 metric=rtt_p50_ns psyne/iceoryx=%.3f psyne/shm-slot-ring=%.3f "
                "rounds=%d (latency: lower is better)\n", ratio, shm_ratio, runs);
         rows[n_rows++] = (struct row){"ipc-pingpong", "rtt_p50_ns", "<= 0.5", 64, pm, im, ratio, sm, shm_ratio,

@@ -236,8 +236,10 @@ static int run_fd;
 
 enum transport { T_INPROC, T_IPC, T_TCP };
 
-/* One run of a peer library: throughput in messages/s, or the p50 RTT in ns. */
-static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, uint64_t count)
+/* One run of a peer library: throughput in messages/s, or the p50 RTT in ns
+ * (with every percentile in *lat). */
+static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, uint64_t count,
+                       struct lat_result *lat)
 {
     int ipc = tr == T_IPC; /* the peer side is a process of its own */
     struct run *r = run_state;
@@ -278,9 +280,8 @@ static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, u
         bench_pin(pin ? 0 : -1);
         bench_gate_arrive(&r->gate, 2);
         struct pinger p = {&s, size};
-        struct lat_result lat;
-        bench_time_round_trips(count, ping_one, &p, &lat);
-        value = (double)lat.p50;
+        bench_time_round_trips(count, ping_one, &p, lat);
+        value = (double)lat->p50;
     }
     atomic_store(&r->done, 1);
     bench_peer_join(&peer);
@@ -290,7 +291,7 @@ static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, u
     return value;
 }
 
-static double psyne_run(enum transport tr, int tput, size_t size, uint64_t count)
+static double psyne_run(enum transport tr, int tput, size_t size, uint64_t count, struct lat_result *lat)
 {
     if (tr == T_TCP) { /* tcp:// channels, both ends in this process (as the peers' tcp runs) */
         if (tput) {
@@ -298,9 +299,8 @@ static double psyne_run(enum transport tr, int tput, size_t size, uint64_t count
             psyne_tcp_tput(size, count, &res);
             return res.mps;
         }
-        struct lat_result lat;
-        psyne_tcp_pingpong(size, count, &lat);
-        return (double)lat.p50;
+        psyne_tcp_pingpong(size, count, lat);
+        return (double)lat->p50;
     }
     enum bench_transport t = tr == T_IPC ? BENCH_IPC : BENCH_MEMORY;
     if (tput) {
@@ -308,23 +308,21 @@ static double psyne_run(enum transport tr, int tput, size_t size, uint64_t count
         psyne_spsc_tput_as(t, size, count, BENCH_SINGLE, pin, &res);
         return res.mps;
     }
-    struct lat_result lat;
-    psyne_pingpong(t, size, count, pin, &lat);
-    return (double)lat.p50;
+    psyne_pingpong(t, size, count, pin, lat);
+    return (double)lat->p50;
 }
 
 /* The limit over tcp: a raw socket pair over 127.0.0.1 doing the same job
  * (tcp_workloads.c, the reference psyne_bench's tcp-* runs use too). */
-static double raw_run(int tput, size_t size, uint64_t count)
+static double raw_run(int tput, size_t size, uint64_t count, struct lat_result *lat)
 {
     if (tput) {
         struct tcp_tput_result res;
         raw_tcp_tput(size, count, &res);
         return res.mps;
     }
-    struct lat_result lat;
-    raw_tcp_pingpong(size, count, &lat);
-    return (double)lat.p50;
+    raw_tcp_pingpong(size, count, lat);
+    return (double)lat->p50;
 }
 
 /* ---- the comparison ---- */
@@ -347,13 +345,14 @@ static void compare(enum transport ipc, int tput, size_t size, uint64_t count)
     /* over tcp the limit runs too: a raw socket pair doing the same job */
     int n_sys = ipc == T_TCP ? 4 : 3;
     double v[4][MAX_RUNS], ratio[3][MAX_RUNS];
-    psyne_run(ipc, tput, size, count / 10 + 1); /* warm-up */
+    struct lat_result lat[4][MAX_RUNS];
+    psyne_run(ipc, tput, size, count / 10 + 1, &lat[0][0]); /* warm-up */
     for (int i = 0; i < runs; i++) {
-        v[0][i] = psyne_run(ipc, tput, size, count);
-        v[1][i] = peer_run(LIB_ZMQ, ipc, tput, size, count);
-        v[2][i] = peer_run(LIB_NNG, ipc, tput, size, count);
+        v[0][i] = psyne_run(ipc, tput, size, count, &lat[0][i]);
+        v[1][i] = peer_run(LIB_ZMQ, ipc, tput, size, count, &lat[1][i]);
+        v[2][i] = peer_run(LIB_NNG, ipc, tput, size, count, &lat[2][i]);
         if (n_sys == 4)
-            v[3][i] = raw_run(tput, size, count);
+            v[3][i] = raw_run(tput, size, count, &lat[3][i]);
         for (int p = 0; p < n_sys - 1; p++) /* psyne / peer: higher is better for throughput, lower for RTT */
             ratio[p][i] = v[0][i] / v[p + 1][i];
     }
@@ -372,9 +371,13 @@ static void compare(enum transport ipc, int tput, size_t size, uint64_t count)
         if (tput)
             printf("RESULT system=%s workload=%s size=%zu mps=%.0f gbps=%.3f runs=%d count=%llu\n", names[s],
                    workload, size, med, med * (double)size / 1e9, runs, (unsigned long long)count);
-        else
-            printf("RESULT system=%s workload=%s size=%zu rtt_p50_ns=%.0f oneway_p50_ns=%.0f runs=%d round_trips=%llu\n",
-                   names[s], workload, size, med, med / 2, runs, (unsigned long long)count);
+        else {
+            struct lat_result m;
+            char fields[BENCH_RTT_FIELDS_LEN];
+            bench_lat_median(lat[s], runs, &m);
+            printf("RESULT system=%s workload=%s size=%zu %s runs=%d round_trips=%llu\n", names[s], workload, size,
+                   bench_rtt_fields(&m, fields), runs, (unsigned long long)count);
+        }
     }
     for (int p = 0; p < n_sys - 1; p++) {
         double lo = bench_min(ratio[p], runs), hi = bench_max(ratio[p], runs);

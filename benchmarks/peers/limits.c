@@ -105,7 +105,7 @@ static void slot_ping(void *ctx, uint64_t i)
     slot_ring_release(p->pong);
 }
 
-double slot_pingpong_p50(uint64_t trips, int pin, int as_process)
+void slot_pingpong_run(uint64_t trips, int pin, int as_process, struct lat_result *out)
 {
     struct slot_pp *p = bench_shared_alloc(sizeof *p);
     *p = (struct slot_pp){.ping = new_ring(4096, 64, as_process), .pong = new_ring(4096, 64, as_process),
@@ -114,13 +114,11 @@ double slot_pingpong_p50(uint64_t trips, int pin, int as_process)
     bench_peer_start(&ponger, as_process, slot_ponger, p);
     bench_pin(pin ? bench_cpu_producer : -1);
     bench_gate_arrive(&p->gate, 2);
-    struct lat_result lat;
-    bench_time_round_trips(trips, slot_ping, p, &lat);
+    bench_time_round_trips(trips, slot_ping, p, out);
     bench_peer_join(&ponger);
     slot_ring_free(p->ping);
     slot_ring_free(p->pong);
     munmap(p, sizeof *p);
-    return (double)lat.p50;
 }
 
 /* ---- two threads bouncing one cache line ---- */
@@ -153,7 +151,7 @@ static void line_ping(void *ctx, uint64_t i)
         slot_pause();
 }
 
-double line_pingpong_p50(uint64_t trips, int pin)
+void line_pingpong_run(uint64_t trips, int pin, struct lat_result *out)
 {
     struct line_pp *l = aligned_alloc(128, sizeof *l);
     memset(l, 0, sizeof *l);
@@ -163,10 +161,15 @@ double line_pingpong_p50(uint64_t trips, int pin)
     bench_peer_start(&ponger, 0, line_ponger, l);
     bench_pin(pin ? bench_cpu_producer : -1);
     bench_gate_arrive(&l->gate, 2);
-    struct lat_result lat;
-    bench_time_round_trips(trips, line_ping, l, &lat);
+    bench_time_round_trips(trips, line_ping, l, out);
     bench_peer_join(&ponger);
     free(l);
+}
+
+double line_pingpong_p50(uint64_t trips, int pin)
+{
+    struct lat_result lat;
+    line_pingpong_run(trips, pin, &lat);
     return (double)lat.p50;
 }
 

@@ -16,12 +16,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct lat_result; /* bench_util.h */
+
 /* Messages per second through the fixed-slot ring, slots of size rounded up
  * to 64 bytes, ring bytes as psyne's (workload_capacity). */
 double slot_tput_run(size_t size, uint64_t count, int pin, int as_process);
-/* Round-trip p50 (ns) over two fixed-slot rings of 64-byte slots. */
-double slot_pingpong_p50(uint64_t trips, int pin, int as_process);
-/* Round-trip p50 (ns) of one cache line bounced between two threads. */
+/* Round trips (percentiles in ns) over two fixed-slot rings of 64-byte
+ * slots. */
+void slot_pingpong_run(uint64_t trips, int pin, int as_process, struct lat_result *out);
+/* Round trips (percentiles in ns) of one cache line bounced between two
+ * threads; line_pingpong_p50 is its median. */
+void line_pingpong_run(uint64_t trips, int pin, struct lat_result *out);
 double line_pingpong_p50(uint64_t trips, int pin);
 /* Copies per second of size bytes, one thread, from a ring-sized source to
  * a ring-sized destination (workload_capacity), block after block. */
