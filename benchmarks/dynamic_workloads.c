@@ -1,7 +1,8 @@
 /*
  * dynamic_workloads.c - one resize of a dynamic ring, timed by the library
  * itself (psyne_stats.resize_ns: making the segment, chaining it, waking the
- * consumer), and a memcpy of the ring's bytes as the reference.
+ * consumer), with segments of their own and carved from slabs, and a memcpy
+ * of the ring's bytes as the reference.
  */
 #include "dynamic_workloads.h"
 
@@ -23,7 +24,7 @@ static void must(int ok, const char *what)
 /* A dynamic ring of capacity bytes that resizes at its first claim: grow by
  * claiming a message only a larger segment holds; shrink by a window of one
  * claim with nothing in use. Returns the resize time in ns. */
-static double one_resize(uint64_t capacity, int grow)
+static double one_resize(uint64_t capacity, int grow, psyne_slabs *slabs)
 {
     struct psyne_dynamic d = {.max_capacity = 2 * capacity, .min_capacity = capacity / 2};
     d.window_ops = d.check_interval = grow ? 1u << 30 : 1;
@@ -33,6 +34,7 @@ static double one_resize(uint64_t capacity, int grow)
     o.dynamic = &d;
     o.flags = bench_channel_flags;
     o.numa_node = bench_numa_node;
+    o.slabs = slabs;
     psyne_channel *ch;
     must(psyne_channel_open(&ch, "memory://psyne-bench-resize", &o) == 0, "open");
     struct psyne_claimed c;
@@ -59,8 +61,21 @@ void psyne_dynamic_resize(uint64_t capacity, struct resize_result *out)
     must(src && dst, "out of memory");
     memset(src, 1, capacity);
     memset(dst, 2, capacity); /* both resident: the copy measures bandwidth, not page faults */
-    out->grow_ns = one_resize(capacity, 1);
-    out->shrink_ns = one_resize(capacity, 0);
+    out->grow_ns = one_resize(capacity, 1, NULL);
+    out->shrink_ns = one_resize(capacity, 0, NULL);
+    /* The same in slabs that already served such rings: the ranges are
+     * carved again (and their first bytes cleared), no memory object made. */
+    struct psyne_slab_options so;
+    psyne_slab_options_init(&so);
+    so.slab_size = 4 * capacity; /* a segment and one twice as large, with their control pages */
+    so.flags = bench_channel_flags & (PSYNE_F_HUGEPAGES | PSYNE_F_NUMA_BIND | PSYNE_F_MLOCK);
+    so.numa_node = bench_numa_node;
+    psyne_slabs *slabs;
+    must(psyne_slabs_create(&so, &slabs) == 0, "slabs");
+    one_resize(capacity, 1, slabs);
+    out->grow_slabs_ns = one_resize(capacity, 1, slabs);
+    out->shrink_slabs_ns = one_resize(capacity, 0, slabs);
+    must(psyne_slabs_destroy(slabs) == 0, "slabs destroy");
     int64_t t0 = bench_now_ns();
     memcpy(dst, src, capacity);
     __asm__ volatile("" : : "r"(dst) : "memory");

@@ -11,6 +11,7 @@
 struct resize_result {
     double grow_ns;   /* chaining a segment twice as large */
     double shrink_ns; /* chaining a segment half as large */
+    double grow_slabs_ns, shrink_slabs_ns; /* the same, segments carved from slabs used before */
     double copy_ns;   /* memcpy of capacity bytes, the floor of a copying resize */
 };
 

@@ -173,6 +173,10 @@ struct psyne_options {
     uint32_t max_peers;       /* serve up to this many clients at once, each a peer with rings
                                  of its own (psyne_msg.peer, psyne_claim_to); 0 = one client,
                                  whose stream is the channel's (at most PSYNE_MAX_PEERS) */
+    /* memory:// and tcp:// (-EINVAL with ipc://): */
+    struct psyne_slabs *slabs; /* non-NULL: carve the ring (and every segment of a dynamic ring)
+                                  out of these slabs instead of mapping memory of its own; the
+                                  slabs' placement replaces PSYNE_F_HUGEPAGES/NUMA_BIND */
 };
 
 /* Fills *opt with the defaults (SPSC, default capacity, adaptive waiting).
@@ -450,6 +454,70 @@ PSYNE_API const char *psyne_strerror(int err);
  * above PSYNE_MAX_CAPACITY"), or "" if none. Valid until the thread's next
  * psyne call. */
 PSYNE_API const char *psyne_last_error(void);
+
+/*
+ * Slabs: a few large regions mapped (and placed, prefaulted, locked) once
+ * and carved into rings and message storage, for programs whose total
+ * memory is not known in advance. A pool starts with one slab and adds a
+ * slab when a request fits in none, up to max_bytes. Carved ranges go back
+ * to the pool when freed (a ring's when its channel, or a dynamic ring's
+ * segment, is unmapped) and are reused; slabs stay mapped until the pool is
+ * destroyed.
+ * Rings: psyne_options.slabs (memory:// and tcp://). A ring takes its
+ * control block and data from one slab (with explicit huge pages the
+ * capacity must be a multiple of the huge page size: -EINVAL otherwise),
+ * mapped twice (mirrored) like any ring; a range that was used before is
+ * zeroed when carved again.
+ * Threads: every call is thread-safe (one mutex per pool). Blocking: calls
+ * take that mutex; a call that adds a slab makes system calls (memfd_create,
+ * mmap, and prefaulting the slab).
+ */
+typedef struct psyne_slabs psyne_slabs;
+
+struct psyne_slab_options {
+    uint64_t slab_size; /* bytes per slab [64 MiB], rounded up to the page size; a larger request
+                           gets a slab of its own size */
+    uint64_t max_bytes; /* all slabs together at most this [0: no limit]; beyond: -ENOMEM */
+    uint32_t flags;     /* PSYNE_F_HUGEPAGES, PSYNE_F_NUMA_BIND, PSYNE_F_MLOCK, PSYNE_F_NO_PREFAULT:
+                           as for a ring, for every slab */
+    uint32_t numa_node; /* with PSYNE_F_NUMA_BIND */
+};
+
+struct psyne_slab_stats {
+    uint64_t slabs;        /* slabs mapped */
+    uint64_t bytes;        /* bytes of all slabs */
+    uint64_t bytes_in_use; /* bytes carved and not freed (rounded up to their alignment) */
+    uint64_t high_water;   /* most bytes_in_use ever */
+    uint64_t growths;      /* slabs added after the first */
+    uint64_t allocations;  /* ranges carved and not freed (rings and psyne_slab_alloc) */
+    uint64_t allocs_total; /* ranges ever carved */
+    uint64_t failed;       /* requests refused: nothing fit and no slab could be added */
+    int pages;             /* enum psyne_pages of the slabs */
+    uint64_t page_size;    /* bytes per page backing them */
+    int numa_node;         /* node bound with PSYNE_F_NUMA_BIND, or -1 */
+    int locked;            /* 1: pages locked in memory */
+};
+
+/* Fills *opt with the defaults. Thread-safe; never blocks. */
+PSYNE_API void psyne_slab_options_init(struct psyne_slab_options *opt);
+/* Maps the first slab and returns the pool in *out. Returns 0, -EINVAL (a
+ * bad option, a NUMA node that is not online), -ENOMEM/-EPERM (no memory,
+ * or beyond RLIMIT_MEMLOCK with PSYNE_F_MLOCK). Never fails for lack of
+ * huge pages: psyne_slab_stats.pages says what the slabs got. */
+PSYNE_API int psyne_slabs_create(const struct psyne_slab_options *opt, psyne_slabs **out);
+/* Unmaps every slab. -EBUSY (and nothing happens) while anything carved
+ * from it is in use: close its channels first. NULL: 0. */
+PSYNE_API int psyne_slabs_destroy(psyne_slabs *s);
+/* Carves len bytes (> 0), 64-byte aligned, for the caller's own use (message
+ * storage, staging, tensors): *out points into a slab. The contents are
+ * unspecified. Returns 0, -EINVAL, or -ENOMEM (nothing fits and no slab can
+ * be added within max_bytes). */
+PSYNE_API int psyne_slab_alloc(psyne_slabs *s, size_t len, void **out);
+/* Returns a range psyne_slab_alloc gave. -EINVAL for any other pointer. */
+PSYNE_API int psyne_slab_free(psyne_slabs *s, void *p);
+/* Reads the pool's counters (a consistent snapshot, taken under its mutex).
+ * Returns 0 or -EINVAL. */
+PSYNE_API int psyne_slabs_stats(psyne_slabs *s, struct psyne_slab_stats *st);
 
 #include "psyne/tensor.h" /* typed messages: vectors, matrices, tensors */
 

@@ -24,7 +24,7 @@ while read -r line; do
   case $line in
     *-tput\ *) need=(mps) ;;
     *-pingpong\ *) need=(rtt_p50_ns rtt_p99_ns rtt_p999_ns oneway_p50_ns) ;;
-    *dynamic-resize\ *) need=(grow_us shrink_us copy_us grow_vs_copy) ;;
+    *dynamic-resize\ *) need=(grow_us shrink_us copy_us grow_vs_copy grow_slabs_us shrink_slabs_us slabs_vs_own) ;;
     *) fail "unknown workload: $line" ;;
   esac
   [[ $line == *-spsc-tput\ * ]] && need+=(gbps)

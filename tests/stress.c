@@ -9,7 +9,9 @@
  * (a tcp:// connection on loopback: producer threads share the connecting
  * handle, consumer threads the listening one; not BROADCAST) or "tcp-peers"
  * (each producer thread a client of its own, the consumer threads sharing
- * one listening handle with max_peers).
+ * one listening handle with max_peers) or "memory-slabs" (as memory, the ring
+ * carved from slabs whose memory held other bytes before: it must start out
+ * zero all the same).
  *
  * Every message is stamped with producer id, sequence number and a checksum
  * of a payload of random length (24 bytes of stamp + 0..4000 bytes). Producers
@@ -93,10 +95,13 @@ static uint64_t fill_or_check(uint8_t *p, uint32_t n, uint32_t producer, uint64_
     return sum;
 }
 
+static psyne_slabs *slabs; /* memory-slabs */
+
 static struct psyne_options options(int role)
 {
     struct psyne_options o;
     psyne_options_init(&o);
+    o.slabs = slabs;
     o.mode = STRESS_MODE;
     o.capacity = capacity;
     o.role = role;
@@ -320,7 +325,7 @@ static void *consumer_thread(void *arg)
 /* memory and tcp run roles as threads of this process; ipc as processes */
 static bool roles_are_threads(void)
 {
-    return strcmp(transport, "memory") == 0 || strncmp(transport, "tcp", 3) == 0;
+    return strncmp(transport, "memory", 6) == 0 || strncmp(transport, "tcp", 3) == 0;
 }
 
 static void start_role(struct role *r, int is_producer, unsigned id)
@@ -403,7 +408,7 @@ int main(int argc, char **argv)
     }
     if (argc != 5 && argc != 6) {
         fprintf(stderr,
-                "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [memory|ipc-fork|ipc-exec|tcp|tcp-peers]\n",
+                "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [memory|memory-slabs|ipc-fork|ipc-exec|tcp|tcp-peers]\n",
                 argv[0]);
         return 2;
     }
@@ -414,9 +419,20 @@ int main(int argc, char **argv)
     if (argc == 6)
         transport = argv[5];
     bool tcp_peers = strcmp(transport, "tcp-peers") == 0, tcp = strcmp(transport, "tcp") == 0 || tcp_peers;
-    CHECK(strcmp(transport, "memory") == 0 || strcmp(transport, "ipc-fork") == 0 ||
-          strcmp(transport, "ipc-exec") == 0 || tcp);
-    if (strcmp(transport, "memory") != 0 && !tcp) /* a name of its own: ctest runs tests side by side */
+    bool memory = strncmp(transport, "memory", 6) == 0;
+    CHECK(strcmp(transport, "memory") == 0 || strcmp(transport, "memory-slabs") == 0 ||
+          strcmp(transport, "ipc-fork") == 0 || strcmp(transport, "ipc-exec") == 0 || tcp);
+    if (strcmp(transport, "memory-slabs") == 0) {
+        struct psyne_slab_options so;
+        psyne_slab_options_init(&so);
+        so.slab_size = 4 * capacity;
+        CHECK_RC(psyne_slabs_create(&so, &slabs), 0);
+        void *junk; /* where the ring will be carved: every byte nonzero first */
+        CHECK_RC(psyne_slab_alloc(slabs, so.slab_size, &junk), 0);
+        memset(junk, 0xff, so.slab_size);
+        CHECK_RC(psyne_slab_free(slabs, junk), 0);
+    }
+    if (!memory && !tcp) /* a name of its own: ctest runs tests side by side */
         snprintf(uri, sizeof uri, "ipc://stress-%d-%d", STRESS_MODE, (int)getpid());
     CHECK(readlink("/proc/self/exe", self_exe, sizeof self_exe - 1) > 0);
     CHECK(n_prod >= 1 && n_prod <= MAX_THREADS && n_cons >= 1 && n_cons <= MAX_THREADS);
@@ -491,6 +507,12 @@ int main(int argc, char **argv)
             for (uint64_t s = 0; s < per_producer; s++)
                 CHECK(atomic_load(&seen[p][s >> 6]) & (1ull << (s & 63))); /* every sequence, once */
     psyne_channel_close(keep); /* NULL (tcp) is accepted */
+    if (slabs) { /* every ring went back */
+        struct psyne_slab_stats ss;
+        CHECK_RC(psyne_slabs_stats(slabs, &ss), 0);
+        CHECK(ss.allocations == 0 && ss.allocs_total >= 2 && ss.slabs == 1);
+        CHECK_RC(psyne_slabs_destroy(slabs), 0);
+    }
     printf("stress mode=%d producers=%u consumers=%u messages=%llu received=%llu transport=%s: ok\n", STRESS_MODE,
            n_prod, n_cons, (unsigned long long)(per_producer * n_prod), (unsigned long long)expect, transport);
     return 0;

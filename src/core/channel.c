@@ -122,6 +122,8 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         return psy_fail(-EINVAL, "PSYNE_F_LISTEN is for tcp:// channels");
     if (opt->dynamic && u.scheme != PSY_SCHEME_MEMORY)
         return psy_fail(-EINVAL, "dynamic rings are memory:// only in this version");
+    if (opt->slabs && u.scheme == PSY_SCHEME_IPC) /* a slab is this process's memory */
+        return psy_fail(-EINVAL, "ipc:// rings live in shared-memory segments of their own, not in slabs");
 
     psy_wait_init();
     psyne_channel *ch = aligned_alloc(PSY_CACHE_BLOCK, sizeof *ch);

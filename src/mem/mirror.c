@@ -38,7 +38,8 @@ static uint8_t *reserve_aligned(size_t len, size_t align)
     return base;
 }
 
-static int map_mirror(struct psy_mirror *m, int fd, size_t ctl_len, size_t data_len, size_t page,
+/* Maps [off, off + ctl_len + data_len) of fd as control, data, data. */
+static int map_mirror(struct psy_mirror *m, int fd, off_t off, size_t ctl_len, size_t data_len, size_t page,
                       const struct psy_place_request *req)
 {
     if (ctl_len % page || data_len % page || data_len == 0)
@@ -49,8 +50,9 @@ static int map_mirror(struct psy_mirror *m, int fd, size_t ctl_len, size_t data_
     if (!base)
         return -errno;
     int rc;
-    if ((rc = map_piece(base, ctl_len, fd, 0)) != 0 || (rc = map_piece(base + ctl_len, data_len, fd, (off_t)ctl_len)) != 0 ||
-        (rc = map_piece(base + ctl_len + data_len, data_len, fd, (off_t)ctl_len)) != 0 ||
+    off_t data_off = off + (off_t)ctl_len;
+    if ((rc = map_piece(base, ctl_len, fd, off)) != 0 || (rc = map_piece(base + ctl_len, data_len, fd, data_off)) != 0 ||
+        (rc = map_piece(base + ctl_len + data_len, data_len, fd, data_off)) != 0 ||
         (rc = psy_place_before_fault(base, ctl_len + data_len, req, &m->got)) != 0 ||
         (rc = psy_place_after_map(base, map_len, req, &m->got)) != 0) {
         munmap(base, map_len);
@@ -72,7 +74,7 @@ static void normal_pages(struct psy_mirror *m)
 int psy_mirror_map(struct psy_mirror *m, int fd, size_t ctl_len, size_t data_len, const struct psy_place_request *req)
 {
     normal_pages(m);
-    return map_mirror(m, fd, ctl_len, data_len, (size_t)sysconf(_SC_PAGESIZE), req);
+    return map_mirror(m, fd, 0, ctl_len, data_len, (size_t)sysconf(_SC_PAGESIZE), req);
 }
 
 /* Explicit huge pages: a hugetlb memfd. The control area takes a whole huge
@@ -88,7 +90,7 @@ static int create_explicit(struct psy_mirror *m, size_t data_len, const struct p
     if (fd < 0)
         return -errno;
     m->got = (struct psy_placement){.pages = PSYNE_PAGES_EXPLICIT, .page_size = hpage, .numa_node = -1};
-    int rc = ftruncate(fd, (off_t)(hpage + data_len)) == 0 ? map_mirror(m, fd, hpage, data_len, hpage, req) : -errno;
+    int rc = ftruncate(fd, (off_t)(hpage + data_len)) == 0 ? map_mirror(m, fd, 0, hpage, data_len, hpage, req) : -errno;
     close(fd);
     return rc;
 }
@@ -102,10 +104,16 @@ int psy_mirror_create(struct psy_mirror *m, size_t ctl_len, size_t data_len, con
     if (fd < 0)
         return -errno;
     int rc = ftruncate(fd, (off_t)(ctl_len + data_len)) == 0
-                 ? map_mirror(m, fd, ctl_len, data_len, (size_t)sysconf(_SC_PAGESIZE), req)
+                 ? map_mirror(m, fd, 0, ctl_len, data_len, (size_t)sysconf(_SC_PAGESIZE), req)
                  : -errno;
     close(fd); /* the mappings keep the memory alive */
     return rc;
+}
+
+int psy_mirror_map_at(struct psy_mirror *m, int fd, off_t off, size_t ctl_len, size_t data_len, size_t page,
+                      const struct psy_place_request *req)
+{
+    return map_mirror(m, fd, off, ctl_len, data_len, page, req);
 }
 
 void psy_mirror_destroy(struct psy_mirror *m)

@@ -7,6 +7,7 @@
 #define PSY_MIRROR_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "placement.h"
 
@@ -28,6 +29,11 @@ int psy_mirror_create(struct psy_mirror *m, size_t ctl_len, size_t data_len, con
  * transparent huge pages at most). */
 int psy_mirror_map(struct psy_mirror *m, int fd, size_t ctl_len, size_t data_len,
                    const struct psy_place_request *req);
+/* Maps [off, off + ctl_len + data_len) of fd (a slab) the same way; off,
+ * ctl_len and data_len are multiples of page, the page size of fd. m->got is
+ * left to the caller (what the slab got). */
+int psy_mirror_map_at(struct psy_mirror *m, int fd, off_t off, size_t ctl_len, size_t data_len, size_t page,
+                      const struct psy_place_request *req);
 void psy_mirror_destroy(struct psy_mirror *m);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "../core/error.h"
 #include "../mem/mirror.h"
+#include "../mem/slab.h"
 
 uint64_t psy_round_up_pow2(uint64_t v)
 {
@@ -82,12 +83,19 @@ int psy_ring_create(struct psy_ring *r, const struct psyne_options *opt)
     if ((rc = psy_place_request_from(opt, true, &req)) != 0)
         return rc;
     struct psy_mirror m = {0};
-    rc = psy_mirror_create(&m, psy_ring_control_size(), cap, &req);
+    void *slab_block = NULL;
+    if (opt->slabs) /* its own error message */
+        rc = psy_slabs_map_ring(opt->slabs, psy_ring_control_size(), cap,
+                                opt->mode == PSYNE_MODE_MPSC || opt->mode == PSYNE_MODE_MPMC, &req, &m, &slab_block);
+    else if ((rc = psy_mirror_create(&m, psy_ring_control_size(), cap, &req)) != 0)
+        psy_fail(rc, "cannot map a mirrored ring of %llu bytes%s", (unsigned long long)cap,
+                 rc == -ENOMEM || rc == -EPERM ? " (or lock it: RLIMIT_MEMLOCK)" : "");
     if (rc)
-        return psy_fail(rc, "cannot map a mirrored ring of %llu bytes%s", (unsigned long long)cap,
-                        rc == -ENOMEM || rc == -EPERM ? " (or lock it: RLIMIT_MEMLOCK)" : "");
+        return rc;
     psy_ring_format(m.base, opt->mode, cap, m.ctl_len);
     psy_ring_view(r, m.base, (uint8_t *)m.base + m.ctl_len, cap, opt->mode, opt);
+    r->slabs = opt->slabs;
+    r->slab_block = slab_block;
     r->map_base = m.base;
     r->map_len = m.map_len;
     r->place = m.got;
@@ -106,6 +114,7 @@ void psy_ring_set_start(struct psy_ring *r, uint64_t start)
 {
     struct psy_ring_shared *sh = r->sh;
     start &= ~(uint64_t)7;
+    atomic_store(psy_hdr_at(r, start), 0); /* a ring from a slab was zeroed at position 0 only */
     atomic_store(&sh->pub.tail, start);
     atomic_store(&sh->prod.cached_head, start);
     atomic_store(&sh->cons.read_pos, start);
@@ -121,7 +130,10 @@ void psy_ring_destroy(struct psy_ring *r)
         return;
     pthread_mutex_destroy(&r->handles_lock);
     struct psy_mirror m = {.base = r->map_base, .map_len = r->map_len};
-    psy_mirror_destroy(&m);
+    if (r->slabs)
+        psy_slabs_unmap_ring(r->slabs, &m, r->slab_block);
+    else
+        psy_mirror_destroy(&m);
     r->sh = NULL;
 }
 

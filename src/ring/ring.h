@@ -198,6 +198,8 @@ struct psy_ring {
     int64_t yield_ns;
     void *map_base;    /* whole reservation, for unmapping */
     size_t map_len;
+    struct psyne_slabs *slabs; /* the ring was carved from these (psyne_options.slabs), else NULL */
+    void *slab_block;          /* its range there */
     struct psy_placement place; /* what backs this view's memory (psyne_stats) */
     bool ipc;          /* lives in an ipc:// segment (src/transport/ipc.c) */
     bool wake_fence;   /* publishers fence before reading waiter counts (no membarrier) */

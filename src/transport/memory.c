@@ -69,6 +69,7 @@ static int create_ring(struct memory_entry *e, const struct psyne_options *opt)
     anchor.flags &= ~(PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND);
     anchor.numa_node = 0;
     anchor.dynamic = NULL;
+    anchor.slabs = NULL; /* one page of its own, whatever the slabs' page size */
     if ((rc = psy_ring_create(&e->ring, &anchor)) != 0)
         psy_dyn_destroy(e->dyn);
     return rc;
