@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "kernel_view.h"
+#include "laps.h"
 
 /* The sanitizers' runtimes turn mlock into a no-op (sanitizer_common). */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -31,67 +33,7 @@
 #define PSY_SANITIZED 0
 #endif
 
-#define T_MSG PSYNE_TYPE_USER_MIN
 #define MIB (1024u * 1024u)
-
-/* ---- what the kernel says about the mapping that holds an address ---- */
-
-/* Start address of the mapping containing p, from /proc/self/maps. */
-static uintptr_t mapping_start(const void *p)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    CHECK(f);
-    uintptr_t a = (uintptr_t)p, lo, hi, found = 0;
-    char line[512];
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) == 2 && a >= lo && a < hi)
-            found = lo;
-    fclose(f);
-    CHECK(found);
-    return found;
-}
-
-/* The value (kB) of `field` in the smaps entry of the mapping containing p. */
-static long smaps_kb(const void *p, const char *field)
-{
-    uintptr_t start = mapping_start(p), lo, hi;
-    FILE *f = fopen("/proc/self/smaps", "r");
-    CHECK(f);
-    char line[512];
-    int inside = 0;
-    long value = -1;
-    size_t flen = strlen(field);
-    while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-            inside = lo == start;
-            continue;
-        }
-        if (inside && !strncmp(line, field, flen) && line[flen] == ':') {
-            value = atol(line + flen + 1);
-            break;
-        }
-    }
-    fclose(f);
-    CHECK(value >= 0);
-    return value;
-}
-
-/* The numa_maps line of the mapping containing p (policy and counts). */
-static void numa_maps_line(const void *p, char *out, size_t len)
-{
-    uintptr_t start = mapping_start(p), a;
-    FILE *f = fopen("/proc/self/numa_maps", "r");
-    CHECK(f);
-    out[0] = 0;
-    char line[1024];
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "%" SCNxPTR, &a) == 1 && a == start) {
-            snprintf(out, len, "%s", line);
-            break;
-        }
-    fclose(f);
-    CHECK(out[0]);
-}
 
 static long read_long_file(const char *path)
 {
@@ -128,18 +70,6 @@ static long meminfo(const char *field)
     return v;
 }
 
-static int shmem_thp_allowed(void)
-{
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "r");
-    char buf[128] = "";
-    if (f) {
-        if (!fgets(buf, sizeof buf, f))
-            buf[0] = 0;
-        fclose(f);
-    }
-    return buf[0] && !strstr(buf, "[never]") && !strstr(buf, "[deny]");
-}
-
 /* ---- a channel with options, and traffic through it ---- */
 
 static int open_placed(psyne_channel **ch, const char *uri, uint64_t capacity, uint32_t flags, uint32_t node)
@@ -150,34 +80,6 @@ static int open_placed(psyne_channel **ch, const char *uri, uint64_t capacity, u
     o.flags = flags;
     o.numa_node = node;
     return psyne_channel_open(ch, uri, &o);
-}
-
-/* Sends `laps` ring-fulls of messages of changing length through ch (one
- * thread: claim, commit, receive, check, release), so records cross the
- * mirror boundary many times. Returns the data pointer of the first claim. */
-static void *traffic(psyne_channel *ch, uint64_t capacity, int laps)
-{
-    void *first = NULL;
-    uint64_t sent = 0, seq = 0;
-    while (sent < (uint64_t)laps * capacity) {
-        size_t len = 8 + (size_t)(seq * 7919 % 3000);
-        struct psyne_claimed c;
-        CHECK_RC(psyne_claim(ch, len, &c, PSYNE_NONBLOCK), 0);
-        if (!first)
-            first = c.data;
-        for (size_t i = 0; i < len; i++)
-            ((unsigned char *)c.data)[i] = (unsigned char)(seq + i);
-        CHECK_RC(psyne_commit(ch, &c, len, T_MSG), 0);
-        struct psyne_msg m;
-        CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), 0);
-        CHECK(m.length == len && m.type == T_MSG);
-        for (size_t i = 0; i < len; i++)
-            CHECK(((unsigned char *)m.data)[i] == (unsigned char)(seq + i));
-        CHECK_RC(psyne_release(ch, &m), 0);
-        sent += PSYNE_RECORD_SIZE(len);
-        seq++;
-    }
-    return first;
 }
 
 static struct psyne_stats stats_of(psyne_channel *ch)
@@ -193,7 +95,7 @@ static void test_default_placement(void)
 {
     psyne_channel *ch;
     CHECK_RC(open_placed(&ch, "memory://plain", 256 * 1024, 0, 0), 0);
-    void *data = traffic(ch, 256 * 1024, 3);
+    void *data = send_laps(ch, ch, 256 * 1024, 3, PSYNE_NONBLOCK);
     struct psyne_stats st = stats_of(ch);
     CHECK(st.pages == PSYNE_PAGES_NORMAL && st.page_size == (uint64_t)sysconf(_SC_PAGESIZE));
     CHECK(st.numa_node == -1 && st.locked == 0);
@@ -205,7 +107,7 @@ static void test_numa(const char *uri)
 {
     psyne_channel *ch;
     CHECK_RC(open_placed(&ch, uri, 1 * MIB, PSYNE_F_NUMA_BIND, 0), 0);
-    void *data = traffic(ch, 1 * MIB, 2);
+    void *data = send_laps(ch, ch, 1 * MIB, 2, PSYNE_NONBLOCK);
     CHECK(stats_of(ch).numa_node == 0);
     char line[1024];
     numa_maps_line(data, line, sizeof line);
@@ -242,7 +144,7 @@ static void test_mlock(void)
     /* Locked counts proportional size: the mirror maps each page twice. */
     CHECK(locked >= 512);
 #endif
-    traffic(ch, 1 * MIB, 2);
+    send_laps(ch, ch, 1 * MIB, 2, PSYNE_NONBLOCK);
     psyne_channel_close(ch);
 }
 
@@ -253,7 +155,7 @@ static void check_fallback(const char *uri, uint64_t capacity, const char *why)
 {
     psyne_channel *ch;
     CHECK_RC(open_placed(&ch, uri, capacity, PSYNE_F_HUGEPAGES, 0), 0);
-    void *data = traffic(ch, capacity, 2);
+    void *data = send_laps(ch, ch, capacity, 2, PSYNE_NONBLOCK);
     struct psyne_stats st = stats_of(ch);
     CHECK(st.pages != PSYNE_PAGES_EXPLICIT);
     CHECK(st.pages == (shmem_thp_allowed() ? PSYNE_PAGES_TRANSPARENT : PSYNE_PAGES_NORMAL));
@@ -272,7 +174,7 @@ static void check_explicit(uint64_t capacity)
     CHECK(st.pages == PSYNE_PAGES_EXPLICIT);
     CHECK(st.page_size == (uint64_t)meminfo("Hugepagesize") * 1024);
     CHECK(st.numa_node == 0);
-    void *data = traffic(ch, capacity, 3);
+    void *data = send_laps(ch, ch, capacity, 3, PSYNE_NONBLOCK);
     long kps = smaps_kb(data, "KernelPageSize");
     printf("hugepages explicit: %llu-byte ring, KernelPageSize %ld kB\n", (unsigned long long)capacity, kps);
     CHECK(kps * 1024 == (long)st.page_size);

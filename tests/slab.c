@@ -16,6 +16,8 @@
 
 #include "check.h"
 #include "free_port.h"
+#include "kernel_view.h"
+#include "laps.h"
 
 #define T_MSG PSYNE_TYPE_USER_MIN
 #define KIB 1024u
@@ -190,29 +192,6 @@ static void test_errors(void)
 
 /* ---- rings carved from slabs ---- */
 
-/* One thread: `laps` ring-fulls of messages of changing length, each
- * checked byte by byte, so records cross the mirror boundary many times. */
-static void traffic(psyne_channel *tx, psyne_channel *rx, uint64_t capacity, int laps)
-{
-    uint64_t sent = 0, seq = 0;
-    while (sent < (uint64_t)laps * capacity) {
-        size_t len = 8 + (size_t)(seq * 7919 % 3000);
-        struct psyne_claimed c;
-        CHECK_RC(psyne_claim(tx, len, &c, 5000000000ll), 0);
-        for (size_t i = 0; i < len; i++)
-            ((unsigned char *)c.data)[i] = (unsigned char)(seq + i);
-        CHECK_RC(psyne_commit(tx, &c, len, T_MSG), 0);
-        struct psyne_msg m;
-        CHECK_RC(psyne_receive(rx, &m, 5000000000ll), 0);
-        CHECK(m.length == len && m.type == T_MSG);
-        for (size_t i = 0; i < len; i++)
-            CHECK(((unsigned char *)m.data)[i] == (unsigned char)(seq + i));
-        CHECK_RC(psyne_release(rx, &m), 0);
-        sent += PSYNE_RECORD_SIZE(len);
-        seq++;
-    }
-}
-
 static int slab_mappings(void)
 {
     FILE *f = fopen("/proc/self/maps", "r");
@@ -255,7 +234,7 @@ static void test_rings(void)
     CHECK(st.allocations == 4 && st.slabs == 1 && st.bytes_in_use >= 4 * 256 * KIB);
     CHECK(slab_mappings() % 1000 == maps_before % 1000); /* no ring memfd of their own */
     for (int i = 0; i < 4; i++) {
-        traffic(ch[i], ch[i], 256 * KIB, 3);
+        send_laps(ch[i], ch[i], 256 * KIB, 3, 5000000000ll);
         struct psyne_stats cs;
         CHECK_RC(psyne_channel_stats(ch[i], &cs), 0);
         CHECK(cs.capacity == 256 * KIB && cs.pages == PSYNE_PAGES_NORMAL);
@@ -289,7 +268,7 @@ static void test_rings(void)
             CHECK(m.length == 1000 && ((unsigned char *)m.data)[999] == (unsigned char)(k & 0xff));
             CHECK_RC(psyne_release(dyn, &m), 0);
         }
-        traffic(dyn, dyn, 64 * KIB, 4);
+        send_laps(dyn, dyn, 64 * KIB, 4, 5000000000ll);
     }
     struct psyne_stats ds;
     CHECK_RC(psyne_channel_stats(dyn, &ds), 0);
@@ -315,8 +294,8 @@ static void test_rings(void)
     o.flags = 0;
     CHECK_RC(psyne_channel_open(&client, uri, &o), 0);
     CHECK(stats_of(s).allocations == 4);
-    traffic(client, server, 128 * KIB, 3);
-    traffic(server, client, 128 * KIB, 1);
+    send_laps(client, server, 128 * KIB, 3, 5000000000ll);
+    send_laps(server, client, 128 * KIB, 1, 5000000000ll);
     psyne_channel_close(client);
     psyne_channel_close(server);
     CHECK(stats_of(s).allocations == 0);
@@ -326,35 +305,6 @@ static void test_rings(void)
 }
 
 /* ---- placement ---- */
-
-static int shmem_thp_allowed(void)
-{
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "r");
-    char buf[128] = "";
-    if (!f)
-        return 0;
-    if (!fgets(buf, sizeof buf, f))
-        buf[0] = 0;
-    fclose(f);
-    return !strstr(buf, "[never]") && !strstr(buf, "[deny]");
-}
-
-/* The /proc/self/numa_maps line of the mapping that holds p. */
-static void numa_maps_line(const void *p, char *out, size_t len)
-{
-    FILE *f = fopen("/proc/self/numa_maps", "r");
-    CHECK(f);
-    uintptr_t best = 0, a = (uintptr_t)p, start;
-    char line[1024];
-    out[0] = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "%" SCNxPTR, &start) == 1 && start <= a && start >= best) {
-            best = start;
-            snprintf(out, len, "%s", line);
-        }
-    fclose(f);
-    CHECK(out[0]);
-}
 
 static void test_placement(void)
 {
@@ -388,7 +338,7 @@ static void test_placement(void)
     struct psyne_stats cs;
     CHECK_RC(psyne_channel_stats(ch, &cs), 0);
     CHECK(cs.pages == st.pages && cs.page_size == st.page_size);
-    traffic(ch, ch, 2 * MIB, 2);
+    send_laps(ch, ch, 2 * MIB, 2, 5000000000ll);
     psyne_channel_close(ch);
     if (st.pages == PSYNE_PAGES_EXPLICIT) { /* a ring smaller than a huge page cannot be carved from them */
         o.capacity = 64 * KIB;

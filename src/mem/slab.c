@@ -137,6 +137,25 @@ static int map_slab(struct psyne_slabs *s, size_t len, struct slab *sl)
     return 0;
 }
 
+/* Adds a slab of slab_size bytes, or of min_len if larger, within
+ * max_bytes. Returns its index, or -errno. Called with the lock held (or
+ * before the pool is shared). */
+static int add_slab(struct psyne_slabs *s, size_t min_len)
+{
+    size_t size = round_up(min_len > s->slab_size ? min_len : s->slab_size, s->page);
+    if (s->max_bytes && s->st.bytes + size > s->max_bytes)
+        return -ENOMEM;
+    if (reserve((void **)&s->slabs, &s->cap_slabs, s->n_slabs + 1, sizeof *s->slabs))
+        return -ENOMEM;
+    int rc = map_slab(s, size, &s->slabs[s->n_slabs]);
+    if (rc)
+        return rc;
+    s->st.slabs++;
+    s->st.bytes += size;
+    s->st.growths += s->n_slabs > 0;
+    return (int)s->n_slabs++;
+}
+
 /* Takes len bytes at a multiple of align from the first free extent they
  * fit in. Returns the offset, or SIZE_MAX. */
 static size_t take(struct slab *sl, size_t len, size_t align)
@@ -214,24 +233,17 @@ static size_t find_carved(const struct psyne_slabs *s, const void *addr)
  * Called with the lock held. */
 static int carve(struct psyne_slabs *s, size_t len, size_t align, bool ring, struct carved *out, size_t *clear)
 {
-    if (reserve((void **)&s->carved, &s->cap_carved, s->n_carved + 1, sizeof *s->carved) ||
-        reserve((void **)&s->slabs, &s->cap_slabs, s->n_slabs + 1, sizeof *s->slabs))
+    if (reserve((void **)&s->carved, &s->cap_carved, s->n_carved + 1, sizeof *s->carved))
         return -ENOMEM;
     size_t off = SIZE_MAX;
     unsigned i = 0;
     for (; i < s->n_slabs && off == SIZE_MAX; i++)
         off = take(&s->slabs[i], len, align);
     if (off == SIZE_MAX) { /* a new slab: at least slab_size, at least this request */
-        size_t size = round_up(len > s->slab_size ? len : s->slab_size, s->page);
-        if (s->max_bytes && s->st.bytes + size > s->max_bytes)
-            return -ENOMEM;
-        int rc = map_slab(s, size, &s->slabs[s->n_slabs]);
-        if (rc)
-            return rc;
-        i = (unsigned)s->n_slabs++;
-        s->st.slabs++;
-        s->st.bytes += size;
-        s->st.growths += s->n_slabs > 1;
+        int k = add_slab(s, len);
+        if (k < 0)
+            return k;
+        i = (unsigned)k;
         off = take(&s->slabs[i], len, align);
     } else {
         i--;
@@ -318,16 +330,9 @@ int psyne_slabs_create(const struct psyne_slab_options *opt, psyne_slabs **out)
         s->slab_size = round_up(size, s->page);
         s->got = (struct psy_placement){.pages = s->hugetlb ? PSYNE_PAGES_EXPLICIT : PSYNE_PAGES_NORMAL,
                                         .page_size = s->page, .numa_node = -1};
-        size_t none = 0;
-        struct carved first;
-        rc = carve(s, s->page, s->page, false, &first, &none); /* maps the first slab */
-        if (rc == 0) {
-            uncarve(s, 0);
-            s->slabs[0].touched = 0; /* nothing was written */
-            s->st.allocs_total = 0;
-            s->st.high_water = 0;
+        rc = add_slab(s, 0);
+        if (rc >= 0)
             break;
-        }
         if (!s->hugetlb || (rc != -ENOMEM && rc != -EINVAL && rc != -ENOSPC)) {
             psyne_slabs_destroy(s);
             return psy_fail(rc, "cannot map a slab of %llu bytes%s", (unsigned long long)s->slab_size,
@@ -405,6 +410,16 @@ int psyne_slabs_stats(psyne_slabs *s, struct psyne_slab_stats *st)
 
 /* ---- rings ---- */
 
+/* Gives a ring's range back to the pool. */
+static void return_ring_block(struct psyne_slabs *s, void *block)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t k = find_carved(s, block);
+    if (k < s->n_carved)
+        uncarve(s, k);
+    pthread_mutex_unlock(&s->lock);
+}
+
 int psy_slabs_map_ring(struct psyne_slabs *s, size_t ctl_len, size_t data_len, bool zero_data,
                        const struct psy_place_request *req, struct psy_mirror *m, void **block)
 {
@@ -420,6 +435,7 @@ int psy_slabs_map_ring(struct psyne_slabs *s, size_t ctl_len, size_t data_len, b
         s->st.failed++;
     int fd = rc ? -1 : s->slabs[c.slab].fd;
     off_t off = rc ? 0 : (off_t)(c.addr - s->slabs[c.slab].base);
+    struct psy_placement got = s->got;
     pthread_mutex_unlock(&s->lock);
     if (rc)
         return psy_fail(rc, "no room for a ring of %zu bytes in the slabs", data_len);
@@ -436,16 +452,11 @@ int psy_slabs_map_ring(struct psyne_slabs *s, size_t ctl_len, size_t data_len, b
     m->got = (struct psy_placement){.pages = PSYNE_PAGES_NORMAL, .numa_node = -1};
     rc = psy_mirror_map_at(m, fd, off, ctl_len, data_len, s->page, &mirror_req);
     if (rc) {
-        pthread_mutex_lock(&s->lock);
-        uncarve(s, find_carved(s, c.addr));
-        pthread_mutex_unlock(&s->lock);
+        return_ring_block(s, c.addr);
         return psy_fail(rc, "cannot map a ring of %zu bytes from a slab", data_len);
     }
-    bool locked = m->got.locked;
-    pthread_mutex_lock(&s->lock);
-    m->got = s->got;
-    pthread_mutex_unlock(&s->lock);
-    m->got.locked = m->got.locked || locked;
+    got.locked = got.locked || m->got.locked; /* the mirror's own mlock, or the slab's */
+    m->got = got;
     *block = c.addr;
     return 0;
 }
@@ -453,9 +464,5 @@ int psy_slabs_map_ring(struct psyne_slabs *s, size_t ctl_len, size_t data_len, b
 void psy_slabs_unmap_ring(struct psyne_slabs *s, struct psy_mirror *m, void *block)
 {
     psy_mirror_destroy(m);
-    pthread_mutex_lock(&s->lock);
-    size_t k = find_carved(s, block);
-    if (k < s->n_carved)
-        uncarve(s, k);
-    pthread_mutex_unlock(&s->lock);
+    return_ring_block(s, block);
 }
