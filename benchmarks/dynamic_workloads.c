@@ -55,16 +55,8 @@ uint64_t psyne_dynamic_resize_capacity(uint64_t size)
     return cap;
 }
 
-void psyne_dynamic_resize(uint64_t capacity, struct resize_result *out)
+psyne_slabs *psyne_dynamic_resize_slabs(uint64_t capacity)
 {
-    char *src = malloc(capacity), *dst = malloc(capacity);
-    must(src && dst, "out of memory");
-    memset(src, 1, capacity);
-    memset(dst, 2, capacity); /* both resident: the copy measures bandwidth, not page faults */
-    out->grow_ns = one_resize(capacity, 1, NULL);
-    out->shrink_ns = one_resize(capacity, 0, NULL);
-    /* The same in slabs that already served such rings: the ranges are
-     * carved again (and their first bytes cleared), no memory object made. */
     struct psyne_slab_options so;
     psyne_slab_options_init(&so);
     so.slab_size = 4 * capacity; /* a segment and one twice as large, with their control pages */
@@ -72,10 +64,22 @@ void psyne_dynamic_resize(uint64_t capacity, struct resize_result *out)
     so.numa_node = bench_numa_node;
     psyne_slabs *slabs;
     must(psyne_slabs_create(&so, &slabs) == 0, "slabs");
-    one_resize(capacity, 1, slabs);
+    return slabs;
+}
+
+void psyne_dynamic_resize(uint64_t capacity, psyne_slabs *slabs, struct resize_result *out)
+{
+    char *src = malloc(capacity), *dst = malloc(capacity);
+    must(src && dst, "out of memory");
+    memset(src, 1, capacity);
+    memset(dst, 2, capacity); /* both resident: the copy measures bandwidth, not page faults */
+    out->grow_ns = one_resize(capacity, 1, NULL);
+    out->shrink_ns = one_resize(capacity, 0, NULL);
+    /* The same with segments carved from the slabs: no memory object made;
+     * from the second call on, the ranges served such rings before and are
+     * carved again (their first bytes cleared). */
     out->grow_slabs_ns = one_resize(capacity, 1, slabs);
     out->shrink_slabs_ns = one_resize(capacity, 0, slabs);
-    must(psyne_slabs_destroy(slabs) == 0, "slabs destroy");
     int64_t t0 = bench_now_ns();
     memcpy(dst, src, capacity);
     __asm__ volatile("" : : "r"(dst) : "memory");

@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "psyne.h"
+
 struct resize_result {
     double grow_ns;   /* chaining a segment twice as large */
     double shrink_ns; /* chaining a segment half as large */
@@ -17,7 +19,11 @@ struct resize_result {
 
 /* The ring size a dynamic-resize run of `size` uses: a power of two of at least 64 KiB. */
 uint64_t psyne_dynamic_resize_capacity(uint64_t size);
-/* One grow, one shrink and one copy of a capacity-byte ring, each timed. */
-void psyne_dynamic_resize(uint64_t capacity, struct resize_result *out);
+/* Slabs for psyne_dynamic_resize's runs of a capacity-byte ring, made once
+ * (psyne_slabs_destroy when done). */
+psyne_slabs *psyne_dynamic_resize_slabs(uint64_t capacity);
+/* One grow, one shrink and one copy of a capacity-byte ring, each timed;
+ * the grow and shrink again with segments carved from slabs. */
+void psyne_dynamic_resize(uint64_t capacity, psyne_slabs *slabs, struct resize_result *out);
 
 #endif

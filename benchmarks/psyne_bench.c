@@ -180,10 +180,11 @@ static void run_resize(const struct config *c, size_t size)
     double grow_slabs[MAX_RUNS], shrink_slabs[MAX_RUNS], slabs_ratio[MAX_RUNS];
     struct resize_result r;
     bench_progress_run(0, runs);
-    psyne_dynamic_resize(size, &r); /* warm-up */
+    psyne_slabs *slabs = psyne_dynamic_resize_slabs(size);
+    psyne_dynamic_resize(size, slabs, &r); /* warm-up: the slabs' ranges have served rings before */
     for (int i = 0; i < runs; i++) {
         bench_progress_run(i + 1, runs);
-        psyne_dynamic_resize(size, &r);
+        psyne_dynamic_resize(size, slabs, &r);
         grow[i] = r.grow_ns;
         shrink[i] = r.shrink_ns;
         copy[i] = r.copy_ns;
@@ -193,6 +194,7 @@ static void run_resize(const struct config *c, size_t size)
         shrink_slabs[i] = r.shrink_slabs_ns;
         slabs_ratio[i] = (r.grow_slabs_ns + r.shrink_slabs_ns) / (r.grow_ns + r.shrink_ns);
     }
+    psyne_slabs_destroy(slabs);
     bench_out("system=psyne workload=dynamic-resize size=%zu grow_us=%.1f shrink_us=%.1f copy_us=%.1f "
               "grow_vs_copy=%.3f shrink_vs_copy=%.3f grow_slabs_us=%.1f shrink_slabs_us=%.1f slabs_vs_own=%.3f runs=%d",
               size, bench_median(grow, runs) / 1e3, bench_median(shrink, runs) / 1e3, bench_median(copy, runs) / 1e3,
