@@ -349,7 +349,9 @@ PSYNE_API int psyne_receive(psyne_channel *ch, struct psyne_msg *m, int64_t time
 /*
  * Returns the space of a received message to the producers. In single
  * consumer modes (SPSC, MPSC, BROADCAST subscribers) it also releases every
- * earlier message this consumer still holds; in MC modes it releases only m.
+ * earlier message this consumer still holds (on a listening tcp:// handle
+ * with max_peers: every earlier one of the same peer, m->peer, since each
+ * peer is a ring of its own); in MC modes it releases only m.
  * Returns 0 or -EINVAL (m was already released or is not from this channel).
  * Never blocks; wakes a sleeping producer when there is one.
  * Threads: as psyne_receive.
