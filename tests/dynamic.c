@@ -5,14 +5,23 @@
  * the consumer checks every message (sequence, length, checksum) and holds
  * several views across segment changes. Dynamic rings are SPSC only: one
  * producer chains segments and one consumer follows them (documented in
- * psyne.h; MP/MC modes and ipc://, tcp:// are refused with -EINVAL here).
+ * psyne.h; MP/MC modes and tcp:// are refused with -EINVAL here).
  *
- * usage: test_dynamic [options|limits|shutdown|stress [messages]]
+ * Every part runs on memory:// and, named ipc-<part>, on ipc://, where each
+ * segment is a shared-memory file: there the stress's producer is a
+ * process of its own (fork), "ipc-crash" kills a producer in the middle of
+ * a stream, and every part checks that no segment file is left behind.
+ *
+ * usage: test_dynamic [[ipc-]options|limits|shutdown|stress [messages]|ipc-crash]
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +42,19 @@ static struct psyne_options dyn_options(uint64_t capacity, const struct psyne_dy
     return o;
 }
 
-/* Mapped psyne ring memfds of this process (each ring maps its memfd once or twice). */
+static const char *scheme = "memory"; /* or "ipc" */
+static int test_pid; /* in every name: ctest runs tests side by side (forked children keep it) */
+
+/* The URI of a test's channel on this run's transport. */
+static const char *uri(const char *name)
+{
+    static char buf[128];
+    snprintf(buf, sizeof buf, "%s://%s-%d", scheme, name, test_pid);
+    return buf;
+}
+
+/* Mapped psyne rings of this process: memory:// memfds, ipc:// segment
+ * and segment files (each ring maps its file once or twice). */
 static int ring_mappings(void)
 {
     FILE *f = fopen("/proc/self/maps", "r");
@@ -41,8 +62,29 @@ static int ring_mappings(void)
     char line[512];
     int n = 0;
     while (fgets(line, sizeof line, f))
-        n += strstr(line, "memfd:psyne-ring") != NULL;
+        n += strstr(line, "memfd:psyne-ring") != NULL || strstr(line, "/dev/shm/psyne") != NULL;
     fclose(f);
+    return n;
+}
+
+/* ipc://: files of the channel uri(name) still in /dev/shm (the channel's
+ * segment and its segment files). */
+static int shm_leftovers(const char *name)
+{
+    if (strcmp(scheme, "ipc") != 0)
+        return 0;
+    char mine[128], segs[128];
+    snprintf(mine, sizeof mine, "psyne.%s-%d", name, test_pid);
+    snprintf(segs, sizeof segs, "psyne-seg.%s-%d.", name, test_pid);
+    DIR *dir = opendir("/dev/shm");
+    CHECK(dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        if (!strcmp(e->d_name, mine) || !strncmp(e->d_name, segs, strlen(segs))) {
+            fprintf(stderr, "left in /dev/shm: %s\n", e->d_name);
+            n++;
+        }
+    closedir(dir);
     return n;
 }
 
@@ -60,34 +102,40 @@ static void test_options(void)
     psyne_channel *ch;
     struct psyne_options o = dyn_options(64 * KIB, &d);
     o.mode = PSYNE_MODE_MPSC;
-    CHECK_RC(psyne_channel_open(&ch, "memory://dyn-opt", &o), -EINVAL);
+    CHECK_RC(psyne_channel_open(&ch, uri("dyn-opt"), &o), -EINVAL);
     CHECK(strstr(psyne_last_error(), "SPSC") != NULL);
     o = dyn_options(64 * KIB, &d);
-    CHECK_RC(psyne_channel_open(&ch, "ipc://dyn-opt", &o), -EINVAL);
+    CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1:1", &o), -EINVAL);
     d.factor = 3;
-    CHECK_RC(psyne_channel_open(&ch, "memory://dyn-opt", &o), -EINVAL);
+    CHECK_RC(psyne_channel_open(&ch, uri("dyn-opt"), &o), -EINVAL);
     d = (struct psyne_dynamic){.grow_at = 0.5, .shrink_at = 0.4}; /* a shrink would call for a grow */
-    CHECK_RC(psyne_channel_open(&ch, "memory://dyn-opt", &o), -EINVAL);
+    CHECK_RC(psyne_channel_open(&ch, uri("dyn-opt"), &o), -EINVAL);
     d = (struct psyne_dynamic){.max_capacity = 16 * KIB}; /* below the initial capacity */
-    CHECK_RC(psyne_channel_open(&ch, "memory://dyn-opt", &o), -EINVAL);
+    CHECK_RC(psyne_channel_open(&ch, uri("dyn-opt"), &o), -EINVAL);
     d = (struct psyne_dynamic){.max_capacity = UINT64_MAX}; /* refused, not rounded forever */
-    CHECK_RC(psyne_channel_open(&ch, "memory://dyn-opt", &o), -EINVAL);
+    CHECK_RC(psyne_channel_open(&ch, uri("dyn-opt"), &o), -EINVAL);
     d = (struct psyne_dynamic){.reserved = 1};
-    CHECK_RC(psyne_channel_open(&ch, "memory://dyn-opt", &o), -EINVAL);
+    CHECK_RC(psyne_channel_open(&ch, uri("dyn-opt"), &o), -EINVAL);
 
     /* Joining: a static open of a dynamic ring's name is refused, and the reverse. */
     d = (struct psyne_dynamic){0};
-    CHECK_RC(psyne_channel_open(&ch, "memory://dyn-opt", &o), 0);
+    CHECK_RC(psyne_channel_open(&ch, uri("dyn-opt"), &o), 0);
     struct psyne_options st;
     psyne_options_init(&st);
     psyne_channel *other;
-    CHECK_RC(psyne_channel_open(&other, "memory://dyn-opt", &st), -EINVAL);
-    CHECK_RC(psyne_channel_open(&other, "memory://dyn-opt", NULL), 0); /* NULL joins what exists */
+    CHECK_RC(psyne_channel_open(&other, uri("dyn-opt"), &st), -EINVAL);
+    CHECK_RC(psyne_channel_open(&other, uri("dyn-opt"), NULL), 0); /* NULL joins what exists */
     struct psyne_stats s;
     CHECK_RC(psyne_channel_stats(other, &s), 0);
     CHECK(s.capacity == 64 * KIB && s.segments == 1 && s.resizes_up == 0);
     psyne_channel_close(other);
     psyne_channel_close(ch);
+    CHECK(shm_leftovers("dyn-opt") == 0);
+    /* and the reverse: a dynamic open of a static ring's name */
+    CHECK_RC(psyne_channel_open(&ch, uri("dyn-opt"), &st), 0);
+    CHECK_RC(psyne_channel_open(&other, uri("dyn-opt"), &o), -EINVAL);
+    psyne_channel_close(ch);
+    CHECK(shm_leftovers("dyn-opt") == 0);
     printf("options: ok\n");
 }
 
@@ -97,7 +145,7 @@ static void test_limits(void)
     struct psyne_dynamic d = {.max_capacity = 256 * KIB};
     struct psyne_options o = dyn_options(16 * KIB, &d);
     psyne_channel *ch;
-    CHECK_RC(psyne_channel_open(&ch, "memory://dyn-limits", &o), 0);
+    CHECK_RC(psyne_channel_open(&ch, uri("dyn-limits"), &o), 0);
     struct psyne_claimed c;
     /* Larger than the segment, within the largest: a segment that fits is chained. */
     CHECK_RC(psyne_claim(ch, 100 * KIB, &c, PSYNE_NONBLOCK), 0);
@@ -135,6 +183,7 @@ static void test_limits(void)
     CHECK(s.segments == 1 && s.in_use == 0 && s.msgs_in == seq);
     psyne_channel_close(ch);
     CHECK(ring_mappings() == maps_before); /* every segment and the anchor unmapped */
+    CHECK(shm_leftovers("dyn-limits") == 0);
     printf("limits: ok\n");
 }
 
@@ -143,7 +192,7 @@ static void test_shutdown(void)
     struct psyne_dynamic d = {0};
     struct psyne_options o = dyn_options(16 * KIB, &d);
     psyne_channel *ch;
-    CHECK_RC(psyne_channel_open(&ch, "memory://dyn-shut", &o), 0);
+    CHECK_RC(psyne_channel_open(&ch, uri("dyn-shut"), &o), 0);
     for (uint64_t i = 0; i < 200; i++) /* 200 x 1 KiB: several segments */
         send_one(ch, 1000, i);
     struct psyne_stats s;
@@ -160,6 +209,7 @@ static void test_shutdown(void)
     }
     CHECK_RC(psyne_receive(ch, &m, PSYNE_FOREVER), -EPIPE);
     psyne_channel_close(ch);
+    CHECK(shm_leftovers("dyn-shut") == 0);
     printf("shutdown: ok\n");
 }
 
@@ -264,16 +314,36 @@ static void test_stress(uint64_t messages)
     int maps_before = ring_mappings();
     struct psyne_dynamic d = {.max_capacity = 4 * 1024 * KIB, .window_ops = 2000, .check_interval = 32};
     struct psyne_options o = dyn_options(32 * KIB, &d);
-    o.role = PSYNE_ROLE_PRODUCER;
     struct stress s = {.messages = messages};
-    CHECK_RC(psyne_channel_open(&s.tx, "memory://dyn-stress", &o), 0);
+    bool ipc = !strcmp(scheme, "ipc");
+    pid_t child = -1;
+    if (ipc) { /* the producer is a process of its own, forked before either opens */
+        fflush(NULL);
+        CHECK((child = fork()) >= 0);
+        if (child == 0) {
+            o.role = PSYNE_ROLE_PRODUCER;
+            CHECK_RC(psyne_channel_open(&s.tx, uri("dyn-stress"), &o), 0);
+            producer(&s);
+            psyne_channel_close(s.tx);
+            _exit(0);
+        }
+    } else {
+        o.role = PSYNE_ROLE_PRODUCER;
+        CHECK_RC(psyne_channel_open(&s.tx, uri("dyn-stress"), &o), 0);
+    }
     o.role = PSYNE_ROLE_CONSUMER;
-    CHECK_RC(psyne_channel_open(&s.rx, "memory://dyn-stress", &o), 0);
+    CHECK_RC(psyne_channel_open(&s.rx, uri("dyn-stress"), &o), 0);
     pthread_t p, c;
     CHECK(pthread_create(&c, NULL, consumer, &s) == 0);
-    CHECK(pthread_create(&p, NULL, producer, &s) == 0);
-    pthread_join(p, NULL);
+    if (!ipc)
+        CHECK(pthread_create(&p, NULL, producer, &s) == 0);
     pthread_join(c, NULL);
+    if (ipc) {
+        int status;
+        CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    } else {
+        pthread_join(p, NULL);
+    }
     struct psyne_stats st;
     CHECK_RC(psyne_channel_stats(s.rx, &st), 0);
     printf("stress: %llu messages, %llu grows, %llu shrinks, %.1f us per resize, capacity now %llu, "
@@ -285,14 +355,79 @@ static void test_stress(uint64_t messages)
     CHECK(st.msgs_in == messages && st.msgs_out == messages && st.in_use == 0);
     CHECK(st.resizes_up >= 3 && st.resizes_down >= 3); /* the load really moved the size both ways */
     CHECK(st.segments == 1);
-    psyne_channel_close(s.tx);
+    psyne_channel_close(s.tx); /* NULL for ipc: the child closed its own */
     psyne_channel_close(s.rx);
     CHECK(ring_mappings() == maps_before);
+    CHECK(shm_leftovers("dyn-stress") == 0);
+}
+
+/* ipc://: a producer process killed in the middle of a stream, after it
+ * grew the ring: the consumer gets every message it committed, then
+ * -EPIPE (it finds the dead producer in the anchor's slots while waiting
+ * on a segment), and the last close removes every file. */
+static void test_crash(void)
+{
+    enum { SENT = 20000, LEN = 3000 };
+    struct psyne_dynamic d = {.max_capacity = 1024 * KIB};
+    struct psyne_options o = dyn_options(16 * KIB, &d);
+    o.peer_timeout_ns = 20000000; /* look for the dead every 20 ms */
+    fflush(NULL);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        psyne_channel *tx;
+        o.role = PSYNE_ROLE_PRODUCER;
+        CHECK_RC(psyne_channel_open(&tx, uri("dyn-crash"), &o), 0);
+        for (uint64_t i = 0; i < SENT; i++) {
+            struct psyne_claimed c;
+            CHECK_RC(psyne_claim(tx, LEN, &c, PSYNE_FOREVER), 0);
+            memset(c.data, (int)(i & 0xff), LEN);
+            memcpy(c.data, &i, sizeof i);
+            CHECK_RC(psyne_commit(tx, &c, LEN, T_MSG), 0);
+        }
+        struct psyne_claimed c; /* dies holding a claim, as a crash would */
+        CHECK_RC(psyne_claim(tx, LEN, &c, PSYNE_FOREVER), 0);
+        raise(SIGKILL);
+    }
+    psyne_channel *rx;
+    o.role = PSYNE_ROLE_CONSUMER;
+    CHECK_RC(psyne_channel_open(&rx, uri("dyn-crash"), &o), 0);
+    struct psyne_msg m;
+    uint64_t got = 0;
+    int rc;
+    while ((rc = psyne_receive(rx, &m, 30 * 1000000000ll)) == 0) {
+        uint64_t seq;
+        memcpy(&seq, m.data, sizeof seq);
+        CHECK(seq == got && m.length == LEN && ((unsigned char *)m.data)[LEN - 1] == (unsigned char)(got & 0xff));
+        got++;
+        CHECK_RC(psyne_release(rx, &m), 0);
+        if (got == 100) { /* let the producer run ahead: the ring grows */
+            struct timespec ts = {0, 50000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    CHECK_RC(rc, -EPIPE);
+    CHECK(got == SENT);
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(rx, &st), 0);
+    CHECK(st.peers_lost == 0 || st.peers_lost == 1); /* counted by the anchor, where the slots are */
+    CHECK(st.resizes_up >= 1 && st.msgs_in == SENT);
+    psyne_channel_close(rx);
+    CHECK(shm_leftovers("dyn-crash") == 0);
+    printf("crash: %llu messages after the producer died, %llu grows: ok\n", (unsigned long long)got,
+           (unsigned long long)st.resizes_up);
 }
 
 int main(int argc, char **argv)
 {
     const char *part = argc > 1 ? argv[1] : "all";
+    test_pid = (int)getpid();
+    if (!strncmp(part, "ipc-", 4)) {
+        scheme = "ipc";
+        part += 4;
+    }
     int all = !strcmp(part, "all");
     if (all || !strcmp(part, "options"))
         test_options();
@@ -302,6 +437,8 @@ int main(int argc, char **argv)
         test_shutdown();
     if (all || !strcmp(part, "stress"))
         test_stress(test_scale(argc > 2 ? strtoull(argv[2], NULL, 10) : 2000000));
+    if (!strcmp(scheme, "ipc") && (all || !strcmp(part, "crash")))
+        test_crash();
     printf("dynamic %s: ok\n", part);
     return 0;
 }

@@ -9,6 +9,7 @@
 
 #include "../ring/dynamic.h"
 #include "../ring/fastpath.h"
+#include "../transport/ipc_dynamic.h"
 #include "../transport/transport.h"
 #include "channel.h"
 #include "error.h"
@@ -120,8 +121,14 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         return rc;
     if ((opt->flags & PSYNE_F_LISTEN) && u.scheme != PSY_SCHEME_TCP)
         return psy_fail(-EINVAL, "PSYNE_F_LISTEN is for tcp:// channels");
-    if (opt->dynamic && u.scheme != PSY_SCHEME_MEMORY)
-        return psy_fail(-EINVAL, "dynamic rings are memory:// only in this version");
+    if (opt->dynamic && u.scheme == PSY_SCHEME_TCP)
+        return psy_fail(-EINVAL, "dynamic rings are for memory:// and ipc://, not tcp://");
+    if (opt->dynamic) { /* before anything is made under the name */
+        struct psy_dyn *check;
+        if ((rc = psy_dyn_create_with(&check, opt, NULL, NULL, NULL, true)) != 0)
+            return rc;
+        psy_dyn_destroy(check);
+    }
     if (opt->slabs && u.scheme == PSY_SCHEME_IPC) /* a slab is this process's memory */
         return psy_fail(-EINVAL, "ipc:// rings live in shared-memory segments of their own, not in slabs");
 
@@ -157,6 +164,12 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     ch->home = ch->ring;
     if (u.scheme == PSY_SCHEME_MEMORY)
         ch->dyn = psy_memory_dynamic(ch->home); /* ring and tx stay the anchor until the first call */
+    if (ch->ring->ipc && psy_ipc_is_dynamic(ch->ring) &&
+        (rc = psy_ipc_dyn_open(ch->ring, u.name, opt, ch->role, &ch->dyn)) != 0) {
+        detach(ch->ring);
+        free(ch);
+        return rc;
+    }
     if (ch->ring->mode == PSYNE_MODE_BROADCAST && ch->role == PSYNE_ROLE_ANY) { /* joined with NULL options */
         detach(ch->ring);
         free(ch);
@@ -197,11 +210,13 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     return 0;
 }
 
+/* The anchor's flag first: ipc segments made meanwhile look at it
+ * (ipc_dynamic.c). */
 static void shutdown_ring(psyne_channel *ch)
 {
+    psy_ring_shutdown(ch->home);
     if (ch->dyn)
         psy_dyn_shutdown(ch->dyn);
-    psy_ring_shutdown(ch->home);
 }
 
 int psyne_channel_shutdown(psyne_channel *ch)
@@ -254,6 +269,8 @@ int psyne_channel_close(psyne_channel *ch)
     pthread_mutex_unlock(&r->handles_lock);
     if (ch->sub >= 0)
         psy_ring_unsubscribe(r, ch->sub);
+    if (r->ipc && ch->dyn) /* the handle's own view of the segments */
+        psy_ipc_dyn_close(ch->dyn);
     detach(r);
     free(ch);
     return 0;

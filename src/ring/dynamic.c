@@ -54,10 +54,24 @@ static int fill_config(struct psy_dyn *d, const struct psyne_options *opt)
     return 0;
 }
 
+void psy_dyn_seg_init(struct psy_dyn *d, struct psy_dyn_seg *s, uint64_t gen, uint64_t start, psy_atomic64 *end)
+{
+    psy_ring_reader_init(&s->ring, -1, &s->reader);
+    s->start = start;
+    s->gen = gen;
+    s->end = end ? end : &s->own_end;
+    s->dyn = d;
+    if (!end)
+        atomic_store_explicit(&s->own_end, PSY_SEG_OPEN, memory_order_relaxed);
+}
+
 /* A new segment of cap bytes starting at position start. chained: made by
  * a resize, not at open. */
-static int new_segment(struct psy_dyn *d, uint64_t cap, uint64_t start, bool chained, struct psy_dyn_seg **out)
+static int new_segment(struct psy_dyn *d, uint64_t gen, uint64_t cap, uint64_t start, bool chained,
+                       struct psy_dyn_seg **out)
 {
+    if (d->ops)
+        return d->ops->make(d, gen, cap, start, chained, out);
     struct psy_dyn_seg *s = calloc(1, sizeof *s);
     if (!s)
         return psy_fail(-ENOMEM, "out of memory");
@@ -72,16 +86,15 @@ static int new_segment(struct psy_dyn *d, uint64_t cap, uint64_t start, bool cha
         return rc;
     }
     psy_ring_set_start(&s->ring, start);
-    psy_ring_reader_init(&s->ring, -1, &s->reader);
+    psy_dyn_seg_init(d, s, gen, start, NULL);
     atomic_store_explicit(&s->ring.sh->wait.producers, 1, memory_order_relaxed); /* the channel counts handles */
     atomic_store_explicit(&s->ring.sh->wait.consumers, 1, memory_order_relaxed);
-    s->start = start;
-    atomic_store_explicit(&s->end, PSY_SEG_OPEN, memory_order_relaxed);
     *out = s;
     return 0;
 }
 
-int psy_dyn_create(struct psy_dyn **out, const struct psyne_options *opt)
+int psy_dyn_create_with(struct psy_dyn **out, const struct psyne_options *opt, const struct psy_dyn_ops *ops,
+                        void *ctx, struct psy_dyn_stats *st, bool consumes)
 {
     struct psy_dyn *d = calloc(1, sizeof *d);
     if (!d)
@@ -89,18 +102,45 @@ int psy_dyn_create(struct psy_dyn **out, const struct psyne_options *opt)
     d->opt = *opt;
     d->opt.dynamic = NULL;
     int rc = fill_config(d, opt);
-    struct psy_dyn_seg *first = NULL;
-    if (rc == 0)
-        rc = new_segment(d, d->initial, 0, false, &first);
     if (rc) {
         free(d);
         return rc;
     }
+    d->ops = ops;
+    d->ctx = ctx;
+    d->st = st ? st : &d->own_st;
+    d->consumes = consumes;
     pthread_mutex_init(&d->lock, NULL);
-    d->oldest = d->cons = first;
-    atomic_store_explicit(&d->prod, first, memory_order_relaxed);
     d->ops_left = d->cfg.check_interval;
     d->window_left = d->cfg.window_ops;
+    *out = d;
+    return 0;
+}
+
+void psy_dyn_append(struct psy_dyn *d, struct psy_dyn_seg *s)
+{
+    pthread_mutex_lock(&d->lock);
+    struct psy_dyn_seg *last = atomic_load_explicit(&d->prod, memory_order_relaxed);
+    if (last)
+        last->next = s;
+    else
+        d->oldest = d->cons = s;
+    atomic_store_explicit(&d->prod, s, memory_order_relaxed);
+    pthread_mutex_unlock(&d->lock);
+}
+
+int psy_dyn_create(struct psy_dyn **out, const struct psyne_options *opt)
+{
+    struct psy_dyn *d;
+    int rc = psy_dyn_create_with(&d, opt, NULL, NULL, NULL, true);
+    if (rc)
+        return rc;
+    struct psy_dyn_seg *first;
+    if ((rc = new_segment(d, 0, d->initial, 0, false, &first)) != 0) {
+        psy_dyn_destroy(d);
+        return rc;
+    }
+    psy_dyn_append(d, first);
     *out = d;
     return 0;
 }
@@ -109,7 +149,7 @@ int psy_dyn_create(struct psy_dyn **out, const struct psyne_options *opt)
 static void keep_counts(struct psy_dyn *d, struct psy_dyn_seg *s)
 {
     struct psy_ring_shared *sh = s->ring.sh;
-    struct psy_dyn_stats *t = &d->st;
+    struct psy_dyn_stats *t = d->st;
     atomic_fetch_add_explicit(&t->msgs_out, atomic_load(&sh->prod.msgs), memory_order_relaxed);
     atomic_fetch_add_explicit(&t->bytes_out, atomic_load(&sh->prod.bytes), memory_order_relaxed);
     atomic_fetch_add_explicit(&t->msgs_in, atomic_load(&sh->cons.msgs), memory_order_relaxed);
@@ -140,6 +180,8 @@ void psy_dyn_shutdown(struct psy_dyn *d)
     for (struct psy_dyn_seg *s = d->oldest; s; s = s->next)
         psy_ring_shutdown(&s->ring);
     pthread_mutex_unlock(&d->lock);
+    if (d->ops)
+        d->ops->shutdown(d);
 }
 
 uint64_t psy_dyn_max_capacity(const struct psy_dyn *d)
@@ -156,7 +198,7 @@ static int chain(struct psy_dyn *d, uint64_t cap)
     struct psy_dyn_seg *old = atomic_load_explicit(&d->prod, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&old->ring.sh->pub.tail, memory_order_relaxed); /* ours */
     struct psy_dyn_seg *s;
-    int rc = new_segment(d, cap, tail, true, &s);
+    int rc = new_segment(d, old->gen + 1, cap, tail, true, &s);
     if (rc)
         return rc;
     pthread_mutex_lock(&d->lock);
@@ -168,24 +210,83 @@ static int chain(struct psy_dyn *d, uint64_t cap)
     }
     bool up = cap > old->ring.cap;
     old->next = s;
-    atomic_store_explicit(&old->end, tail, memory_order_release);
+    atomic_store_explicit(old->end, tail, memory_order_release);
     atomic_store_explicit(&d->prod, s, memory_order_relaxed);
     /* Woken under the lock: the consumer may follow at once, and it
      * unmaps the old segment only after taking the lock. */
     psy_wake_if_waiting(&old->ring, PSY_WAIT_DATA);
     pthread_mutex_unlock(&d->lock);
-    atomic_fetch_add_explicit(up ? &d->st.resizes_up : &d->st.resizes_down, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&d->st.resize_ns, (uint64_t)(psy_now_ns() - t0), memory_order_relaxed);
+    if (d->ops)
+        d->ops->chained(d, s);
+    atomic_fetch_add_explicit(up ? &d->st->resizes_up : &d->st->resizes_down, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->st->resize_ns, (uint64_t)(psy_now_ns() - t0), memory_order_relaxed);
     /* a new segment starts a new window: its own usage decides the next shrink */
     d->window_left = d->cfg.window_ops;
     d->window_high = 0;
     return 0;
 }
 
+/* Unlinks and unmaps the oldest segment, which the consumer has released
+ * up to its end. */
+static void unmap_oldest(struct psy_dyn *d)
+{
+    pthread_mutex_lock(&d->lock);
+    struct psy_dyn_seg *s = d->oldest;
+    d->oldest = s->next;
+    if (d->cons == s) /* a producer's handle (ipc): cons only marks the oldest it keeps */
+        d->cons = s->next;
+    if (!d->ops || d->ops->retire(d, s))
+        keep_counts(d, s);
+    pthread_mutex_unlock(&d->lock);
+    psy_ring_destroy(&s->ring);
+    free(s);
+}
+
+static bool all_released(const struct psy_dyn_seg *s)
+{
+    return atomic_load_explicit(s->reader.head, memory_order_acquire) ==
+           atomic_load_explicit(s->end, memory_order_acquire);
+}
+
+int psy_dyn_follow(struct psy_dyn *d)
+{
+    struct psy_dyn_seg *s = d->cons;
+    uint64_t end = atomic_load_explicit(s->end, memory_order_acquire); /* pairs with chain(): next exists */
+    if (end == PSY_SEG_OPEN || atomic_load_explicit(s->reader.read_pos, memory_order_relaxed) != end)
+        return 0;
+    if (!s->next) { /* ipc: made by the producer's process; open it */
+        struct psy_dyn_seg *next;
+        int rc = d->ops ? d->ops->open_next(d, s, &next) : -EPROTO;
+        if (rc)
+            return rc;
+        psy_dyn_append(d, next);
+    }
+    /* The segment left behind is unmapped later (psy_dyn_reap, release):
+     * the caller may be inside a wait on it. */
+    d->cons = s->next;
+    return 1;
+}
+
+void psy_dyn_reap(struct psy_dyn *d)
+{
+    while (d->oldest != d->cons && all_released(d->oldest))
+        unmap_oldest(d);
+}
+
+/* ipc, producer's handle: lets go of the segments the consumer finished. */
+static void reap_behind_producer(struct psy_dyn *d)
+{
+    while (d->oldest != atomic_load_explicit(&d->prod, memory_order_relaxed) &&
+           (!d->consumes || d->oldest != d->cons) && all_released(d->oldest))
+        unmap_oldest(d);
+}
+
 void psy_dyn_check(struct psy_dyn *d)
 {
     const struct psyne_dynamic *c = &d->cfg;
     d->ops_left = c->check_interval;
+    if (d->ops)
+        reap_behind_producer(d);
     struct psy_ring *r = &atomic_load_explicit(&d->prod, memory_order_relaxed)->ring;
     uint64_t used = psy_ring_in_use(r); /* one read of the consumer's line per interval */
     if (used > d->window_high)
@@ -200,7 +301,7 @@ void psy_dyn_check(struct psy_dyn *d)
         return;
     }
     uint64_t high = d->window_high;
-    atomic_store_explicit(&d->st.window_high_water, high, memory_order_relaxed);
+    atomic_store_explicit(&d->st->window_high_water, high, memory_order_relaxed);
     d->window_left = c->window_ops;
     d->window_high = 0;
     if ((double)high < c->shrink_at * (double)r->cap && r->cap > c->min_capacity) {
@@ -216,49 +317,13 @@ int psy_dyn_grow(struct psy_dyn *d, uint64_t need)
     if (fit > d->cfg.max_capacity)
         return -EMSGSIZE;
     if (r->cap >= d->cfg.max_capacity) {
-        atomic_fetch_add_explicit(&d->st.failed_claims, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&d->st->failed_claims, 1, memory_order_relaxed);
         return -EAGAIN;
     }
     uint64_t cap = r->cap * d->cfg.factor;
     while (cap < fit)
         cap *= d->cfg.factor;
     return chain(d, cap < d->cfg.max_capacity ? cap : d->cfg.max_capacity);
-}
-
-/* Consumer: unlinks and unmaps the oldest segment, which it has released. */
-static void unmap_oldest(struct psy_dyn *d)
-{
-    pthread_mutex_lock(&d->lock);
-    struct psy_dyn_seg *s = d->oldest;
-    d->oldest = s->next;
-    keep_counts(d, s);
-    pthread_mutex_unlock(&d->lock);
-    psy_ring_destroy(&s->ring);
-    free(s);
-}
-
-static bool all_released(const struct psy_dyn_seg *s)
-{
-    return atomic_load_explicit(s->reader.head, memory_order_relaxed) ==
-           atomic_load_explicit(&s->end, memory_order_relaxed);
-}
-
-int psy_dyn_follow(struct psy_dyn *d)
-{
-    struct psy_dyn_seg *s = d->cons;
-    uint64_t end = atomic_load_explicit(&s->end, memory_order_acquire); /* pairs with chain(): next is set */
-    if (end == PSY_SEG_OPEN || atomic_load_explicit(s->reader.read_pos, memory_order_relaxed) != end)
-        return 0;
-    /* The segment left behind is unmapped later (psy_dyn_reap, release):
-     * the caller may be inside a wait on it. */
-    d->cons = s->next;
-    return 1;
-}
-
-void psy_dyn_reap(struct psy_dyn *d)
-{
-    while (d->oldest != d->cons && all_released(d->oldest))
-        unmap_oldest(d);
 }
 
 /* Whether position end lies in (s->start, s->end]. */
@@ -273,7 +338,7 @@ int psy_dyn_release(struct psy_dyn *d, uint64_t end)
      * segment releases the rest of every older one. */
     while (d->oldest != d->cons) {
         struct psy_dyn_seg *s = d->oldest;
-        uint64_t seg_end = atomic_load_explicit(&s->end, memory_order_relaxed); /* published: we followed */
+        uint64_t seg_end = atomic_load_explicit(s->end, memory_order_relaxed); /* published: we followed */
         uint64_t head = atomic_load_explicit(s->reader.head, memory_order_relaxed);
         if (ends_in(s, end, seg_end)) {
             int rc = psy_sc_release(&s->ring, &s->reader, end);
@@ -290,9 +355,9 @@ int psy_dyn_release(struct psy_dyn *d, uint64_t end)
 
 void psy_dyn_stats(struct psy_dyn *d, struct psyne_stats *st)
 {
-    struct psy_dyn_stats *t = &d->st;
+    struct psy_dyn_stats *t = d->st;
     pthread_mutex_lock(&d->lock);
-    st->capacity = atomic_load_explicit(&d->prod, memory_order_relaxed)->ring.cap;
+    st->capacity = d->ops ? d->ops->capacity(d) : atomic_load_explicit(&d->prod, memory_order_relaxed)->ring.cap;
     st->msgs_out = atomic_load(&t->msgs_out);
     st->bytes_out = atomic_load(&t->bytes_out);
     st->msgs_in = atomic_load(&t->msgs_in);
@@ -304,6 +369,8 @@ void psy_dyn_stats(struct psy_dyn *d, struct psyne_stats *st)
     st->in_use = st->high_water = 0;
     for (struct psy_dyn_seg *s = d->oldest; s; s = s->next) {
         struct psy_ring_shared *sh = s->ring.sh;
+        if (s->retired && atomic_load_explicit(s->retired, memory_order_acquire))
+            continue; /* ipc: the other side folded its counters already */
         st->segments++;
         st->in_use += psy_ring_in_use(&s->ring);
         uint64_t hw = atomic_load_explicit(&sh->slow.high_water, memory_order_relaxed);

@@ -31,6 +31,7 @@
 #include "../core/error.h"
 #include "../core/uri.h"
 #include "../mem/mirror.h"
+#include "ipc_dynamic.h"
 #include "ipc_segment.h"
 #include "transport.h"
 
@@ -49,6 +50,17 @@ struct ipc_attachment {
 static struct ipc_attachment *attachment_of(struct psy_ring *r)
 {
     return (struct ipc_attachment *)r;
+}
+
+/* The channel's name, as in ipc://<name>. */
+static const char *channel_name(const struct ipc_attachment *a)
+{
+    return a->shm_name + strlen("/psyne.");
+}
+
+bool psy_ipc_is_dynamic(struct psy_ring *r)
+{
+    return (attachment_of(r)->hdr->features & PSY_IPC_F_DYNAMIC) != 0;
 }
 
 static void pause_briefly(void)
@@ -82,6 +94,21 @@ static bool remove_if_alone(int fd, const char *shm_name)
         return false;
     bool removed = still_named(fd, shm_name) && shm_unlink(shm_name) == 0;
     flock(fd, LOCK_UN);
+    return removed;
+}
+
+/* Unmaps a's ring; removes the segment's name (and a dynamic ring's
+ * segment files) if a was the last one attached. Returns whether it did. */
+static bool unmap_and_remove_if_alone(struct ipc_attachment *a)
+{
+    bool dynamic = psy_ipc_is_dynamic(&a->ring);
+    struct psy_ipc_dyn_names names;
+    if (dynamic)
+        psy_ipc_dyn_names(&a->ring, &names);
+    psy_ring_destroy(&a->ring);
+    bool removed = remove_if_alone(a->fd, a->shm_name);
+    if (removed && dynamic)
+        psy_ipc_dyn_remove_names(channel_name(a), &names);
     return removed;
 }
 
@@ -270,6 +297,9 @@ static int create_segment(struct ipc_attachment *a, const struct psyne_options *
     int rc = psy_ring_capacity(opt, &cap);
     if (rc)
         return rc;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (opt->dynamic) /* an anchor: the records live in segment files (ipc_dynamic.c) */
+        cap = page;
     mode_t perm = opt->ipc_perm ? (mode_t)(opt->ipc_perm & 0777) : 0600;
     int fd = shm_open(a->shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, perm);
     if (fd < 0)
@@ -282,7 +312,6 @@ static int create_segment(struct ipc_attachment *a, const struct psyne_options *
         return -EAGAIN;
     }
     struct psy_ipc_layout l;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
     psy_ipc_layout_for(cap, opt->mode, page, &l);
     struct psy_mirror m = {0};
     struct psy_place_request req;
@@ -303,7 +332,7 @@ static int create_segment(struct ipc_attachment *a, const struct psyne_options *
                     l.data_offset - l.ring_offset);
     h->magic = PSY_IPC_MAGIC;
     h->header_size = sizeof *h;
-    h->features = PSY_IPC_FEATURES;
+    h->features = opt->dynamic ? PSY_IPC_F_DYNAMIC : 0;
     h->capacity = cap;
     h->mode = (uint32_t)opt->mode;
     h->max_handles = PSYNE_IPC_MAX_HANDLES;
@@ -313,7 +342,18 @@ static int create_segment(struct ipc_attachment *a, const struct psyne_options *
     h->creator_pid = (int32_t)getpid();
     h->page_size = (uint32_t)page;
     view_ring(a, &m, &l, opt);
+    if (opt->dynamic && (rc = psy_ipc_dyn_format(&a->ring, channel_name(a), opt, perm)) != 0) {
+        shm_unlink(a->shm_name);
+        psy_ring_destroy(&a->ring);
+        close(fd);
+        return rc;
+    }
     if ((rc = attach_slot(a)) != 0) {
+        if (opt->dynamic) {
+            struct psy_ipc_dyn_names names;
+            psy_ipc_dyn_names(&a->ring, &names);
+            psy_ipc_dyn_remove_names(channel_name(a), &names);
+        }
         shm_unlink(a->shm_name);
         psy_ring_destroy(&a->ring);
         close(fd);
@@ -382,7 +422,17 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
         close(fd);
         return psy_fail(rc, "%s: %s; left untouched", uri, why);
     }
-    if (!join_any && (l.mode != opt->mode || (opt->capacity && opt->capacity > l.capacity))) {
+    bool dynamic = (l.features & PSY_IPC_F_DYNAMIC) != 0;
+    if (l.features & PSY_IPC_F_SEGMENT) {
+        close(fd);
+        return psy_fail(-EINVAL, "%s is a segment file of a dynamic ring, not a channel", uri);
+    }
+    if (!join_any && dynamic != (opt->dynamic != NULL)) {
+        close(fd);
+        return psy_fail(-EINVAL, "%s exists as a %s ring; asked for a %s one", uri, dynamic ? "dynamic" : "static",
+                        opt->dynamic ? "dynamic" : "static");
+    }
+    if (!join_any && !dynamic && (l.mode != opt->mode || (opt->capacity && opt->capacity > l.capacity))) {
         close(fd);
         return psy_fail(-EINVAL, "%s exists with mode %d and capacity %llu; asked for mode %d, capacity %llu", uri,
                         l.mode, (unsigned long long)l.capacity, opt->mode, (unsigned long long)opt->capacity);
@@ -405,8 +455,8 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
         /* Left by processes that all died: reclaim it. Shut down with
          * handles still open: wait for them to close it. */
         *waiting_for = "the handles of the shut-down channel to close";
-        psy_ring_destroy(&a->ring);
-        *pause = !(remove_if_alone(fd, a->shm_name) && stale);
+        a->fd = fd;
+        *pause = !(unmap_and_remove_if_alone(a) && stale);
         close(fd);
         return -EAGAIN;
     }
@@ -507,8 +557,7 @@ void psy_ipc_detach(struct psy_ring *r)
     fold_counters(r, s);
     psy_ring_recover_consumer(r, r->taken_tag); /* MC views still held: given back, not kept forever */
     release_slot(a);
-    psy_ring_destroy(r);
-    remove_if_alone(a->fd, a->shm_name); /* the last one out removes the segment */
+    unmap_and_remove_if_alone(a); /* the last one out removes the segment */
     close(a->fd);
     free(a);
 }

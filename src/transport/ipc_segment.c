@@ -71,7 +71,25 @@ int psy_ipc_validate(const void *bytes, size_t len, uint64_t file_size, size_t p
         return bad(why, "segment layout offsets are inconsistent");
     if (file_size != l.file_size)
         return bad(why, "segment file size does not match its header");
+    l.features = h.features;
+    if ((h.features & PSY_IPC_F_DYNAMIC) && (h.features & PSY_IPC_F_SEGMENT))
+        return bad(why, "segment says it is both an anchor and a segment");
+    if ((h.features & PSY_IPC_F_DYNAMIC) && (h.mode != PSYNE_MODE_SPSC || h.capacity != page))
+        return bad(why, "a dynamic ring's anchor is one page, SPSC");
     *out = l;
+    return 0;
+}
+
+int psy_ipc_check_segment(const struct psy_ipc_header *h, uint64_t id, uint64_t gen, const char **why)
+{
+    if (!(h->features & PSY_IPC_F_SEGMENT))
+        return bad(why, "not a segment of a dynamic ring");
+    if (h->dyn_id != id || h->seg_gen != gen)
+        return bad(why, "a segment of another dynamic ring or generation");
+    if (h->mode != PSYNE_MODE_SPSC)
+        return bad(why, "a dynamic ring's segment is SPSC");
+    if (h->seg_start & 7)
+        return bad(why, "a segment's first position is not 8-byte aligned");
     return 0;
 }
 

@@ -12,6 +12,13 @@
  * and its MP claim in progress. A slot's owner holds an OFD byte-range lock
  * on byte <slot index> of the segment file for as long as it lives, so
  * "is the owner alive" is one fcntl(F_OFD_GETLK), immune to pid reuse.
+ *
+ * Dynamic rings (ipc_dynamic.c): the channel's segment is an *anchor*
+ * (PSY_IPC_F_DYNAMIC) whose data region, one page, holds a directory
+ * (psy_ipc_dyn_dir) instead of records; the records live in *segment*
+ * files (PSY_IPC_F_SEGMENT), /psyne-seg.<name>.<id>.<generation>, laid out
+ * like any segment, whose header says which ring and generation they are,
+ * where their positions start, and where the producer left them (seg_end).
  */
 #ifndef PSY_IPC_SEGMENT_H
 #define PSY_IPC_SEGMENT_H
@@ -19,11 +26,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../ring/dynamic.h"
 #include "../ring/ring.h"
 
 #define PSY_IPC_MAGIC 0x3143504945505950ull /* "PYPEIPC1" */
 #define PSY_IPC_VERSION 1u
-#define PSY_IPC_FEATURES 0ull /* feature bits this build understands (none yet) */
+#define PSY_IPC_F_DYNAMIC 1ull /* an anchor: the ring's records are in segment files */
+#define PSY_IPC_F_SEGMENT 2ull /* a segment of a dynamic ring, never a channel of its own */
+#define PSY_IPC_FEATURES (PSY_IPC_F_DYNAMIC | PSY_IPC_F_SEGMENT) /* feature bits this build understands */
 
 enum psy_slot_state {
     PSY_SLOT_FREE = 0,
@@ -55,11 +65,16 @@ struct psy_ipc_header {
     uint64_t file_size;     /* data_offset + capacity */
     int32_t creator_pid;
     uint32_t page_size;
-    uint64_t reserved[5];
+    uint64_t dyn_id;        /* PSY_IPC_F_SEGMENT: the id of its anchor's directory */
+    uint64_t seg_gen;       /* PSY_IPC_F_SEGMENT: its generation */
+    uint64_t seg_start;     /* PSY_IPC_F_SEGMENT: its first position */
+    uint64_t reserved[2];
     /* survivors' bookkeeping */
     alignas(PSY_CACHE_BLOCK) psy_atomic64 peers_lost;       /* dead handles reaped */
     psy_atomic64 claims_recovered; /* dead producers' claims turned into pads */
     psy_atomic64 views_recovered;  /* messages dead MC consumers held, released for them */
+    psy_atomic64 seg_end;          /* PSY_IPC_F_SEGMENT: where the producer left it, or PSY_SEG_OPEN */
+    psy_atomic32 seg_retired;      /* PSY_IPC_F_SEGMENT: finished, its counters folded (once) */
     struct psy_ipc_slot slots[PSYNE_IPC_MAX_HANDLES];
 };
 
@@ -70,6 +85,7 @@ _Static_assert(sizeof(struct psy_ipc_header) % PSY_CACHE_BLOCK == 0, "the ring b
 struct psy_ipc_layout {
     uint64_t capacity;
     int mode;
+    uint64_t features;
     uint64_t ring_offset;
     uint64_t data_offset;
     uint64_t file_size;
@@ -86,6 +102,23 @@ void psy_ipc_layout_for(uint64_t capacity, int mode, size_t page, struct psy_ipc
  * passed here. Pure: reads only `bytes`. */
 int psy_ipc_validate(const void *bytes, size_t len, uint64_t file_size, size_t page, struct psy_ipc_layout *out,
                      const char **why);
+
+/* Checks that a validated header (a copy) is segment gen of the dynamic
+ * ring whose directory has this id. Pure. */
+int psy_ipc_check_segment(const struct psy_ipc_header *h, uint64_t id, uint64_t gen, const char **why);
+
+/* A dynamic ring's directory, at the start of its anchor's data region.
+ * Every field is read as untrusted: generations only name files, and
+ * what those files hold is validated before use. */
+struct psy_ipc_dyn_dir {
+    uint64_t id;           /* random per anchor: old segment files of a ring of the same name never match */
+    uint32_t perm;         /* mode bits of every segment file */
+    uint32_t reserved;
+    psy_atomic64 prod_gen; /* the newest segment: where the producer writes */
+    psy_atomic64 cons_gen; /* the oldest segment not yet finished */
+    psy_atomic64 capacity; /* of the newest */
+    struct psy_dyn_stats st;
+};
 
 /* Checks the ring's own identity block against the validated layout. */
 int psy_ipc_validate_ring(const struct psy_ring_shared *sh, const struct psy_ipc_layout *l, const char **why);

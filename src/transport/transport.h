@@ -28,6 +28,8 @@ void psy_ipc_detach(struct psy_ring *r);
 void psy_ipc_set_roles(struct psy_ring *r, unsigned roles, int sub);
 /* Before the channel uncounts the roles at close. */
 void psy_ipc_clear_roles(struct psy_ring *r);
+/* Whether the segment is a dynamic ring's anchor (ipc_dynamic.h). */
+bool psy_ipc_is_dynamic(struct psy_ring *r);
 /* The handle's MP counters {msgs, bytes} in its slot, visible to every process. */
 psy_atomic64 *psy_ipc_counters(struct psy_ring *r);
 /* Adds the open handles' MP counters; the segment's crash counters. */
