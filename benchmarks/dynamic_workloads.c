@@ -1,14 +1,15 @@
 /*
  * dynamic_workloads.c - one resize of a dynamic ring, timed by the library
  * itself (psyne_stats.resize_ns: making the segment, chaining it, waking the
- * consumer), with segments of their own and carved from slabs, and a memcpy
- * of the ring's bytes as the reference.
+ * consumer), with segments of their own, carved from slabs and as ipc://
+ * segment files, and a memcpy of the ring's bytes as the reference.
  */
 #include "dynamic_workloads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench_util.h"
 #include "psyne.h"
@@ -24,7 +25,7 @@ static void must(int ok, const char *what)
 /* A dynamic ring of capacity bytes that resizes at its first claim: grow by
  * claiming a message only a larger segment holds; shrink by a window of one
  * claim with nothing in use. Returns the resize time in ns. */
-static double one_resize(uint64_t capacity, int grow, psyne_slabs *slabs)
+static double one_resize(const char *uri, uint64_t capacity, int grow, psyne_slabs *slabs)
 {
     struct psyne_dynamic d = {.max_capacity = 2 * capacity, .min_capacity = capacity / 2};
     d.window_ops = d.check_interval = grow ? 1u << 30 : 1;
@@ -36,7 +37,7 @@ static double one_resize(uint64_t capacity, int grow, psyne_slabs *slabs)
     o.numa_node = bench_numa_node;
     o.slabs = slabs;
     psyne_channel *ch;
-    must(psyne_channel_open(&ch, "memory://psyne-bench-resize", &o) == 0, "open");
+    must(psyne_channel_open(&ch, uri, &o) == 0, "open");
     struct psyne_claimed c;
     must(psyne_claim(ch, grow ? capacity : 8, &c, PSYNE_NONBLOCK) == 0, "claim");
     psyne_abort(ch, &c);
@@ -73,13 +74,20 @@ void psyne_dynamic_resize(uint64_t capacity, psyne_slabs *slabs, struct resize_r
     must(src && dst, "out of memory");
     memset(src, 1, capacity);
     memset(dst, 2, capacity); /* both resident: the copy measures bandwidth, not page faults */
-    out->grow_ns = one_resize(capacity, 1, NULL);
-    out->shrink_ns = one_resize(capacity, 0, NULL);
+    const char *mem = "memory://psyne-bench-resize";
+    char ipc[64];
+    snprintf(ipc, sizeof ipc, "ipc://psyne-bench-resize-%d", (int)getpid());
+    out->grow_ns = one_resize(mem, capacity, 1, NULL);
+    out->shrink_ns = one_resize(mem, capacity, 0, NULL);
+    /* ipc://: the producer makes a shared-memory file (shm_open, fallocate)
+     * and maps it; the consumer opens it by name when it follows */
+    out->grow_ipc_ns = one_resize(ipc, capacity, 1, NULL);
+    out->shrink_ipc_ns = one_resize(ipc, capacity, 0, NULL);
     /* The same with segments carved from the slabs: no memory object made;
      * from the second call on, the ranges served such rings before and are
      * carved again (their first bytes cleared). */
-    out->grow_slabs_ns = one_resize(capacity, 1, slabs);
-    out->shrink_slabs_ns = one_resize(capacity, 0, slabs);
+    out->grow_slabs_ns = one_resize(mem, capacity, 1, slabs);
+    out->shrink_slabs_ns = one_resize(mem, capacity, 0, slabs);
     int64_t t0 = bench_now_ns();
     memcpy(dst, src, capacity);
     __asm__ volatile("" : : "r"(dst) : "memory");

@@ -14,6 +14,7 @@ struct resize_result {
     double grow_ns;   /* chaining a segment twice as large */
     double shrink_ns; /* chaining a segment half as large */
     double grow_slabs_ns, shrink_slabs_ns; /* the same, segments carved from slabs used before */
+    double grow_ipc_ns, shrink_ipc_ns;     /* the same over ipc://: each segment a shared-memory file */
     double copy_ns;   /* memcpy of capacity bytes, the floor of a copying resize */
 };
 
@@ -23,7 +24,7 @@ uint64_t psyne_dynamic_resize_capacity(uint64_t size);
  * (psyne_slabs_destroy when done). */
 psyne_slabs *psyne_dynamic_resize_slabs(uint64_t capacity);
 /* One grow, one shrink and one copy of a capacity-byte ring, each timed;
- * the grow and shrink again with segments carved from slabs. */
+ * the grow and shrink again with segments carved from slabs, and over ipc://. */
 void psyne_dynamic_resize(uint64_t capacity, psyne_slabs *slabs, struct resize_result *out);
 
 #endif

@@ -178,6 +178,7 @@ static void run_resize(const struct config *c, size_t size)
     int runs = c->runs * 4 < MAX_RUNS ? c->runs * 4 : MAX_RUNS; /* one resize is short: more samples */
     double grow[MAX_RUNS], shrink[MAX_RUNS], copy[MAX_RUNS], grow_ratio[MAX_RUNS], shrink_ratio[MAX_RUNS];
     double grow_slabs[MAX_RUNS], shrink_slabs[MAX_RUNS], slabs_ratio[MAX_RUNS];
+    double grow_ipc[MAX_RUNS], shrink_ipc[MAX_RUNS];
     struct resize_result r;
     bench_progress_run(0, runs);
     psyne_slabs *slabs = psyne_dynamic_resize_slabs(size);
@@ -193,13 +194,17 @@ static void run_resize(const struct config *c, size_t size)
         grow_slabs[i] = r.grow_slabs_ns;
         shrink_slabs[i] = r.shrink_slabs_ns;
         slabs_ratio[i] = (r.grow_slabs_ns + r.shrink_slabs_ns) / (r.grow_ns + r.shrink_ns);
+        grow_ipc[i] = r.grow_ipc_ns;
+        shrink_ipc[i] = r.shrink_ipc_ns;
     }
     psyne_slabs_destroy(slabs);
     bench_out("system=psyne workload=dynamic-resize size=%zu grow_us=%.1f shrink_us=%.1f copy_us=%.1f "
-              "grow_vs_copy=%.3f shrink_vs_copy=%.3f grow_slabs_us=%.1f shrink_slabs_us=%.1f slabs_vs_own=%.3f runs=%d",
+              "grow_vs_copy=%.3f shrink_vs_copy=%.3f grow_slabs_us=%.1f shrink_slabs_us=%.1f slabs_vs_own=%.3f "
+              "grow_ipc_us=%.1f shrink_ipc_us=%.1f runs=%d",
               size, bench_median(grow, runs) / 1e3, bench_median(shrink, runs) / 1e3, bench_median(copy, runs) / 1e3,
               bench_median(grow_ratio, runs), bench_median(shrink_ratio, runs), bench_median(grow_slabs, runs) / 1e3,
-              bench_median(shrink_slabs, runs) / 1e3, bench_median(slabs_ratio, runs), runs);
+              bench_median(shrink_slabs, runs) / 1e3, bench_median(slabs_ratio, runs), bench_median(grow_ipc, runs) / 1e3,
+              bench_median(shrink_ipc, runs) / 1e3, runs);
     bench_out_end();
 }
 

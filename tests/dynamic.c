@@ -12,7 +12,7 @@
  * process of its own (fork), "ipc-crash" kills a producer in the middle of
  * a stream, and every part checks that no segment file is left behind.
  *
- * usage: test_dynamic [[ipc-]options|limits|shutdown|stress [messages]|ipc-crash]
+ * usage: test_dynamic [[ipc-]options|limits|shutdown|rejoin|stress [messages]|ipc-crash]
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -67,9 +67,9 @@ static int ring_mappings(void)
     return n;
 }
 
-/* ipc://: files of the channel uri(name) still in /dev/shm (the channel's
- * segment and its segment files). */
-static int shm_leftovers(const char *name)
+/* ipc://: files of the channel uri(name) in /dev/shm (the channel's
+ * segment and its segment files), printed if report. */
+static int shm_files(const char *name, bool report)
 {
     if (strcmp(scheme, "ipc") != 0)
         return 0;
@@ -81,11 +81,18 @@ static int shm_leftovers(const char *name)
     int n = 0;
     for (struct dirent *e; (e = readdir(dir));)
         if (!strcmp(e->d_name, mine) || !strncmp(e->d_name, segs, strlen(segs))) {
-            fprintf(stderr, "left in /dev/shm: %s\n", e->d_name);
+            if (report)
+                fprintf(stderr, "left in /dev/shm: %s\n", e->d_name);
             n++;
         }
     closedir(dir);
     return n;
+}
+
+/* What a closed channel must not leave behind. */
+static int shm_leftovers(const char *name)
+{
+    return shm_files(name, true);
 }
 
 static void send_one(psyne_channel *ch, size_t len, uint64_t seq)
@@ -211,6 +218,64 @@ static void test_shutdown(void)
     psyne_channel_close(ch);
     CHECK(shm_leftovers("dyn-shut") == 0);
     printf("shutdown: ok\n");
+}
+
+/* Files of uri(name)'s segments in /dev/shm (ipc://), 0 on memory://. */
+static int segment_files(const char *name)
+{
+    return shm_files(name, false) - (strcmp(scheme, "ipc") == 0); /* less the channel's own segment */
+}
+
+/* Handles that come and go: a second consumer takes over in the middle of
+ * a ring that grew (it starts in the oldest unfinished segment, where the
+ * first one stopped), then a second producer (it writes in the newest). */
+static void test_rejoin(void)
+{
+    struct psyne_dynamic d = {.max_capacity = 1024 * KIB};
+    struct psyne_options o = dyn_options(16 * KIB, &d);
+    psyne_channel *p1, *p2, *c1, *c2;
+    o.role = PSYNE_ROLE_PRODUCER;
+    CHECK_RC(psyne_channel_open(&p1, uri("dyn-rejoin"), &o), 0);
+    o.role = PSYNE_ROLE_CONSUMER;
+    CHECK_RC(psyne_channel_open(&c1, uri("dyn-rejoin"), &o), 0);
+    for (uint64_t i = 0; i < 200; i++) /* 200 x 1 KiB unread: grows from 16 KiB */
+        send_one(p1, 1000, i);
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(p1, &st), 0);
+    CHECK(st.resizes_up >= 3);
+    struct psyne_msg m;
+    uint64_t next = 0;
+    for (; next < 50; next++) { /* the first segment (16 KiB) is finished, and let go */
+        CHECK_RC(psyne_receive(c1, &m, PSYNE_NONBLOCK), 0);
+        CHECK(m.length == 1000 && ((unsigned char *)m.data)[999] == (unsigned char)next);
+        CHECK_RC(psyne_release(c1, &m), 0);
+    }
+    o.role = PSYNE_ROLE_CONSUMER;
+    CHECK_RC(psyne_channel_open(&c2, uri("dyn-rejoin"), &o), 0);
+    psyne_channel_close(c1);
+    o.role = PSYNE_ROLE_PRODUCER;
+    CHECK_RC(psyne_channel_open(&p2, uri("dyn-rejoin"), &o), 0);
+    psyne_channel_close(p1);
+    for (uint64_t i = 200; i < 300; i++)
+        send_one(p2, 1000, i);
+    for (; next < 300; next++) {
+        CHECK_RC(psyne_receive(c2, &m, PSYNE_NONBLOCK), 0);
+        CHECK(m.length == 1000 && ((unsigned char *)m.data)[999] == (unsigned char)next);
+        CHECK_RC(psyne_release(c2, &m), 0);
+    }
+    CHECK_RC(psyne_receive(c2, &m, PSYNE_NONBLOCK), -EAGAIN);
+    CHECK_RC(psyne_channel_stats(c2, &st), 0);
+    CHECK(st.msgs_in == 300 && st.in_use == 0 && st.segments == 1);
+    struct psyne_claimed c; /* the producer lets go of what the consumer finished */
+    for (int i = 0; i < 64; i++) {
+        CHECK_RC(psyne_claim(p2, 8, &c, PSYNE_NONBLOCK), 0);
+        CHECK_RC(psyne_abort(p2, &c), 0);
+    }
+    CHECK(strcmp(scheme, "ipc") != 0 || segment_files("dyn-rejoin") == 1); /* only the newest is named */
+    psyne_channel_close(p2);
+    psyne_channel_close(c2);
+    CHECK(shm_leftovers("dyn-rejoin") == 0);
+    printf("rejoin: ok\n");
 }
 
 /* ---- the bursty stress ---- */
@@ -435,6 +500,8 @@ int main(int argc, char **argv)
         test_limits();
     if (all || !strcmp(part, "shutdown"))
         test_shutdown();
+    if (all || !strcmp(part, "rejoin"))
+        test_rejoin();
     if (all || !strcmp(part, "stress"))
         test_stress(test_scale(argc > 2 ? strtoull(argv[2], NULL, 10) : 2000000));
     if (!strcmp(scheme, "ipc") && (all || !strcmp(part, "crash")))

@@ -1,7 +1,9 @@
 /*
  * fuzz_ipc.c - libFuzzer target for everything psyne reads from a shared
  * segment that another process could have scribbled on:
- *   1. the segment header check every ipc:// opener runs (psy_ipc_validate);
+ *   1. the segment header check every ipc:// opener runs (psy_ipc_validate),
+ *      and the check a dynamic ring's consumer adds for a segment file
+ *      (psy_ipc_check_segment);
  *   2. the consumer's record parsing: the input becomes the ring's bytes and
  *      positions, and every receive form and release runs over it in a
  *      single-consumer and a competing-consumer ring;
@@ -127,7 +129,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t file_size = take64(&p, &n);
         struct psy_ipc_layout l;
         const char *why;
-        psy_ipc_validate(p, n, file_size, (size_t)sysconf(_SC_PAGESIZE), &l, &why);
+        if (psy_ipc_validate(p, n, file_size, (size_t)sysconf(_SC_PAGESIZE), &l, &why) == 0) {
+            /* as a dynamic ring's consumer opening a segment file does next */
+            struct psy_ipc_header h;
+            memcpy(&h, p, sizeof h);
+            psy_ipc_check_segment(&h, h.dyn_id ^ (file_size & 1), h.seg_gen, &why);
+        }
         break;
     }
     case 1:

@@ -33,6 +33,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "../core/error.h"
@@ -99,6 +100,23 @@ static void view_segment(struct psy_dyn *d, struct psy_dyn_seg *s, struct psy_mi
     psy_dyn_seg_init(d, s, gen, start, &h->seg_end);
 }
 
+/* Gives the new file its size. The first segment gets its tmpfs pages now
+ * (posix_fallocate), as a static ring does, so a full /dev/shm is an error
+ * at open rather than a SIGBUS later. A resize must not stall the producer
+ * that long (fallocate clears every page: about 30 ms for 128 MiB here),
+ * so a chained segment only checks that /dev/shm has the room and lets its
+ * pages fault in as they are written, like a memory:// segment: if
+ * something else fills /dev/shm in between, a write there is a SIGBUS. */
+static int reserve(int fd, uint64_t size, bool chained)
+{
+    if (!chained)
+        return -posix_fallocate(fd, 0, (off_t)size);
+    struct statvfs fs;
+    if (fstatvfs(fd, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < size)
+        return -ENOSPC;
+    return ftruncate(fd, (off_t)size) == 0 ? 0 : -errno;
+}
+
 /* Creates, formats and maps segment file gen. A file of that name can only
  * be the unpublished leftover of a producer that died making it: replaced. */
 static int make_segment(struct psy_dyn *d, uint64_t gen, uint64_t cap, uint64_t start, bool chained,
@@ -126,7 +144,7 @@ static int make_segment(struct psy_dyn *d, uint64_t gen, uint64_t cap, uint64_t 
     if (!rc && fchmod(fd, x->perm) != 0) /* shm_open applied the umask */
         rc = -errno;
     if (!rc)
-        rc = -posix_fallocate(fd, 0, (off_t)l.file_size); /* tmpfs space now, not SIGBUS later */
+        rc = reserve(fd, l.file_size, chained);
     if (!rc && !(rc = psy_place_request_from(&o, false, &req)))
         rc = psy_mirror_map(&m, fd, l.data_offset, cap, &req);
     close(fd);
