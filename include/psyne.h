@@ -119,7 +119,7 @@ enum psyne_pages {
 };
 
 /*
- * A dynamic ring (psyne_options.dynamic, memory:// SPSC channels): it starts
+ * A dynamic ring (psyne_options.dynamic, memory:// and ipc:// SPSC channels): it starts
  * at psyne_options.capacity bytes and sizes itself by load. The producer
  * grows it when a claim finds it full or fuller than grow_at, and shrinks it
  * when the most it held over a window of window_ops claims stayed below
@@ -131,6 +131,17 @@ enum psyne_pages {
  * Blocking: a claim that resizes makes system calls (memfd_create, mmap)
  * and takes a mutex that psyne_channel_stats and shutdown also take; it
  * never waits for the consumer. Chained segments are not prefaulted.
+ * ipc://: each segment is a file /dev/shm/psyne-seg.<name>.<id>.<n> that
+ * the producer makes (shm_open, ftruncate after checking /dev/shm has the
+ * room, mmap) and the consumer opens when it follows (a receive that
+ * crosses into a new segment makes those system calls). Segment files are
+ * removed when finished and by the last close; handles may close and
+ * others open later (a consumer starts where the last one stopped). If
+ * /dev/shm fills up between the check and a write, the write is a SIGBUS:
+ * keep /dev/shm larger than max_capacity per ring. psyne_stats counts
+ * resizes and their time for the whole ring; `segments` and the traffic
+ * counters are as this handle's process sees them.
+ * Not for: MP/MC modes, BROADCAST, tcp:// (-EINVAL).
  * Threads: as for any SPSC channel (one producer thread, one consumer
  * thread at a time).
  */
