@@ -251,18 +251,9 @@ static bool any_live_slot(struct ipc_attachment *a, int except)
 static void view_ring(struct ipc_attachment *a, struct psy_mirror *m, const struct psy_ipc_layout *l,
                       const struct psyne_options *opt)
 {
-    struct psy_ring *r = &a->ring;
     a->hdr = m->base;
-    psy_ring_view(r, (struct psy_ring_shared *)((uint8_t *)m->base + l->ring_offset),
-                  (uint8_t *)m->base + l->data_offset, l->capacity, l->mode, opt);
-    r->map_base = m->base;
-    r->map_len = m->map_len;
-    r->place = m->got;
-    r->ipc = true;
-    r->global_barrier = true;
-    r->wake_fence = psy_wake_needs_fence_global;
-    r->peer_timeout_ns = opt->peer_timeout_ns > 0 ? opt->peer_timeout_ns : DEFAULT_PEER_TIMEOUT_NS;
-    r->check_peers = check_peers;
+    psy_ipc_view(&a->ring, m, l, opt, opt->peer_timeout_ns > 0 ? opt->peer_timeout_ns : DEFAULT_PEER_TIMEOUT_NS,
+                 check_peers);
 }
 
 /* Attaches to the segment now mapped: a slot, and the claim intent in it. */

@@ -85,17 +85,7 @@ static void view_segment(struct psy_dyn *d, struct psy_dyn_seg *s, struct psy_mi
 {
     struct ipc_dyn *x = d->ctx;
     struct psy_ipc_header *h = m->base;
-    struct psy_ring *r = &s->ring;
-    psy_ring_view(r, (struct psy_ring_shared *)((uint8_t *)m->base + l->ring_offset),
-                  (uint8_t *)m->base + l->data_offset, l->capacity, PSYNE_MODE_SPSC, &d->opt);
-    r->map_base = m->base;
-    r->map_len = m->map_len;
-    r->place = m->got;
-    r->ipc = true;
-    r->global_barrier = true;
-    r->wake_fence = psy_wake_needs_fence_global;
-    r->peer_timeout_ns = x->anchor->peer_timeout_ns;
-    r->check_peers = segment_check_peers;
+    psy_ipc_view(&s->ring, m, l, &d->opt, x->anchor->peer_timeout_ns, segment_check_peers);
     s->retired = &h->seg_retired;
     psy_dyn_seg_init(d, s, gen, start, &h->seg_end);
 }

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../mem/mirror.h"
+
 static uint64_t round_up(uint64_t v, uint64_t to)
 {
     return (v + to - 1) / to * to;
@@ -103,4 +105,19 @@ int psy_ipc_validate_ring(const struct psy_ring_shared *sh, const struct psy_ipc
         id.data_offset != l->data_offset - l->ring_offset)
         return bad(why, "ring identity disagrees with the segment header");
     return 0;
+}
+
+void psy_ipc_view(struct psy_ring *r, const struct psy_mirror *m, const struct psy_ipc_layout *l,
+                  const struct psyne_options *opt, int64_t peer_timeout_ns, void (*check_peers)(struct psy_ring *r))
+{
+    psy_ring_view(r, (struct psy_ring_shared *)((uint8_t *)m->base + l->ring_offset),
+                  (uint8_t *)m->base + l->data_offset, l->capacity, l->mode, opt);
+    r->map_base = m->base;
+    r->map_len = m->map_len;
+    r->place = m->got;
+    r->ipc = true;
+    r->global_barrier = true;
+    r->wake_fence = psy_wake_needs_fence_global;
+    r->peer_timeout_ns = peer_timeout_ns;
+    r->check_peers = check_peers;
 }

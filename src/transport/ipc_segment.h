@@ -120,6 +120,13 @@ struct psy_ipc_dyn_dir {
     struct psy_dyn_stats st;
 };
 
+/* This process's view of a mapped segment's ring, as ipc:// rings are
+ * seen: shared futexes and barriers, and check_peers run by its waits
+ * every peer_timeout_ns. */
+struct psy_mirror;
+void psy_ipc_view(struct psy_ring *r, const struct psy_mirror *m, const struct psy_ipc_layout *l,
+                  const struct psyne_options *opt, int64_t peer_timeout_ns, void (*check_peers)(struct psy_ring *r));
+
 /* Checks the ring's own identity block against the validated layout. */
 int psy_ipc_validate_ring(const struct psy_ring_shared *sh, const struct psy_ipc_layout *l, const char **why);
 
