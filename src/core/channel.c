@@ -123,12 +123,8 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         return psy_fail(-EINVAL, "PSYNE_F_LISTEN is for tcp:// channels");
     if (opt->dynamic && u.scheme == PSY_SCHEME_TCP)
         return psy_fail(-EINVAL, "dynamic rings are for memory:// and ipc://, not tcp://");
-    if (opt->dynamic) { /* before anything is made under the name */
-        struct psy_dyn *check;
-        if ((rc = psy_dyn_create_with(&check, opt, NULL, NULL, NULL, true)) != 0)
-            return rc;
-        psy_dyn_destroy(check);
-    }
+    if (opt->dynamic && (rc = psy_dyn_check_options(opt)) != 0) /* before anything is made under the name */
+        return rc;
     if (opt->slabs && u.scheme == PSY_SCHEME_IPC) /* a slab is this process's memory */
         return psy_fail(-EINVAL, "ipc:// rings live in shared-memory segments of their own, not in slabs");
 

@@ -54,6 +54,12 @@ static int fill_config(struct psy_dyn *d, const struct psyne_options *opt)
     return 0;
 }
 
+int psy_dyn_check_options(const struct psyne_options *opt)
+{
+    struct psy_dyn d;
+    return fill_config(&d, opt);
+}
+
 void psy_dyn_seg_init(struct psy_dyn *d, struct psy_dyn_seg *s, uint64_t gen, uint64_t start, psy_atomic64 *end)
 {
     psy_ring_reader_init(&s->ring, -1, &s->reader);

@@ -89,6 +89,8 @@ struct psy_dyn {
     struct psy_dyn_stats own_st;
 };
 
+/* Checks opt->dynamic against opt (-EINVAL with a message), making nothing. */
+int psy_dyn_check_options(const struct psyne_options *opt);
 /* Validates cfg against opt and creates the first segment. */
 int psy_dyn_create(struct psy_dyn **out, const struct psyne_options *opt);
 /* ipc: validates as psy_dyn_create but makes no segment; psy_dyn_append

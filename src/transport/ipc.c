@@ -319,19 +319,7 @@ static int create_segment(struct ipc_attachment *a, const struct psyne_options *
         return rc;
     }
     struct psy_ipc_header *h = m.base;
-    psy_ring_format((struct psy_ring_shared *)((uint8_t *)m.base + l.ring_offset), opt->mode, cap,
-                    l.data_offset - l.ring_offset);
-    h->magic = PSY_IPC_MAGIC;
-    h->header_size = sizeof *h;
-    h->features = opt->dynamic ? PSY_IPC_F_DYNAMIC : 0;
-    h->capacity = cap;
-    h->mode = (uint32_t)opt->mode;
-    h->max_handles = PSYNE_IPC_MAX_HANDLES;
-    h->ring_offset = l.ring_offset;
-    h->data_offset = l.data_offset;
-    h->file_size = l.file_size;
-    h->creator_pid = (int32_t)getpid();
-    h->page_size = (uint32_t)page;
+    psy_ipc_format(m.base, &l, opt->dynamic ? PSY_IPC_F_DYNAMIC : 0, page);
     view_ring(a, &m, &l, opt);
     if (opt->dynamic && (rc = psy_ipc_dyn_format(&a->ring, channel_name(a), opt, perm)) != 0) {
         shm_unlink(a->shm_name);
@@ -446,7 +434,6 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
         /* Left by processes that all died: reclaim it. Shut down with
          * handles still open: wait for them to close it. */
         *waiting_for = "the handles of the shut-down channel to close";
-        a->fd = fd;
         *pause = !(unmap_and_remove_if_alone(a) && stale);
         close(fd);
         return -EAGAIN;

@@ -145,19 +145,7 @@ static int make_segment(struct psy_dyn *d, uint64_t gen, uint64_t cap, uint64_t 
                         (unsigned long long)cap);
     }
     struct psy_ipc_header *h = m.base;
-    psy_ring_format((struct psy_ring_shared *)((uint8_t *)m.base + l.ring_offset), PSYNE_MODE_SPSC, cap,
-                    l.data_offset - l.ring_offset);
-    h->magic = PSY_IPC_MAGIC;
-    h->header_size = sizeof *h;
-    h->features = PSY_IPC_F_SEGMENT;
-    h->capacity = cap;
-    h->mode = PSYNE_MODE_SPSC;
-    h->max_handles = PSYNE_IPC_MAX_HANDLES;
-    h->ring_offset = l.ring_offset;
-    h->data_offset = l.data_offset;
-    h->file_size = l.file_size;
-    h->creator_pid = (int32_t)getpid();
-    h->page_size = (uint32_t)page;
+    psy_ipc_format(m.base, &l, PSY_IPC_F_SEGMENT, page);
     h->dyn_id = x->id;
     h->seg_gen = gen;
     h->seg_start = start;

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../mem/mirror.h"
 
@@ -23,6 +24,24 @@ void psy_ipc_layout_for(uint64_t capacity, int mode, size_t page, struct psy_ipc
     out->ring_offset = sizeof(struct psy_ipc_header);
     out->data_offset = round_up(out->ring_offset + sizeof(struct psy_ring_shared), page);
     out->file_size = out->data_offset + capacity;
+}
+
+void psy_ipc_format(void *base, const struct psy_ipc_layout *l, uint64_t features, size_t page)
+{
+    psy_ring_format((struct psy_ring_shared *)((uint8_t *)base + l->ring_offset), l->mode, l->capacity,
+                    l->data_offset - l->ring_offset);
+    struct psy_ipc_header *h = base;
+    h->magic = PSY_IPC_MAGIC;
+    h->header_size = sizeof *h;
+    h->features = features;
+    h->capacity = l->capacity;
+    h->mode = (uint32_t)l->mode;
+    h->max_handles = PSYNE_IPC_MAX_HANDLES;
+    h->ring_offset = l->ring_offset;
+    h->data_offset = l->data_offset;
+    h->file_size = l->file_size;
+    h->creator_pid = (int32_t)getpid();
+    h->page_size = (uint32_t)page;
 }
 
 static int bad(const char **why, const char *reason)

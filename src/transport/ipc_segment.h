@@ -94,6 +94,11 @@ struct psy_ipc_layout {
 /* The layout a new segment of this capacity gets. */
 void psy_ipc_layout_for(uint64_t capacity, int mode, size_t page, struct psy_ipc_layout *out);
 
+/* The creator of a zero-filled segment mapped at base: formats its ring's
+ * control block and writes the header's fixed fields (all but version,
+ * which the creator stores last, once the rest is ready). */
+void psy_ipc_format(void *base, const struct psy_ipc_layout *l, uint64_t features, size_t page);
+
 /* Checks a copy of a segment's first len bytes (as read from the file; a
  * whole header is sizeof(struct psy_ipc_header)) against the file's size.
  * Returns 0 and fills *out, -EAGAIN if the creator has not finished (magic
