@@ -10,8 +10,10 @@
  * With "ipc" the producer is a forked process on an ipc:// channel: the
  * sleeper's barrier must then reach the other process (GLOBAL_EXPEDITED).
  * With "tcp" the consumer listens and the producer connects over loopback:
- * every hand-off then also passes the sender and receiver threads of both
- * ends and an acknowledgement back, each of which sleeps and is woken.
+ * every hand-off then also passes an acknowledgement back, and the threads
+ * and roles of both ends (the consumer reads the socket itself while it
+ * waits, in poll(); the producer writes inline when nothing is in flight,
+ * else wakes the sender thread), each of which sleeps and is woken.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -402,6 +402,8 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
         bytes += lengths[i];
     }
     psy_ring_commit_batch(ch->tx, c, n, lengths, type, bytes);
+    if (ch->link)
+        psy_tcp_committed(ch->link);
     if (ch->tx->mp && n) {
         atomic_fetch_add_explicit(&ch->mp_counts[0], n, memory_order_relaxed);
         atomic_fetch_add_explicit(&ch->mp_counts[1], bytes, memory_order_relaxed);
@@ -438,9 +440,13 @@ int psy_channel_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length
         return commit_to_peer(ch, c, (uint32_t)length, type, false);
     if (psy_likely(ch->sp_fast)) { /* psy_reserved != 0: this SP producer's claim is open */
         psy_sp_commit(ch->tx, c, (uint32_t)length, type);
+        if (psy_unlikely(ch->link != NULL))
+            psy_tcp_committed(ch->link);
         return 0;
     }
     int rc = psy_ring_commit(ch->tx, c, (uint32_t)length, type);
+    if (rc == 0 && ch->link)
+        psy_tcp_committed(ch->link);
     if (rc == 0 && ch->tx->mp) {
         atomic_fetch_add_explicit(&ch->mp_counts[0], 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&ch->mp_counts[1], length, memory_order_relaxed);
@@ -463,7 +469,10 @@ int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)
         return psy_fail(-EINVAL, "a batch is given up with psyne_commit_batch(..., 0, ...)");
     if (ch->server)
         return commit_to_peer(ch, c, 0, 0, true);
-    return psy_ring_abort(ch->tx, c);
+    int rc = psy_ring_abort(ch->tx, c);
+    if (rc == 0 && ch->link) /* an MP abort leaves a pad the sender must write */
+        psy_tcp_committed(ch->link);
+    return rc;
 }
 
 /* ---- consumer side ---- */
@@ -533,6 +542,8 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
         poll_peers(ch->ring);
         return -EAGAIN;
     }
+    if (ch->link) /* reads the socket itself when no one else does */
+        return psy_tcp_wait_data(ch->link, receive_once, &t, timeout_ns);
     if (!ch->dyn)
         return psy_wait_loop(ch->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns);
     /* A dynamic ring: wait on the consumer's segment; after following to the

@@ -40,9 +40,11 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -65,6 +67,8 @@
 #define KEEPALIVE_PROBES 5                /* and declared dead after this many unanswered */
 #define SEND_MAX ((uint64_t)4 << 20)      /* bytes per sendmsg: keeps ACKs flowing */
 #define CONTROL_DROP_MAX_SHIFT 4096       /* publish(): bytes moved to drop trailing control records */
+#define PARK_NS 2000000ll                 /* the receiver thread looks again while users read inline */
+#define ACK_DELAY_NS 2000000ll            /* an ACK waits at most about this long for a message to ride on */
 
 enum link_end { LINK_BROKEN, LINK_SUPERSEDED, LINK_EOF, LINK_BYE, LINK_STOP };
 
@@ -101,17 +105,40 @@ struct psy_tcp_link {
     _Atomic uint64_t live;  /* gen of the connection the sender may use, 0: none */
     _Atomic int stop;
 
-    /* Acknowledgements, between the two threads. */
+    /* Acknowledgements, between the two roles. */
     _Atomic uint64_t peer_acked; /* tx position the peer has everything before */
     _Atomic uint64_t ack_due;    /* rx stream offset to acknowledge */
+    _Atomic uint64_t ack_sent;   /* the last rx stream offset acknowledged */
     _Atomic uint64_t tx_sent;    /* furthest tx position written to a connection */
+    uint64_t ack_eager;          /* this much unacknowledged: the ACK goes without waiting for data */
     uint64_t tx_base;            /* tx position of stream offset 0 (receiver thread) */
-    uint64_t rx_stream;          /* rx stream offset received (receiver thread) */
+    uint64_t rx_stream;          /* rx stream offset received (under rx_role) */
 
-    /* Receiving in place (receiver thread). */
+    /* Receiving in place (under rx_role). */
+    _Atomic int rx_role;          /* held by whoever reads the connection now */
+    _Atomic int rx_fd;            /* the connection inline readers may read, -1: none */
+    _Atomic int inline_end;       /* 1 + the link_end a user's read saw, 0: none */
+    _Atomic uint64_t inline_reads; /* turns users took at reading inline */
+    _Atomic uint64_t heard;       /* receives that brought bytes */
+    int stop_efd;                 /* eventfd made readable when rx shuts down: ends users' polls */
     uint64_t frontier; /* rx position of the first record not yet published */
     uint64_t have;     /* bytes received from there: the stash, then the ring */
     uint64_t stash;    /* the first 8 of them: the header kept out of the ring */
+
+    /* Sending (under tx_role, but the atomics, which the sender thread's
+     * wait reads without it). */
+    _Atomic int tx_role;          /* held by whoever writes to the connection now */
+    struct psy_ring bell;         /* its wait block: where the sender thread sleeps (channel links) */
+    struct psy_ring *sender_bell; /* &bell, or tx for a server's peer link (users commit there) */
+    _Atomic bool sender_resting;  /* the sender thread sleeps with no ACK due: wake it for one */
+    int send_fd;                  /* the connection of gen send_gen, -1: none */
+    uint64_t send_gen;
+    _Atomic uint64_t send_pos;    /* the next tx byte to write; inside [.., send_end) after a partial write */
+    uint64_t send_end;            /* the end of the range of records being written */
+    _Atomic bool send_partial;    /* send_pos != send_end, or an ACK half written */
+    _Atomic uint64_t freed;       /* the peer_acked that tx was last released to */
+    uint8_t ack_out[PSY_WIRE_ACK_SIZE]; /* the ACK being written */
+    unsigned ack_off, ack_len;
 
     _Atomic uint64_t reconnects, protocol_errors, send_calls, recv_calls;
     _Atomic int pins;   /* owned link: claims open on tx (the owner frees no link with any) */
@@ -133,6 +160,14 @@ static void wait_until(struct psy_tcp_link *l, int64_t until_ns)
     pthread_cond_timedwait(&l->cond, &l->lock, &ts);
 }
 
+/* rx is shut down: a user polling the socket in read_inline returns. */
+static void wake_inline_readers(struct psy_tcp_link *l)
+{
+    uint64_t one = 1;
+    if (write(l->stop_efd, &one, sizeof one) < 0) { /* the counter is full: it is readable already */
+    }
+}
+
 /* Ends the link (under l->lock): no more connections; both rings shut down
  * so the user's calls return -EPIPE once the received messages are drained. */
 static void end_link(struct psy_tcp_link *l, int failure, const char *why)
@@ -148,12 +183,8 @@ static void end_link(struct psy_tcp_link *l, int failure, const char *why)
     /* tx first: a user who sees rx end (-EPIPE) then finds claims failing too */
     psy_ring_shutdown(&l->tx);
     psy_ring_shutdown(&l->rx);
+    wake_inline_readers(l);
     pthread_cond_broadcast(&l->cond);
-}
-
-static void wake_sender(struct psy_tcp_link *l)
-{
-    psy_wake_if_waiting(&l->tx, PSY_WAIT_DATA);
 }
 
 /* ---- sockets ---- */
@@ -432,7 +463,50 @@ static int handshake(struct psy_tcp_link *l, int fd, bool *fatal)
     return 0;
 }
 
-/* ---- receiving (receiver thread) ---- */
+/* ---- roles: who may read or write the connection now ---- */
+
+/* A role (rx_role, tx_role) is held by one thread at a time: the link's
+ * thread, or a user's thread doing the work inline. */
+static bool take_role(_Atomic int *role)
+{
+    int free_now = 0;
+    return atomic_compare_exchange_strong(role, &free_now, 1); /* seq_cst: see go_dead, psy_tcp_committed */
+}
+
+/* The link's threads: waits for a user's turn to end (a user's write never
+ * blocks; a user's read ends when the connection is shut down). */
+static void take_role_waiting(_Atomic int *role)
+{
+    for (unsigned i = 0; !take_role(role); i++) {
+        if (i < 64) {
+            sched_yield();
+            continue;
+        }
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void give_role(_Atomic int *role)
+{
+    atomic_store(role, 0);
+}
+
+/* ---- receiving: the receiver thread, or a user waiting for messages ---- */
+
+/*
+ * Whoever holds rx_role reads the connection into rx. A user blocked in
+ * psyne_receive on an empty ring reads it itself (psy_tcp_wait_data): it
+ * sleeps in poll() on the socket and the kernel wakes it when bytes come, as
+ * it wakes a program on a raw socket, instead of waking the receiver thread
+ * that then wakes the user. While users read (inline_reads moves), the
+ * receiver thread keeps out of their way and looks again every PARK_NS; when
+ * no user waits, it reads again, so ACKs and messages keep flowing to an end
+ * that only sends. A user who sees the connection end leaves what it saw in
+ * inline_end for the receiver thread, which decides what follows.
+ */
+
+enum { STEP_GOT = -1, STEP_QUIET = -2, STEP_FULL = -3 }; /* receive_step, besides an enum link_end */
 
 struct space_try {
     struct psy_tcp_link *l;
@@ -446,6 +520,14 @@ static int space_once(void *ctx)
         return -EPIPE;
     uint64_t head = psy_ring_refresh_head(&t->l->rx);
     return head - t->need_head < (uint64_t)1 << 62 ? 0 : -EAGAIN;
+}
+
+/* An ACK (or the records it frees) needs the sender: wakes its thread if it
+ * sleeps. The Dekker pairing of psy_wake_if_waiting: the thread re-checks
+ * after its barrier. */
+static void wake_sender(struct psy_tcp_link *l)
+{
+    psy_wake_if_waiting(l->sender_bell, PSY_WAIT_DATA);
 }
 
 /* Publishes the whole records at the frontier and keeps what follows them.
@@ -481,7 +563,32 @@ static void publish(struct psy_tcp_link *l, uint64_t first, const struct psy_wir
     if (s->stream) {
         l->rx_stream += s->stream;
         atomic_store_explicit(&l->ack_due, l->rx_stream, memory_order_release);
-        wake_sender(l);
+        /* The ACK waits for a message of ours to ride on (ACK_DELAY_NS at
+         * most), unless much is unacknowledged or the sender thread rests. */
+        if (l->sender_bell->wake_fence)
+            atomic_thread_fence(memory_order_seq_cst);
+        else
+            atomic_signal_fence(memory_order_seq_cst);
+        if (l->rx_stream - atomic_load_explicit(&l->ack_sent, memory_order_relaxed) >= l->ack_eager ||
+            atomic_load_explicit(&l->sender_resting, memory_order_relaxed))
+            wake_sender(l);
+    }
+}
+
+static void free_acked(struct psy_tcp_link *l);
+static void give_tx_role(struct psy_tcp_link *l);
+
+/* The peer acknowledged more of tx: frees it now if the send role is free,
+ * else its holder does when it lets go (give_tx_role, the sender's loop). */
+static void ack_arrived(struct psy_tcp_link *l, uint64_t acked)
+{
+    uint64_t prev = atomic_load_explicit(&l->peer_acked, memory_order_relaxed);
+    if (acked - prev >= (uint64_t)1 << 62 || acked == prev)
+        return;
+    atomic_store_explicit(&l->peer_acked, acked, memory_order_release);
+    if (take_role(&l->tx_role)) {
+        free_acked(l);
+        give_tx_role(l);
     }
 }
 
@@ -504,26 +611,104 @@ static bool newer_client_waiting(struct psy_tcp_link *l)
     return poll(&p, 1, 0) > 0;
 }
 
+/* One non-blocking recvmsg into the free space of rx (under rx_role), and
+ * the whole records it completes published. Returns STEP_GOT (bytes came),
+ * STEP_QUIET (none yet), STEP_FULL (no room: the consumer must release), or
+ * how the connection ended (enum link_end). */
+static int receive_step(struct psy_tcp_link *l, int fd)
+{
+    struct psy_ring *r = &l->rx;
+    uint64_t head = psy_ring_refresh_head(r);
+    uint64_t limit = head + r->cap - PSY_TERMINATOR; /* the terminator after the last record fits */
+    uint64_t from = l->frontier + (l->have > 8 ? l->have : 8);
+    struct iovec iov[2];
+    int n = 0;
+    /* The stash takes bytes only while the header could be published
+     * where it stands: a record of header alone (an empty message, a
+     * pad of 0) is whole in the stash, and its terminator goes after it. */
+    if (l->have < 8 && limit >= from)
+        iov[n++] = (struct iovec){(uint8_t *)&l->stash + l->have, 8 - l->have};
+    if (limit > from) /* from may be any byte: r->mask keeps only 8-aligned offsets */
+        iov[n++] = (struct iovec){r->data + (from & (r->cap - 1)), limit - from};
+    if (n == 0)
+        return STEP_FULL; /* TCP holds the peer back meanwhile */
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t got = recvmsg(fd, &mh, MSG_DONTWAIT);
+    atomic_fetch_add_explicit(&l->recv_calls, 1, memory_order_relaxed);
+    if (got <= 0) {
+        if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            return STEP_QUIET;
+        return got == 0 ? LINK_EOF : LINK_BROKEN; /* EOF: the peer closed in order */
+    }
+    atomic_fetch_add_explicit(&l->heard, 1, memory_order_relaxed);
+    l->have += (uint64_t)got;
+    if (l->have < 8)
+        return STEP_GOT;
+    uint64_t first = l->stash;
+    struct psy_wire_scan s;
+    const char *why;
+    int rc = psy_wire_scan(&first, r->data + (l->frontier & r->mask), l->have, l->max_recv, &s, &why);
+    if (s.complete)
+        publish(l, first, &s);
+    if (s.has_ack)
+        ack_arrived(l, l->tx_base + s.ack);
+    if (rc) {
+        atomic_fetch_add_explicit(&l->protocol_errors, 1, memory_order_relaxed);
+        psy_fail(rc, "tcp://%s: %s: connection dropped", l->where, why);
+        fprintf(stderr, "psyne: tcp://%s: %s: connection dropped\n", l->where, why);
+        return LINK_BROKEN;
+    }
+    return s.bye ? LINK_BYE : STEP_GOT;
+}
+
+/* The receiver thread stays out of the way of a user who reads inline, and
+ * listens for one who saw the connection end. */
+static void park(struct psy_tcp_link *l)
+{
+    pthread_mutex_lock(&l->lock);
+    if (!atomic_load(&l->inline_end) && !atomic_load(&l->stop))
+        wait_until(l, psy_now_ns() + PARK_NS);
+    pthread_mutex_unlock(&l->lock);
+}
+
 static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
 {
     struct psy_ring *r = &l->rx;
+    uint64_t reads_seen = atomic_load_explicit(&l->inline_reads, memory_order_relaxed);
+    uint64_t heard_seen = atomic_load_explicit(&l->heard, memory_order_relaxed);
+    int64_t quiet_since = psy_now_ns();
     for (;;) {
         if (atomic_load_explicit(&l->stop, memory_order_relaxed))
             return LINK_STOP;
-        uint64_t head = psy_ring_refresh_head(r);
-        uint64_t limit = head + r->cap - PSY_TERMINATOR; /* the terminator after the last record fits */
-        uint64_t from = l->frontier + (l->have > 8 ? l->have : 8);
-        struct iovec iov[2];
-        int n = 0;
-        /* The stash takes bytes only while the header could be published
-         * where it stands: a record of header alone (an empty message, a
-         * pad of 0) is whole in the stash, and its terminator goes after it. */
-        if (l->have < 8 && limit >= from)
-            iov[n++] = (struct iovec){(uint8_t *)&l->stash + l->have, 8 - l->have};
-        if (limit > from) /* from may be any byte: r->mask keeps only 8-aligned offsets */
-            iov[n++] = (struct iovec){r->data + (from & (r->cap - 1)), limit - from};
-        if (n == 0) { /* full: wait for the consumer (TCP holds the peer back) */
-            struct space_try t = {l, head + 1};
+        int seen_end = atomic_load(&l->inline_end);
+        if (seen_end)
+            return (enum link_end)(seen_end - 1);
+        uint64_t reads = atomic_load_explicit(&l->inline_reads, memory_order_relaxed);
+        if (reads != reads_seen || !take_role(&l->rx_role)) { /* a user reads the connection */
+            reads_seen = reads;
+            park(l);
+            /* the user's read of a dead connection ends when a client that
+             * came back shows it dead (as below, after IDLE_CHECK_MS of quiet) */
+            uint64_t heard = atomic_load_explicit(&l->heard, memory_order_relaxed);
+            int64_t now = psy_now_ns();
+            if (heard != heard_seen) {
+                heard_seen = heard;
+                quiet_since = now;
+            } else if (now - quiet_since >= IDLE_CHECK_MS * 1000000ll) {
+                if (newer_client_waiting(l))
+                    return LINK_SUPERSEDED;
+                quiet_since = now;
+            }
+            continue;
+        }
+        int step;
+        while ((step = receive_step(l, fd)) == STEP_GOT) {
+        }
+        give_role(&l->rx_role);
+        if (step >= 0)
+            return (enum link_end)step;
+        if (step == STEP_FULL) { /* wait for the consumer */
+            struct space_try t = {l, psy_ring_refresh_head(r) + 1};
             int rc = psy_wait_loop(r, PSY_WAIT_SPACE, space_once, &t, POLL_MS * 1000000ll);
             if (rc == -EPIPE)
                 return LINK_STOP;
@@ -531,68 +716,92 @@ static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
                 return LINK_SUPERSEDED;
             continue;
         }
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t got = recvmsg(fd, &mh, 0);
-        atomic_fetch_add_explicit(&l->recv_calls, 1, memory_order_relaxed);
-        if (got <= 0) {
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) { /* IDLE_CHECK_MS of silence */
-                if (newer_client_waiting(l))
-                    return LINK_SUPERSEDED;
-                continue;
-            }
-            return got == 0 ? LINK_EOF : LINK_BROKEN; /* EOF: the peer closed in order */
-        }
-        l->have += (uint64_t)got;
-        if (l->have < 8)
-            continue;
-        uint64_t first = l->stash;
-        struct psy_wire_scan s;
-        const char *why;
-        int rc = psy_wire_scan(&first, r->data + (l->frontier & r->mask), l->have, l->max_recv, &s, &why);
-        if (s.complete)
-            publish(l, first, &s);
-        if (s.has_ack) {
-            uint64_t acked = l->tx_base + s.ack;
-            uint64_t prev = atomic_load_explicit(&l->peer_acked, memory_order_relaxed);
-            if (acked - prev < (uint64_t)1 << 62 && acked != prev) {
-                atomic_store_explicit(&l->peer_acked, acked, memory_order_release);
-                wake_sender(l);
-            }
-        }
-        if (rc) {
-            atomic_fetch_add_explicit(&l->protocol_errors, 1, memory_order_relaxed);
-            psy_fail(rc, "tcp://%s: %s: connection dropped", l->where, why);
-            fprintf(stderr, "psyne: tcp://%s: %s: connection dropped\n", l->where, why);
-            return LINK_BROKEN;
-        }
-        if (s.bye)
-            return LINK_BYE;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, IDLE_CHECK_MS) == 0 && newer_client_waiting(l))
+            return LINK_SUPERSEDED;
     }
 }
 
-/* Hands a new connection to the sender (under l->lock). */
+/* One turn of a user's inline read (under the deadline `until`, INT64_MAX:
+ * none): a non-blocking receive, else a poll() of the socket (and of
+ * stop_efd, which close and shutdown make readable) and a receive after it.
+ * Returns 0 (look at the ring again) or -EAGAIN: reading inline is not
+ * possible now (another reads, the connection is down, rx is full or shut),
+ * wait for the one who reads to publish. */
+static int read_inline(struct psy_tcp_link *l, int64_t until)
+{
+    if (psy_ring_closed(&l->rx) || !take_role(&l->rx_role))
+        return -EAGAIN;
+    int fd = atomic_load(&l->rx_fd); /* seq_cst after the role: see go_dead */
+    if (fd < 0 || atomic_load(&l->inline_end)) {
+        give_role(&l->rx_role);
+        return -EAGAIN;
+    }
+    atomic_fetch_add_explicit(&l->inline_reads, 1, memory_order_relaxed);
+    int step = receive_step(l, fd);
+    if (step == STEP_QUIET) {
+        int64_t left_ms = until == INT64_MAX ? POLL_MS : (until - psy_now_ns() + 999999) / 1000000;
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = l->stop_efd, .events = POLLIN}};
+        atomic_fetch_add_explicit(&l->rx.sh->slow.waits, 1, memory_order_relaxed); /* a sleep, as a futex wait */
+        if (poll(p, 2, (int)(left_ms < 0 ? 0 : left_ms > POLL_MS ? POLL_MS : left_ms)) > 0 && !p[1].revents)
+            step = receive_step(l, fd);
+    }
+    if (step >= 0) { /* the connection ended: the receiver thread takes it from here */
+        atomic_store(&l->inline_end, step + 1);
+        give_role(&l->rx_role);
+        pthread_mutex_lock(&l->lock);
+        pthread_cond_broadcast(&l->cond);
+        pthread_mutex_unlock(&l->lock);
+        return -EAGAIN;
+    }
+    give_role(&l->rx_role);
+    return step == STEP_FULL ? -EAGAIN : 0;
+}
+
+int psy_tcp_wait_data(struct psy_tcp_link *l, psy_try_fn try_once, void *ctx, int64_t timeout_ns)
+{
+    int64_t until = timeout_ns > 0 ? psy_now_ns() + timeout_ns : INT64_MAX;
+    for (;;) {
+        int rc = try_once(ctx);
+        if (rc != -EAGAIN && rc != -EBUSY)
+            return rc;
+        if (until != INT64_MAX && psy_now_ns() >= until)
+            return -ETIMEDOUT;
+        if (read_inline(l, until) == -EAGAIN)
+            return psy_wait_loop(&l->rx, PSY_WAIT_DATA, try_once, ctx,
+                                 until == INT64_MAX ? PSYNE_FOREVER : until - psy_now_ns() > 0 ? until - psy_now_ns() : 1);
+    }
+}
+
+/* Hands a new connection to the sender and to inline readers (under l->lock). */
 static void go_live(struct psy_tcp_link *l, int fd)
 {
     l->fd = fd;
     l->gen++;
     l->have = 0; /* a partial record of the old connection comes again */
     l->stash = 0;
+    atomic_store(&l->inline_end, 0);
     atomic_store_explicit(&l->ack_due, l->hello_rx, memory_order_relaxed);
     atomic_store_explicit(&l->peer_acked, l->resume_tx, memory_order_relaxed);
+    atomic_store(&l->rx_fd, fd);
     atomic_store_explicit(&l->live, l->gen, memory_order_release);
     pthread_cond_broadcast(&l->cond);
-    psy_wake_slow(&l->tx, PSY_WAIT_DATA);
+    psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
 }
 
-/* Takes the connection away from the sender and closes it. */
+/* Takes the connection away from inline readers and the sender, and closes it. */
 static void go_dead(struct psy_tcp_link *l, int fd)
 {
-    shutdown(fd, SHUT_RDWR); /* a sender blocked in sendmsg returns */
+    /* Dekker with read_inline: it takes the role, then reads rx_fd; we
+     * clear rx_fd, then wait for the role (both seq_cst) */
+    atomic_store(&l->rx_fd, -1);
+    shutdown(fd, SHUT_RDWR); /* a sender blocked in sendmsg returns, a user's poll too */
+    take_role_waiting(&l->rx_role);
+    atomic_store(&l->inline_end, 0);
+    give_role(&l->rx_role);
     pthread_mutex_lock(&l->lock);
     atomic_store_explicit(&l->live, 0, memory_order_release); /* the sender cannot take it any more */
-    psy_wake_slow(&l->tx, PSY_WAIT_DATA);
+    psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
     while (l->sender_using == l->gen) /* it writes to fd: wait until it lets go */
         wait_until(l, psy_now_ns() + POLL_MS * 1000000ll);
     l->fd = -1;
@@ -692,7 +901,25 @@ static void *receiver_main(void *arg)
     }
 }
 
-/* ---- sending (sender thread) ---- */
+/* ---- sending: the sender thread, or a user's thread inline ---- */
+
+/*
+ * Whoever holds tx_role writes to the connection. A user who commits while
+ * the sender thread sleeps and nothing is in flight (the peer acknowledged
+ * all we sent: a request after its reply, the first message after a pause)
+ * writes the records itself, without blocking (psy_tcp_committed): the
+ * message leaves from the committing thread, and the ACK of what we received
+ * rides along in the same sendmsg. Otherwise the sender thread writes: it
+ * batches what was committed meanwhile into one sendmsg and blocks when the
+ * socket is full. It is Nagle's rule with its sign turned: the first message
+ * goes at once, the ones behind it wait for the thread that batches them.
+ * An ACK with no message to ride on waits at most ACK_DELAY_NS, or until a
+ * quarter of the smaller ring is unacknowledged.
+ *
+ * A non-blocking write may stop anywhere, even inside a record or the ACK in
+ * front: send_pos then lies inside [.., send_end) and the next write, by
+ * whoever holds the role, finishes that range first.
+ */
 
 /* The end of the committed records from pos, at most SEND_MAX bytes on. */
 static uint64_t committed_end(const struct psy_ring *r, uint64_t pos)
@@ -714,33 +941,136 @@ static bool all_acked(struct psy_tcp_link *l)
     return committed_end(&l->tx, head) == head;
 }
 
+/* Frees what the peer acknowledged (under tx_role). */
+static void free_acked(struct psy_tcp_link *l)
+{
+    uint64_t acked = atomic_load_explicit(&l->peer_acked, memory_order_acquire);
+    uint64_t head = atomic_load_explicit(l->tx_reader.head, memory_order_relaxed);
+    uint64_t sent = atomic_load_explicit(&l->send_pos, memory_order_relaxed);
+    if (acked - head > sent - head) /* not written on this connection yet: after send_on resumes */
+        return;
+    if (acked != head)
+        psy_sc_release(&l->tx, &l->tx_reader, acked);
+    atomic_store_explicit(&l->freed, acked, memory_order_relaxed);
+}
+
+/* Whether the send role's holder left work behind: a range half written,
+ * records committed after it, ACKs to act on. */
+static bool send_work_left(struct psy_tcp_link *l)
+{
+    uint64_t pos = atomic_load_explicit(&l->send_pos, memory_order_relaxed);
+    return atomic_load_explicit(&l->send_partial, memory_order_relaxed) ||
+           atomic_load_explicit(psy_hdr_at(&l->tx, pos), memory_order_acquire) != 0 ||
+           atomic_load_explicit(&l->peer_acked, memory_order_acquire) !=
+               atomic_load_explicit(&l->freed, memory_order_relaxed);
+}
+
+/* A user lets go of the send role: what it could not do, the thread does.
+ * Dekker with the thread's sleep (psy_wake_if_waiting): the role is free
+ * before we look at its waiter count, and the thread looks at the role
+ * after registering. */
+static void give_tx_role(struct psy_tcp_link *l)
+{
+    give_role(&l->tx_role);
+    if (send_work_left(l))
+        wake_sender(l);
+}
+
+/* Writes the next bytes due on the connection (under tx_role): what is left
+ * of a half-written range first; at a record boundary, a new range of
+ * committed records, with an ACK in front when one is due and there is data
+ * for it to ride on, or much is unacknowledged, or want_ack. flags: MSG_DONTWAIT for a user's thread.
+ * Returns the bytes written, 0 when nothing is due or the socket is full,
+ * -1 when the connection broke. */
+static ssize_t send_some(struct psy_tcp_link *l, int flags, bool want_ack)
+{
+    struct psy_ring *r = &l->tx;
+    uint64_t pos = atomic_load_explicit(&l->send_pos, memory_order_relaxed);
+    if (pos == l->send_end && l->ack_off == l->ack_len) {
+        l->send_end = committed_end(r, pos);
+        atomic_store_explicit(l->tx_reader.read_pos, l->send_end, memory_order_relaxed);
+        uint64_t due = atomic_load_explicit(&l->ack_due, memory_order_acquire);
+        uint64_t unacked = due - atomic_load_explicit(&l->ack_sent, memory_order_relaxed);
+        if (unacked && (want_ack || l->send_end != pos || unacked >= l->ack_eager)) {
+            uint64_t hdr = psy_hdr_make(8, PSY_TYPE_WIRE_ACK);
+            memcpy(l->ack_out, &hdr, 8);
+            memcpy(l->ack_out + 8, &due, 8);
+            l->ack_off = 0;
+            l->ack_len = sizeof l->ack_out;
+            atomic_store_explicit(&l->ack_sent, due, memory_order_relaxed);
+        }
+    }
+    struct iovec iov[2];
+    int n = 0;
+    if (l->ack_off < l->ack_len)
+        iov[n++] = (struct iovec){l->ack_out + l->ack_off, l->ack_len - l->ack_off};
+    if (pos != l->send_end) /* pos may be any byte: r->mask keeps only 8-aligned offsets */
+        iov[n++] = (struct iovec){r->data + (pos & (r->cap - 1)), l->send_end - pos};
+    if (n == 0)
+        return 0;
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t w;
+    do
+        w = sendmsg(l->send_fd, &mh, MSG_NOSIGNAL | flags);
+    while (w < 0 && errno == EINTR);
+    atomic_fetch_add_explicit(&l->send_calls, 1, memory_order_relaxed);
+    if (w < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    uint64_t left = (uint64_t)w, in_ack = l->ack_len - l->ack_off;
+    uint64_t of_ack = left < in_ack ? left : in_ack;
+    l->ack_off += (unsigned)of_ack;
+    pos += left - of_ack;
+    atomic_store_explicit(&l->send_pos, pos, memory_order_relaxed);
+    atomic_store_explicit(&l->send_partial, pos != l->send_end || l->ack_off != l->ack_len, memory_order_relaxed);
+    uint64_t sent = atomic_load_explicit(&l->tx_sent, memory_order_relaxed);
+    if (pos - sent < (uint64_t)1 << 62)
+        atomic_store_explicit(&l->tx_sent, pos, memory_order_release);
+    return w;
+}
+
+void psy_tcp_committed(struct psy_tcp_link *l)
+{
+    struct psy_ring *bell = l->sender_bell;
+    if (bell->wake_fence)
+        atomic_thread_fence(memory_order_seq_cst);
+    else
+        atomic_signal_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&bell->sh->wait.data_waiters, memory_order_relaxed) == 0)
+        return; /* the sender thread is at work: it sees the records before it sleeps */
+    if (atomic_load_explicit(&l->tx_sent, memory_order_acquire) ==
+            atomic_load_explicit(&l->peer_acked, memory_order_acquire) &&
+        take_role(&l->tx_role)) {
+        if (l->send_fd >= 0 && atomic_load_explicit(&l->live, memory_order_acquire) == l->send_gen) {
+            free_acked(l);
+            while (send_some(l, MSG_DONTWAIT, false) > 0) {
+            }
+        }
+        give_tx_role(l); /* a write the socket did not take whole, or a connection down: the thread's */
+        return;
+    }
+    psy_wake_slow(bell, PSY_WAIT_DATA);
+}
+
 struct sender_try {
     struct psy_tcp_link *l;
-    uint64_t gen, pos, freed, ack_sent;
+    uint64_t gen;
 };
 
-/* Something for the sender to do: records, an ACK to send or to act on, or
- * the connection went away. */
+/* Something for the sender thread to do: what a user holding the send role
+ * left, records, an ACK that cannot wait, or the connection went away. */
 static int sender_once(void *ctx)
 {
     struct sender_try *t = ctx;
     struct psy_tcp_link *l = t->l;
-    if (atomic_load_explicit(psy_hdr_at(&l->tx, t->pos), memory_order_acquire) != 0 ||
-        atomic_load_explicit(&l->ack_due, memory_order_acquire) != t->ack_sent ||
-        atomic_load_explicit(&l->peer_acked, memory_order_acquire) != t->freed ||
-        atomic_load_explicit(&l->live, memory_order_acquire) != t->gen || atomic_load(&l->stop))
+    if (atomic_load_explicit(&l->live, memory_order_acquire) != t->gen || atomic_load(&l->stop))
+        return 0;
+    if (atomic_load(&l->tx_role) == 0 && send_work_left(l))
+        return 0;
+    uint64_t unacked = atomic_load_explicit(&l->ack_due, memory_order_acquire) -
+                       atomic_load_explicit(&l->ack_sent, memory_order_relaxed);
+    if (unacked >= l->ack_eager || (unacked && atomic_load_explicit(&l->sender_resting, memory_order_relaxed)))
         return 0;
     return psy_ring_closed(&l->tx) ? -EPIPE : -EAGAIN;
-}
-
-/* Frees what the peer acknowledged. */
-static void free_acked(struct psy_tcp_link *l, struct sender_try *t)
-{
-    uint64_t acked = atomic_load_explicit(&l->peer_acked, memory_order_acquire);
-    uint64_t head = atomic_load_explicit(l->tx_reader.head, memory_order_relaxed);
-    if (acked != head && acked - head <= t->pos - head)
-        psy_sc_release(&l->tx, &l->tx_reader, acked);
-    t->freed = acked;
 }
 
 /* Sends on one connection until it breaks, the link stops, or (after close)
@@ -748,61 +1078,73 @@ static void free_acked(struct psy_tcp_link *l, struct sender_try *t)
 static bool send_on(struct psy_tcp_link *l, int fd, uint64_t gen, uint64_t resume, uint64_t hello_rx)
 {
     struct psy_ring *r = &l->tx;
-    /* our hello told the peer what we had received: no ACK due for that */
-    struct sender_try t = {.l = l, .gen = gen, .pos = resume, .ack_sent = hello_rx};
-    atomic_store_explicit(l->tx_reader.read_pos, t.pos, memory_order_relaxed);
+    take_role_waiting(&l->tx_role);
+    l->send_fd = fd;
+    l->send_gen = gen;
+    atomic_store_explicit(&l->send_pos, resume, memory_order_relaxed);
+    l->send_end = resume;
+    l->ack_off = l->ack_len = 0;
+    atomic_store_explicit(&l->send_partial, false, memory_order_relaxed);
+    atomic_store_explicit(&l->ack_sent, hello_rx, memory_order_relaxed); /* our hello told the peer */
+    atomic_store_explicit(l->tx_reader.read_pos, resume, memory_order_relaxed);
+    give_role(&l->tx_role);
+    struct sender_try t = {l, gen};
+    uint64_t due_seen = atomic_load_explicit(&l->ack_due, memory_order_relaxed);
+    bool want_ack = false, said_bye = false, broken = false;
     for (;;) {
         if (atomic_load_explicit(&l->live, memory_order_acquire) != gen || atomic_load(&l->stop))
-            return false;
-        free_acked(l, &t);
-        uint64_t end = committed_end(r, t.pos);
-        uint64_t due = atomic_load_explicit(&l->ack_due, memory_order_acquire);
-        uint8_t ack[PSY_WIRE_ACK_SIZE];
-        struct iovec iov[2];
-        int n = 0;
-        if (due != t.ack_sent) {
-            uint64_t hdr = psy_hdr_make(8, PSY_TYPE_WIRE_ACK);
-            memcpy(ack, &hdr, 8);
-            memcpy(ack + 8, &due, 8);
-            iov[n++] = (struct iovec){ack, sizeof ack};
-        }
-        if (end != t.pos)
-            iov[n++] = (struct iovec){r->data + (t.pos & r->mask), end - t.pos};
-        if (n) {
-            if (send_all(l, fd, iov, n))
-                return false; /* the receiver thread sees it too and reconnects */
-            t.ack_sent = due;
-            t.pos = end;
-            atomic_store_explicit(l->tx_reader.read_pos, end, memory_order_relaxed);
-            uint64_t sent = atomic_load_explicit(&l->tx_sent, memory_order_relaxed);
-            if (end - sent < (uint64_t)1 << 62)
-                atomic_store_explicit(&l->tx_sent, end, memory_order_release);
-            continue;
-        }
-        if (!psy_ring_closed(r)) {
-            psy_wait_loop(r, PSY_WAIT_DATA, sender_once, &t, POLL_MS * 1000000ll);
-            continue;
-        }
-        /* Closing: everything is sent; wait for the peer to have it, then BYE. */
-        free_acked(l, &t);
-        if (atomic_load_explicit(l->tx_reader.head, memory_order_relaxed) == t.pos) {
+            break;
+        take_role_waiting(&l->tx_role);
+        free_acked(l);
+        ssize_t w = send_some(l, 0, want_ack);
+        bool closing = w == 0 && psy_ring_closed(r);
+        if (closing && atomic_load_explicit(l->tx_reader.head, memory_order_relaxed) == l->send_end &&
+            committed_end(r, l->send_end) == l->send_end) {
+            /* Closing: everything is sent and the peer has it: BYE. */
             pthread_mutex_lock(&l->lock);
             l->bye_sent = true; /* before it goes: the peer's close that follows is no break */
             pthread_mutex_unlock(&l->lock);
             uint64_t hdr = psy_hdr_make(0, PSY_TYPE_WIRE_BYE);
-            iov[0] = (struct iovec){&hdr, sizeof hdr};
-            if (send_all(l, fd, iov, 1))
-                return false;
-            return true;
+            struct iovec iov = {&hdr, sizeof hdr};
+            broken = send_all(l, fd, &iov, 1) != 0;
+            said_bye = !broken;
         }
-        pthread_mutex_lock(&l->lock);
-        bool give_up = psy_now_ns() > l->linger_until;
-        if (!give_up)
-            wait_until(l, psy_now_ns() + 1000000); /* the receiver signals each ACK's wake on tx */
-        pthread_mutex_unlock(&l->lock);
-        if (give_up)
-            return true;
+        give_role(&l->tx_role);
+        if (w < 0 || broken || said_bye)
+            break;
+        if (w > 0) {
+            want_ack = false;
+            continue;
+        }
+        if (closing) { /* wait for the peer's ACKs, each wakes us */
+            pthread_mutex_lock(&l->lock);
+            bool give_up = psy_now_ns() > l->linger_until;
+            if (!give_up)
+                wait_until(l, psy_now_ns() + 1000000);
+            pthread_mutex_unlock(&l->lock);
+            if (give_up) {
+                said_bye = true;
+                break;
+            }
+            continue;
+        }
+        /* Nothing to write. An ACK due, or one moved lately: look again
+         * within ACK_DELAY_NS. Else rest: a receive that makes an ACK due
+         * wakes us (publish). */
+        uint64_t due = atomic_load_explicit(&l->ack_due, memory_order_acquire);
+        bool ack_waits = due != atomic_load_explicit(&l->ack_sent, memory_order_relaxed);
+        bool lately = due != due_seen;
+        due_seen = due;
+        atomic_store(&l->sender_resting, !ack_waits && !lately);
+        int rc = psy_wait_loop(l->sender_bell, PSY_WAIT_DATA, sender_once, &t,
+                               ack_waits || lately ? ACK_DELAY_NS : POLL_MS * 1000000ll);
+        atomic_store(&l->sender_resting, false);
+        want_ack = rc == -ETIMEDOUT && ack_waits;
     }
+    take_role_waiting(&l->tx_role); /* no user writes to fd after this */
+    l->send_fd = -1;
+    give_role(&l->tx_role);
+    return said_bye;
 }
 
 static void *sender_main(void *arg)
@@ -847,6 +1189,10 @@ static void link_free(struct psy_tcp_link *l)
         freeaddrinfo(l->addr);
     psy_ring_destroy(&l->rx);
     psy_ring_destroy(&l->tx);
+    if (l->sender_bell == &l->bell)
+        psy_ring_destroy(&l->bell);
+    if (l->stop_efd >= 0)
+        close(l->stop_efd);
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->lock);
     free(l);
@@ -869,9 +1215,32 @@ static int make_rings(struct psy_tcp_link *l, const struct psyne_options *opt)
     psy_ring_reader_init(&l->tx, -1, &l->tx_reader);
     l->tx_base = atomic_load_explicit(l->tx_reader.head, memory_order_relaxed); /* stream offset 0 */
     atomic_store(&l->tx_sent, l->tx_base);
+    atomic_store(&l->send_pos, l->tx_base);
+    l->send_end = l->tx_base;
     l->max_send = PSYNE_MAX_MESSAGE(l->tx.cap);
     l->max_recv = PSYNE_MAX_MESSAGE(l->rx.cap);
+    l->ack_eager = (l->rx.cap < l->tx.cap ? l->rx.cap : l->tx.cap) / 4;
     return 0;
+}
+
+/* A channel's link: its sender thread sleeps on a bell of its own, which
+ * only work a user could not do rings, not on tx, which every commit would
+ * ring (psy_tcp_committed). The bell is the smallest plain ring, for its
+ * wait block; the thread sleeps at once (it is not the latency path). */
+static int make_bell(struct psy_tcp_link *l, const struct psyne_options *opt)
+{
+    struct psyne_options bell = *opt;
+    bell.capacity = 4096;
+    bell.flags &= ~(uint32_t)(PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND | PSYNE_F_LISTEN);
+    bell.numa_node = 0;
+    bell.dynamic = NULL;
+    bell.mode = PSYNE_MODE_SPSC;
+    bell.spin_ns = 0;
+    bell.yield_ns = 0;
+    int rc = psy_ring_create(&l->bell, &bell);
+    if (rc == 0)
+        l->sender_bell = &l->bell;
+    return rc;
 }
 
 /* A link with its rings, no threads yet. */
@@ -885,6 +1254,10 @@ static int link_new(const char *name, const struct psyne_options *opt, struct ps
     l->fd = -1;
     l->listen_fd = -1;
     l->handoff_fd = -1;
+    l->send_fd = -1;
+    atomic_store(&l->rx_fd, -1);
+    l->sender_bell = &l->tx;
+    l->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     l->server = opt->flags & PSYNE_F_LISTEN;
     l->link_timeout_ns = opt->link_timeout_ns ? opt->link_timeout_ns : DEFAULT_LINK_TIMEOUT_NS;
     snprintf(l->where, sizeof l->where, "%s", name);
@@ -895,7 +1268,7 @@ static int link_new(const char *name, const struct psyne_options *opt, struct ps
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&l->lock, NULL);
     l->linger_until = INT64_MAX;
-    int rc = make_rings(l, opt);
+    int rc = l->stop_efd < 0 ? psy_fail(-errno, "tcp://%s: no eventfd", name) : make_rings(l, opt);
     if (rc) {
         link_free(l);
         return rc;
@@ -942,6 +1315,10 @@ int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_t
     struct psy_tcp_link *l;
     if ((rc = link_new(name, opt, &l)))
         return rc;
+    if ((rc = make_bell(l, opt))) {
+        link_free(l);
+        return rc;
+    }
     int64_t open_ns = opt->open_timeout_ns ? opt->open_timeout_ns : DEFAULT_OPEN_TIMEOUT_NS;
     l->open_until = deadline_after(open_ns);
     if (l->server) {
@@ -1013,7 +1390,9 @@ struct psy_ring *psy_tcp_tx(struct psy_tcp_link *l)
 void psy_tcp_shutdown(struct psy_tcp_link *l)
 {
     psy_ring_shutdown(&l->rx);
+    wake_inline_readers(l);
     psy_ring_shutdown(&l->tx); /* the sender finishes sending and says BYE */
+    psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
 }
 
 /* Closes with linger_ns for the peer's acknowledgements (0: none). */
@@ -1023,7 +1402,7 @@ static void link_close(struct psy_tcp_link *l, int64_t linger_ns)
     l->linger_until = deadline_after(linger_ns);
     pthread_mutex_unlock(&l->lock);
     psy_ring_shutdown(&l->tx); /* no more claims; the sender drains, waits for ACKs, says BYE */
-    psy_wake_slow(&l->tx, PSY_WAIT_DATA);
+    psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
     /* The link ends when the peer has our BYE (or said its own), or fails;
      * a link that never connected and has nothing to send ends now. */
     pthread_mutex_lock(&l->lock);

@@ -42,6 +42,14 @@ struct psy_tcp_link;
 int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_tcp_link **out);
 struct psy_ring *psy_tcp_rx(struct psy_tcp_link *l);
 struct psy_ring *psy_tcp_tx(struct psy_tcp_link *l);
+/* After each commit (or MP abort) on tx: writes the records from this
+ * thread when the sender thread sleeps and nothing is in flight (never
+ * blocks), else wakes the sender thread if it sleeps. */
+void psy_tcp_committed(struct psy_tcp_link *l);
+/* A consumer's wait for rx to have records (psyne_receive's blocking wait):
+ * reads the connection from this thread, sleeping in poll() on the socket,
+ * when no one else reads it; else waits as psy_wait_loop does. */
+int psy_tcp_wait_data(struct psy_tcp_link *l, psy_try_fn try_once, void *ctx, int64_t timeout_ns);
 /* Shuts both rings down; the sender still finishes what was committed. */
 void psy_tcp_shutdown(struct psy_tcp_link *l);
 /* Sends what is committed, waits up to the link timeout (PSYNE_FOREVER: no
