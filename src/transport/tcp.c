@@ -68,6 +68,7 @@
 #define SEND_MAX ((uint64_t)4 << 20)      /* bytes per sendmsg: keeps ACKs flowing */
 #define CONTROL_DROP_MAX_SHIFT 4096       /* publish(): bytes moved to drop trailing control records */
 #define PARK_NS 2000000ll                 /* the receiver thread looks again while users read inline */
+#define INLINE_SMALL 16384               /* a user's read that slept and brought less: latency, not a stream */
 #define ACK_DELAY_NS 2000000ll            /* an ACK waits at most about this long for a message to ride on */
 
 enum link_end { LINK_BROKEN, LINK_SUPERSEDED, LINK_EOF, LINK_BYE, LINK_STOP };
@@ -119,7 +120,8 @@ struct psy_tcp_link {
     _Atomic int rx_fd;            /* the connection inline readers may read, -1: none */
     _Atomic int inline_end;       /* 1 + the link_end a user's read saw, 0: none */
     _Atomic uint64_t inline_reads; /* turns users took at reading inline */
-    _Atomic uint64_t heard;       /* receives that brought bytes */
+    _Atomic uint64_t heard;       /* bytes received */
+    _Atomic bool inline_small;    /* the last read a user slept for brought little: a request or reply */
     int stop_efd;                 /* eventfd made readable when rx shuts down: ends users' polls */
     uint64_t frontier; /* rx position of the first record not yet published */
     uint64_t have;     /* bytes received from there: the stash, then the ring */
@@ -131,11 +133,14 @@ struct psy_tcp_link {
     struct psy_ring bell;         /* its wait block: where the sender thread sleeps (channel links) */
     struct psy_ring *sender_bell; /* &bell, or tx for a server's peer link (users commit there) */
     _Atomic bool sender_resting;  /* the sender thread sleeps with no ACK due: wake it for one */
+    _Atomic bool wake_pending;    /* the sender thread was woken and has not run yet */
     int send_fd;                  /* the connection of gen send_gen, -1: none */
     uint64_t send_gen;
     _Atomic uint64_t send_pos;    /* the next tx byte to write; inside [.., send_end) after a partial write */
     uint64_t send_end;            /* the end of the range of records being written */
     _Atomic bool send_partial;    /* send_pos != send_end, or an ACK half written */
+    _Atomic uint64_t commits;     /* psy_tcp_committed calls */
+    _Atomic uint64_t commits_seen; /* of them, those whose records the last range looked for */
     _Atomic uint64_t freed;       /* the peer_acked that tx was last released to */
     uint8_t ack_out[PSY_WIRE_ACK_SIZE]; /* the ACK being written */
     unsigned ack_off, ack_len;
@@ -522,12 +527,22 @@ static int space_once(void *ctx)
     return head - t->need_head < (uint64_t)1 << 62 ? 0 : -EAGAIN;
 }
 
-/* An ACK (or the records it frees) needs the sender: wakes its thread if it
- * sleeps. The Dekker pairing of psy_wake_if_waiting: the thread re-checks
- * after its barrier. */
+/* Work for the sender thread (records, an ACK that cannot wait): wakes it
+ * if it sleeps, once until it runs again: a burst of commits while it wakes
+ * up makes one system call, not one each. The Dekker pairing of
+ * psy_wake_if_waiting (the thread re-checks after its barrier); and the
+ * thread takes wake_pending back (exchange) before it looks for work, so a
+ * waker that finds it still set has its records seen. */
 static void wake_sender(struct psy_tcp_link *l)
 {
-    psy_wake_if_waiting(l->sender_bell, PSY_WAIT_DATA);
+    struct psy_ring *bell = l->sender_bell;
+    if (bell->wake_fence)
+        atomic_thread_fence(memory_order_seq_cst);
+    else
+        atomic_signal_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&bell->sh->wait.data_waiters, memory_order_relaxed) != 0 &&
+        !atomic_exchange(&l->wake_pending, true))
+        psy_wake_slow(bell, PSY_WAIT_DATA);
 }
 
 /* Publishes the whole records at the frontier and keeps what follows them.
@@ -564,7 +579,8 @@ static void publish(struct psy_tcp_link *l, uint64_t first, const struct psy_wir
         l->rx_stream += s->stream;
         atomic_store_explicit(&l->ack_due, l->rx_stream, memory_order_release);
         /* The ACK waits for a message of ours to ride on (ACK_DELAY_NS at
-         * most), unless much is unacknowledged or the sender thread rests. */
+         * most), unless much is unacknowledged or the sender thread rests
+         * (the fence: Dekker with sender_resting, as in wake_sender). */
         if (l->sender_bell->wake_fence)
             atomic_thread_fence(memory_order_seq_cst);
         else
@@ -640,7 +656,7 @@ static int receive_step(struct psy_tcp_link *l, int fd)
             return STEP_QUIET;
         return got == 0 ? LINK_EOF : LINK_BROKEN; /* EOF: the peer closed in order */
     }
-    atomic_fetch_add_explicit(&l->heard, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->heard, (uint64_t)got, memory_order_relaxed);
     l->have += (uint64_t)got;
     if (l->have < 8)
         return STEP_GOT;
@@ -683,9 +699,19 @@ static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
         int seen_end = atomic_load(&l->inline_end);
         if (seen_end)
             return (enum link_end)(seen_end - 1);
+        /* A user reads the connection. Waiting for single messages (a
+         * request, a reply), it wants the socket to itself: the thread
+         * parks. Taking a stream in bulk, it leaves the socket to the
+         * thread again, which reads while the user consumes. */
         uint64_t reads = atomic_load_explicit(&l->inline_reads, memory_order_relaxed);
-        if (reads != reads_seen || !take_role(&l->rx_role)) { /* a user reads the connection */
-            reads_seen = reads;
+        bool small = atomic_load_explicit(&l->inline_small, memory_order_relaxed);
+        bool user_reads = reads != reads_seen && small;
+        reads_seen = reads;
+        if (user_reads || !take_role(&l->rx_role)) {
+            if (!user_reads && !small) {
+                sched_yield(); /* its turn is short: it consumes what it read next */
+                continue;
+            }
             park(l);
             /* the user's read of a dead connection ends when a client that
              * came back shows it dead (as below, after IDLE_CHECK_MS of quiet) */
@@ -737,14 +763,18 @@ static int read_inline(struct psy_tcp_link *l, int64_t until)
         give_role(&l->rx_role);
         return -EAGAIN;
     }
-    atomic_fetch_add_explicit(&l->inline_reads, 1, memory_order_relaxed);
     int step = receive_step(l, fd);
     if (step == STEP_QUIET) {
+        uint64_t heard = atomic_load_explicit(&l->heard, memory_order_relaxed);
         int64_t left_ms = until == INT64_MAX ? POLL_MS : (until - psy_now_ns() + 999999) / 1000000;
         struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = l->stop_efd, .events = POLLIN}};
         atomic_fetch_add_explicit(&l->rx.sh->slow.waits, 1, memory_order_relaxed); /* a sleep, as a futex wait */
         if (poll(p, 2, (int)(left_ms < 0 ? 0 : left_ms > POLL_MS ? POLL_MS : left_ms)) > 0 && !p[1].revents)
             step = receive_step(l, fd);
+        atomic_store_explicit(&l->inline_small,
+                              atomic_load_explicit(&l->heard, memory_order_relaxed) - heard < INLINE_SMALL,
+                              memory_order_relaxed);
+        atomic_fetch_add_explicit(&l->inline_reads, 1, memory_order_relaxed);
     }
     if (step >= 0) { /* the connection ended: the receiver thread takes it from here */
         atomic_store(&l->inline_end, step + 1);
@@ -955,12 +985,14 @@ static void free_acked(struct psy_tcp_link *l)
 }
 
 /* Whether the send role's holder left work behind: a range half written,
- * records committed after it, ACKs to act on. */
+ * records committed since it last looked (counted, not read from the ring:
+ * without the role, send_pos may be stale and its memory reused), ACKs to
+ * act on. */
 static bool send_work_left(struct psy_tcp_link *l)
 {
-    uint64_t pos = atomic_load_explicit(&l->send_pos, memory_order_relaxed);
     return atomic_load_explicit(&l->send_partial, memory_order_relaxed) ||
-           atomic_load_explicit(psy_hdr_at(&l->tx, pos), memory_order_acquire) != 0 ||
+           atomic_load_explicit(&l->commits, memory_order_acquire) !=
+               atomic_load_explicit(&l->commits_seen, memory_order_relaxed) ||
            atomic_load_explicit(&l->peer_acked, memory_order_acquire) !=
                atomic_load_explicit(&l->freed, memory_order_relaxed);
 }
@@ -987,6 +1019,9 @@ static ssize_t send_some(struct psy_tcp_link *l, int flags, bool want_ack)
     struct psy_ring *r = &l->tx;
     uint64_t pos = atomic_load_explicit(&l->send_pos, memory_order_relaxed);
     if (pos == l->send_end && l->ack_off == l->ack_len) {
+        /* every commit counted by now has its header stored (release, then acquire) */
+        atomic_store_explicit(&l->commits_seen, atomic_load_explicit(&l->commits, memory_order_acquire),
+                              memory_order_relaxed);
         l->send_end = committed_end(r, pos);
         atomic_store_explicit(l->tx_reader.read_pos, l->send_end, memory_order_relaxed);
         uint64_t due = atomic_load_explicit(&l->ack_due, memory_order_acquire);
@@ -1014,8 +1049,10 @@ static ssize_t send_some(struct psy_tcp_link *l, int flags, bool want_ack)
         w = sendmsg(l->send_fd, &mh, MSG_NOSIGNAL | flags);
     while (w < 0 && errno == EINTR);
     atomic_fetch_add_explicit(&l->send_calls, 1, memory_order_relaxed);
-    if (w < 0)
+    if (w < 0) {
+        atomic_store_explicit(&l->send_partial, true, memory_order_relaxed); /* the range waits for the thread */
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    }
     uint64_t left = (uint64_t)w, in_ack = l->ack_len - l->ack_off;
     uint64_t of_ack = left < in_ack ? left : in_ack;
     l->ack_off += (unsigned)of_ack;
@@ -1030,13 +1067,15 @@ static ssize_t send_some(struct psy_tcp_link *l, int flags, bool want_ack)
 
 void psy_tcp_committed(struct psy_tcp_link *l)
 {
+    atomic_fetch_add_explicit(&l->commits, 1, memory_order_release); /* after the header: send_work_left */
     struct psy_ring *bell = l->sender_bell;
     if (bell->wake_fence)
         atomic_thread_fence(memory_order_seq_cst);
     else
         atomic_signal_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&bell->sh->wait.data_waiters, memory_order_relaxed) == 0)
-        return; /* the sender thread is at work: it sees the records before it sleeps */
+    if (atomic_load_explicit(&bell->sh->wait.data_waiters, memory_order_relaxed) == 0 ||
+        atomic_load_explicit(&l->wake_pending, memory_order_relaxed))
+        return; /* the sender thread is at work, or woken: it sees the records before it sleeps */
     if (atomic_load_explicit(&l->tx_sent, memory_order_acquire) ==
             atomic_load_explicit(&l->peer_acked, memory_order_acquire) &&
         take_role(&l->tx_role)) {
@@ -1048,7 +1087,7 @@ void psy_tcp_committed(struct psy_tcp_link *l)
         give_tx_role(l); /* a write the socket did not take whole, or a connection down: the thread's */
         return;
     }
-    psy_wake_slow(bell, PSY_WAIT_DATA);
+    wake_sender(l);
 }
 
 struct sender_try {
@@ -1139,6 +1178,7 @@ static bool send_on(struct psy_tcp_link *l, int fd, uint64_t gen, uint64_t resum
         int rc = psy_wait_loop(l->sender_bell, PSY_WAIT_DATA, sender_once, &t,
                                ack_waits || lately ? ACK_DELAY_NS : POLL_MS * 1000000ll);
         atomic_store(&l->sender_resting, false);
+        atomic_exchange(&l->wake_pending, false); /* before looking for work: see wake_sender */
         want_ack = rc == -ETIMEDOUT && ack_waits;
     }
     take_role_waiting(&l->tx_role); /* no user writes to fd after this */
@@ -1370,6 +1410,10 @@ bool psy_tcp_link_ended(struct psy_tcp_link *l)
 void psy_tcp_peer_pin(struct psy_tcp_link *l, int delta)
 {
     atomic_fetch_add_explicit(&l->pins, delta, memory_order_acq_rel);
+    if (delta < 0) { /* a claim ended (committed, aborted, failed): the sender looks (send_work_left) */
+        atomic_fetch_add_explicit(&l->commits, 1, memory_order_release);
+        wake_sender(l);
+    }
 }
 
 bool psy_tcp_peer_idle(struct psy_tcp_link *l)

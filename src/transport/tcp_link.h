@@ -28,7 +28,8 @@ int psy_tcp_peer_open(const char *where, const struct psyne_options *opt, struct
 void psy_tcp_peer_connect(struct psy_tcp_link *l, int fd, const uint8_t *hello);
 /* The owner's single-consumer state of the link's rx, NULL in MC modes. */
 const struct psy_reader *psy_tcp_peer_reader(struct psy_tcp_link *l);
-/* Claims on tx in progress: a pinned link is not freed. */
+/* Claims on tx in progress: a pinned link is not freed. Unpinning (-1)
+ * after a commit also tells the sender thread there are records. */
 void psy_tcp_peer_pin(struct psy_tcp_link *l, int delta);
 /* No claim open and nothing received unreleased: safe to free once ended. */
 bool psy_tcp_peer_idle(struct psy_tcp_link *l);
