@@ -306,7 +306,11 @@ PSYNE_API int psyne_claim_to(psyne_channel *ch, uint32_t peer, size_t max_len, s
  * type (PSYNE_TYPE_USER_MIN..PSYNE_TYPE_USER_MAX). Returns 0, or -EINVAL
  * (length too long, bad type, claim not open); on -EINVAL the claim stays
  * open. Never blocks; issues a wake-up system call only when a consumer
- * sleeps. Threads: the thread that owns the claim.
+ * sleeps. tcp:// (not max_peers): when nothing is in flight and the sender
+ * thread sleeps, the message is written to the socket from this thread (one
+ * non-blocking sendmsg; what the socket does not take, the sender thread
+ * sends); else the sender thread is woken if it sleeps.
+ * Threads: the thread that owns the claim.
  */
 PSYNE_API int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type);
 
@@ -352,6 +356,9 @@ struct psyne_msg {
  * Returns 0, -EAGAIN (empty, non-blocking), -ETIMEDOUT, -EPIPE (shut down
  * and drained), -EPROTO (the ring holds a corrupted record), -EPERM
  * (producer handle). A handle may hold several views; see psyne_release.
+ * tcp:// (not max_peers): a blocking call on an empty ring reads the socket
+ * from this thread (it sleeps in poll() on it) when no other thread does;
+ * a non-blocking one never does.
  * Threads: SC modes and each BROADCAST subscriber handle - one consumer
  * thread at a time; MC modes - any number of threads concurrently.
  */

@@ -28,6 +28,13 @@
  * down. The sender thread only writes to the connection the receiver thread
  * hands it, and lets go of it before the receiver thread closes it.
  *
+ * Roles: the two threads are how the link works when nobody else does the
+ * work. A user's commit while nothing is in flight writes to the socket
+ * itself, and a user's blocking receive on an empty ring reads the socket
+ * itself; whoever holds tx_role (rx_role) writes (reads). That removes the
+ * thread hand-offs from a request and its reply (see "sending" and
+ * "receiving" below).
+ *
  * A listening channel with max_peers serves many clients (tcp_server.c): it
  * accepts and reads each hello itself, and hands the connection to the link
  * of that client's session (a peer link, `owner` set), which then works as
