@@ -715,11 +715,7 @@ static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
         bool user_reads = reads != reads_seen && small;
         reads_seen = reads;
         if (user_reads || !take_role(&l->rx_role)) {
-            if (!user_reads && !small) {
-                sched_yield(); /* its turn is short: it consumes what it read next */
-                continue;
-            }
-            park(l);
+            park(l); /* never a yield loop: a user may hold the role in poll() */
             /* the user's read of a dead connection ends when a client that
              * came back shows it dead (as below, after IDLE_CHECK_MS of quiet) */
             uint64_t heard = atomic_load_explicit(&l->heard, memory_order_relaxed);
@@ -1108,6 +1104,10 @@ static int sender_once(void *ctx)
 {
     struct sender_try *t = ctx;
     struct psy_tcp_link *l = t->l;
+    /* taken back at every look, not only when the wait ends: a look that
+     * finds nothing (a user holds the role) sleeps again, and wakers must
+     * then ring again (wake_sender) */
+    atomic_exchange(&l->wake_pending, false);
     if (atomic_load_explicit(&l->live, memory_order_acquire) != t->gen || atomic_load(&l->stop))
         return 0;
     if (atomic_load(&l->tx_role) == 0 && send_work_left(l))
