@@ -122,6 +122,17 @@ void psy_ring_set_start(struct psy_ring *r, uint64_t start)
     atomic_store(&sh->bcast.floor, start);
 }
 
+int psy_ring_create_bell(struct psy_ring *bell, const struct psyne_options *opt)
+{
+    struct psyne_options o = *opt;
+    o.capacity = 4096;
+    o.flags &= ~(uint32_t)(PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND);
+    o.numa_node = 0;
+    o.dynamic = NULL;
+    o.mode = PSYNE_MODE_SPSC;
+    return psy_ring_create(bell, &o);
+}
+
 /* Unmaps this process's view. The shared state needs no destruction: the
  * robust process-shared mutex holds no resources outside the ring. */
 void psy_ring_destroy(struct psy_ring *r)

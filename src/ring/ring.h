@@ -240,6 +240,9 @@ void psy_ring_view(struct psy_ring *r, struct psy_ring_shared *sh, uint8_t *data
                    const struct psyne_options *opt);
 /* memory://: a private mirrored ring, formatted and viewed. */
 int psy_ring_create(struct psy_ring *r, const struct psyne_options *opt);
+/* A ring used only for its wait block (a thread sleeps on it and others
+ * wake it): the smallest plain ring, with opt's waiting options. */
+int psy_ring_create_bell(struct psy_ring *bell, const struct psyne_options *opt);
 /* Takes the BROADCAST membership mutex, recovering it from a dead holder. */
 void psy_bcast_lock(struct psy_ring_shared *sh);
 void psy_ring_destroy(struct psy_ring *r);
@@ -314,14 +317,26 @@ extern bool psy_wake_needs_fence_global; /* ipc://: no membarrier(GLOBAL_EXPEDIT
  * registers, then runs a process-wide (ipc: system-wide) barrier (membarrier) before its final
  * re-check, so this side needs only a compiler barrier here: either the
  * sleeper's re-check sees what we published, or we see its waiter count. */
-static inline void psy_wake_if_waiting(struct psy_ring *r, enum psy_wait_side side)
+static inline void psy_wake_fence(const struct psy_ring *r)
 {
-    psy_atomic32 *waiters = side == PSY_WAIT_DATA ? &r->sh->wait.data_waiters : &r->sh->wait.space_waiters;
     if (r->wake_fence)
         atomic_thread_fence(memory_order_seq_cst); /* no membarrier here: pay the fence instead */
     else
         atomic_signal_fence(memory_order_seq_cst); /* keep the compiler from hoisting the load */
-    if (atomic_load_explicit(waiters, memory_order_relaxed) != 0)
+}
+
+/* Whether a caller sleeps (or is about to) on side, seen after what this
+ * side just published (psy_wake_fence). */
+static inline bool psy_ring_has_sleepers(const struct psy_ring *r, enum psy_wait_side side)
+{
+    psy_atomic32 *waiters = side == PSY_WAIT_DATA ? &r->sh->wait.data_waiters : &r->sh->wait.space_waiters;
+    psy_wake_fence(r);
+    return atomic_load_explicit(waiters, memory_order_relaxed) != 0;
+}
+
+static inline void psy_wake_if_waiting(struct psy_ring *r, enum psy_wait_side side)
+{
+    if (psy_ring_has_sleepers(r, side))
         psy_wake_slow(r, side);
 }
 

@@ -542,14 +542,8 @@ static int space_once(void *ctx)
  * waker that finds it still set has its records seen. */
 static void wake_sender(struct psy_tcp_link *l)
 {
-    struct psy_ring *bell = l->sender_bell;
-    if (bell->wake_fence)
-        atomic_thread_fence(memory_order_seq_cst);
-    else
-        atomic_signal_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&bell->sh->wait.data_waiters, memory_order_relaxed) != 0 &&
-        !atomic_exchange(&l->wake_pending, true))
-        psy_wake_slow(bell, PSY_WAIT_DATA);
+    if (psy_ring_has_sleepers(l->sender_bell, PSY_WAIT_DATA) && !atomic_exchange(&l->wake_pending, true))
+        psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
 }
 
 /* Publishes the whole records at the frontier and keeps what follows them.
@@ -588,10 +582,7 @@ static void publish(struct psy_tcp_link *l, uint64_t first, const struct psy_wir
         /* The ACK waits for a message of ours to ride on (ACK_DELAY_NS at
          * most), unless much is unacknowledged or the sender thread rests
          * (the fence: Dekker with sender_resting, as in wake_sender). */
-        if (l->sender_bell->wake_fence)
-            atomic_thread_fence(memory_order_seq_cst);
-        else
-            atomic_signal_fence(memory_order_seq_cst);
+        psy_wake_fence(l->sender_bell);
         if (l->rx_stream - atomic_load_explicit(&l->ack_sent, memory_order_relaxed) >= l->ack_eager ||
             atomic_load_explicit(&l->sender_resting, memory_order_relaxed))
             wake_sender(l);
@@ -1071,12 +1062,7 @@ static ssize_t send_some(struct psy_tcp_link *l, int flags, bool want_ack)
 void psy_tcp_committed(struct psy_tcp_link *l)
 {
     atomic_fetch_add_explicit(&l->commits, 1, memory_order_release); /* after the header: send_work_left */
-    struct psy_ring *bell = l->sender_bell;
-    if (bell->wake_fence)
-        atomic_thread_fence(memory_order_seq_cst);
-    else
-        atomic_signal_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&bell->sh->wait.data_waiters, memory_order_relaxed) == 0 ||
+    if (!psy_ring_has_sleepers(l->sender_bell, PSY_WAIT_DATA) ||
         atomic_load_explicit(&l->wake_pending, memory_order_relaxed))
         return; /* the sender thread is at work, or woken: it sees the records before it sleeps */
     if (atomic_load_explicit(&l->tx_sent, memory_order_acquire) ==
@@ -1185,7 +1171,6 @@ static bool send_on(struct psy_tcp_link *l, int fd, uint64_t gen, uint64_t resum
         int rc = psy_wait_loop(l->sender_bell, PSY_WAIT_DATA, sender_once, &t,
                                ack_waits || lately ? ACK_DELAY_NS : POLL_MS * 1000000ll);
         atomic_store(&l->sender_resting, false);
-        atomic_exchange(&l->wake_pending, false); /* before looking for work: see wake_sender */
         want_ack = rc == -ETIMEDOUT && ack_waits;
     }
     take_role_waiting(&l->tx_role); /* no user writes to fd after this */
@@ -1276,15 +1261,10 @@ static int make_rings(struct psy_tcp_link *l, const struct psyne_options *opt)
  * wait block; the thread sleeps at once (it is not the latency path). */
 static int make_bell(struct psy_tcp_link *l, const struct psyne_options *opt)
 {
-    struct psyne_options bell = *opt;
-    bell.capacity = 4096;
-    bell.flags &= ~(uint32_t)(PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND | PSYNE_F_LISTEN);
-    bell.numa_node = 0;
-    bell.dynamic = NULL;
-    bell.mode = PSYNE_MODE_SPSC;
-    bell.spin_ns = 0;
-    bell.yield_ns = 0;
-    int rc = psy_ring_create(&l->bell, &bell);
+    struct psyne_options sleep_at_once = *opt;
+    sleep_at_once.spin_ns = 0;
+    sleep_at_once.yield_ns = 0;
+    int rc = psy_ring_create_bell(&l->bell, &sleep_at_once);
     if (rc == 0)
         l->sender_bell = &l->bell;
     return rc;

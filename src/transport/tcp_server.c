@@ -223,16 +223,10 @@ int psy_tcp_server_open(const char *name, const struct psyne_options *opt, struc
     s->n_slots = opt->max_peers;
     pthread_mutex_init(&s->lock, NULL);
     int rc = psy_ring_capacity(opt, &s->cap); /* max_peers was checked with the other options */
-    struct psyne_options bell = *opt; /* its waiting options; the smallest plain ring */
-    bell.capacity = 4096;
-    bell.flags &= ~(uint32_t)(PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND);
-    bell.numa_node = 0;
-    bell.dynamic = NULL;
-    bell.mode = PSYNE_MODE_SPSC;
     if (!rc && !(s->slots = calloc(s->n_slots, sizeof *s->slots)))
         rc = psy_fail(-ENOMEM, "out of memory");
     if (!rc)
-        rc = psy_ring_create(&s->bell, &bell);
+        rc = psy_ring_create_bell(&s->bell, opt); /* with the handle's waiting options */
     if (!rc)
         rc = psy_tcp_listen(name, &s->listen_fd);
     if (!rc && (rc = -pthread_create(&s->acceptor, NULL, acceptor_main, s)) == 0)
