@@ -129,6 +129,7 @@ int psy_ring_create_bell(struct psy_ring *bell, const struct psyne_options *opt)
     o.flags &= ~(uint32_t)(PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND);
     o.numa_node = 0;
     o.dynamic = NULL;
+    o.slabs = NULL; /* internal: the user's slabs are for the channel's rings */
     o.mode = PSYNE_MODE_SPSC;
     return psy_ring_create(bell, &o);
 }

@@ -241,7 +241,8 @@ void psy_ring_view(struct psy_ring *r, struct psy_ring_shared *sh, uint8_t *data
 /* memory://: a private mirrored ring, formatted and viewed. */
 int psy_ring_create(struct psy_ring *r, const struct psyne_options *opt);
 /* A ring used only for its wait block (a thread sleeps on it and others
- * wake it): the smallest plain ring, with opt's waiting options. */
+ * wake it): the smallest plain ring of this process's own memory (never
+ * from opt's slabs), with opt's waiting options. */
 int psy_ring_create_bell(struct psy_ring *bell, const struct psyne_options *opt);
 /* Takes the BROADCAST membership mutex, recovering it from a dead holder. */
 void psy_bcast_lock(struct psy_ring_shared *sh);
