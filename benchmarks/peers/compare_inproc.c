@@ -26,6 +26,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "psyne.h"
+
 #include "bench_util.h"
 #include "limits.h"
 #include "slot_ring.h"
@@ -49,7 +51,7 @@ static double usual_rtt_ns = 200;
 #ifdef HAVE_DPDK
 /* ---- DPDK rte_ring, linked without the EAL ---- */
 
-#define ESIZE 64
+#define ESIZE_MAX 72 /* element sizes: 64 (the message), 72 (psyne's record of it) */
 
 /* Backoff on a full/empty ring, the same as psyne's waiting starts with:
  * spin, then yield (with threads sharing cores, spinning alone would burn
@@ -62,9 +64,14 @@ static void backoff(unsigned *fails)
         sched_yield();
 }
 
-static struct rte_ring *dpdk_ring(unsigned count, unsigned flags)
+/* A ring of esize-byte elements, as many as fit psyne's ring bytes for a
+ * 64-byte message (a power of two, as rte_ring_init needs). */
+static struct rte_ring *dpdk_ring(unsigned esize, unsigned flags)
 {
-    ssize_t sz = rte_ring_get_memsize_elem(ESIZE, count);
+    unsigned count = 1;
+    while (2 * (uint64_t)count * esize <= workload_capacity(64))
+        count *= 2;
+    ssize_t sz = rte_ring_get_memsize_elem(esize, count);
     struct rte_ring *r = aligned_alloc(64, ((size_t)sz + 63) & ~(size_t)63);
     if (!r || rte_ring_init(r, "psyne-compare", count, flags) != 0) {
         fprintf(stderr, "rte_ring_init failed\n");
@@ -77,16 +84,17 @@ struct dpdk_spsc {
     struct rte_ring *r;
     uint64_t count;
     unsigned burst;
+    unsigned esize;
     struct bench_gate gate;
     int64_t start, end;
 };
 
 /* Writes n elements in place in the zero-copy area (which may wrap). */
-static void zc_fill(struct rte_ring_zc_data *z, unsigned n, uint64_t first)
+static void zc_fill(struct rte_ring_zc_data *z, unsigned n, unsigned esize, uint64_t first)
 {
     for (unsigned k = 0; k < n; k++) {
-        uint8_t *e = k < z->n1 ? (uint8_t *)z->ptr1 + k * ESIZE : (uint8_t *)z->ptr2 + (k - z->n1) * ESIZE;
-        bench_write_payload(e, ESIZE, first + k);
+        uint8_t *e = k < z->n1 ? (uint8_t *)z->ptr1 + k * esize : (uint8_t *)z->ptr2 + (k - z->n1) * esize;
+        bench_write_payload(e, esize, first + k);
     }
 }
 
@@ -99,22 +107,22 @@ static void *dpdk_spsc_producer(void *arg)
     for (uint64_t i = 0; i < d->count;) {
         struct rte_ring_zc_data z;
         unsigned want = d->count - i < d->burst ? (unsigned)(d->count - i) : d->burst;
-        unsigned n = rte_ring_enqueue_zc_burst_elem_start(d->r, ESIZE, want, &z, NULL);
+        unsigned n = rte_ring_enqueue_zc_burst_elem_start(d->r, d->esize, want, &z, NULL);
         if (!n) {
             slot_pause();
             continue;
         }
-        zc_fill(&z, n, i);
+        zc_fill(&z, n, d->esize, i);
         rte_ring_enqueue_zc_elem_finish(d->r, n);
         i += n;
     }
     return NULL;
 }
 
-static double dpdk_spsc_run(uint64_t count, unsigned burst)
+static double dpdk_spsc_run(uint64_t count, unsigned burst, unsigned esize)
 {
-    struct dpdk_spsc d = {.r = dpdk_ring((unsigned)(workload_capacity(64) / ESIZE), RING_F_SP_ENQ | RING_F_SC_DEQ),
-                          .count = count, .burst = burst};
+    struct dpdk_spsc d = {.r = dpdk_ring(esize, RING_F_SP_ENQ | RING_F_SC_DEQ), .count = count, .burst = burst,
+                          .esize = esize};
     pthread_t t;
     pthread_create(&t, NULL, dpdk_spsc_producer, &d);
     bench_pin(pin ? 1 : -1);
@@ -122,15 +130,15 @@ static double dpdk_spsc_run(uint64_t count, unsigned burst)
     uint64_t sum = 0;
     for (uint64_t i = 0; i < count;) {
         struct rte_ring_zc_data z;
-        unsigned n = rte_ring_dequeue_zc_burst_elem_start(d.r, ESIZE, burst, &z, NULL);
+        unsigned n = rte_ring_dequeue_zc_burst_elem_start(d.r, esize, burst, &z, NULL);
         if (!n) {
             slot_pause();
             continue;
         }
         for (unsigned k = 0; k < n; k++, i++) {
             const uint8_t *e =
-                k < z.n1 ? (const uint8_t *)z.ptr1 + k * ESIZE : (const uint8_t *)z.ptr2 + (k - z.n1) * ESIZE;
-            sum += bench_read_payload(e, ESIZE, i, "rte_ring");
+                k < z.n1 ? (const uint8_t *)z.ptr1 + k * esize : (const uint8_t *)z.ptr2 + (k - z.n1) * esize;
+            sum += bench_read_payload(e, esize, i, "rte_ring");
         }
         rte_ring_dequeue_zc_elem_finish(d.r, n);
     }
@@ -149,6 +157,7 @@ struct dpdk_mpmc {
     _Atomic uint64_t received;
     struct bench_gate gate;
     int threads;
+    unsigned esize;
 };
 
 struct dpdk_mpmc_thread {
@@ -161,12 +170,13 @@ static void *dpdk_mpmc_producer(void *arg)
     struct dpdk_mpmc_thread *t = arg;
     bench_pin(t->id); /* the placement psyne_mpmc_tput uses */
     bench_gate_arrive(&t->m->gate, t->m->threads);
-    uint8_t elem[ESIZE];
+    const unsigned esize = t->m->esize;
+    uint8_t elem[ESIZE_MAX];
     unsigned fails = 0;
     for (uint64_t i = 0; !atomic_load_explicit(&t->m->stop, memory_order_relaxed);) {
-        bench_write_payload(elem, ESIZE, i);
-        elem[ESIZE - 1] = (uint8_t)t->id;
-        if (rte_ring_enqueue_elem(t->m->r, elem, ESIZE) == 0) {
+        bench_write_payload(elem, esize, i);
+        elem[esize - 1] = (uint8_t)t->id;
+        if (rte_ring_enqueue_elem(t->m->r, elem, esize) == 0) {
             i++;
             fails = 0;
         } else {
@@ -182,18 +192,20 @@ static void *dpdk_mpmc_consumer(void *arg)
     bench_pin(t->id + 1);
     bench_gate_arrive(&t->m->gate, t->m->threads);
     uint64_t next[2] = {0, 0};
-    uint8_t elem[32][ESIZE];
+    const unsigned esize = t->m->esize;
+    uint8_t elems[32 * ESIZE_MAX];
     unsigned fails = 0;
     while (!atomic_load_explicit(&t->m->stop, memory_order_relaxed)) {
-        unsigned n = rte_ring_dequeue_burst_elem(t->m->r, elem, ESIZE, 32, NULL);
+        unsigned n = rte_ring_dequeue_burst_elem(t->m->r, elems, esize, 32, NULL);
         for (unsigned k = 0; k < n; k++) {
+            const uint8_t *e = elems + k * esize;
             uint64_t seq;
-            memcpy(&seq, elem[k], 8);
-            int id = elem[k][ESIZE - 1];
+            memcpy(&seq, e, 8);
+            int id = e[esize - 1];
             if (id > 1 || seq < next[id])
                 abort();
             next[id] = seq + 1;
-            bench_read_payload(elem[k], ESIZE, seq, "rte_ring mpmc");
+            bench_read_payload(e, esize, seq, "rte_ring mpmc");
         }
         if (n) {
             atomic_fetch_add_explicit(&t->m->received, n, memory_order_relaxed);
@@ -205,9 +217,9 @@ static void *dpdk_mpmc_consumer(void *arg)
     return NULL;
 }
 
-static double dpdk_mpmc_run(unsigned flags, double seconds)
+static double dpdk_mpmc_run(unsigned flags, unsigned esize, double seconds)
 {
-    struct dpdk_mpmc m = {.r = dpdk_ring((unsigned)(workload_capacity(64) / ESIZE), flags), .threads = 4};
+    struct dpdk_mpmc m = {.r = dpdk_ring(esize, flags), .threads = 4, .esize = esize};
     struct dpdk_mpmc_thread th[4];
     pthread_t pt[4];
     for (int i = 0; i < 4; i++) {
@@ -331,6 +343,7 @@ struct tput_ctx {
     size_t size;
     uint64_t count;
     int batch;
+    size_t stride; /* fixed-slot ring: slot bytes, 0 for the message rounded up to 64 */
 };
 
 static double psyne_spsc_fn(void *c, struct lat_result *lat)
@@ -346,7 +359,7 @@ static double slot_fn(void *c, struct lat_result *lat)
 {
     (void)lat; /* a throughput run */
     struct tput_ctx *t = c;
-    return slot_tput_run(t->size, t->count, pin, 0);
+    return slot_tput_run(t->size, t->stride, t->count, pin, 0);
 }
 
 static double memcpy_fn(void *c, struct lat_result *lat)
@@ -389,20 +402,21 @@ struct dpdk_ctx {
     unsigned burst;
     unsigned flags;
     double seconds;
+    unsigned esize; /* element bytes */
 };
 
 static double dpdk_spsc_fn(void *c, struct lat_result *lat)
 {
     (void)lat; /* a throughput run */
     struct dpdk_ctx *d = c;
-    return dpdk_spsc_run(d->count, d->burst);
+    return dpdk_spsc_run(d->count, d->burst, d->esize);
 }
 
 static double dpdk_mpmc_fn(void *c, struct lat_result *lat)
 {
     (void)lat; /* a throughput run */
     struct dpdk_ctx *d = c;
-    return dpdk_mpmc_run(d->flags, d->seconds);
+    return dpdk_mpmc_run(d->flags, d->esize, d->seconds);
 }
 #endif
 
@@ -436,17 +450,24 @@ int main(int argc, char **argv)
     static const size_t sizes[] = {64, 4096, 65536, 1048576};
     static const uint64_t counts[] = {5000000, 1000000, 100000, 6000};
     for (int i = 0; i < 4 && (!only || strstr(only, "spsc")); i++) {
-        struct tput_ctx single = {sizes[i], counts[i] / scale, 0};
-        struct system sys[4] = {system_of("psyne", psyne_spsc_fn, &single, 1),
+        struct tput_ctx single = {sizes[i], counts[i] / scale, 0, 0};
+        /* the same ring with slots of psyne's record size (header + 64 B):
+         * what psyne's layout allows, apart from anything psyne's code does */
+        struct tput_ctx single_72 = {sizes[i], counts[i] / scale, 0, PSYNE_RECORD_SIZE(64)};
+        struct system sys[5] = {system_of("psyne", psyne_spsc_fn, &single, 1),
                                 system_of("fixed-slot-ring", slot_fn, &single, 1)};
-        const char *targets[3] = {sizes[i] == 64 || sizes[i] == 1048576 ? ">= 0.9" : NULL, NULL, NULL};
+        const char *targets[4] = {sizes[i] == 64 || sizes[i] == 1048576 ? ">= 0.9" : NULL, NULL, NULL, NULL};
         int n = 2;
+        if (sizes[i] == 64) {
+            sys[n++] = system_of("fixed-slot-ring-72B", slot_fn, &single_72, 1);
+            targets[n - 2] = "(same bytes per message)";
+        }
         if (sizes[i] >= 4096) { /* what one copy of each message would cost (a limit, not a peer) */
             sys[n++] = system_of("memcpy", memcpy_fn, &single, 1);
             targets[n - 2] = "(one copy)";
         }
 #ifdef HAVE_DPDK
-        struct dpdk_ctx d1 = {counts[i] / scale, 1, 0, 0};
+        struct dpdk_ctx d1 = {counts[i] / scale, 1, 0, 0, 64};
         if (sizes[i] == 64) {
             sys[n++] = system_of("rte_ring-spsc-zc-n1", dpdk_spsc_fn, &d1, 1);
             targets[n - 2] = "(1.5x expected)";
@@ -455,15 +476,18 @@ int main(int argc, char **argv)
         compare("inproc-spsc-tput", sizes[i], "mps", sys, n, targets);
     }
     if (!only || strstr(only, "batch")) {
-        struct tput_ctx batch = {64, counts[0] / scale, 1};
-        struct system sys[3] = {system_of("psyne-batch", psyne_spsc_fn, &batch, 1),
+        struct tput_ctx batch = {64, counts[0] / scale, 1, 0};
+        struct system sys[4] = {system_of("psyne-batch", psyne_spsc_fn, &batch, 1),
                                 system_of("fixed-slot-ring", slot_fn, &batch, 1)};
-        const char *targets[2] = {NULL, NULL};
+        const char *targets[3] = {NULL, NULL, NULL};
         int n = 2;
 #ifdef HAVE_DPDK
-        struct dpdk_ctx d32 = {counts[0] / scale, 32, 0, 0};
+        struct dpdk_ctx d32 = {counts[0] / scale, 32, 0, 0, 64};
+        struct dpdk_ctx d32_72 = {counts[0] / scale, 32, 0, 0, PSYNE_RECORD_SIZE(64)};
         sys[n++] = system_of("rte_ring-spsc-zc-burst32", dpdk_spsc_fn, &d32, 1);
         targets[1] = ">= 1.0";
+        sys[n++] = system_of("rte_ring-spsc-zc-burst32-72B", dpdk_spsc_fn, &d32_72, 1);
+        targets[2] = "(same bytes per message)";
 #endif
         compare("inproc-spsc-tput", 64, "mps", sys, n, targets);
     }
@@ -478,15 +502,18 @@ int main(int argc, char **argv)
         compare("inproc-pingpong", 64, "rtt_p50_ns", pp, 3, pp_targets);
 
     /* inproc-mpmc-tput: 2 producers + 2 consumers on 2 cores */
-    struct tput_ctx mp = {64, 3000000 / scale, 0};
-    struct system mpmc[4] = {system_of("psyne", psyne_mpmc_fn, &mp, 1)};
-    const char *mp_targets[3] = {NULL, NULL, NULL};
+    struct tput_ctx mp = {64, 3000000 / scale, 0, 0};
+    struct system mpmc[5] = {system_of("psyne", psyne_mpmc_fn, &mp, 1)};
+    const char *mp_targets[4] = {NULL, NULL, NULL, NULL};
     int n_mp = 1;
 #ifdef HAVE_DPDK
-    struct dpdk_ctx rts = {0, 0, RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ, quick ? 0.2 : 1.0};
-    struct dpdk_ctx mt = {0, 0, 0, quick ? 0.2 : 1.0};
+    struct dpdk_ctx rts = {0, 0, RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ, quick ? 0.2 : 1.0, 64};
+    struct dpdk_ctx rts_72 = {0, 0, RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ, quick ? 0.2 : 1.0, PSYNE_RECORD_SIZE(64)};
+    struct dpdk_ctx mt = {0, 0, 0, quick ? 0.2 : 1.0, 64};
     mpmc[n_mp++] = system_of("rte_ring-mpmc-rts", dpdk_mpmc_fn, &rts, 1);
     mp_targets[0] = ">= 1.5";
+    mpmc[n_mp++] = system_of("rte_ring-mpmc-rts-72B", dpdk_mpmc_fn, &rts_72, 1);
+    mp_targets[1] = "(same bytes per message)";
     mpmc[n_mp++] = system_of("rte_ring-mpmc-default", dpdk_mpmc_fn, &mt, 1);
 #endif
     if (only && !strstr(only, "mpmc"))
