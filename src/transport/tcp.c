@@ -757,7 +757,12 @@ static int read_inline(struct psy_tcp_link *l, int64_t until)
         give_role(&l->rx_role);
         return -EAGAIN;
     }
-    int step = receive_step(l, fd);
+    /* Request and reply (the last read that slept brought a small message):
+     * what we wait for is rarely here yet, so sleep in poll() before the
+     * first recv, two system calls instead of recv, poll, recv. A stream's
+     * data usually is here: recv at once. */
+    bool poll_first = atomic_load_explicit(&l->inline_small, memory_order_relaxed);
+    int step = poll_first ? STEP_QUIET : receive_step(l, fd);
     if (step == STEP_QUIET) {
         uint64_t heard = atomic_load_explicit(&l->heard, memory_order_relaxed);
         int64_t left_ms = until == INT64_MAX ? POLL_MS : (until - psy_now_ns() + 999999) / 1000000;
