@@ -137,7 +137,7 @@ void psy_dyn_append(struct psy_dyn *d, struct psy_dyn_seg *s)
 
 int psy_dyn_create(struct psy_dyn **out, const struct psyne_options *opt)
 {
-    struct psy_dyn *d;
+    struct psy_dyn *d = NULL; /* set on success; gcc cannot see that psy_fail never returns 0 */
     int rc = psy_dyn_create_with(&d, opt, NULL, NULL, NULL, true);
     if (rc)
         return rc;
