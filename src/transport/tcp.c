@@ -743,8 +743,9 @@ static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
 }
 
 /* One turn of a user's inline read (under the deadline `until`, INT64_MAX:
- * none): a non-blocking receive, else a poll() of the socket (and of
- * stop_efd, which close and shutdown make readable) and a receive after it.
+ * none): a non-blocking receive, and if nothing was there a poll() of the
+ * socket (and of stop_efd, which close and shutdown make readable) and a
+ * receive after it; in request/reply the poll() comes first.
  * Returns 0 (look at the ring again) or -EAGAIN: reading inline is not
  * possible now (another reads, the connection is down, rx is full or shut),
  * wait for the one who reads to publish. */
