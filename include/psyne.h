@@ -281,6 +281,10 @@ struct psyne_claimed {
  * -ETIMEDOUT, -EPIPE (shut down), -EMSGSIZE (max_len can never fit this
  * ring), -EBUSY (this producer already holds an uncommitted claim in an SP
  * mode), -EPERM (handle is a consumer).
+ * tcp://: the send ring frees a message once the peer's receive ring holds
+ * it (the peer acknowledges what arrived, not what its consumer released),
+ * so a claim finds the channel full only when the peer's ring is full and
+ * TCP has stopped the stream (both socket buffers full as well).
  * Threads: SP modes - one producer thread at a time per channel; MP modes -
  * any number of threads concurrently, on one handle or several. A producer
  * preempted between claim and commit never stops other producers claiming.
