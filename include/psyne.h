@@ -283,8 +283,9 @@ struct psyne_claimed {
  * mode), -EPERM (handle is a consumer).
  * tcp://: the send ring frees a message once the peer's receive ring holds
  * it (the peer acknowledges what arrived, not what its consumer released),
- * so a claim finds the channel full only when the peer's ring is full and
- * TCP has stopped the stream (both socket buffers full as well).
+ * so a claim waits for space briefly while acknowledgements are on their
+ * way, and for long only once the peer's ring is full and TCP holds the
+ * stream back (both socket buffers full as well).
  * Threads: SP modes - one producer thread at a time per channel; MP modes -
  * any number of threads concurrently, on one handle or several. A producer
  * preempted between claim and commit never stops other producers claiming.
