@@ -136,12 +136,13 @@ static void await_arrival(psyne_channel *rx, uint64_t bytes, uint64_t padding)
 static int fill_until_full(psyne_channel *tx, uint32_t len)
 {
     struct psyne_claimed c;
-    int sent = 0;
-    while (psyne_claim(tx, len, &c, over_tcp ? 1000000000ll : PSYNE_NONBLOCK) == 0) {
+    int sent = 0, rc;
+    while ((rc = psyne_claim(tx, len, &c, over_tcp ? 1000000000ll : PSYNE_NONBLOCK)) == 0) {
         memset(c.data, (uint8_t)sent, len);
         CHECK_RC(psyne_commit(tx, &c, len, T_MSG), 0);
         CHECK(++sent < 1000000);
     }
+    CHECK_RC(rc, over_tcp ? -ETIMEDOUT : -EAGAIN); /* full, not broken */
     return sent;
 }
 
