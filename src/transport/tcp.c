@@ -304,9 +304,13 @@ static int connect_until(struct psy_tcp_link *l, int64_t until)
         }
         if (atomic_load(&l->stop))
             return -ECANCELED;
-        if (psy_now_ns() + backoff_ms * 1000000 > until)
+        /* the last try comes at `until`: a peer back just before it counts */
+        int64_t left_ns = until - psy_now_ns(), sleep_ns = backoff_ms * 1000000;
+        if (left_ns <= 0)
             return last;
-        struct timespec ts = {.tv_sec = backoff_ms / 1000, .tv_nsec = backoff_ms % 1000 * 1000000};
+        if (sleep_ns > left_ns)
+            sleep_ns = left_ns;
+        struct timespec ts = {.tv_sec = sleep_ns / 1000000000, .tv_nsec = sleep_ns % 1000000000};
         nanosleep(&ts, NULL);
         backoff_ms = backoff_ms * 2 > 200 ? 200 : backoff_ms * 2;
     }
