@@ -23,6 +23,10 @@
  *   empty      empty messages (a record that is all header) into a full
  *              receiving ring, again and again: each must wait for room like
  *              any other, never land on the oldest unread message.
+ *   dead_client, dead_server  the client's (server's) process is SIGKILLed
+ *              after a stream; the survivor, with link_timeout_ns 1 s, waits
+ *              that long for the connection to come back, then its receive
+ *              and claim return -EPIPE.
  *   netns      two hosts: network namespaces made by the test, joined by a
  *              veth pair. Millions of messages each way while the link drops
  *              3% of packets (nftables), goes down and up, has its connection
@@ -519,6 +523,120 @@ static int part_flow(void)
     return 0;
 }
 
+/* ---- dead: the peer process is killed; the survivor gives up in time ---- */
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+
+#define DEAD_MSGS 1000u
+#define DEAD_LINK_TIMEOUT_NS 1000000000ll /* the survivor's link_timeout_ns */
+
+static void send_numbered(psyne_channel *ch)
+{
+    for (uint64_t i = 0; i < DEAD_MSGS; i++) {
+        struct psyne_claimed c;
+        CHECK_RC(psyne_claim(ch, 64, &c, 30 * 1000000000ll), 0);
+        memset(c.data, 0, 64);
+        memcpy(c.data, &i, sizeof i);
+        CHECK_RC(psyne_commit(ch, &c, 64, MSG_TYPE), 0);
+    }
+}
+
+static void receive_numbered(psyne_channel *ch)
+{
+    for (uint64_t i = 0; i < DEAD_MSGS; i++) {
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(ch, &m, 30 * 1000000000ll), 0);
+        uint64_t got;
+        memcpy(&got, m.data, sizeof got);
+        CHECK(m.length == 64 && got == i);
+        CHECK_RC(psyne_release(ch, &m), 0);
+    }
+}
+
+/*
+ * One end in a child process that is SIGKILLed once the stream is through
+ * (no BYE, the kernel closes its socket). The surviving end, opened with a
+ * link_timeout_ns of 1 s, waits that long for the connection to come back
+ * (a server for the client, a client reconnecting to a server that is gone)
+ * and then reports the end: receive and claim return -EPIPE.
+ */
+static int dead_peer(int survivor_listens)
+{
+    int port = test_free_port();
+    char uri[64];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
+    int done[2];
+    CHECK(pipe(done) == 0);
+    /* fork first: the child starts its threads in a single-threaded process */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) { /* the end that dies */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        struct psyne_options o = link_options(!survivor_listens);
+        o.open_timeout_ns = 60 * 1000000000ll;
+        psyne_channel *ch;
+        CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+        if (survivor_listens)
+            send_numbered(ch);
+        else
+            receive_numbered(ch);
+        CHECK(write(done[1], "x", 1) == 1);
+        for (;;)
+            pause(); /* until the SIGKILL */
+    }
+    struct psyne_options o = link_options(survivor_listens);
+    o.link_timeout_ns = DEAD_LINK_TIMEOUT_NS;
+    o.open_timeout_ns = 60 * 1000000000ll;
+    psyne_channel *ch;
+    CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+    if (survivor_listens)
+        receive_numbered(ch);
+    else
+        send_numbered(ch);
+    char x;
+    CHECK(read(done[0], &x, 1) == 1); /* the stream is through on both ends */
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(ch, &st), 0);
+    CHECK(st.tcp_connected == 1);
+
+    int64_t killed_at = monotonic_ns();
+    CHECK(kill(pid, SIGKILL) == 0);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+    struct psyne_msg m;
+    CHECK_RC(psyne_receive(ch, &m, 120 * 1000000000ll), -EPIPE); /* not -ETIMEDOUT: the end is reported */
+    int64_t waited = monotonic_ns() - killed_at;
+    if (waited < DEAD_LINK_TIMEOUT_NS)
+        fprintf(stderr, "dead: the end was reported %.3f s after the kill\n", (double)waited / 1e9);
+    CHECK(waited >= DEAD_LINK_TIMEOUT_NS); /* it gave the peer its time to come back */
+    struct psyne_claimed c;
+    CHECK_RC(psyne_claim(ch, 8, &c, PSYNE_NONBLOCK), -EPIPE);
+    CHECK_RC(psyne_channel_stats(ch, &st), 0);
+    CHECK(st.tcp_connected == 0 && st.msgs_in + st.msgs_out == DEAD_MSGS);
+    CHECK_RC(psyne_channel_close(ch), 0);
+    close(done[0]);
+    close(done[1]);
+    printf("dead_%s: the %s reported the end %.2f s after the kill (link_timeout 1 s)\n",
+           survivor_listens ? "client" : "server", survivor_listens ? "server" : "client", (double)waited / 1e9);
+    return 0;
+}
+
+static int part_dead_client(void)
+{
+    return dead_peer(1);
+}
+
+static int part_dead_server(void)
+{
+    return dead_peer(0);
+}
+
 /* ---- peers: one listening handle, several clients at once ---- */
 
 #define PEER_CLIENTS 3
@@ -917,13 +1035,6 @@ struct netns_progress {
     _Atomic uint64_t reconnects[2]; /* their counts at the end */
 };
 
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
 static uint64_t netns_least(struct netns_progress *p)
 {
     uint64_t a = atomic_load(&p->received[0]), b = atomic_load(&p->received[1]);
@@ -1097,7 +1208,8 @@ int main(int argc, char **argv)
     } parts[] = {
         {"stream", part_stream}, {"reconnect", part_reconnect}, {"hostile", part_hostile},
         {"flow", part_flow},     {"peers", part_peers},         {"peers_reconnect", part_peers_reconnect},
-        {"empty", part_empty},   {"netns", part_netns},
+        {"empty", part_empty},   {"netns", part_netns},         {"dead_client", part_dead_client},
+        {"dead_server", part_dead_server},
     };
     signal(SIGPIPE, SIG_IGN);
     const char *part = argc > 1 ? argv[1] : "";
