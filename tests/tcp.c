@@ -559,6 +559,24 @@ static void receive_numbered(psyne_channel *ch)
     }
 }
 
+/* Opens one end of the dead-peer stream and runs its half of it: the
+ * listening end receives, the other sends. link_timeout_ns 0: the default
+ * of the tests. */
+static psyne_channel *dead_stream_end(const char *uri, int listens, int64_t link_timeout_ns)
+{
+    struct psyne_options o = link_options(listens);
+    o.open_timeout_ns = 60 * 1000000000ll;
+    if (link_timeout_ns)
+        o.link_timeout_ns = link_timeout_ns;
+    psyne_channel *ch;
+    CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+    if (listens)
+        receive_numbered(ch);
+    else
+        send_numbered(ch);
+    return ch;
+}
+
 /*
  * One end in a child process that is SIGKILLed once the stream is through
  * (no BYE, the kernel closes its socket). The surviving end, opened with a
@@ -578,27 +596,12 @@ static int dead_peer(int survivor_listens)
     CHECK(pid >= 0);
     if (pid == 0) { /* the end that dies */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        struct psyne_options o = link_options(!survivor_listens);
-        o.open_timeout_ns = 60 * 1000000000ll;
-        psyne_channel *ch;
-        CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
-        if (survivor_listens)
-            send_numbered(ch);
-        else
-            receive_numbered(ch);
+        dead_stream_end(uri, !survivor_listens, 0);
         CHECK(write(done[1], "x", 1) == 1);
         for (;;)
             pause(); /* until the SIGKILL */
     }
-    struct psyne_options o = link_options(survivor_listens);
-    o.link_timeout_ns = DEAD_LINK_TIMEOUT_NS;
-    o.open_timeout_ns = 60 * 1000000000ll;
-    psyne_channel *ch;
-    CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
-    if (survivor_listens)
-        receive_numbered(ch);
-    else
-        send_numbered(ch);
+    psyne_channel *ch = dead_stream_end(uri, survivor_listens, DEAD_LINK_TIMEOUT_NS);
     char x;
     CHECK(read(done[0], &x, 1) == 1); /* the stream is through on both ends */
     struct psyne_stats st;
