@@ -536,32 +536,9 @@ static int64_t monotonic_ns(void)
 #define DEAD_MSGS 1000u
 #define DEAD_LINK_TIMEOUT_NS 1000000000ll /* the survivor's link_timeout_ns */
 
-static void send_numbered(psyne_channel *ch)
-{
-    for (uint64_t i = 0; i < DEAD_MSGS; i++) {
-        struct psyne_claimed c;
-        CHECK_RC(psyne_claim(ch, 64, &c, 30 * 1000000000ll), 0);
-        memset(c.data, 0, 64);
-        memcpy(c.data, &i, sizeof i);
-        CHECK_RC(psyne_commit(ch, &c, 64, MSG_TYPE), 0);
-    }
-}
-
-static void receive_numbered(psyne_channel *ch)
-{
-    for (uint64_t i = 0; i < DEAD_MSGS; i++) {
-        struct psyne_msg m;
-        CHECK_RC(psyne_receive(ch, &m, 30 * 1000000000ll), 0);
-        uint64_t got;
-        memcpy(&got, m.data, sizeof got);
-        CHECK(m.length == 64 && got == i);
-        CHECK_RC(psyne_release(ch, &m), 0);
-    }
-}
-
 /* Opens one end of the dead-peer stream and runs its half of it: the
- * listening end receives, the other sends. link_timeout_ns 0: the default
- * of the tests. */
+ * listening end receives (and verifies) what the other sends.
+ * link_timeout_ns 0: the default of the tests. */
 static psyne_channel *dead_stream_end(const char *uri, int listens, int64_t link_timeout_ns)
 {
     struct psyne_options o = link_options(listens);
@@ -570,10 +547,11 @@ static psyne_channel *dead_stream_end(const char *uri, int listens, int64_t link
         o.link_timeout_ns = link_timeout_ns;
     psyne_channel *ch;
     CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+    struct pump p = {ch, 2, 2, DEAD_MSGS, NULL}; /* the sender stamps 2, the receiver expects 2 */
     if (listens)
-        receive_numbered(ch);
+        receive_all_msgs(&p);
     else
-        send_numbered(ch);
+        send_all_msgs(&p);
     return ch;
 }
 
