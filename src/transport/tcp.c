@@ -1428,12 +1428,19 @@ struct psy_ring *psy_tcp_tx(struct psy_tcp_link *l)
     return &l->tx;
 }
 
+/* No more claims on tx; the sender thread (woken on its bell, which tx's
+ * shutdown does not ring) finishes sending, waits for ACKs and says BYE. */
+static void stop_sending(struct psy_tcp_link *l)
+{
+    psy_ring_shutdown(&l->tx);
+    psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
+}
+
 void psy_tcp_shutdown(struct psy_tcp_link *l)
 {
     psy_ring_shutdown(&l->rx);
     wake_inline_readers(l);
-    psy_ring_shutdown(&l->tx); /* the sender finishes sending and says BYE */
-    psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
+    stop_sending(l);
 }
 
 /* Closes with linger_ns for the peer's acknowledgements (0: none). */
@@ -1442,8 +1449,7 @@ static void link_close(struct psy_tcp_link *l, int64_t linger_ns)
     pthread_mutex_lock(&l->lock);
     l->linger_until = deadline_after(linger_ns);
     pthread_mutex_unlock(&l->lock);
-    psy_ring_shutdown(&l->tx); /* no more claims; the sender drains, waits for ACKs, says BYE */
-    psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
+    stop_sending(l);
     /* The link ends when the peer has our BYE (or said its own), or fails;
      * a link that never connected and has nothing to send ends now. */
     pthread_mutex_lock(&l->lock);
