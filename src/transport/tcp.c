@@ -550,6 +550,32 @@ static void wake_sender(struct psy_tcp_link *l)
         psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
 }
 
+static ssize_t send_some(struct psy_tcp_link *l, int flags, bool want_ack);
+static void free_acked(struct psy_tcp_link *l);
+static void give_tx_role(struct psy_tcp_link *l);
+
+/* An ACK that cannot wait (much is unacknowledged: the peer's send ring
+ * fills), written by whoever received (it holds rx_role) when the send role
+ * is free, without blocking, with what was committed meanwhile: a stream's
+ * receiving end does not wake its sender thread for every ACK, one thread
+ * hand-off per ring quarter. When the socket does not take it all, or the
+ * role is busy, the sender thread writes it. */
+static void send_ack_now(struct psy_tcp_link *l)
+{
+    if (!take_role(&l->tx_role)) {
+        wake_sender(l); /* the holder may be a user's commit, which does not look at ACKs */
+        return;
+    }
+    if (l->send_fd >= 0 && atomic_load_explicit(&l->live, memory_order_acquire) == l->send_gen) {
+        free_acked(l);
+        while (send_some(l, MSG_DONTWAIT, true) > 0) {
+        }
+    }
+    give_tx_role(l); /* a write the socket did not take whole: the thread's */
+    if (atomic_load_explicit(&l->ack_due, memory_order_relaxed) != atomic_load_explicit(&l->ack_sent, memory_order_relaxed))
+        wake_sender(l);
+}
+
 /* Publishes the whole records at the frontier and keeps what follows them.
  * Control records (ACK, BYE) after the last data record are not published
  * when little follows them: those bytes are moved down over them instead.
@@ -587,14 +613,12 @@ static void publish(struct psy_tcp_link *l, uint64_t first, const struct psy_wir
          * most), unless much is unacknowledged or the sender thread rests
          * (the fence: Dekker with sender_resting, as in wake_sender). */
         psy_wake_fence(l->sender_bell);
-        if (l->rx_stream - atomic_load_explicit(&l->ack_sent, memory_order_relaxed) >= l->ack_eager ||
-            atomic_load_explicit(&l->sender_resting, memory_order_relaxed))
+        if (l->rx_stream - atomic_load_explicit(&l->ack_sent, memory_order_relaxed) >= l->ack_eager)
+            send_ack_now(l);
+        else if (atomic_load_explicit(&l->sender_resting, memory_order_relaxed))
             wake_sender(l);
     }
 }
-
-static void free_acked(struct psy_tcp_link *l);
-static void give_tx_role(struct psy_tcp_link *l);
 
 /* The peer acknowledged more of tx: frees it now if the send role is free,
  * else its holder does when it lets go (give_tx_role, the sender's loop). */
@@ -1317,10 +1341,14 @@ static int link_new(const char *name, const struct psyne_options *opt, struct ps
 static int start_threads(struct psy_tcp_link *l)
 {
     int rc = -pthread_create(&l->sender, NULL, sender_main, l);
-    if (rc == 0)
+    if (rc == 0) {
         l->sender_started = true;
-    if (rc == 0 && (rc = -pthread_create(&l->receiver, NULL, receiver_main, l)) == 0)
+        pthread_setname_np(l->sender, "psyne-tcp-send"); /* for top -H, perf, gdb; a failure is harmless */
+    }
+    if (rc == 0 && (rc = -pthread_create(&l->receiver, NULL, receiver_main, l)) == 0) {
         l->receiver_started = true;
+        pthread_setname_np(l->receiver, "psyne-tcp-recv");
+    }
     return rc;
 }
 

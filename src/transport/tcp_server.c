@@ -229,8 +229,10 @@ int psy_tcp_server_open(const char *name, const struct psyne_options *opt, struc
         rc = psy_ring_create_bell(&s->bell, opt); /* with the handle's waiting options */
     if (!rc)
         rc = psy_tcp_listen(name, &s->listen_fd);
-    if (!rc && (rc = -pthread_create(&s->acceptor, NULL, acceptor_main, s)) == 0)
+    if (!rc && (rc = -pthread_create(&s->acceptor, NULL, acceptor_main, s)) == 0) {
         s->acceptor_started = true;
+        pthread_setname_np(s->acceptor, "psyne-tcp-accpt");
+    }
     if (rc) {
         psy_tcp_server_close(s);
         return rc;
