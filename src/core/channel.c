@@ -332,6 +332,8 @@ static int claim_on(psyne_channel *ch, struct psy_ring *r, size_t max_len, struc
     if (rc != -EAGAIN)
         return rc;
     psy_ring_count_full(r);
+    if (ch->link) /* the ACKs that free tx must be read, even while users read inline */
+        psy_tcp_acks_wanted(ch->link);
     if (timeout_ns == PSYNE_NONBLOCK) {
         poll_peers(r);
         return -EAGAIN;

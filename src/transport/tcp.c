@@ -74,7 +74,7 @@
 #define KEEPALIVE_PROBES 5                /* and declared dead after this many unanswered */
 #define SEND_MAX ((uint64_t)4 << 20)      /* bytes per sendmsg: keeps ACKs flowing */
 #define CONTROL_DROP_MAX_SHIFT 4096       /* publish(): bytes moved to drop trailing control records */
-#define PARK_NS 2000000ll                 /* the receiver thread looks again while users read inline */
+#define PARK_NS (POLL_MS * 1000000ll)     /* the receiver thread looks again while users read inline */
 #define INLINE_SMALL 16384               /* a user's read that slept and brought less: latency, not a stream */
 #define ACK_DELAY_NS 2000000ll            /* an ACK waits at most about this long for a message to ride on */
 
@@ -129,6 +129,8 @@ struct psy_tcp_link {
     _Atomic uint64_t inline_reads; /* turns users took at reading inline */
     _Atomic uint64_t heard;       /* bytes received */
     _Atomic bool inline_small;    /* the last read a user slept for brought little: a request or reply */
+    _Atomic bool parked;          /* the receiver thread waits in park() (set under lock) */
+    _Atomic bool read_wanted;     /* a producer waits for tx space: the receiver thread reads ACKs now */
     int stop_efd;                 /* eventfd made readable when rx shuts down: ends users' polls */
     uint64_t frontier; /* rx position of the first record not yet published */
     uint64_t have;     /* bytes received from there: the stash, then the ring */
@@ -196,6 +198,7 @@ static void end_link(struct psy_tcp_link *l, int failure, const char *why)
     psy_ring_shutdown(&l->tx);
     psy_ring_shutdown(&l->rx);
     wake_inline_readers(l);
+    psy_wake_slow(l->sender_bell, PSY_WAIT_DATA); /* a channel link's sender sleeps on its own bell, not on tx */
     pthread_cond_broadcast(&l->cond);
 }
 
@@ -518,8 +521,13 @@ static void give_role(_Atomic int *role)
  * that then wakes the user. While users read (inline_reads moves), the
  * receiver thread keeps out of their way and looks again every PARK_NS; when
  * no user waits, it reads again, so ACKs and messages keep flowing to an end
- * that only sends. A user who sees the connection end leaves what it saw in
- * inline_end for the receiver thread, which decides what follows.
+ * that only sends. A producer that waits for tx space, and a shutdown or
+ * close, wake it at once (psy_tcp_acks_wanted): the ACKs that free the space
+ * or end the stream must be read, and a user who stopped receiving does not
+ * read them; so PARK_NS can be long (an idle link with a user blocked in
+ * receive wakes its thread 20 times a second, not 500). A user who sees the
+ * connection end leaves what it saw in inline_end for the receiver thread,
+ * which decides what follows.
  */
 
 enum { STEP_GOT = -1, STEP_QUIET = -2, STEP_FULL = -3 }; /* receive_step, besides an enum link_end */
@@ -708,9 +716,21 @@ static int receive_step(struct psy_tcp_link *l, int fd)
 static void park(struct psy_tcp_link *l)
 {
     pthread_mutex_lock(&l->lock);
-    if (!atomic_load(&l->inline_end) && !atomic_load(&l->stop))
+    atomic_store(&l->parked, true); /* Dekker with psy_tcp_acks_wanted (both seq_cst) */
+    if (!atomic_load(&l->inline_end) && !atomic_load(&l->stop) && !atomic_load(&l->read_wanted))
         wait_until(l, psy_now_ns() + PARK_NS);
+    atomic_store_explicit(&l->parked, false, memory_order_relaxed);
     pthread_mutex_unlock(&l->lock);
+}
+
+void psy_tcp_acks_wanted(struct psy_tcp_link *l)
+{
+    atomic_store(&l->read_wanted, true);
+    if (atomic_load(&l->parked)) {
+        pthread_mutex_lock(&l->lock);
+        pthread_cond_broadcast(&l->cond);
+        pthread_mutex_unlock(&l->lock);
+    }
 }
 
 static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
@@ -731,7 +751,7 @@ static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
          * thread again, which reads while the user consumes. */
         uint64_t reads = atomic_load_explicit(&l->inline_reads, memory_order_relaxed);
         bool small = atomic_load_explicit(&l->inline_small, memory_order_relaxed);
-        bool user_reads = reads != reads_seen && small;
+        bool user_reads = reads != reads_seen && small && !atomic_exchange(&l->read_wanted, false);
         reads_seen = reads;
         if (user_reads || !take_role(&l->rx_role)) {
             park(l); /* never a yield loop: a user may hold the role in poll() */
@@ -1462,6 +1482,7 @@ static void stop_sending(struct psy_tcp_link *l)
 {
     psy_ring_shutdown(&l->tx);
     psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
+    psy_tcp_acks_wanted(l); /* the sender finishes when the peer acknowledges everything */
 }
 
 void psy_tcp_shutdown(struct psy_tcp_link *l)

@@ -50,6 +50,10 @@ void psy_tcp_committed(struct psy_tcp_link *l);
  * reads the connection from this thread, sleeping in poll() on the socket,
  * when no one else reads it; else waits as psy_wait_loop does. */
 int psy_tcp_wait_data(struct psy_tcp_link *l, psy_try_fn try_once, void *ctx, int64_t timeout_ns);
+/* ACKs are needed (a producer is about to wait for tx space): the receiver
+ * thread, if it keeps out of the way of users who read inline, reads now.
+ * Costs a lock only when the thread waits. Never blocks otherwise. */
+void psy_tcp_acks_wanted(struct psy_tcp_link *l);
 /* Shuts both rings down; the sender still finishes what was committed. */
 void psy_tcp_shutdown(struct psy_tcp_link *l);
 /* Sends what is committed, waits up to the link timeout (PSYNE_FOREVER: no
