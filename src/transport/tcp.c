@@ -571,7 +571,9 @@ static void give_tx_role(struct psy_tcp_link *l);
 static void send_ack_now(struct psy_tcp_link *l)
 {
     if (!take_role(&l->tx_role)) {
-        wake_sender(l); /* the holder may be a user's commit, which does not look at ACKs */
+        /* its holder (the thread, or a user's commit that chose its range
+         * before this ACK was due) may not send it */
+        wake_sender(l);
         return;
     }
     if (l->send_fd >= 0 && atomic_load_explicit(&l->live, memory_order_acquire) == l->send_gen) {
@@ -580,7 +582,8 @@ static void send_ack_now(struct psy_tcp_link *l)
         }
     }
     give_tx_role(l); /* a write the socket did not take whole: the thread's */
-    if (atomic_load_explicit(&l->ack_due, memory_order_relaxed) != atomic_load_explicit(&l->ack_sent, memory_order_relaxed))
+    if (atomic_load_explicit(&l->ack_due, memory_order_relaxed) !=
+        atomic_load_explicit(&l->ack_sent, memory_order_relaxed))
         wake_sender(l);
 }
 
