@@ -182,6 +182,15 @@ static void wake_inline_readers(struct psy_tcp_link *l)
     }
 }
 
+/* Shuts tx down (claims return -EPIPE) and rings the sender's bell: a
+ * channel link's sender sleeps on its own bell, not on tx. The sender still
+ * writes what was committed. */
+static void stop_sending(struct psy_tcp_link *l)
+{
+    psy_ring_shutdown(&l->tx);
+    psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
+}
+
 /* Ends the link (under l->lock): no more connections; both rings shut down
  * so the user's calls return -EPIPE once the received messages are drained. */
 static void end_link(struct psy_tcp_link *l, int failure, const char *why)
@@ -195,10 +204,9 @@ static void end_link(struct psy_tcp_link *l, int failure, const char *why)
             fprintf(stderr, "psyne: tcp://%s: %s\n", l->where, why);
     }
     /* tx first: a user who sees rx end (-EPIPE) then finds claims failing too */
-    psy_ring_shutdown(&l->tx);
+    stop_sending(l);
     psy_ring_shutdown(&l->rx);
     wake_inline_readers(l);
-    psy_wake_slow(l->sender_bell, PSY_WAIT_DATA); /* a channel link's sender sleeps on its own bell, not on tx */
     pthread_cond_broadcast(&l->cond);
 }
 
@@ -558,7 +566,7 @@ static void wake_sender(struct psy_tcp_link *l)
         psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
 }
 
-static ssize_t send_some(struct psy_tcp_link *l, int flags, bool want_ack);
+static void send_inline(struct psy_tcp_link *l, bool want_ack);
 static void free_acked(struct psy_tcp_link *l);
 static void give_tx_role(struct psy_tcp_link *l);
 
@@ -576,12 +584,7 @@ static void send_ack_now(struct psy_tcp_link *l)
         wake_sender(l);
         return;
     }
-    if (l->send_fd >= 0 && atomic_load_explicit(&l->live, memory_order_acquire) == l->send_gen) {
-        free_acked(l);
-        while (send_some(l, MSG_DONTWAIT, true) > 0) {
-        }
-    }
-    give_tx_role(l); /* a write the socket did not take whole: the thread's */
+    send_inline(l, true);
     if (atomic_load_explicit(&l->ack_due, memory_order_relaxed) !=
         atomic_load_explicit(&l->ack_sent, memory_order_relaxed))
         wake_sender(l);
@@ -1116,6 +1119,20 @@ static ssize_t send_some(struct psy_tcp_link *l, int flags, bool want_ack)
     return w;
 }
 
+/* Writes what is due without blocking, from a thread that took tx_role
+ * (a user's commit, or the receiving thread's ACK), then lets the role go:
+ * a write the socket did not take whole, or a connection down, is left to
+ * the sender thread. */
+static void send_inline(struct psy_tcp_link *l, bool want_ack)
+{
+    if (l->send_fd >= 0 && atomic_load_explicit(&l->live, memory_order_acquire) == l->send_gen) {
+        free_acked(l);
+        while (send_some(l, MSG_DONTWAIT, want_ack) > 0) {
+        }
+    }
+    give_tx_role(l);
+}
+
 void psy_tcp_committed(struct psy_tcp_link *l)
 {
     atomic_fetch_add_explicit(&l->commits, 1, memory_order_release); /* after the header: send_work_left */
@@ -1125,12 +1142,7 @@ void psy_tcp_committed(struct psy_tcp_link *l)
     if (atomic_load_explicit(&l->tx_sent, memory_order_acquire) ==
             atomic_load_explicit(&l->peer_acked, memory_order_acquire) &&
         take_role(&l->tx_role)) {
-        if (l->send_fd >= 0 && atomic_load_explicit(&l->live, memory_order_acquire) == l->send_gen) {
-            free_acked(l);
-            while (send_some(l, MSG_DONTWAIT, false) > 0) {
-            }
-        }
-        give_tx_role(l); /* a write the socket did not take whole, or a connection down: the thread's */
+        send_inline(l, false);
         return;
     }
     wake_sender(l);
@@ -1481,18 +1493,12 @@ struct psy_ring *psy_tcp_tx(struct psy_tcp_link *l)
 
 /* No more claims on tx; the sender thread (woken on its bell, which tx's
  * shutdown does not ring) finishes sending, waits for ACKs and says BYE. */
-static void stop_sending(struct psy_tcp_link *l)
-{
-    psy_ring_shutdown(&l->tx);
-    psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
-    psy_tcp_acks_wanted(l); /* the sender finishes when the peer acknowledges everything */
-}
-
 void psy_tcp_shutdown(struct psy_tcp_link *l)
 {
     psy_ring_shutdown(&l->rx);
     wake_inline_readers(l);
     stop_sending(l);
+    psy_tcp_acks_wanted(l); /* the sender finishes when the peer acknowledges everything */
 }
 
 /* Closes with linger_ns for the peer's acknowledgements (0: none). */
@@ -1502,6 +1508,7 @@ static void link_close(struct psy_tcp_link *l, int64_t linger_ns)
     l->linger_until = deadline_after(linger_ns);
     pthread_mutex_unlock(&l->lock);
     stop_sending(l);
+    psy_tcp_acks_wanted(l);
     /* The link ends when the peer has our BYE (or said its own), or fails;
      * a link that never connected and has nothing to send ends now. */
     pthread_mutex_lock(&l->lock);
