@@ -235,26 +235,33 @@ static uint64_t trip_count(const struct config *c, uint64_t by_default, const st
     return run_count(c, by_default, warm->p50 ? 1e9 / (double)warm->p50 : 0);
 }
 
-/* The ping-pong workloads, each with the reference it alternates with:
+/* The ping-pong workloads, each with the references it alternates with:
  * ipc against the same run in process (p50_vs_inproc), tcp against a raw
- * socket pair (p50_vs_raw_socket); inproc has none. */
+ * socket pair blocking in recv() (p50_vs_raw_socket) and one busy-polling
+ * recv() (p50_vs_raw_socket_busy: psyne spins on the socket for the ring's
+ * spin_ns before it sleeps, so this is the like-for-like); inproc has none. */
 enum pingpong_kind { PINGPONG_INPROC, PINGPONG_IPC, PINGPONG_TCP };
 static const char *pingpong_workloads[] = {"inproc-pingpong", "ipc-pingpong", "tcp-pingpong"};
+#define MAX_REFERENCES 2
 
+/* reference 0: psyne; 1, 2: the references in the order of ratio_keys */
 static void pingpong_once(enum pingpong_kind k, int reference, size_t size, uint64_t trips, int pin,
                           struct lat_result *out)
 {
-    if (k == PINGPONG_TCP)
-        (reference ? raw_tcp_pingpong : psyne_tcp_pingpong)(size, trips, out);
+    if (k == PINGPONG_TCP && reference)
+        raw_tcp_pingpong(size, trips, reference == 2, out);
+    else if (k == PINGPONG_TCP)
+        psyne_tcp_pingpong(size, trips, out);
     else
         psyne_pingpong(k == PINGPONG_IPC && !reference ? BENCH_IPC : BENCH_MEMORY, size, trips, pin, out);
 }
 
 static void run_pingpong(const struct config *c, enum pingpong_kind k, size_t size)
 {
-    static const char *ratio_keys[] = {NULL, "p50_vs_inproc", "p50_vs_raw_socket"};
+    static const char *ratio_keys[][MAX_REFERENCES] = {
+        {NULL}, {"p50_vs_inproc"}, {"p50_vs_raw_socket", "p50_vs_raw_socket_busy"}};
     uint64_t by_default = k == PINGPONG_TCP ? 20000 : 200000;
-    double p50[MAX_RUNS], ratio[MAX_RUNS];
+    double p50[MAX_RUNS], ratio[MAX_REFERENCES][MAX_RUNS];
     struct lat_result r, ref, run[MAX_RUNS], med;
     bench_progress_run(0, c->runs);
     pingpong_once(k, 0, size, warm_count(c, by_default), c->pin, &r);
@@ -266,9 +273,9 @@ static void run_pingpong(const struct config *c, enum pingpong_kind k, size_t si
         perf_end(c, trips + bench_warmup_trips(trips));
         hist_keep(c);
         p50[i] = (double)run[i].p50;
-        if (ratio_keys[k]) {
-            pingpong_once(k, 1, size, trips, c->pin, &ref);
-            ratio[i] = (double)run[i].p50 / (double)ref.p50;
+        for (int j = 0; j < MAX_REFERENCES && ratio_keys[k][j]; j++) {
+            pingpong_once(k, j + 1, size, trips, c->pin, &ref);
+            ratio[j][i] = (double)run[i].p50 / (double)ref.p50;
         }
     }
     bench_lat_median(run, c->runs, &med);
@@ -276,8 +283,8 @@ static void run_pingpong(const struct config *c, enum pingpong_kind k, size_t si
     bench_out("system=psyne workload=%s size=%zu %s rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d round_trips=%llu",
               pingpong_workloads[k], size, bench_rtt_fields(&med, fields), bench_min(p50, c->runs),
               bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
-    if (ratio_keys[k])
-        bench_out(" %s=%.3f", ratio_keys[k], bench_median(ratio, c->runs));
+    for (int j = 0; j < MAX_REFERENCES && ratio_keys[k][j]; j++)
+        bench_out(" %s=%.3f", ratio_keys[k][j], bench_median(ratio[j], c->runs));
     perf_out(c, "rtt");
     bench_out_end();
     hist_print(c, pingpong_workloads[k], size);

@@ -12,6 +12,7 @@
 #include "tcp_workloads.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -200,10 +201,13 @@ static void send_full(int fd, const uint8_t *p, size_t n)
     }
 }
 
-static void recv_full(int fd, uint8_t *p, size_t n)
+/* flags MSG_DONTWAIT: busy-polls the socket (never sleeps) */
+static void recv_full(int fd, uint8_t *p, size_t n, int flags)
 {
     while (n) {
-        ssize_t r = recv(fd, p, n, 0);
+        ssize_t r = recv(fd, p, n, flags);
+        if (r < 0 && (flags & MSG_DONTWAIT) && (errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
         must(r > 0, "raw recv");
         p += r;
         n -= (size_t)r;
@@ -282,6 +286,7 @@ struct raw_ponger {
     int fd;
     size_t size;
     uint64_t trips;
+    int recv_flags;
 };
 
 static void *raw_pong(void *arg)
@@ -291,7 +296,7 @@ static void *raw_pong(void *arg)
     uint8_t *in = malloc(rec), *out = malloc(rec);
     must(in && out, "buffer");
     for (uint64_t i = 0; i < g->trips; i++) {
-        recv_full(g->fd, in, rec);
+        recv_full(g->fd, in, rec, g->recv_flags);
         bench_read_payload(in + 8, g->size, i, "raw tcp-pingpong");
         raw_write_record(out, g->size, i);
         send_full(g->fd, out, rec);
@@ -305,6 +310,7 @@ struct raw_ping_ctx {
     int fd;
     size_t size;
     uint8_t *in, *out;
+    int recv_flags;
 };
 
 static void raw_ping(void *ctx, uint64_t i)
@@ -313,19 +319,20 @@ static void raw_ping(void *ctx, uint64_t i)
     size_t rec = (size_t)PSYNE_RECORD_SIZE(p->size);
     raw_write_record(p->out, p->size, i);
     send_full(p->fd, p->out, rec);
-    recv_full(p->fd, p->in, rec);
+    recv_full(p->fd, p->in, rec, p->recv_flags);
     bench_read_payload(p->in + 8, p->size, i, "raw tcp-pingpong");
 }
 
-void raw_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out)
+void raw_tcp_pingpong(size_t size, uint64_t trips, bool busy_poll, struct lat_result *out)
 {
     struct raw_pair p;
     raw_connect(&p);
-    struct raw_ponger g = {p.b, size, bench_warmup_trips(trips) + trips};
+    int flags = busy_poll ? MSG_DONTWAIT : 0;
+    struct raw_ponger g = {p.b, size, bench_warmup_trips(trips) + trips, flags};
     pthread_t t;
     must(pthread_create(&t, NULL, raw_pong, &g) == 0, "thread");
     size_t rec = (size_t)PSYNE_RECORD_SIZE(size);
-    struct raw_ping_ctx ctx = {p.a, size, malloc(rec), malloc(rec)};
+    struct raw_ping_ctx ctx = {p.a, size, malloc(rec), malloc(rec), flags};
     must(ctx.in && ctx.out, "buffer");
     bench_time_round_trips(trips, raw_ping, &ctx, out);
     pthread_join(t, NULL);

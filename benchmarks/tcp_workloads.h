@@ -6,6 +6,7 @@
 #ifndef PSY_BENCH_TCP_WORKLOADS_H
 #define PSY_BENCH_TCP_WORKLOADS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,8 +25,10 @@ int bench_free_tcp_port(void);
 void psyne_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out);
 void raw_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out);
 
-/* Round trips over 127.0.0.1 (TCP_NODELAY), the ponger a thread of this process. */
+/* Round trips over 127.0.0.1 (TCP_NODELAY), the ponger a thread of this process.
+ * The raw pair blocks in recv(), or with busy_poll spins on recv(MSG_DONTWAIT)
+ * and never sleeps (the fastest a raw socket can answer, at a core each). */
 void psyne_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out);
-void raw_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out);
+void raw_tcp_pingpong(size_t size, uint64_t trips, bool busy_poll, struct lat_result *out);
 
 #endif

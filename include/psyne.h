@@ -362,8 +362,9 @@ struct psyne_msg {
  * and drained), -EPROTO (the ring holds a corrupted record), -EPERM
  * (producer handle). A handle may hold several views; see psyne_release.
  * tcp:// (not max_peers): a blocking call on an empty ring reads the socket
- * from this thread (it sleeps in poll() on it) when no other thread does;
- * a non-blocking one never does.
+ * from this thread when no other thread does, waiting as the options say:
+ * non-blocking recv() calls for spin_ns, then with yields for yield_ns, then
+ * asleep in poll() on the socket; a non-blocking one never reads it.
  * Threads: SC modes and each BROADCAST subscriber handle - one consumer
  * thread at a time; MC modes - any number of threads concurrently.
  */

@@ -30,6 +30,10 @@
  *   quiet      an idle link, a user blocked in receive on each end: the link's
  *              threads sleep (each wakes at most some tens of times a
  *              second, counted from /proc), and a message still gets through.
+ *   waits      a blocking receive waits on the socket as the options say: with
+ *              PSYNE_WAIT_SPIN it never sleeps, even for a reply that comes 1 ms
+ *              late; by default it spins and yields a bounded time, then sleeps
+ *              in poll() (a reply 20 ms late: a sleep each, little CPU burnt).
  *   netns      two hosts: network namespaces made by the test, joined by a
  *              veth pair. Millions of messages each way while the link drops
  *              3% of packets (nftables), goes down and up, has its connection
@@ -1045,6 +1049,97 @@ static int part_quiet(void)
     return 0;
 }
 
+/* ---- waits: how a blocking receive waits on the socket ---- */
+
+struct echo {
+    psyne_channel *ch;
+    int trips;
+    int delay_us; /* before each reply */
+};
+
+static void *echo_main(void *arg)
+{
+    struct echo *e = arg;
+    for (int i = 0; i < e->trips; i++) {
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(e->ch, &m, 60 * 1000000000ll), 0);
+        CHECK_RC(psyne_release(e->ch, &m), 0);
+        usleep((useconds_t)e->delay_us);
+        struct psyne_claimed c;
+        CHECK_RC(psyne_claim(e->ch, 8, &c, PSYNE_FOREVER), 0);
+        memset(c.data, i, 8);
+        CHECK_RC(psyne_commit(e->ch, &c, 8, MSG_TYPE), 0);
+    }
+    return NULL;
+}
+
+static uint64_t waits_of(psyne_channel *ch)
+{
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(ch, &st), 0);
+    return st.waits;
+}
+
+static int64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* `trips` requests from a client with wait kind `wait` to an echo that
+ * answers each after delay_us; returns the client's sleeps (stats.waits) and
+ * in *cpu_ns the CPU time its thread spent. */
+static uint64_t requests_with_late_replies(int wait, int trips, int delay_us, int64_t *cpu_ns)
+{
+    char uri[64];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", test_free_port());
+    struct psyne_options so = link_options(1), co = link_options(0);
+    co.wait = wait;
+    psyne_channel *server, *client;
+    CHECK_RC(psyne_channel_open(&server, uri, &so), 0);
+    CHECK_RC(psyne_channel_open(&client, uri, &co), 0);
+    struct echo e = {server, trips, delay_us};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, echo_main, &e) == 0);
+    uint64_t waits = waits_of(client);
+    int64_t cpu = thread_cpu_ns();
+    for (int i = 0; i < trips; i++) {
+        struct psyne_claimed c;
+        CHECK_RC(psyne_claim(client, 8, &c, PSYNE_FOREVER), 0);
+        memset(c.data, i, 8);
+        CHECK_RC(psyne_commit(client, &c, 8, MSG_TYPE), 0);
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(client, &m, 60 * 1000000000ll), 0);
+        CHECK(m.length == 8 && ((const uint8_t *)m.data)[7] == (uint8_t)i);
+        CHECK_RC(psyne_release(client, &m), 0);
+    }
+    *cpu_ns = thread_cpu_ns() - cpu;
+    waits = waits_of(client) - waits;
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK_RC(psyne_channel_close(client), 0);
+    CHECK_RC(psyne_channel_close(server), 0);
+    return waits;
+}
+
+static int part_waits(void)
+{
+    int64_t cpu;
+    /* spinning: the client reads the socket without blocking until the reply comes */
+    uint64_t waits = requests_with_late_replies(PSYNE_WAIT_SPIN, 50, 1000, &cpu);
+    printf("waits: PSYNE_WAIT_SPIN, replies 1 ms late: %llu sleeps, %.0f ms CPU in 50 trips\n",
+           (unsigned long long)waits, (double)cpu / 1e6);
+    CHECK(waits == 0);
+    /* adaptive (the default): spin 50 us, yield 200 us, then sleep in poll() */
+    int trips = 20;
+    waits = requests_with_late_replies(PSYNE_WAIT_ADAPTIVE, trips, 20000, &cpu);
+    printf("waits: adaptive, replies 20 ms late: %llu sleeps, %.0f ms CPU in %d trips\n",
+           (unsigned long long)waits, (double)cpu / 1e6, trips);
+    CHECK(waits >= (uint64_t)trips);           /* each wait ended asleep */
+    CHECK(cpu < trips * 20 * 1000000ll / 2);   /* it did not spin for the 20 ms */
+    return 0;
+}
+
 static int shell(const char *fmt, ...)
 {
     char cmd[512];
@@ -1281,7 +1376,7 @@ int main(int argc, char **argv)
         {"stream", part_stream}, {"reconnect", part_reconnect}, {"hostile", part_hostile},
         {"flow", part_flow},     {"peers", part_peers},         {"peers_reconnect", part_peers_reconnect},
         {"empty", part_empty},   {"netns", part_netns},         {"dead_client", part_dead_client},
-        {"dead_server", part_dead_server}, {"quiet", part_quiet},
+        {"dead_server", part_dead_server}, {"quiet", part_quiet}, {"waits", part_waits},
     };
     signal(SIGPIPE, SIG_IGN);
     const char *part = argc > 1 ? argv[1] : "";

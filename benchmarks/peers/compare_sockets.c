@@ -321,7 +321,7 @@ static double raw_run(int tput, size_t size, uint64_t count, struct lat_result *
         raw_tcp_tput(size, count, &res);
         return res.mps;
     }
-    raw_tcp_pingpong(size, count, lat);
+    raw_tcp_pingpong(size, count, false, lat);
     return (double)lat->p50;
 }
 

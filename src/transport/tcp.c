@@ -796,14 +796,20 @@ static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
     }
 }
 
+/* How a user's turn at reading inline goes. */
+enum inline_read {
+    READ_NOW,        /* one non-blocking receive: the user spins on the socket */
+    READ_OR_SLEEP,   /* a receive, and if nothing was there, a poll() and a receive */
+};
+
 /* One turn of a user's inline read (under the deadline `until`, INT64_MAX:
- * none): a non-blocking receive, and if nothing was there a poll() of the
- * socket (and of stop_efd, which close and shutdown make readable) and a
- * receive after it; in request/reply the poll() comes first.
+ * none): a non-blocking receive, and with READ_OR_SLEEP, if nothing was there,
+ * a poll() of the socket (and of stop_efd, which close and shutdown make
+ * readable) and a receive after it; in request/reply the poll() comes first.
  * Returns 0 (look at the ring again) or -EAGAIN: reading inline is not
  * possible now (another reads, the connection is down, rx is full or shut),
  * wait for the one who reads to publish. */
-static int read_inline(struct psy_tcp_link *l, int64_t until)
+static int read_inline(struct psy_tcp_link *l, int64_t until, enum inline_read how)
 {
     if (psy_ring_closed(&l->rx) || !take_role(&l->rx_role))
         return -EAGAIN;
@@ -816,19 +822,16 @@ static int read_inline(struct psy_tcp_link *l, int64_t until)
      * what we wait for is rarely here yet, so sleep in poll() before the
      * first recv, two system calls instead of recv, poll, recv. A stream's
      * data usually is here: recv at once. */
-    bool poll_first = atomic_load_explicit(&l->inline_small, memory_order_relaxed);
+    bool poll_first = how == READ_OR_SLEEP && atomic_load_explicit(&l->inline_small, memory_order_relaxed);
     int step = poll_first ? STEP_QUIET : receive_step(l, fd);
-    if (step == STEP_QUIET) {
-        uint64_t heard = atomic_load_explicit(&l->heard, memory_order_relaxed);
+    if (step == STEP_QUIET)
+        atomic_fetch_add_explicit(&l->inline_reads, 1, memory_order_relaxed); /* the receiver thread parks */
+    if (step == STEP_QUIET && how == READ_OR_SLEEP) {
         int64_t left_ms = until == INT64_MAX ? POLL_MS : (until - psy_now_ns() + 999999) / 1000000;
         struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = l->stop_efd, .events = POLLIN}};
         atomic_fetch_add_explicit(&l->rx.sh->slow.waits, 1, memory_order_relaxed); /* a sleep, as a futex wait */
         if (poll(p, 2, (int)(left_ms < 0 ? 0 : left_ms > POLL_MS ? POLL_MS : left_ms)) > 0 && !p[1].revents)
             step = receive_step(l, fd);
-        atomic_store_explicit(&l->inline_small,
-                              atomic_load_explicit(&l->heard, memory_order_relaxed) - heard < INLINE_SMALL,
-                              memory_order_relaxed);
-        atomic_fetch_add_explicit(&l->inline_reads, 1, memory_order_relaxed);
     }
     if (step >= 0) { /* the connection ended: the receiver thread takes it from here */
         atomic_store(&l->inline_end, step + 1);
@@ -842,18 +845,48 @@ static int read_inline(struct psy_tcp_link *l, int64_t until)
     return step == STEP_FULL ? -EAGAIN : 0;
 }
 
+/* A user's wait that read inline ended: a wait that brought little was a
+ * request or a reply, and the next sleep polls before it receives, while the
+ * receiver thread keeps out of the way (receive_loop). */
+static void inline_wait_ended(struct psy_tcp_link *l, uint64_t heard_before)
+{
+    bool small = atomic_load_explicit(&l->heard, memory_order_relaxed) - heard_before < INLINE_SMALL;
+    if (atomic_load_explicit(&l->inline_small, memory_order_relaxed) != small)
+        atomic_store_explicit(&l->inline_small, small, memory_order_relaxed);
+}
+
+/* The ring's wait, on the socket: for the rx ring's spin_ns the user receives
+ * without blocking, back to back (bytes that come meanwhile are taken without
+ * a wake-up, which costs about 25 us here, more than the round trip of a
+ * small request over loopback); for its yield_ns it yields between receives;
+ * then it sleeps in poll(). PSYNE_WAIT_SPIN never sleeps. */
 int psy_tcp_wait_data(struct psy_tcp_link *l, psy_try_fn try_once, void *ctx, int64_t timeout_ns)
 {
+    const struct psy_ring *r = &l->rx;
     int64_t until = timeout_ns > 0 ? psy_now_ns() + timeout_ns : INT64_MAX;
+    int64_t began = 0; /* the first inline read of this wait */
+    uint64_t heard_before = 0;
     for (;;) {
         int rc = try_once(ctx);
-        if (rc != -EAGAIN && rc != -EBUSY)
+        if (rc != -EAGAIN && rc != -EBUSY) {
+            if (began)
+                inline_wait_ended(l, heard_before);
             return rc;
-        if (until != INT64_MAX && psy_now_ns() >= until)
+        }
+        int64_t now = psy_now_ns();
+        if (until != INT64_MAX && now >= until)
             return -ETIMEDOUT;
-        if (read_inline(l, until) == -EAGAIN)
+        if (!began) {
+            began = now;
+            heard_before = atomic_load_explicit(&l->heard, memory_order_relaxed);
+        }
+        int64_t waited = now - began;
+        bool spin = r->wait_kind == PSYNE_WAIT_SPIN || waited < r->spin_ns + r->yield_ns;
+        if (read_inline(l, until, spin ? READ_NOW : READ_OR_SLEEP) == -EAGAIN)
             return psy_wait_loop(&l->rx, PSY_WAIT_DATA, try_once, ctx,
                                  until == INT64_MAX ? PSYNE_FOREVER : until - psy_now_ns() > 0 ? until - psy_now_ns() : 1);
+        if (spin && r->wait_kind != PSYNE_WAIT_SPIN && waited >= r->spin_ns)
+            sched_yield();
     }
 }
 
