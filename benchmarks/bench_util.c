@@ -23,8 +23,27 @@ int64_t bench_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The CPUs the program may use as it was started (taskset included), kept
+ * before the first pin so bench_unpin can give them back. */
+static cpu_set_t started_on;
+static pthread_once_t started_once = PTHREAD_ONCE_INIT;
+
+static void keep_started_on(void)
+{
+    if (sched_getaffinity(0, sizeof started_on, &started_on) != 0)
+        CPU_ZERO(&started_on);
+}
+
+void bench_unpin(void)
+{
+    pthread_once(&started_once, keep_started_on);
+    if (CPU_COUNT(&started_on) > 0)
+        pthread_setaffinity_np(pthread_self(), sizeof started_on, &started_on);
+}
+
 void bench_pin(int cpu)
 {
+    pthread_once(&started_once, keep_started_on);
     if (cpu < 0)
         return;
     long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -14,6 +14,9 @@
 int64_t bench_now_ns(void);
 /* Pins the calling thread to cpu (modulo the CPUs present); no-op if cpu < 0. */
 void bench_pin(int cpu);
+/* Lets the calling thread run on every CPU the program was started with
+ * again (after bench_pin; threads it creates inherit that). */
+void bench_unpin(void);
 /* Where two-sided workloads pin their sides (psyne_bench --pin P,C). */
 extern int bench_cpu_producer, bench_cpu_consumer;
 /* Placement options every psyne channel of a run is opened with

@@ -6,7 +6,9 @@
  * into one buffer and send()s it in pieces of up to 256 KiB; the receiver
  * recv()s into a buffer and walks the records; ping-pong is one send() and
  * blocking recv()s per message). Every payload byte is written and read,
- * every sequence number checked, on both sides.
+ * every sequence number checked, on both sides. Each run starts with
+ * bench_unpin(): its threads inherit the caller's CPUs, and a pin an earlier
+ * workload left on the caller would put all of them on one CPU.
  */
 #define _GNU_SOURCE
 #include "tcp_workloads.h"
@@ -108,6 +110,7 @@ static void *psyne_send(void *arg)
 
 void psyne_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out)
 {
+    bench_unpin();
     struct psyne_pair p;
     psyne_connect(&p);
     struct psyne_sender s = {p.client, size, count};
@@ -156,6 +159,7 @@ static void psyne_ping(void *ctx, uint64_t i)
 
 void psyne_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out)
 {
+    bench_unpin();
     struct psyne_pair p;
     psyne_connect(&p);
     struct psyne_ponger g = {p.server, size, bench_warmup_trips(trips) + trips};
@@ -247,6 +251,7 @@ static void *raw_send(void *arg)
 
 void raw_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out)
 {
+    bench_unpin();
     struct raw_pair p;
     raw_connect(&p);
     struct raw_sender s = {p.a, size, count};
@@ -325,6 +330,7 @@ static void raw_ping(void *ctx, uint64_t i)
 
 void raw_tcp_pingpong(size_t size, uint64_t trips, bool busy_poll, struct lat_result *out)
 {
+    bench_unpin();
     struct raw_pair p;
     raw_connect(&p);
     int flags = busy_poll ? MSG_DONTWAIT : 0;

@@ -363,8 +363,9 @@ struct psyne_msg {
  * (producer handle). A handle may hold several views; see psyne_release.
  * tcp:// (not max_peers): a blocking call on an empty ring reads the socket
  * from this thread when no other thread does, waiting as the options say:
- * non-blocking recv() calls for spin_ns, then with yields for yield_ns, then
- * asleep in poll() on the socket; a non-blocking one never reads it.
+ * non-blocking recv() calls (a yield after every fourth) for spin_ns +
+ * yield_ns, then asleep in poll() on the socket (PSYNE_WAIT_SPIN: never
+ * yields nor sleeps); a non-blocking one never reads it.
  * Threads: SC modes and each BROADCAST subscriber handle - one consumer
  * thread at a time; MC modes - any number of threads concurrently.
  */
