@@ -313,15 +313,16 @@ static double psyne_run(enum transport tr, int tput, size_t size, uint64_t count
 }
 
 /* The limit over tcp: a raw socket pair over 127.0.0.1 doing the same job
- * (tcp_workloads.c, the reference psyne_bench's tcp-* runs use too). */
-static double raw_run(int tput, size_t size, uint64_t count, struct lat_result *lat)
+ * (tcp_workloads.c, the reference psyne_bench's tcp-* runs use too); in
+ * ping-pong it blocks in recv(), or with busy_poll spins on it. */
+static double raw_run(int tput, size_t size, uint64_t count, bool busy_poll, struct lat_result *lat)
 {
     if (tput) {
         struct tcp_tput_result res;
         raw_tcp_tput(size, count, &res);
         return res.mps;
     }
-    raw_tcp_pingpong(size, count, false, lat);
+    raw_tcp_pingpong(size, count, busy_poll, lat);
     return (double)lat->p50;
 }
 
@@ -331,8 +332,8 @@ struct row {
     char workload[24];
     size_t size;
     const char *metric;
-    double psyne, peer[3], ratio[3]; /* ZeroMQ, nng, and (tcp) the raw socket limit */
-    int with_limit;
+    double psyne, peer[4], ratio[4]; /* ZeroMQ, nng, and (tcp) the raw socket limit, busy-polling (ping-pong) */
+    int with_limit, with_busy;
 };
 static struct row rows[16];
 static int n_rows;
@@ -342,17 +343,19 @@ static void compare(enum transport ipc, int tput, size_t size, uint64_t count)
     static const char *names_tput[] = {"inproc-spsc-tput", "ipc-spsc-tput", "tcp-tput"};
     static const char *names_rtt[] = {"inproc-pingpong", "ipc-pingpong", "tcp-pingpong"};
     const char *workload = tput ? names_tput[ipc] : names_rtt[ipc];
-    /* over tcp the limit runs too: a raw socket pair doing the same job */
-    int n_sys = ipc == T_TCP ? 4 : 3;
-    double v[4][MAX_RUNS], ratio[3][MAX_RUNS];
-    struct lat_result lat[4][MAX_RUNS];
+    /* over tcp the limit runs too: a raw socket pair doing the same job; in
+     * ping-pong also one that busy-polls (psyne spins on the socket a while
+     * before it sleeps; ZeroMQ, nng and the plain pair sleep at once) */
+    int n_sys = ipc == T_TCP ? (tput ? 4 : 5) : 3;
+    double v[5][MAX_RUNS], ratio[4][MAX_RUNS];
+    struct lat_result lat[5][MAX_RUNS];
     psyne_run(ipc, tput, size, count / 10 + 1, &lat[0][0]); /* warm-up */
     for (int i = 0; i < runs; i++) {
         v[0][i] = psyne_run(ipc, tput, size, count, &lat[0][i]);
         v[1][i] = peer_run(LIB_ZMQ, ipc, tput, size, count, &lat[1][i]);
         v[2][i] = peer_run(LIB_NNG, ipc, tput, size, count, &lat[2][i]);
-        if (n_sys == 4)
-            v[3][i] = raw_run(tput, size, count, &lat[3][i]);
+        for (int busy = 0; busy + 3 < n_sys; busy++)
+            v[3 + busy][i] = raw_run(tput, size, count, busy, &lat[3 + busy][i]);
         for (int p = 0; p < n_sys - 1; p++) /* psyne / peer: higher is better for throughput, lower for RTT */
             ratio[p][i] = v[0][i] / v[p + 1][i];
     }
@@ -360,8 +363,9 @@ static void compare(enum transport ipc, int tput, size_t size, uint64_t count)
     snprintf(w->workload, sizeof w->workload, "%s", workload);
     w->size = size;
     w->metric = tput ? "mps" : "rtt_p50_ns";
-    w->with_limit = n_sys == 4;
-    static const char *names[] = {"psyne", "zeromq", "nng", "raw-socket"};
+    w->with_limit = n_sys >= 4;
+    w->with_busy = n_sys == 5;
+    static const char *names[] = {"psyne", "zeromq", "nng", "raw-socket", "raw-socket-busy"};
     for (int s = 0; s < n_sys; s++) {
         double med = bench_median(v[s], runs);
         if (s == 0)
@@ -455,6 +459,11 @@ int main(int argc, char **argv)
         else
             printf("  |  |\n");
     }
+    for (int i = 0; i < n_rows; i++)
+        if (rows[i].with_busy)
+            printf("\n%s: against two raw sockets that busy-poll recv() (never sleeping, a core each), %.0f ns,"
+                   " psyne / raw-socket-busy = %.3g.\n",
+                   rows[i].workload, rows[i].peer[3], rows[i].ratio[3]);
     printf("\nThroughput ratios: higher is better for psyne; RTT ratios: lower is better.\n");
     return 0;
 }
