@@ -458,12 +458,11 @@ int main(int argc, char **argv)
             printf(" %.0f | %.3g |\n", w->peer[2], w->ratio[2]);
         else
             printf("  |  |\n");
+        if (w->with_busy) /* the same psyne runs against the busy-polling pair */
+            printf("| %s, raw sockets busy-polling | %zu | %s | %.0f |  |  |  |  | %.0f | %.3g |\n", w->workload,
+                   w->size, w->metric, w->psyne, w->peer[3], w->ratio[3]);
     }
-    for (int i = 0; i < n_rows; i++)
-        if (rows[i].with_busy)
-            printf("\n%s: against two raw sockets that busy-poll recv() (never sleeping, a core each), %.0f ns,"
-                   " psyne / raw-socket-busy = %.3g.\n",
-                   rows[i].workload, rows[i].peer[3], rows[i].ratio[3]);
-    printf("\nThroughput ratios: higher is better for psyne; RTT ratios: lower is better.\n");
+    printf("\nThroughput ratios: higher is better for psyne; RTT ratios: lower is better. The raw sockets of"
+           " the ping-pong block in recv(), or busy-poll it (never sleeping, a core each) in the row that says so.\n");
     return 0;
 }
