@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "bench_util.h"
 #include "bench_hist.h"
+#include "psyne.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -54,6 +55,7 @@ void bench_pin(int cpu)
 }
 
 int bench_cpu_producer = 0, bench_cpu_consumer = 1;
+int bench_pingpong_wait = PSYNE_WAIT_SPIN;
 uint32_t bench_channel_flags, bench_numa_node;
 const struct psyne_dynamic *bench_dynamic;
 int bench_dynamic_fixed;

@@ -19,6 +19,9 @@ void bench_pin(int cpu);
 void bench_unpin(void);
 /* Where two-sided workloads pin their sides (psyne_bench --pin P,C). */
 extern int bench_cpu_producer, bench_cpu_consumer;
+/* How the ping-pong workloads' psyne channels wait (psyne_bench --pingpong-wait):
+ * PSYNE_WAIT_SPIN (default) or PSYNE_WAIT_ADAPTIVE. */
+extern int bench_pingpong_wait;
 /* Placement options every psyne channel of a run is opened with
  * (psyne_bench --hugepages, --mlock, --numa-node N): PSYNE_F_* and the node. */
 extern uint32_t bench_channel_flags, bench_numa_node;

@@ -497,6 +497,9 @@ static void usage(FILE *f)
             "  --pin P,C          pin the producer (pinger) to CPU P and the consumer (ponger) to CPU C\n"
             "                     (default 0,1)\n"
             "  --no-pin           do not pin producer and consumer\n"
+            "  --pingpong-wait spin|adaptive  how *-pingpong's psyne channels wait (default spin: never\n"
+            "                     sleep; adaptive: the library default, spin then yield then sleep; with\n"
+            "                     --pin 0,0 it shows a hand-off between two threads sharing one CPU)\n"
             "  --hugepages        back rings with huge pages (explicit if reserved, else transparent, else normal;\n"
             "                     the run prints which it got); rings are then at least 2 MiB\n"
             "  --mlock            lock ring memory (PSYNE_F_MLOCK)\n"
@@ -566,7 +569,7 @@ int main(int argc, char **argv)
         {"transport", required_argument, 0, 't'}, {"mode", required_argument, 0, 'm'},
         {"duration", required_argument, 0, 'd'}, {"histogram", no_argument, 0, 'g'},
         {"perf", no_argument, 0, 'f'}, {"table", no_argument, 0, 'T'}, {"no-table", no_argument, 0, 'U'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"pingpong-wait", required_argument, 0, 'W'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
@@ -583,6 +586,13 @@ int main(int argc, char **argv)
         case 'p': c.producers = atoi(optarg); break;
         case 'c': c.consumers = atoi(optarg); break;
         case 'n': c.pin = 0; break;
+        case 'W':
+            if (strcmp(optarg, "spin") && strcmp(optarg, "adaptive")) {
+                usage(stderr);
+                return 2;
+            }
+            bench_pingpong_wait = strcmp(optarg, "spin") ? PSYNE_WAIT_ADAPTIVE : PSYNE_WAIT_SPIN;
+            break;
         case 'P':
             if (sscanf(optarg, "%d,%d", &bench_cpu_producer, &bench_cpu_consumer) != 2 || bench_cpu_producer < 0 ||
                 bench_cpu_consumer < 0) {

@@ -232,8 +232,8 @@ static void *ponger(void *arg)
     struct pingpong_run *p = arg;
     psyne_channel *ping_rx = p->ping_rx, *pong_tx = p->pong_tx;
     if (!ping_rx) {
-        ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, 0, PSYNE_WAIT_SPIN);
-        pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, 0, PSYNE_WAIT_SPIN);
+        ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, 0, bench_pingpong_wait);
+        pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, 0, bench_pingpong_wait);
     }
     bench_pin(p->pin ? bench_cpu_consumer : -1);
     bench_gate_arrive(&p->gate, 2);
@@ -280,11 +280,11 @@ void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_
     channel_uri(p->ping_uri, sizeof p->ping_uri, transport, "bench-ping");
     channel_uri(p->pong_uri, sizeof p->pong_uri, transport, "bench-pong");
     uint64_t cap = workload_capacity(size);
-    psyne_channel *ping_tx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_SPIN);
-    psyne_channel *pong_rx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_SPIN);
+    psyne_channel *ping_tx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, bench_pingpong_wait);
+    psyne_channel *pong_rx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, bench_pingpong_wait);
     if (transport == BENCH_MEMORY) {
-        p->ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_SPIN);
-        p->pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_SPIN);
+        p->ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, bench_pingpong_wait);
+        p->pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, bench_pingpong_wait);
     }
     struct bench_peer ponger_side;
     bench_peer_start(&ponger_side, transport == BENCH_IPC, ponger, p);

@@ -86,9 +86,12 @@ enum psyne_role {
     PSYNE_ROLE_CONSUMER = 2, /* receive/release only */
 };
 
-/* How a blocking call waits: spin (pause) for spin_ns, then yield the CPU
- * until yield_ns have passed, then sleep on a futex. The other side issues
- * a wake-up system call only when somebody sleeps. */
+/* How a blocking call waits: spin (pause) for spin_ns, yielding the CPU
+ * every few microseconds (so a thread that shares the CPU, perhaps the one
+ * waited for, can run; the yield returns at once when no other is
+ * runnable), then yield the CPU until yield_ns have passed, then sleep on a
+ * futex. The other side issues a wake-up system call only when somebody
+ * sleeps. */
 enum psyne_wait {
     PSYNE_WAIT_ADAPTIVE = 0, /* spin, yield, then sleep (default) */
     PSYNE_WAIT_SPIN = 1,     /* never sleep: lowest latency, burns a core */

@@ -138,8 +138,16 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
         if (rc == -EBUSY) /* contention, not emptiness: never sleep on it */
             continue;
         int64_t waited = now - start;
-        if (r->wait_kind == PSYNE_WAIT_SPIN || waited < r->spin_ns)
+        if (r->wait_kind == PSYNE_WAIT_SPIN)
             continue;
+        if (waited < r->spin_ns) {
+            /* Every few microseconds of spinning, let a thread that shares
+             * this CPU run: it may be the one we wait for, and it would
+             * otherwise get the CPU only when our spin ends. Returns at
+             * once when nothing else is runnable here. */
+            sched_yield();
+            continue;
+        }
         if (waited < r->spin_ns + r->yield_ns) {
             sched_yield();
             continue;
