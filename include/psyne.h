@@ -86,12 +86,12 @@ enum psyne_role {
     PSYNE_ROLE_CONSUMER = 2, /* receive/release only */
 };
 
-/* How a blocking call waits: spin (pause) for spin_ns, yielding the CPU
- * every few microseconds (so a thread that shares the CPU, perhaps the one
- * waited for, can run; the yield returns at once when no other is
- * runnable), then yield the CPU until yield_ns have passed, then sleep on a
- * futex. The other side issues a wake-up system call only when somebody
- * sleeps. */
+/* How a blocking call waits: spin (pause) for spin_ns + yield_ns, yielding
+ * the CPU every 64 polls, a few microseconds (so a thread that shares the
+ * CPU, perhaps the one waited for, runs; the yield returns at once when no
+ * other is runnable), then sleep on a futex. With spin_ns 0 it yields at
+ * every poll, without pauses; with both 0 it sleeps at once. The other side
+ * issues a wake-up system call only when somebody sleeps. */
 enum psyne_wait {
     PSYNE_WAIT_ADAPTIVE = 0, /* spin, yield, then sleep (default) */
     PSYNE_WAIT_SPIN = 1,     /* never sleep: lowest latency, burns a core */
@@ -165,8 +165,9 @@ struct psyne_options {
     int role;            /* enum psyne_role */
     int wait;            /* enum psyne_wait */
     uint32_t flags;      /* PSYNE_F_* */
-    int64_t spin_ns;     /* adaptive wait: spin this long; <0 = default (50 us) */
-    int64_t yield_ns;    /* adaptive wait: then yield this long; <0 = default (200 us) */
+    int64_t spin_ns;     /* adaptive wait: spin (a yield every 64 polls) this long; <0 = default
+                            (50 us); 0 = no pauses, a yield at every poll */
+    int64_t yield_ns;    /* adaptive wait: then this much longer before sleeping; <0 = default (200 us) */
     /* ipc:// only (ignored by memory://): */
     uint32_t ipc_perm;        /* permission bits of a segment this open creates; 0 = 0600 */
     /* any scheme: */
