@@ -239,7 +239,8 @@ static uint64_t trip_count(const struct config *c, uint64_t by_default, const st
  * ipc against the same run in process (p50_vs_inproc), tcp against a raw
  * socket pair blocking in recv() (p50_vs_raw_socket) and one busy-polling
  * recv() (p50_vs_raw_socket_busy: psyne spins on the socket for the ring's
- * spin_ns before it sleeps, so this is the like-for-like); inproc has none. */
+ * spin_ns + yield_ns before it sleeps, so this is the like-for-like); inproc
+ * has none. */
 enum pingpong_kind { PINGPONG_INPROC, PINGPONG_IPC, PINGPONG_TCP };
 static const char *pingpong_workloads[] = {"inproc-pingpong", "ipc-pingpong", "tcp-pingpong"};
 #define MAX_REFERENCES 2
@@ -498,7 +499,7 @@ static void usage(FILE *f)
             "                     (default 0,1)\n"
             "  --no-pin           do not pin producer and consumer\n"
             "  --pingpong-wait spin|adaptive  how *-pingpong's psyne channels wait (default spin: never\n"
-            "                     sleep; adaptive: the library default, spin then yield then sleep; with\n"
+            "                     sleep; adaptive: the library default, spin with yields then sleep; with\n"
             "                     --pin 0,0 it shows a hand-off between two threads sharing one CPU)\n"
             "  --hugepages        back rings with huge pages (explicit if reserved, else transparent, else normal;\n"
             "                     the run prints which it got); rings are then at least 2 MiB\n"

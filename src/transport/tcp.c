@@ -859,8 +859,8 @@ static void inline_wait_ended(struct psy_tcp_link *l, uint64_t heard_before)
 /* The ring's wait, on the socket: for the rx ring's spin_ns + yield_ns the
  * user receives without blocking (bytes that come meanwhile are taken without
  * a wake-up, which costs about 25 us here, more than the round trip of a
- * small request over loopback), then it sleeps in poll(). Unlike the ring's
- * pause loop it yields every RECVS_PER_YIELD receives from the start: when
+ * small request over loopback), then it sleeps in poll(). Like the ring's
+ * wait it yields from the start, every RECVS_PER_YIELD receives: when
  * the peer shares the CPU (both ends pinned to one, or in one process on a
  * busy machine), it could answer only after our spin (64 B round trip on one
  * CPU: 108 us with pure spinning, 6.5 us so; on two, 5.9-6.2 us against 6.2).
