@@ -75,7 +75,7 @@
 #define SEND_MAX ((uint64_t)4 << 20)      /* bytes per sendmsg: keeps ACKs flowing */
 #define CONTROL_DROP_MAX_SHIFT 4096       /* publish(): bytes moved to drop trailing control records */
 #define PARK_NS (POLL_MS * 1000000ll)     /* the receiver thread looks again while users read inline */
-#define INLINE_SMALL 16384               /* a user's read that slept and brought less: latency, not a stream */
+#define INLINE_SMALL 16384               /* a user's wait that read inline and brought less: latency, not a stream */
 #define ACK_DELAY_NS 2000000ll            /* an ACK waits at most about this long for a message to ride on */
 #define RECVS_PER_YIELD 4                 /* a user spinning on the socket lets a peer on its CPU run */
 
@@ -129,7 +129,7 @@ struct psy_tcp_link {
     _Atomic int inline_end;       /* 1 + the link_end a user's read saw, 0: none */
     _Atomic uint64_t inline_reads; /* turns users took at reading inline */
     _Atomic uint64_t heard;       /* bytes received */
-    _Atomic bool inline_small;    /* the last read a user slept for brought little: a request or reply */
+    _Atomic bool inline_small;    /* the last wait a user read inline brought little: a request or reply */
     _Atomic bool parked;          /* the receiver thread waits in park() (set under lock) */
     _Atomic bool read_wanted;     /* a producer waits for tx space: the receiver thread reads ACKs now */
     int stop_efd;                 /* eventfd made readable when rx shuts down: ends users' polls */
@@ -819,7 +819,7 @@ static int read_inline(struct psy_tcp_link *l, int64_t until, enum inline_read h
         give_role(&l->rx_role);
         return -EAGAIN;
     }
-    /* Request and reply (the last read that slept brought a small message):
+    /* Request and reply (the last wait that read inline brought little):
      * what we wait for is rarely here yet, so sleep in poll() before the
      * first recv, two system calls instead of recv, poll, recv. A stream's
      * data usually is here: recv at once. */
