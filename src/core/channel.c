@@ -184,6 +184,8 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     if (!r->mc) {
         psy_ring_reader_init(r, ch->sub, &ch->reader_state);
         ch->reader = &ch->reader_state;
+        if (ch->role != PSYNE_ROLE_PRODUCER)
+            psy_ring_reader_attach(ch->reader);
     }
     ch->sp_fast = !ch->tx->mp && ch->role != PSYNE_ROLE_CONSUMER;
     ch->sc_fast = ch->reader && ch->role != PSYNE_ROLE_PRODUCER;

@@ -99,7 +99,7 @@ static int sc_receive(struct psy_ring *r, const struct psy_reader *rd, struct ps
 {
     bool closed = psy_ring_closed(r); /* before the walk: see empty_result */
     uint64_t pos = atomic_load_explicit(rd->read_pos, memory_order_relaxed);
-    uint64_t head = atomic_load_explicit(rd->head, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(rd->released, memory_order_relaxed);
     uint64_t end, bytes;
     int n = walk(r, pos, head + r->cap, msgs, max, &end, &bytes);
     if (n < 0)
@@ -284,10 +284,17 @@ void psy_ring_reader_init(struct psy_ring *r, int sub, struct psy_reader *rd)
     struct psy_ring_shared *sh = r->sh;
     if (sub >= 0) {
         struct psy_sub *s = &sh->subs[sub];
-        *rd = (struct psy_reader){&s->read_pos, &s->head, &s->msgs, &s->bytes};
+        /* one line holds both; the producer reads it only under bcast.lock */
+        *rd = (struct psy_reader){&s->read_pos, &s->head, &s->head, &s->msgs, &s->bytes};
     } else {
-        *rd = (struct psy_reader){&sh->cons.read_pos, &sh->rel.head, &sh->cons.msgs, &sh->cons.bytes};
+        *rd = (struct psy_reader){&sh->cons.read_pos, &sh->rel.head, &sh->cons.released, &sh->cons.msgs,
+                                  &sh->cons.bytes};
     }
+}
+
+void psy_ring_reader_attach(const struct psy_reader *rd)
+{
+    atomic_store_explicit(rd->released, atomic_load_explicit(rd->head, memory_order_relaxed), memory_order_relaxed);
 }
 
 int psy_ring_receive(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *msgs, unsigned max)

@@ -29,7 +29,8 @@ uint64_t psy_ring_refresh_head(struct psy_ring *r);
  * BROADCAST subscriber's slot. */
 struct psy_reader {
     psy_atomic64 *read_pos;
-    psy_atomic64 *head; /* R3: release position */
+    psy_atomic64 *head;     /* R3: release position, which producers read */
+    psy_atomic64 *released; /* the consumer's copy of *head that it reads (ring.h) */
     psy_atomic64 *msgs;
     psy_atomic64 *bytes;
 };
@@ -94,7 +95,7 @@ static inline int psy_sc_receive_one(struct psy_ring *r, const struct psy_reader
         return -EAGAIN;
     uint32_t type = psy_hdr_type(w);
     uint64_t size = PSYNE_RECORD_SIZE(psy_hdr_length(w));
-    uint64_t head = atomic_load_explicit(rd->head, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(rd->released, memory_order_relaxed);
     /* size <= cap too: positions from a shared segment may be corrupted,
      * and the view must stay inside the mapping whatever they say */
     if (psy_unlikely(type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX || size > head + r->cap - pos ||
@@ -119,12 +120,13 @@ static inline int psy_sc_receive_one(struct psy_ring *r, const struct psy_reader
  * producers always claim zeroed memory. */
 static inline int psy_sc_release(struct psy_ring *r, const struct psy_reader *rd, uint64_t end)
 {
-    uint64_t head = atomic_load_explicit(rd->head, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(rd->released, memory_order_relaxed);
     uint64_t read = atomic_load_explicit(rd->read_pos, memory_order_relaxed);
     if (psy_unlikely(end - head == 0 || end - head > read - head || end - head > r->cap))
         return -EINVAL;
     if (r->mp)
         memset(r->data + (head & r->mask), 0, end - head);
+    atomic_store_explicit(rd->released, end, memory_order_relaxed);
     atomic_store_explicit(rd->head, end, memory_order_release); /* R3 */
     psy_wake_if_waiting(r, PSY_WAIT_SPACE);
     return 0;

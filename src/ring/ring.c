@@ -119,6 +119,7 @@ void psy_ring_set_start(struct psy_ring *r, uint64_t start)
     atomic_store(&sh->prod.cached_head, start);
     atomic_store(&sh->cons.read_pos, start);
     atomic_store(&sh->rel.head, start);
+    atomic_store(&sh->cons.released, start);
     atomic_store(&sh->bcast.floor, start);
 }
 

@@ -96,6 +96,10 @@ struct psy_cons {
     psy_atomic64 bytes;
     psy_atomic64 empty_events;
     psy_atomic32 read_owner; /* ipc MC: taken_tag of the last read-lock holder */
+    /* SC: the consumer's own copy of rel.head, which only it writes. It never
+     * loads rel.head: producers read that line, and a load of it after theirs
+     * waits for the line to come back (batch receive ran 13% slower). */
+    psy_atomic64 released;
 };
 
 /* Consumer's release position: the line producers read. */
@@ -284,6 +288,11 @@ void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned
 struct psy_reader;
 /* rd: the single consumer's state (psy_ring_reader_init), NULL in MC modes. */
 void psy_ring_reader_init(struct psy_ring *r, int sub, struct psy_reader *rd);
+/* The consumer that is about to use rd: its copy of the release position
+ * starts from the shared one, whoever released last (another process, or one
+ * that died between its two stores). Never while another consumer of rd's
+ * ring may release. */
+void psy_ring_reader_attach(const struct psy_reader *rd);
 int psy_ring_receive(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *msgs, unsigned max);
 int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, uint64_t begin, uint64_t end);
 int psy_ring_subscribe(struct psy_ring *r);
