@@ -3,7 +3,9 @@
 #   build/        Release (the build the benchmarks use)
 #   build-asan/   AddressSanitizer + UndefinedBehaviorSanitizer (clang)
 #   build-tsan/   ThreadSanitizer (clang)
-# The sanitizer builds run the same tests with fewer messages
+# and, where clang is installed, builds (without running) a clang Release in
+# build-clang/: its optimization settings differ from gcc's (no LTO) and must
+# still link. The sanitizer builds run the same tests with fewer messages
 # (PSYNE_TEST_SCALE). Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,4 +37,9 @@ run_suite build-asan "${san_cc[@]}" -DCMAKE_BUILD_TYPE=Debug \
   -DPSYNE_SANITIZE=address,undefined -DPSYNE_TEST_SCALE=0.25 -DPSYNE_BUILD_BENCHMARKS=OFF
 run_suite build-tsan "${san_cc[@]}" -DCMAKE_BUILD_TYPE=Debug \
   -DPSYNE_SANITIZE=thread -DPSYNE_TEST_SCALE=0.1 -DPSYNE_BUILD_BENCHMARKS=OFF
-echo "== all test suites passed (release, asan+ubsan, tsan)"
+if [ ${#san_cc[@]} -gt 0 ]; then
+  echo "== build-clang: Release with clang, build only"
+  cmake -S . -B build-clang "${san_cc[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build-clang -j"$jobs" >/dev/null
+fi
+echo "== all test suites passed (release, asan+ubsan, tsan; clang release built)"
