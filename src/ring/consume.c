@@ -284,8 +284,7 @@ void psy_ring_reader_init(struct psy_ring *r, int sub, struct psy_reader *rd)
     struct psy_ring_shared *sh = r->sh;
     if (sub >= 0) {
         struct psy_sub *s = &sh->subs[sub];
-        /* one line holds both; the producer reads it only under bcast.lock */
-        *rd = (struct psy_reader){&s->read_pos, &s->head, &s->head, &s->msgs, &s->bytes};
+        *rd = (struct psy_reader){&s->read_pos, &s->head, &s->released, &s->msgs, &s->bytes};
     } else {
         *rd = (struct psy_reader){&sh->cons.read_pos, &sh->rel.head, &sh->cons.released, &sh->cons.msgs,
                                   &sh->cons.bytes};
@@ -319,6 +318,7 @@ int psy_ring_subscribe(struct psy_ring *r)
         /* Start at the oldest message the producer still keeps. */
         uint64_t floor = atomic_load_explicit(&sh->bcast.floor, memory_order_relaxed);
         atomic_store_explicit(&s->head, floor, memory_order_relaxed);
+        atomic_store_explicit(&s->released, floor, memory_order_relaxed);
         atomic_store_explicit(&s->read_pos, floor, memory_order_relaxed);
         atomic_store_explicit(&s->active, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&sh->bcast.count, 1, memory_order_relaxed);

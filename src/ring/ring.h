@@ -135,6 +135,7 @@ struct psy_sub {
     psy_atomic64 bytes;
     psy_atomic64 empty_events;
     psy_atomic32 active; /* changed under bcast.lock */
+    psy_atomic64 released; /* the subscriber's own copy of head, as psy_cons.released */
 };
 
 /* BROADCAST membership; the producer's refresh of the slowest position and
