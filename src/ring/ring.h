@@ -27,7 +27,9 @@
  *     terminator to write.
  *   SC consumer / BROADCAST subscriber: reads, then R3 stores its release
  *     position with release; the producer A3 loads it with acquire before
- *     reusing the space (this also publishes the zeroing in MP modes).
+ *     reusing the space (this also publishes the zeroing in MP modes). The
+ *     consumer only stores that word: it reads its own copy (released), as
+ *     a load of the line producers read costs it a transfer.
  *   MC consumers: read_pos and rel.head carry a lock bit (bit 0; positions
  *     are 8-aligned). Taking records and sweeping released ones each happen
  *     under their bit, so nobody ever reads a header that may be recycled.
