@@ -453,6 +453,66 @@ static void test_stalled_producer(int mode)
     psyne_channel_close(rx);
 }
 
+/* MP modes: threads that share one producer handle. Each commit is counted
+ * once, by the thread that owns the handle's counters or atomically by any
+ * other (channel.c, count_mp), and msgs_out/bytes_out must add up both,
+ * before and after the handle closes (a sum that leaves out the owner's
+ * counters fails here). A racy count by the other threads would lose
+ * updates only when one is preempted mid-add: rarely, on two CPUs. */
+#define SHARED_THREADS 4
+#define SHARED_MSGS 20000
+
+static void *commit_on_shared_handle(void *arg)
+{
+    psyne_channel *tx = arg;
+    for (int i = 0; i < SHARED_MSGS; i++) {
+        if (i % 2) {
+            struct psyne_claimed c;
+            CHECK_RC(psyne_claim(tx, 24, &c, PSYNE_FOREVER), 0);
+            CHECK_RC(psyne_commit(tx, &c, 1 + i % 24, T_MSG), 0);
+        } else {
+            struct psyne_claimed c[2];
+            uint32_t lengths[2] = {1 + i % 24, 0};
+            int n = psyne_claim_batch(tx, 24, c, 1, PSYNE_FOREVER);
+            CHECK_RC(n, 1);
+            CHECK_RC(psyne_commit_batch(tx, c, 1, lengths, T_MSG), 0);
+        }
+    }
+    return NULL;
+}
+
+static void test_shared_producer_counts(int mode)
+{
+    struct psyne_options o = opts(mode, 64 * 1024);
+    o.role = PSYNE_ROLE_PRODUCER;
+    psyne_channel *tx, *rx;
+    CHECK_RC(psyne_channel_open(&tx, "memory://shared-counts", &o), 0);
+    o.role = PSYNE_ROLE_CONSUMER;
+    CHECK_RC(psyne_channel_open(&rx, "memory://shared-counts", &o), 0);
+    pthread_t t[SHARED_THREADS];
+    for (int i = 0; i < SHARED_THREADS; i++)
+        CHECK(pthread_create(&t[i], NULL, commit_on_shared_handle, tx) == 0);
+    uint64_t bytes = 0, want_bytes = 0;
+    for (int i = 0; i < SHARED_MSGS; i++)
+        want_bytes += SHARED_THREADS * (uint64_t)(1 + i % 24);
+    for (int got = 0; got < SHARED_THREADS * SHARED_MSGS; got++) {
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(rx, &m, PSYNE_FOREVER), 0);
+        bytes += m.length;
+        CHECK_RC(psyne_release(rx, &m), 0);
+    }
+    for (int i = 0; i < SHARED_THREADS; i++)
+        pthread_join(t[i], NULL);
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(tx, &st), 0);
+    CHECK(bytes == want_bytes);
+    CHECK(st.msgs_out == SHARED_THREADS * SHARED_MSGS && st.bytes_out == want_bytes);
+    psyne_channel_close(tx); /* its counts stay in the ring's totals */
+    CHECK_RC(psyne_channel_stats(rx, &st), 0);
+    CHECK(st.msgs_out == SHARED_THREADS * SHARED_MSGS && st.bytes_out == want_bytes);
+    psyne_channel_close(rx);
+}
+
 static void test_roles(void)
 {
     struct psyne_options o = opts(PSYNE_MODE_SPSC, 0);
@@ -782,6 +842,8 @@ int main(int argc, char **argv)
         test_broadcast();
         test_stalled_producer(PSYNE_MODE_MPSC);
         test_stalled_producer(PSYNE_MODE_MPMC);
+        test_shared_producer_counts(PSYNE_MODE_MPSC);
+        test_shared_producer_counts(PSYNE_MODE_MPMC);
     }
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         test_full_empty_timeouts(modes[i]);

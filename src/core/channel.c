@@ -17,16 +17,21 @@
 
 struct psyne_channel {
     /* MP producers count here, each handle on its own line, instead of
-     * all producers incrementing one shared counter on every commit. */
+     * all producers incrementing one shared counter on every commit:
+     * {msgs, bytes} of any thread, then {msgs, bytes} of the owner (see
+     * count_mp). */
     alignas(PSY_CACHE_BLOCK) psy_atomic64 mp_msgs;
     psy_atomic64 mp_bytes;
+    psy_atomic64 mp_own_msgs;
+    psy_atomic64 mp_own_bytes;
+    _Atomic(uintptr_t) mp_owner; /* the thread that counts without a locked add (count_mp), 0: none yet */
     alignas(PSY_CACHE_BLOCK) struct psy_ring *ring; /* consumer side: the ring we receive from */
     struct psy_ring *tx;        /* producer side: the same ring, except for tcp:// */
     struct psy_tcp_link *link;  /* tcp://: the connection that moves tx and ring */
     struct psy_tcp_server *server; /* tcp:// with max_peers: many links; ring and tx are NULL */
     struct psy_dyn *dyn;        /* dynamic ring: ring and tx are its segments, refreshed per call */
     struct psy_ring *home;      /* what the handle attached to: handle counts, shutdown */
-    psy_atomic64 *mp_counts; /* {msgs, bytes}: mp_msgs here, or the ipc slot's */
+    psy_atomic64 *mp_counts; /* {msgs, bytes, own msgs, own bytes}: mp_msgs here, or the ipc slot's */
     struct psyne_channel *next; /* in tx->handles */
     const struct psy_reader *reader; /* single consumer state, NULL in MC modes */
     bool sp_fast;                    /* may take the inline SP claim/commit */
@@ -35,6 +40,41 @@ struct psyne_channel {
     int sub; /* BROADCAST subscriber slot, else -1 */
     struct psy_reader reader_state;
 };
+
+/*
+ * Counts n messages of `bytes` committed on an MP handle. One thread, the
+ * first to commit on the handle, owns counts[2..3] and adds to them with a
+ * plain load and store; other threads sharing the handle add atomically to
+ * counts[0..1]. A locked add after a commit waits for every store before it,
+ * the message's among them, to reach lines the consumers hold. A thread
+ * that exits leaves nothing pending, so a new thread whose thread_tag lands
+ * at its address may own the counts after it.
+ */
+static __thread char thread_tag __attribute__((tls_model("initial-exec"))); /* its address names the thread */
+
+static void count_mp(psyne_channel *ch, uint64_t n, uint64_t bytes)
+{
+    psy_atomic64 *c = ch->mp_counts;
+    uintptr_t self = (uintptr_t)&thread_tag, owner = atomic_load_explicit(&ch->mp_owner, memory_order_relaxed);
+    if (psy_likely(owner == self) ||
+        (owner == 0 && atomic_compare_exchange_strong_explicit(&ch->mp_owner, &owner, self, memory_order_relaxed,
+                                                               memory_order_relaxed))) {
+        atomic_store_explicit(&c[2], atomic_load_explicit(&c[2], memory_order_relaxed) + n, memory_order_relaxed);
+        atomic_store_explicit(&c[3], atomic_load_explicit(&c[3], memory_order_relaxed) + bytes, memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&c[0], n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c[1], bytes, memory_order_relaxed);
+}
+
+/* Messages (i = 0) or bytes (i = 1) an MP handle's counters hold. */
+static uint64_t mp_counted(const psy_atomic64 *c, int i)
+{
+    return atomic_load_explicit(&c[i], memory_order_relaxed) + atomic_load_explicit(&c[i + 2], memory_order_relaxed);
+}
+
+_Static_assert(offsetof(struct psyne_channel, mp_own_bytes) == offsetof(struct psyne_channel, mp_msgs) + 24,
+               "count_mp's four counters in a row");
 
 struct psy_ring *psy_channel_ring(psyne_channel *ch)
 {
@@ -262,8 +302,8 @@ int psyne_channel_close(psyne_channel *ch)
             break;
         }
     }
-    atomic_fetch_add_explicit(&r->sh->prod.msgs, atomic_load(&ch->mp_msgs), memory_order_relaxed);
-    atomic_fetch_add_explicit(&r->sh->prod.bytes, atomic_load(&ch->mp_bytes), memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->sh->prod.msgs, mp_counted(&ch->mp_msgs, 0), memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->sh->prod.bytes, mp_counted(&ch->mp_msgs, 1), memory_order_relaxed);
     pthread_mutex_unlock(&r->handles_lock);
     if (ch->sub >= 0)
         psy_ring_unsubscribe(r, ch->sub);
@@ -408,10 +448,8 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
     psy_ring_commit_batch(ch->tx, c, n, lengths, type, bytes);
     if (ch->link)
         psy_tcp_committed(ch->link);
-    if (ch->tx->mp && n) {
-        atomic_fetch_add_explicit(&ch->mp_counts[0], n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&ch->mp_counts[1], bytes, memory_order_relaxed);
-    }
+    if (ch->tx->mp && n)
+        count_mp(ch, n, bytes);
     return 0;
 }
 
@@ -423,10 +461,8 @@ static int commit_to_peer(psyne_channel *ch, struct psyne_claimed *c, uint32_t l
     if (!r)
         return psy_fail(-EINVAL, "a claim for peer %u that is not open", peer);
     int rc = abort ? psy_ring_abort(r, c) : psy_ring_commit(r, c, length, type);
-    if (rc == 0 && r->mp && !abort) {
-        atomic_fetch_add_explicit(&ch->mp_counts[0], 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&ch->mp_counts[1], length, memory_order_relaxed);
-    }
+    if (rc == 0 && r->mp && !abort)
+        count_mp(ch, 1, length);
     if (rc == 0)
         psy_tcp_server_unpin(ch->server, peer);
     return rc;
@@ -451,10 +487,8 @@ int psy_channel_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length
     int rc = psy_ring_commit(ch->tx, c, (uint32_t)length, type);
     if (rc == 0 && ch->link)
         psy_tcp_committed(ch->link);
-    if (rc == 0 && ch->tx->mp) {
-        atomic_fetch_add_explicit(&ch->mp_counts[0], 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&ch->mp_counts[1], length, memory_order_relaxed);
-    }
+    if (rc == 0 && ch->tx->mp)
+        count_mp(ch, 1, length);
     return rc;
 }
 
@@ -633,8 +667,8 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     memset(st, 0, sizeof *st);
     if (ch->server) {
         psy_tcp_server_stats(ch->server, st);
-        st->msgs_out += rd(&ch->mp_msgs); /* MP peers' send rings count per handle */
-        st->bytes_out += rd(&ch->mp_bytes);
+        st->msgs_out += mp_counted(&ch->mp_msgs, 0); /* MP peers' send rings count per handle */
+        st->bytes_out += mp_counted(&ch->mp_msgs, 1);
         st->producers = ch->role != PSYNE_ROLE_CONSUMER;
         st->consumers = ch->role != PSYNE_ROLE_PRODUCER;
         st->numa_node = -1;
@@ -660,8 +694,8 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     st->msgs_out = rd(&tsh->prod.msgs);
     st->bytes_out = rd(&tsh->prod.bytes);
     for (psyne_channel *h = t->handles; h; h = h->next) {
-        st->msgs_out += rd(&h->mp_msgs);
-        st->bytes_out += rd(&h->mp_bytes);
+        st->msgs_out += mp_counted(&h->mp_msgs, 0);
+        st->bytes_out += mp_counted(&h->mp_msgs, 1);
     }
     pthread_mutex_unlock(&t->handles_lock);
     if (r->ipc) /* every process's open handles count in their slots */

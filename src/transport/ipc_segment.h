@@ -48,8 +48,10 @@ struct psy_ipc_slot {
     psy_atomic32 pid;     /* for people reading a dump; liveness is the byte lock */
     psy_atomic32 sub;     /* BROADCAST subscriber slot + 1, 0 if none */
     struct psy_claim_intent intent;
-    psy_atomic64 msgs;    /* MP producer counters of this handle */
+    psy_atomic64 msgs;    /* MP producer counters of this handle: any thread's, */
     psy_atomic64 bytes;
+    psy_atomic64 own_msgs; /* and its owner thread's (channel.c, count_mp) */
+    psy_atomic64 own_bytes;
 };
 
 struct psy_ipc_header {
@@ -79,6 +81,8 @@ struct psy_ipc_header {
 };
 
 _Static_assert(sizeof(struct psy_ipc_slot) == PSY_CACHE_BLOCK, "one block per slot");
+_Static_assert(offsetof(struct psy_ipc_slot, own_bytes) == offsetof(struct psy_ipc_slot, msgs) + 24,
+               "a handle's four MP counters in a row (channel.c, count_mp)");
 _Static_assert(sizeof(struct psy_ipc_header) % PSY_CACHE_BLOCK == 0, "the ring block after it stays aligned");
 
 /* Where things are in a valid segment. */
