@@ -100,7 +100,8 @@ struct psy_cons {
     psy_atomic32 read_owner; /* ipc MC: taken_tag of the last read-lock holder */
     /* SC: the consumer's own copy of rel.head, which only it writes. It never
      * loads rel.head: producers read that line, and a load of it after theirs
-     * waits for the line to come back (batch receive ran 13% slower). */
+     * waits for the line to come back (64 B receives ran 1.2-1.3x faster
+     * without those loads). */
     psy_atomic64 released;
 };
 
