@@ -8,12 +8,14 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -253,12 +255,18 @@ void bench_peer_start(struct bench_peer *p, int as_process, void *(*fn)(void *),
         return;
     }
     fflush(NULL);
+    pid_t parent = getpid();
     p->pid = fork();
     if (p->pid < 0) {
         perror("bench: fork");
         abort();
     }
     if (p->pid == 0) {
+        /* Dies with the run: a run that aborts (a lost message found, or the
+         * self-test of that) must not leave its peer waiting forever. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
         fn(arg);
         _exit(0);
     }
