@@ -471,11 +471,10 @@ static void *commit_on_shared_handle(void *arg)
             CHECK_RC(psyne_claim(tx, 24, &c, PSYNE_FOREVER), 0);
             CHECK_RC(psyne_commit(tx, &c, 1 + i % 24, T_MSG), 0);
         } else {
-            struct psyne_claimed c[2];
-            uint32_t lengths[2] = {1 + i % 24, 0};
-            int n = psyne_claim_batch(tx, 24, c, 1, PSYNE_FOREVER);
-            CHECK_RC(n, 1);
-            CHECK_RC(psyne_commit_batch(tx, c, 1, lengths, T_MSG), 0);
+            struct psyne_claimed c;
+            uint32_t length = 1 + i % 24;
+            CHECK_RC(psyne_claim_batch(tx, 24, &c, 1, PSYNE_FOREVER), 1);
+            CHECK_RC(psyne_commit_batch(tx, &c, 1, &length, T_MSG), 0);
         }
     }
     return NULL;

@@ -67,12 +67,6 @@ static void count_mp(psyne_channel *ch, uint64_t n, uint64_t bytes)
     atomic_fetch_add_explicit(&c[1], bytes, memory_order_relaxed);
 }
 
-/* Messages (i = 0) or bytes (i = 1) an MP handle's counters hold. */
-static uint64_t mp_counted(const psy_atomic64 *c, int i)
-{
-    return atomic_load_explicit(&c[i], memory_order_relaxed) + atomic_load_explicit(&c[i + 2], memory_order_relaxed);
-}
-
 _Static_assert(offsetof(struct psyne_channel, mp_own_bytes) == offsetof(struct psyne_channel, mp_msgs) + 24,
                "count_mp's four counters in a row");
 
@@ -302,8 +296,8 @@ int psyne_channel_close(psyne_channel *ch)
             break;
         }
     }
-    atomic_fetch_add_explicit(&r->sh->prod.msgs, mp_counted(&ch->mp_msgs, 0), memory_order_relaxed);
-    atomic_fetch_add_explicit(&r->sh->prod.bytes, mp_counted(&ch->mp_msgs, 1), memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->sh->prod.msgs, psy_mp_counted(&ch->mp_msgs, 0), memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->sh->prod.bytes, psy_mp_counted(&ch->mp_msgs, 1), memory_order_relaxed);
     pthread_mutex_unlock(&r->handles_lock);
     if (ch->sub >= 0)
         psy_ring_unsubscribe(r, ch->sub);
@@ -667,8 +661,8 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     memset(st, 0, sizeof *st);
     if (ch->server) {
         psy_tcp_server_stats(ch->server, st);
-        st->msgs_out += mp_counted(&ch->mp_msgs, 0); /* MP peers' send rings count per handle */
-        st->bytes_out += mp_counted(&ch->mp_msgs, 1);
+        st->msgs_out += psy_mp_counted(&ch->mp_msgs, 0); /* MP peers' send rings count per handle */
+        st->bytes_out += psy_mp_counted(&ch->mp_msgs, 1);
         st->producers = ch->role != PSYNE_ROLE_CONSUMER;
         st->consumers = ch->role != PSYNE_ROLE_PRODUCER;
         st->numa_node = -1;
@@ -694,8 +688,8 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     st->msgs_out = rd(&tsh->prod.msgs);
     st->bytes_out = rd(&tsh->prod.bytes);
     for (psyne_channel *h = t->handles; h; h = h->next) {
-        st->msgs_out += mp_counted(&h->mp_msgs, 0);
-        st->bytes_out += mp_counted(&h->mp_msgs, 1);
+        st->msgs_out += psy_mp_counted(&h->mp_msgs, 0);
+        st->bytes_out += psy_mp_counted(&h->mp_msgs, 1);
     }
     pthread_mutex_unlock(&t->handles_lock);
     if (r->ipc) /* every process's open handles count in their slots */

@@ -181,10 +181,8 @@ static bool someone_else_claims(struct ipc_attachment *a, int dead, uint64_t pos
 /* A handle's MP counts stay in the ring's totals when its slot goes. */
 static void fold_counters(struct psy_ring *r, struct psy_ipc_slot *s)
 {
-    atomic_fetch_add_explicit(&r->sh->prod.msgs, atomic_load(&s->msgs) + atomic_load(&s->own_msgs),
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&r->sh->prod.bytes, atomic_load(&s->bytes) + atomic_load(&s->own_bytes),
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->sh->prod.msgs, psy_mp_counted(&s->msgs, 0), memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->sh->prod.bytes, psy_mp_counted(&s->msgs, 1), memory_order_relaxed);
 }
 
 /* Cleans up after the dead owner of slot i (we hold it in REAPING). */
@@ -524,10 +522,8 @@ void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t
     for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
         if (atomic_load_explicit(&h->slots[i].state, memory_order_acquire) != PSY_SLOT_LIVE)
             continue;
-        *msgs += atomic_load_explicit(&h->slots[i].msgs, memory_order_relaxed) +
-                 atomic_load_explicit(&h->slots[i].own_msgs, memory_order_relaxed);
-        *bytes += atomic_load_explicit(&h->slots[i].bytes, memory_order_relaxed) +
-                  atomic_load_explicit(&h->slots[i].own_bytes, memory_order_relaxed);
+        *msgs += psy_mp_counted(&h->slots[i].msgs, 0);
+        *bytes += psy_mp_counted(&h->slots[i].msgs, 1);
     }
     *peers_lost = atomic_load_explicit(&h->peers_lost, memory_order_relaxed);
     *claims_recovered = atomic_load_explicit(&h->claims_recovered, memory_order_relaxed);

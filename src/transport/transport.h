@@ -30,8 +30,15 @@ void psy_ipc_set_roles(struct psy_ring *r, unsigned roles, int sub);
 void psy_ipc_clear_roles(struct psy_ring *r);
 /* Whether the segment is a dynamic ring's anchor (ipc_dynamic.h). */
 bool psy_ipc_is_dynamic(struct psy_ring *r);
-/* The handle's MP counters {msgs, bytes} in its slot, visible to every process. */
+/* The handle's MP counters {msgs, bytes, own msgs, own bytes} in its slot,
+ * visible to every process (channel.c, count_mp). */
 psy_atomic64 *psy_ipc_counters(struct psy_ring *r);
+/* Messages (i = 0) or bytes (i = 1) that a handle's four MP counters hold:
+ * other threads' count plus the owner thread's. */
+static inline uint64_t psy_mp_counted(const psy_atomic64 *c, int i)
+{
+    return atomic_load_explicit(&c[i], memory_order_relaxed) + atomic_load_explicit(&c[i + 2], memory_order_relaxed);
+}
 /* Adds the open handles' MP counters; the segment's crash counters. */
 void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t *peers_lost,
                    uint64_t *claims_recovered, uint64_t *views_recovered);
