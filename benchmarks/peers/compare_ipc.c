@@ -328,10 +328,6 @@ static int start_roudi(void)
         if (waited_ms >= 400 && access("/tmp/roudi", F_OK) == 0)
             break;
     }
-    static bool registered;
-    if (!registered)
-        atexit(stop_roudi);
-    registered = true;
     unlink(cfg); /* read at start-up */
     return 0;
 }
@@ -397,6 +393,7 @@ int main(int argc, char **argv)
     run = mmap(NULL, sizeof *run, PROT_READ | PROT_WRITE, MAP_SHARED, run_fd, 0);
     if (run == MAP_FAILED || start_roudi() != 0)
         return 1;
+    atexit(stop_roudi); /* whichever RouDi runs at exit (iox_run_pair may restart it) */
 
     printf("# psyne_compare_ipc: psyne ipc:// vs iceoryx %s (C binding), %d alternating rounds per row\n",
            "2.0", runs);
