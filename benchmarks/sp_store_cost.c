@@ -1,0 +1,187 @@
+/*
+ * sp_store_cost.c - what each store of the SP claim/commit path costs a
+ * stream of 64 B messages (issue 2: psyne's 64 B single messages run at
+ * about 0.55x a fixed-slot ring on the AMD EPYC VM).
+ *
+ * The producer writes each message through one of several paths, in
+ * alternating rounds in one process; the consumer always uses the public
+ * calls, checks every sequence number and reads every byte
+ * (../shared/WORKLOADS.md). Paths:
+ *   call        psyne_claim + psyne_commit (what users get)
+ *   inline      the library's own psy_sp_claim/psy_sp_commit inlined here
+ *   inline-...  copies of that path with stores left out (the counters, the
+ *               claim-open flag), or the flag kept as bit 0 of the tail:
+ *               experiments, not correct paths (stats go wrong)
+ * Each ratio is the median over rounds of path / call in the same round.
+ *
+ *   psyne_sp_store_cost [rounds]      (default 7; pins producer 0, consumer 1)
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "psyne.h"
+#include "ring/fastpath.h"
+#include "core/channel.h"
+
+#include "bench_util.h"
+#include "workloads.h"
+
+#define COUNT 4000000
+#define MAX_ROUNDS 64
+
+enum { KEEP_FLAG = 1, KEEP_COUNTS = 2, FLAG_IN_TAIL = 4 };
+
+static psyne_channel *tx, *rx;
+static int path; /* 0: call; 1..: index into variants */
+
+static const struct {
+    const char *name;
+    int keep;
+} variants[] = {{"call", 0},
+                {"inline", KEEP_FLAG | KEEP_COUNTS},
+                {"inline-no-counters", KEEP_FLAG},
+                {"inline-no-flag", KEEP_COUNTS},
+                {"inline-no-flag-no-counters", 0},
+                {"inline-flag-in-tail-no-counters", FLAG_IN_TAIL}};
+#define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
+
+/* psy_sp_claim with the claim-open flag kept as `keep` says. */
+static inline __attribute__((always_inline)) int claim_as(struct psy_ring *r, uint64_t need, struct psyne_claimed *c,
+                                                          int keep)
+{
+    struct psy_ring_shared *sh = r->sh;
+    if ((keep & KEEP_FLAG) && atomic_load_explicit(&sh->prod.claim_open, memory_order_relaxed))
+        return -EBUSY;
+    uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_relaxed);
+    if (tail + need + PSY_TERMINATOR - head > r->cap) {
+        head = psy_ring_refresh_head(r);
+        atomic_store_explicit(&sh->prod.cached_head, head, memory_order_relaxed);
+        if (tail + need + PSY_TERMINATOR - head > r->cap)
+            return -EAGAIN;
+    }
+    if (keep & KEEP_FLAG)
+        atomic_store_explicit(&sh->prod.claim_open, 1, memory_order_relaxed);
+    if (keep & FLAG_IN_TAIL)
+        atomic_store_explicit(&sh->pub.tail, tail | 1, memory_order_relaxed);
+    c->data = r->data + (tail & r->mask) + PSYNE_RECORD_HEADER;
+    c->psy_pos = tail;
+    return 0;
+}
+
+/* psy_sp_commit (psy_sp_publish) with stores kept as `keep` says. */
+static inline __attribute__((always_inline)) void commit_as(struct psy_ring *r, struct psyne_claimed *c,
+                                                            uint32_t length, int keep)
+{
+    struct psy_ring_shared *sh = r->sh;
+    uint64_t pos = c->psy_pos, end = pos + PSYNE_RECORD_SIZE(length);
+    atomic_store_explicit(psy_hdr_at(r, end), 0, memory_order_relaxed);
+    atomic_store_explicit(psy_hdr_at(r, pos), psy_hdr_make(length, PSYNE_TYPE_USER_MIN), memory_order_release);
+    atomic_store_explicit(&sh->pub.tail, end, memory_order_release);
+    if (keep & KEEP_FLAG)
+        atomic_store_explicit(&sh->prod.claim_open, 0, memory_order_relaxed);
+    if (keep & KEEP_COUNTS) {
+        psy_count(&sh->prod.msgs, 1);
+        psy_count(&sh->prod.bytes, length);
+    }
+    psy_wake_if_waiting(r, PSY_WAIT_DATA);
+}
+
+#define VARIANT_LOOP(keep)                                                                                           \
+    for (uint64_t i = 0; i < COUNT; i++) {                                                                           \
+        while (claim_as(r, PSYNE_RECORD_SIZE(64), &c, (keep)))                                                       \
+            psy_cpu_relax();                                                                                         \
+        bench_write_payload(c.data, 64, i);                                                                          \
+        commit_as(r, &c, 64, (keep));                                                                                \
+    }
+
+static void *producer(void *arg)
+{
+    (void)arg;
+    bench_pin(bench_cpu_producer);
+    struct psy_ring *r = psy_channel_ring(tx);
+    struct psyne_claimed c;
+    switch (path) {
+    case 0:
+        for (uint64_t i = 0; i < COUNT; i++) {
+            if (psyne_claim(tx, 64, &c, PSYNE_FOREVER))
+                abort();
+            bench_write_payload(c.data, 64, i);
+            psyne_commit(tx, &c, 64, PSYNE_TYPE_USER_MIN);
+        }
+        break;
+    case 1:
+        for (uint64_t i = 0; i < COUNT; i++) {
+            while (psy_sp_claim(r, PSYNE_RECORD_SIZE(64), &c))
+                psy_cpu_relax();
+            bench_write_payload(c.data, 64, i);
+            psy_sp_commit(r, &c, 64, PSYNE_TYPE_USER_MIN);
+        }
+        break;
+    case 2: VARIANT_LOOP(KEEP_FLAG) break;
+    case 3: VARIANT_LOOP(KEEP_COUNTS) break;
+    case 4: VARIANT_LOOP(0) break;
+    default: VARIANT_LOOP(FLAG_IN_TAIL) break;
+    }
+    return NULL;
+}
+
+static double run(int p)
+{
+    path = p;
+    struct psyne_options o;
+    psyne_options_init(&o);
+    o.capacity = workload_capacity(64);
+    if (psyne_channel_open(&rx, "memory://sp-store-cost", &o) || psyne_channel_open(&tx, "memory://sp-store-cost", &o))
+        abort();
+    pthread_t t;
+    int64_t t0 = bench_now_ns();
+    pthread_create(&t, NULL, producer, NULL);
+    bench_pin(bench_cpu_consumer);
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < COUNT; i++) {
+        struct psyne_msg m;
+        if (psyne_receive(rx, &m, PSYNE_FOREVER))
+            abort();
+        sum += bench_read_payload(m.data, m.length, i, variants[p].name);
+        psyne_release(rx, &m);
+    }
+    pthread_join(t, NULL);
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    psyne_channel_close(tx);
+    psyne_channel_close(rx);
+    return (double)COUNT / secs + (double)(sum & 0); /* sum: the reads are not optimized away */
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    int rounds = argc > 1 ? atoi(argv[1]) : 7;
+    if (rounds < 1 || rounds > MAX_ROUNDS)
+        return 2;
+    static double mps[N_VARIANTS][MAX_ROUNDS];
+    for (int k = 0; k < rounds; k++)
+        for (int v = 0; v < N_VARIANTS; v++)
+            mps[v][k] = run(v);
+    for (int v = 0; v < N_VARIANTS; v++) {
+        double ratio[MAX_ROUNDS], abs[MAX_ROUNDS];
+        for (int k = 0; k < rounds; k++) {
+            ratio[k] = mps[v][k] / mps[0][k];
+            abs[k] = mps[v][k];
+        }
+        qsort(ratio, (size_t)rounds, sizeof ratio[0], cmp_double);
+        qsort(abs, (size_t)rounds, sizeof abs[0], cmp_double);
+        printf("RESULT system=psyne-%s workload=inproc-spsc-tput size=64 mps=%.0f vs_call=%.3f min=%.3f max=%.3f "
+               "rounds=%d\n",
+               variants[v].name, abs[rounds / 2], ratio[rounds / 2], ratio[0], ratio[rounds - 1], rounds);
+    }
+    return 0;
+}
