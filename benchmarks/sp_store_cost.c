@@ -38,15 +38,13 @@ static psyne_channel *tx, *rx;
 static int path;      /* 0: call; 1..: index into variants */
 static uint64_t sink; /* what the consumer read, kept */
 
-static const struct {
-    const char *name;
-    int keep;
-} variants[] = {{"call", 0},
-                {"inline", KEEP_FLAG | KEEP_COUNTS},
-                {"inline-no-counters", KEEP_FLAG},
-                {"inline-no-flag", KEEP_COUNTS},
-                {"inline-no-flag-no-counters", 0},
-                {"inline-flag-in-tail-no-counters", FLAG_IN_TAIL}};
+/* Named as in RESULT lines; the producer's switch picks each one's stores. */
+static const char *const variants[] = {"call",
+                                       "inline",
+                                       "inline-no-counters",
+                                       "inline-no-flag",
+                                       "inline-no-flag-no-counters",
+                                       "inline-flag-in-tail-no-counters"};
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 
 /* psy_sp_claim with the claim-open flag kept as `keep` says. */
@@ -147,7 +145,7 @@ static double run(int p)
         struct psyne_msg m;
         if (psyne_receive(rx, &m, PSYNE_FOREVER))
             abort();
-        sum += bench_read_payload(m.data, m.length, i, variants[p].name);
+        sum += bench_read_payload(m.data, m.length, i, variants[p]);
         psyne_release(rx, &m);
     }
     pthread_join(t, NULL);
@@ -156,12 +154,6 @@ static double run(int p)
     psyne_channel_close(rx);
     sink += sum;
     return (double)COUNT / secs;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
@@ -174,16 +166,13 @@ int main(int argc, char **argv)
         for (int v = 0; v < N_VARIANTS; v++)
             mps[v][k] = run(v);
     for (int v = 0; v < N_VARIANTS; v++) {
-        double ratio[MAX_ROUNDS], abs[MAX_ROUNDS];
-        for (int k = 0; k < rounds; k++) {
+        double ratio[MAX_ROUNDS];
+        for (int k = 0; k < rounds; k++)
             ratio[k] = mps[v][k] / mps[0][k];
-            abs[k] = mps[v][k];
-        }
-        qsort(ratio, (size_t)rounds, sizeof ratio[0], cmp_double);
-        qsort(abs, (size_t)rounds, sizeof abs[0], cmp_double);
         printf("RESULT system=psyne-%s workload=inproc-spsc-tput size=64 mps=%.0f vs_call=%.3f min=%.3f max=%.3f "
                "rounds=%d\n",
-               variants[v].name, abs[rounds / 2], ratio[rounds / 2], ratio[0], ratio[rounds - 1], rounds);
+               variants[v], bench_median(mps[v], rounds), bench_median(ratio, rounds), bench_min(ratio, rounds),
+               bench_max(ratio, rounds), rounds);
     }
     return 0;
 }
