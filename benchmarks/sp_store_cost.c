@@ -32,11 +32,14 @@
 #define COUNT 4000000
 #define MAX_ROUNDS 64
 
-enum { KEEP_FLAG = 1, KEEP_COUNTS = 2, FLAG_IN_TAIL = 4 };
+enum { KEEP_FLAG = 1, KEEP_COUNTS = 2, FLAG_IN_TAIL = 4, KEEP_MSGS = 8 };
 
 static psyne_channel *tx, *rx;
 static int path;      /* 0: call; 1..: index into variants */
 static uint64_t sink; /* what the consumer read, kept */
+/* the claim-open flag the ring kept in its producer block until the flag
+ * moved into bit 0 of the tail: a word of the producer's own */
+static alignas(64) psy_atomic32 claim_open_word;
 
 /* Named as in RESULT lines; the producer's switch picks each one's stores. */
 static const char *const variants[] = {"call",
@@ -44,7 +47,9 @@ static const char *const variants[] = {"call",
                                        "inline-no-counters",
                                        "inline-no-flag",
                                        "inline-no-flag-no-counters",
-                                       "inline-flag-in-tail-no-counters"};
+                                       "inline-flag-in-tail-no-counters",
+                                       "inline-flag-in-tail",
+                                       "inline-flag-in-tail-msgs-only"};
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 
 /* psy_sp_claim with the claim-open flag kept as `keep` says. */
@@ -52,7 +57,7 @@ static inline __attribute__((always_inline)) int claim_as(struct psy_ring *r, ui
                                                           int keep)
 {
     struct psy_ring_shared *sh = r->sh;
-    if ((keep & KEEP_FLAG) && atomic_load_explicit(&sh->prod.claim_open, memory_order_relaxed))
+    if ((keep & KEEP_FLAG) && atomic_load_explicit(&claim_open_word, memory_order_relaxed))
         return -EBUSY;
     uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_relaxed);
@@ -63,7 +68,7 @@ static inline __attribute__((always_inline)) int claim_as(struct psy_ring *r, ui
             return -EAGAIN;
     }
     if (keep & KEEP_FLAG)
-        atomic_store_explicit(&sh->prod.claim_open, 1, memory_order_relaxed);
+        atomic_store_explicit(&claim_open_word, 1, memory_order_relaxed);
     if (keep & FLAG_IN_TAIL)
         atomic_store_explicit(&sh->pub.tail, tail | 1, memory_order_relaxed);
     c->data = r->data + (tail & r->mask) + PSYNE_RECORD_HEADER;
@@ -81,11 +86,13 @@ static inline __attribute__((always_inline)) void commit_as(struct psy_ring *r, 
     atomic_store_explicit(psy_hdr_at(r, pos), psy_hdr_make(length, PSYNE_TYPE_USER_MIN), memory_order_release);
     atomic_store_explicit(&sh->pub.tail, end, memory_order_release);
     if (keep & KEEP_FLAG)
-        atomic_store_explicit(&sh->prod.claim_open, 0, memory_order_relaxed);
+        atomic_store_explicit(&claim_open_word, 0, memory_order_relaxed);
     if (keep & KEEP_COUNTS) {
         psy_count(&sh->prod.msgs, 1);
         psy_count(&sh->prod.bytes, length);
     }
+    if (keep & KEEP_MSGS)
+        psy_count(&sh->prod.msgs, 1);
     psy_wake_if_waiting(r, PSY_WAIT_DATA);
 }
 
@@ -123,7 +130,9 @@ static void *producer(void *arg)
     case 2: VARIANT_LOOP(KEEP_FLAG) break;
     case 3: VARIANT_LOOP(KEEP_COUNTS) break;
     case 4: VARIANT_LOOP(0) break;
-    default: VARIANT_LOOP(FLAG_IN_TAIL) break;
+    case 5: VARIANT_LOOP(FLAG_IN_TAIL) break;
+    case 6: VARIANT_LOOP(FLAG_IN_TAIL | KEEP_COUNTS) break;
+    default: VARIANT_LOOP(FLAG_IN_TAIL | KEEP_MSGS) break;
     }
     return NULL;
 }

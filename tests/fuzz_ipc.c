@@ -86,7 +86,6 @@ static void parse_records(psyne_channel *ch, const uint8_t *p, size_t n)
     atomic_store(&sh->rel.head, 0);
     atomic_store(&sh->pub.tail, 0);
     atomic_store(&sh->prod.cached_head, 0);
-    atomic_store(&sh->prod.claim_open, 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -685,8 +685,7 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     if (st->in_use > st->high_water)
         st->high_water = st->in_use;
     pthread_mutex_lock(&t->handles_lock);
-    st->msgs_out = rd(&tsh->prod.msgs);
-    st->bytes_out = rd(&tsh->prod.bytes);
+    psy_ring_produced(t, &st->msgs_out, &st->bytes_out);
     for (psyne_channel *h = t->handles; h; h = h->next) {
         st->msgs_out += psy_mp_counted(&h->mp_msgs, 0);
         st->bytes_out += psy_mp_counted(&h->mp_msgs, 1);

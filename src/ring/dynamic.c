@@ -156,8 +156,10 @@ static void keep_counts(struct psy_dyn *d, struct psy_dyn_seg *s)
 {
     struct psy_ring_shared *sh = s->ring.sh;
     struct psy_dyn_stats *t = d->st;
-    atomic_fetch_add_explicit(&t->msgs_out, atomic_load(&sh->prod.msgs), memory_order_relaxed);
-    atomic_fetch_add_explicit(&t->bytes_out, atomic_load(&sh->prod.bytes), memory_order_relaxed);
+    uint64_t msgs, bytes;
+    psy_ring_produced(&s->ring, &msgs, &bytes);
+    atomic_fetch_add_explicit(&t->msgs_out, msgs, memory_order_relaxed);
+    atomic_fetch_add_explicit(&t->bytes_out, bytes, memory_order_relaxed);
     atomic_fetch_add_explicit(&t->msgs_in, atomic_load(&sh->cons.msgs), memory_order_relaxed);
     atomic_fetch_add_explicit(&t->bytes_in, atomic_load(&sh->cons.bytes), memory_order_relaxed);
     atomic_fetch_add_explicit(&t->full_events, atomic_load(&sh->prod.full_events), memory_order_relaxed);
@@ -202,7 +204,7 @@ static int chain(struct psy_dyn *d, uint64_t cap)
 {
     int64_t t0 = psy_now_ns();
     struct psy_dyn_seg *old = atomic_load_explicit(&d->prod, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(&old->ring.sh->pub.tail, memory_order_relaxed); /* ours */
+    uint64_t tail = atomic_load_explicit(&old->ring.sh->pub.tail, memory_order_relaxed) & ~PSY_TAIL_CLAIMED; /* ours */
     struct psy_dyn_seg *s;
     int rc = new_segment(d, old->gen + 1, cap, tail, true, &s);
     if (rc)
@@ -381,8 +383,10 @@ void psy_dyn_stats(struct psy_dyn *d, struct psyne_stats *st)
         st->in_use += psy_ring_in_use(&s->ring);
         uint64_t hw = atomic_load_explicit(&sh->slow.high_water, memory_order_relaxed);
         st->high_water = hw > st->high_water ? hw : st->high_water;
-        st->msgs_out += atomic_load_explicit(&sh->prod.msgs, memory_order_relaxed);
-        st->bytes_out += atomic_load_explicit(&sh->prod.bytes, memory_order_relaxed);
+        uint64_t msgs, bytes;
+        psy_ring_produced(&s->ring, &msgs, &bytes);
+        st->msgs_out += msgs;
+        st->bytes_out += bytes;
         st->msgs_in += atomic_load_explicit(&sh->cons.msgs, memory_order_relaxed);
         st->bytes_in += atomic_load_explicit(&sh->cons.bytes, memory_order_relaxed);
         st->full_events += atomic_load_explicit(&sh->prod.full_events, memory_order_relaxed);

@@ -21,9 +21,6 @@
 #define psy_unlikely(x) (x)
 #endif
 
-/* The release position a producer may not pass (A3), refreshed when the
- * cached copy says the ring is full (produce.c). */
-uint64_t psy_ring_refresh_head(struct psy_ring *r);
 
 /* The state of one single consumer: the ring's consumer blocks, or one
  * BROADCAST subscriber's slot. */
@@ -43,18 +40,16 @@ struct psy_reader {
 static inline int psy_sp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
 {
     struct psy_ring_shared *sh = r->sh;
-    if (psy_unlikely(atomic_load_explicit(&sh->prod.claim_open, memory_order_relaxed)))
-        return -EBUSY;
     uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed); /* we are its only writer */
+    if (psy_unlikely(tail & PSY_TAIL_CLAIMED))
+        return -EBUSY;
     uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_relaxed);
     if (psy_unlikely(tail + need + PSY_TERMINATOR - head > r->cap)) {
-        head = psy_ring_refresh_head(r);
-        atomic_store_explicit(&sh->prod.cached_head, head, memory_order_relaxed);
-        psy_ring_note_usage(r, tail - head);
+        head = psy_sp_refresh(r, tail);
         if (tail + need + PSY_TERMINATOR - head > r->cap)
             return -EAGAIN;
     }
-    atomic_store_explicit(&sh->prod.claim_open, 1, memory_order_relaxed);
+    atomic_store_explicit(&sh->pub.tail, tail | PSY_TAIL_CLAIMED, memory_order_relaxed);
     c->data = r->data + (tail & r->mask) + PSYNE_RECORD_HEADER;
     c->psy_pos = tail;
     c->psy_reserved = (uint32_t)need;
@@ -63,7 +58,8 @@ static inline int psy_sp_claim(struct psy_ring *r, uint64_t need, struct psyne_c
 
 /* SP publication of the records in [pos, end), whose later headers are
  * already written: the terminator at end, then the first header (R1), which
- * makes them all visible at once; closes the producer's claim. */
+ * makes them all visible at once; the tail store closes the producer's
+ * claim. msgs/bytes are counted here only in rings that count commits. */
 static inline void psy_sp_publish(struct psy_ring *r, uint64_t pos, uint64_t first_header, uint64_t end,
                                   uint64_t msgs, uint64_t bytes)
 {
@@ -71,9 +67,10 @@ static inline void psy_sp_publish(struct psy_ring *r, uint64_t pos, uint64_t fir
     atomic_store_explicit(psy_hdr_at(r, end), 0, memory_order_relaxed); /* published by R1 */
     atomic_store_explicit(psy_hdr_at(r, pos), first_header, memory_order_release); /* R1 */
     atomic_store_explicit(&sh->pub.tail, end, memory_order_release);
-    atomic_store_explicit(&sh->prod.claim_open, 0, memory_order_relaxed);
-    psy_count(&sh->prod.msgs, msgs);
-    psy_count(&sh->prod.bytes, bytes);
+    if (!r->walk_counts) {
+        psy_count(&sh->prod.msgs, msgs);
+        psy_count(&sh->prod.bytes, bytes);
+    }
     psy_wake_if_waiting(r, PSY_WAIT_DATA);
 }
 

@@ -32,6 +32,87 @@ uint64_t psy_ring_refresh_head(struct psy_ring *r)
     return min;
 }
 
+/* Counts the records in [from, to) that the producer wrote: every record
+ * but pads. Stops early at a header that cannot be (a corrupted shared
+ * ring); returns where it stopped. */
+static uint64_t count_records(const struct psy_ring *r, uint64_t from, uint64_t to, uint64_t *msgs, uint64_t *bytes)
+{
+    uint64_t n = 0, b = 0;
+    while (from != to) {
+        uint64_t w = atomic_load_explicit(psy_hdr_at(r, from), memory_order_relaxed); /* ordered by A7 / R1 */
+        uint64_t size = PSYNE_RECORD_SIZE(psy_hdr_length(w));
+        if (psy_hdr_type(w) == 0 || size > to - from)
+            break;
+        if (psy_hdr_type(w) != PSY_TYPE_PAD) {
+            n++;
+            b += psy_hdr_length(w);
+        }
+        from += size;
+    }
+    *msgs = n;
+    *bytes = b;
+    return from;
+}
+
+/* SP, walk_counts: moves the count checkpoint to tail, adding the records
+ * before it. Runs on the producer before each refresh of its cached head:
+ * nothing after the old checkpoint has been overwritten yet, as the space
+ * the producer may reuse ends at the cached head it had (<= count_pos). */
+static void sp_checkpoint(struct psy_ring *r, uint64_t tail)
+{
+    struct psy_prod *p = &r->sh->prod;
+    uint64_t from = atomic_load_explicit(&p->count_pos, memory_order_relaxed), n, b;
+    if (from == tail)
+        return;
+    count_records(r, from, tail, &n, &b);
+    uint64_t seq = atomic_load_explicit(&p->count_seq, memory_order_relaxed);
+    atomic_store_explicit(&p->count_seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release); /* R7: odd before the new counts and any reuse of space */
+    psy_count(&p->msgs, n);
+    psy_count(&p->bytes, b);
+    atomic_store_explicit(&p->count_pos, tail, memory_order_relaxed); /* past a corrupted header too */
+    atomic_store_explicit(&p->count_seq, seq + 2, memory_order_release); /* even: counts and position agree */
+}
+
+uint64_t psy_sp_refresh(struct psy_ring *r, uint64_t tail)
+{
+    if (r->walk_counts)
+        sp_checkpoint(r, tail);
+    uint64_t head = psy_ring_refresh_head(r);
+    atomic_store_explicit(&r->sh->prod.cached_head, head, memory_order_release); /* R5 */
+    psy_ring_note_usage(r, tail - head);
+    return head;
+}
+
+void psy_ring_produced(const struct psy_ring *r, uint64_t *msgs, uint64_t *bytes)
+{
+    const struct psy_prod *p = &r->sh->prod;
+    /* A producer process that died while moving the checkpoint leaves the
+     * count odd: after this many tries the counts are taken as they are. */
+    for (int tries = 0;; tries++) {
+        uint64_t seq = atomic_load_explicit(&p->count_seq, memory_order_acquire);
+        uint64_t m = atomic_load_explicit(&p->msgs, memory_order_relaxed);
+        uint64_t b = atomic_load_explicit(&p->bytes, memory_order_relaxed);
+        if (r->walk_counts) {
+            uint64_t from = atomic_load_explicit(&p->count_pos, memory_order_relaxed), n = 0, nb = 0;
+            /* pairs with the release of pub.tail in psy_sp_publish: the headers before it are written */
+            uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire) & ~PSY_TAIL_CLAIMED;
+            if (tail - from <= r->cap) /* a corrupted shared ring may say anything */
+                count_records(r, from, tail, &n, &nb);
+            m += n;
+            b += nb;
+            atomic_thread_fence(memory_order_acquire); /* A7: the reads above before the second read of seq */
+            if ((seq & 1 || atomic_load_explicit(&p->count_seq, memory_order_relaxed) != seq) && tries < 100000) {
+                psy_cpu_relax();
+                continue;
+            }
+        }
+        *msgs = m;
+        *bytes = b;
+        return;
+    }
+}
+
 /* ipc MP: records what this producer is about to reserve (or that it holds
  * nothing: pos PSY_INTENT_NONE). Plain stores to the handle's own slot; a
  * survivor reads them only after this process is dead. */
@@ -104,7 +185,7 @@ int psy_ring_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length
 {
     struct psy_ring_shared *sh = r->sh;
     if (!r->mp) {
-        if (!atomic_load_explicit(&sh->prod.claim_open, memory_order_relaxed))
+        if (!(atomic_load_explicit(&sh->pub.tail, memory_order_relaxed) & PSY_TAIL_CLAIMED))
             return -EINVAL;
         psy_sp_commit(r, c, length, type);
         return 0;
@@ -125,9 +206,10 @@ int psy_ring_abort(struct psy_ring *r, struct psyne_claimed *c)
         intent_clear(r);
         psy_wake_if_waiting(r, PSY_WAIT_DATA);
     } else {
-        if (!atomic_load_explicit(&r->sh->prod.claim_open, memory_order_relaxed))
+        uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_relaxed);
+        if (!(tail & PSY_TAIL_CLAIMED))
             return -EINVAL;
-        atomic_store_explicit(&r->sh->prod.claim_open, 0, memory_order_relaxed);
+        atomic_store_explicit(&r->sh->pub.tail, tail & ~PSY_TAIL_CLAIMED, memory_order_relaxed);
     }
     c->psy_reserved = 0;
     return 0;
@@ -156,11 +238,17 @@ int psy_ring_claim_batch(struct psy_ring *r, uint64_t need, struct psyne_claimed
 {
     struct psy_ring_shared *sh = r->sh;
     uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
+    if (!r->mp && (tail & PSY_TAIL_CLAIMED))
+        return -EBUSY;
     uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_acquire); /* A5 */
     unsigned k = fitting(r, tail, head, need, n);
     if (k < n) {
-        head = psy_ring_refresh_head(r);
-        atomic_store_explicit(&sh->prod.cached_head, head, memory_order_release); /* R5 */
+        if (r->mp) {
+            head = psy_ring_refresh_head(r);
+            atomic_store_explicit(&sh->prod.cached_head, head, memory_order_release); /* R5 */
+        } else {
+            head = psy_sp_refresh(r, tail);
+        }
         k = fitting(r, tail, head, need, n);
     }
     if (k == 0)

@@ -66,6 +66,7 @@ void psy_ring_view(struct psy_ring *r, struct psy_ring_shared *sh, uint8_t *data
     r->mode = mode;
     r->mp = mode == PSYNE_MODE_MPSC || mode == PSYNE_MODE_MPMC;
     r->mc = mode == PSYNE_MODE_SPMC || mode == PSYNE_MODE_MPMC;
+    r->walk_counts = !r->mp && !r->mc; /* MC consumers rewrite headers: those count every commit */
     r->wait_kind = opt->wait;
     r->spin_ns = opt->spin_ns < 0 ? 50000 : opt->spin_ns;
     r->yield_ns = opt->yield_ns < 0 ? 200000 : opt->yield_ns;
@@ -117,6 +118,7 @@ void psy_ring_set_start(struct psy_ring *r, uint64_t start)
     atomic_store(psy_hdr_at(r, start), 0); /* a ring from a slab was zeroed at position 0 only */
     atomic_store(&sh->pub.tail, start);
     atomic_store(&sh->prod.cached_head, start);
+    atomic_store(&sh->prod.count_pos, start);
     atomic_store(&sh->cons.read_pos, start);
     atomic_store(&sh->rel.head, start);
     atomic_store(&sh->cons.released, start);
@@ -179,7 +181,7 @@ uint64_t psy_bcast_slowest(const struct psy_ring *r, uint64_t floor, uint64_t ta
 
 uint64_t psy_ring_in_use(const struct psy_ring *r)
 {
-    uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire) & ~PSY_TAIL_CLAIMED;
     uint64_t head;
     if (r->mode == PSYNE_MODE_BROADCAST)
         head = psy_bcast_slowest(r, atomic_load_explicit(&r->sh->bcast.floor, memory_order_acquire), tail);

@@ -20,7 +20,22 @@
  *   SP producer: writes the record and a zero header just after it (the
  *     terminator, in 8 bytes of free space every claim keeps), then R1
  *     stores the record's header with release. pub.tail is then updated for
- *     statistics and BROADCAST bookkeeping only.
+ *     statistics and BROADCAST bookkeeping only. While a claim is open,
+ *     bit 0 of pub.tail is set (PSY_TAIL_CLAIMED): one store on claim, and
+ *     the commit's tail store clears it, instead of a flag word of its own
+ *     (two stores per message that queued behind the payload's).
+ *   SP producer counters: unless the ring counts commits (walk_counts
+ *     false: MC consumers rewrite headers, tcp:// receive rings count what
+ *     they publish), the producer does not count per message: on x86 a
+ *     counter's load and store behind the payload's stores cost 64 B
+ *     streams about 1.3x (benchmarks/sp_store_cost.c). Its records are
+ *     counted from their headers instead: prod.msgs/bytes hold the counts
+ *     up to prod.count_pos, and the rest, [count_pos, tail), is still in
+ *     the ring. The producer moves the checkpoint (psy_sp_checkpoint) each
+ *     time it refreshes its cached head, before it may overwrite any of
+ *     those records; readers (psy_ring_produced) add what lies after it
+ *     under the sequence count prod.count_seq, odd while it moves (R7,
+ *     fence; pairs with the reader's fence A7 before its second read).
  *   MP producers: reserve with a CAS on pub.tail; R2 store the header with
  *     release once the record is written. Free space is always zero
  *     (consumers zero what they release in MP modes), so there is no
@@ -73,6 +88,7 @@
 #define PSY_LOCK_BIT 1ull                /* MC: bit 0 of read_pos / rel.head */
 #define PSY_PENDING_BIT 2ull             /* MC: rel.head - a release came during a sweep */
 #define PSY_POS_FLAGS 7ull               /* positions are 8-aligned: low bits are flags */
+#define PSY_TAIL_CLAIMED 1ull            /* SP: bit 0 of pub.tail, a claim is open */
 
 typedef _Atomic uint64_t psy_atomic64;
 typedef _Atomic uint32_t psy_atomic32;
@@ -85,10 +101,11 @@ struct psy_pub {
 /* Producer-side private state and counters. */
 struct psy_prod {
     alignas(PSY_CACHE_BLOCK) psy_atomic64 cached_head; /* producer's copy of the release position */
-    psy_atomic64 msgs;        /* SP: the producer; MP: closed handles' totals (channel.c) */
+    psy_atomic64 msgs;        /* SP: up to count_pos (walk_counts) or every commit; MP: closed handles' totals (channel.c) */
     psy_atomic64 bytes;
     psy_atomic64 full_events;
-    psy_atomic32 claim_open;  /* SP: a claim is outstanding */
+    psy_atomic64 count_pos;   /* SP walk_counts: msgs/bytes count the records before this position */
+    psy_atomic64 count_seq;   /* SP walk_counts: odd while the producer moves count_pos (R7) */
 };
 
 /* Consumer-side read state (MC: contended, lock bit in read_pos). */
@@ -201,6 +218,7 @@ struct psy_ring {
     int mode;
     bool mp;           /* many producers: CAS reservation, zeroed free space */
     bool mc;           /* many competing consumers: lock bits, markers */
+    bool walk_counts;  /* SP: the producer's counts come from the headers (see the contract above) */
     int wait_kind;     /* enum psyne_wait */
     int64_t spin_ns;
     int64_t yield_ns;
@@ -276,6 +294,14 @@ static inline void psy_ring_note_usage(struct psy_ring *r, uint64_t used)
 }
 
 /* Producer side (produce.c): non-blocking; -EAGAIN when full. */
+/* The release position a producer may not pass (A3), refreshed when the
+ * cached copy says the ring is full. */
+uint64_t psy_ring_refresh_head(struct psy_ring *r);
+/* SP: the release position a producer at tail may use from now on, stored as
+ * its cached head; moves the count checkpoint to tail first (walk_counts). */
+uint64_t psy_sp_refresh(struct psy_ring *r, uint64_t tail);
+/* The producer's message and byte counts (any thread, any process). */
+void psy_ring_produced(const struct psy_ring *r, uint64_t *msgs, uint64_t *bytes);
 int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c);
 int psy_ring_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length, uint32_t type);
 int psy_ring_abort(struct psy_ring *r, struct psyne_claimed *c);

@@ -1352,6 +1352,7 @@ static int make_rings(struct psy_tcp_link *l, const struct psyne_options *opt)
         psy_ring_destroy(&l->tx);
         return rc;
     }
+    l->rx.walk_counts = false; /* publish() counts what each recv completes; wire records are not messages */
     psy_ring_reader_init(&l->tx, -1, &l->tx_reader);
     l->tx_base = atomic_load_explicit(l->tx_reader.head, memory_order_relaxed); /* stream offset 0 */
     atomic_store(&l->tx_sent, l->tx_base);

@@ -92,8 +92,10 @@ static void add_link_stats(struct psy_tcp_link *l, struct psyne_stats *to)
     to->msgs_in += atomic_load_explicit(&rx->sh->cons.msgs, memory_order_relaxed);
     to->bytes_in += atomic_load_explicit(&rx->sh->cons.bytes, memory_order_relaxed);
     to->empty_events += atomic_load_explicit(&rx->sh->cons.empty_events, memory_order_relaxed);
-    to->msgs_out += atomic_load_explicit(&tx->sh->prod.msgs, memory_order_relaxed);
-    to->bytes_out += atomic_load_explicit(&tx->sh->prod.bytes, memory_order_relaxed);
+    uint64_t msgs, bytes;
+    psy_ring_produced(tx, &msgs, &bytes);
+    to->msgs_out += msgs;
+    to->bytes_out += bytes;
     to->full_events += atomic_load_explicit(&tx->sh->prod.full_events, memory_order_relaxed);
     to->waits += atomic_load_explicit(&tx->sh->slow.waits, memory_order_relaxed);
     to->wakeups += atomic_load_explicit(&tx->sh->slow.wakeups, memory_order_relaxed);
