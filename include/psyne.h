@@ -38,6 +38,13 @@ extern "C" {
 #define PSYNE_API
 #endif
 
+/* psyne_claim and psyne_commit are inline functions in C11 code
+ * (psyne/inline.h) and exported symbols for C++, bindings, and C built with
+ * -DPSYNE_NO_INLINE or without <stdatomic.h>. */
+#if !defined(__cplusplus) && !defined(PSYNE_NO_INLINE) && !defined(__STDC_NO_ATOMICS__)
+#define PSYNE_INLINE_CALLS 1
+#endif
+
 #define PSYNE_VERSION_MAJOR 0
 #define PSYNE_VERSION_MINOR 1
 #define PSYNE_VERSION_PATCH 0
@@ -293,8 +300,13 @@ struct psyne_claimed {
  * Threads: SP modes - one producer thread at a time per channel; MP modes -
  * any number of threads concurrently, on one handle or several. A producer
  * preempted between claim and commit never stops other producers claiming.
+ * In C, an inline function (psyne/inline.h): SPSC and BROADCAST producers
+ * of memory:// and ipc:// claim without a call while there is room. Keep
+ * the claim in a local variable to let the compiler keep it in registers.
  */
+#ifndef PSYNE_INLINE_CALLS
 PSYNE_API int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns);
+#endif
 
 /*
  * psyne_claim for one peer of a listening tcp:// handle opened with
@@ -319,15 +331,22 @@ PSYNE_API int psyne_claim_to(psyne_channel *ch, uint32_t peer, size_t max_len, s
  * thread sleeps, the message is written to the socket from this thread (one
  * non-blocking sendmsg; what the socket does not take, the sender thread
  * sends); else the sender thread is woken if it sleeps.
- * Threads: the thread that owns the claim.
+ * Threads: the thread that owns the claim. In C, an inline function, as
+ * psyne_claim.
  */
+#ifndef PSYNE_INLINE_CALLS
 PSYNE_API int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type);
+#endif
 
 /*
  * Gives a claim up without publishing a message. Returns 0 or -EINVAL.
  * Never blocks. Threads: the thread that owns the claim.
  */
 PSYNE_API int psyne_abort(psyne_channel *ch, struct psyne_claimed *c);
+
+#ifdef PSYNE_INLINE_CALLS
+#include "psyne/inline.h" /* private: psyne_claim and psyne_commit */
+#endif
 
 /*
  * Claims up to n consecutive messages of up to max_len bytes each in one

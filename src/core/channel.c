@@ -16,6 +16,9 @@
 #include "uri.h"
 
 struct psyne_channel {
+    /* First, where the inline psyne_claim/psyne_commit find it: a copy of
+     * tx->lane for SP producer handles that may use it, else tail NULL. */
+    struct psy_lane lane;
     /* MP producers count here, each handle on its own line, instead of
      * all producers incrementing one shared counter on every commit:
      * {msgs, bytes} of any thread, then {msgs, bytes} of the owner (see
@@ -67,6 +70,7 @@ static void count_mp(psyne_channel *ch, uint64_t n, uint64_t bytes)
     atomic_fetch_add_explicit(&c[1], bytes, memory_order_relaxed);
 }
 
+_Static_assert(offsetof(struct psyne_channel, lane) == 0, "psyne/inline.h reads the lane at the handle's address");
 _Static_assert(offsetof(struct psyne_channel, mp_own_bytes) == offsetof(struct psyne_channel, mp_msgs) + 24,
                "count_mp's four counters in a row");
 
@@ -223,6 +227,10 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     }
     ch->sp_fast = !ch->tx->mp && ch->role != PSYNE_ROLE_CONSUMER;
     ch->sc_fast = ch->reader && ch->role != PSYNE_ROLE_PRODUCER;
+    /* The inline calls: rings whose producer neither counts nor has a
+     * thread or segment chain to tell (tcp://, dynamic rings) */
+    if (ch->sp_fast && !ch->dyn && !ch->link && ch->tx->walk_counts)
+        ch->lane = ch->tx->lane;
     pthread_mutex_lock(&ch->tx->handles_lock);
     ch->next = ch->tx->handles;
     ch->tx->handles = ch;
@@ -407,7 +415,7 @@ int psyne_claim_to(psyne_channel *ch, uint32_t peer, size_t max_len, struct psyn
     return 0;
 }
 
-int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
+int psy_claim_slow(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
 {
     struct psy_ring *r = ch->tx;
     if (psy_unlikely(ch->dyn != NULL) && ch->sp_fast)
@@ -472,25 +480,26 @@ int psy_channel_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length
         return psy_fail(-EINVAL, "commit of %zu bytes into a claim of %u", length, c->capacity);
     if (psy_unlikely(ch->server != NULL))
         return commit_to_peer(ch, c, (uint32_t)length, type, false);
-    if (psy_likely(ch->sp_fast)) { /* psy_reserved != 0: this SP producer's claim is open */
-        psy_sp_commit(ch->tx, c, (uint32_t)length, type);
-        if (psy_unlikely(ch->link != NULL))
-            psy_tcp_committed(ch->link);
-        return 0;
-    }
     int rc = psy_ring_commit(ch->tx, c, (uint32_t)length, type);
-    if (rc == 0 && ch->link)
+    if (rc)
+        return psy_fail(rc, "commit of a claim that is not open");
+    if (ch->link)
         psy_tcp_committed(ch->link);
-    if (rc == 0 && ch->tx->mp)
+    if (ch->tx->mp)
         count_mp(ch, 1, length);
-    return rc;
+    return 0;
 }
 
-int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type)
+int psy_commit_slow(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type)
 {
     if (type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX)
         return psy_fail(-EINVAL, "type %u is outside %u..%u", type, PSYNE_TYPE_USER_MIN, PSYNE_TYPE_USER_MAX);
     return psy_channel_commit(ch, c, length, type);
+}
+
+void psy_lane_wake(psyne_channel *ch)
+{
+    psy_wake_slow(ch->tx, PSY_WAIT_DATA);
 }
 
 int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)

@@ -13,13 +13,6 @@
 
 #include "ring.h"
 
-#if defined(__GNUC__)
-#define psy_likely(x) __builtin_expect(!!(x), 1)
-#define psy_unlikely(x) __builtin_expect(!!(x), 0)
-#else
-#define psy_likely(x) (x)
-#define psy_unlikely(x) (x)
-#endif
 
 
 /* The state of one single consumer: the ring's consumer blocks, or one
@@ -32,46 +25,36 @@ struct psy_reader {
     psy_atomic64 *bytes;
 };
 
-/* Every claim keeps this much free space after the record for the SP
- * terminator, so the largest message is capacity - 16 bytes in every mode. */
-#define PSY_TERMINATOR PSYNE_RECORD_HEADER
-
 /* SP claim: non-blocking, -EAGAIN when full, -EBUSY with a claim open. */
 static inline int psy_sp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
 {
-    struct psy_ring_shared *sh = r->sh;
-    uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed); /* we are its only writer */
-    if (psy_unlikely(tail & PSY_TAIL_CLAIMED))
-        return -EBUSY;
-    uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_relaxed);
-    if (psy_unlikely(tail + need + PSY_TERMINATOR - head > r->cap)) {
-        head = psy_sp_refresh(r, tail);
-        if (tail + need + PSY_TERMINATOR - head > r->cap)
+    uint64_t pos;
+    int rc = psy_lane_claim(&r->lane, need, &pos);
+    if (psy_unlikely(rc == -EAGAIN)) {
+        if (pos + need + PSY_TERMINATOR - psy_sp_refresh(r, pos) > r->cap)
             return -EAGAIN;
+        rc = psy_lane_claim(&r->lane, need, &pos);
     }
-    atomic_store_explicit(&sh->pub.tail, tail | PSY_TAIL_CLAIMED, memory_order_relaxed);
-    c->data = r->data + (tail & r->mask) + PSYNE_RECORD_HEADER;
-    c->psy_pos = tail;
+    if (psy_unlikely(rc))
+        return rc;
+    c->data = r->data + (pos & r->mask) + PSYNE_RECORD_HEADER;
+    c->psy_pos = pos;
     c->psy_reserved = (uint32_t)need;
     return 0;
 }
 
-/* SP publication of the records in [pos, end), whose later headers are
- * already written: the terminator at end, then the first header (R1), which
- * makes them all visible at once; the tail store closes the producer's
- * claim. msgs/bytes are counted here only in rings that count commits. */
+/* SP publication of the records in [pos, end) (psy_lane_publish), which
+ * closes the producer's claim. msgs/bytes are counted here only in rings
+ * that count commits. */
 static inline void psy_sp_publish(struct psy_ring *r, uint64_t pos, uint64_t first_header, uint64_t end,
                                   uint64_t msgs, uint64_t bytes)
 {
-    struct psy_ring_shared *sh = r->sh;
-    atomic_store_explicit(psy_hdr_at(r, end), 0, memory_order_relaxed); /* published by R1 */
-    atomic_store_explicit(psy_hdr_at(r, pos), first_header, memory_order_release); /* R1 */
-    atomic_store_explicit(&sh->pub.tail, end, memory_order_release);
     if (!r->walk_counts) {
-        psy_count(&sh->prod.msgs, msgs);
-        psy_count(&sh->prod.bytes, bytes);
+        psy_count(&r->sh->prod.msgs, msgs);
+        psy_count(&r->sh->prod.bytes, bytes);
     }
-    psy_wake_if_waiting(r, PSY_WAIT_DATA);
+    if (psy_lane_publish(&r->lane, pos, first_header, end))
+        psy_wake_slow(r, PSY_WAIT_DATA);
 }
 
 /* SP commit of one claim. */

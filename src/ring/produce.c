@@ -9,6 +9,7 @@
  * consumers simply see its header still zero and wait for that record.
  */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "fastpath.h"
 
@@ -76,7 +77,7 @@ static void sp_checkpoint(struct psy_ring *r, uint64_t tail)
 
 uint64_t psy_sp_refresh(struct psy_ring *r, uint64_t tail)
 {
-    if (r->walk_counts)
+    if (r->walk_counts && getenv("NOWALK") == 0)
         sp_checkpoint(r, tail);
     uint64_t head = psy_ring_refresh_head(r);
     atomic_store_explicit(&r->sh->prod.cached_head, head, memory_order_release); /* R5 */
@@ -185,7 +186,9 @@ int psy_ring_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length
 {
     struct psy_ring_shared *sh = r->sh;
     if (!r->mp) {
-        if (!(atomic_load_explicit(&sh->pub.tail, memory_order_relaxed) & PSY_TAIL_CLAIMED))
+        /* the tail says which claim is open (psy_reserved stays set after
+         * an inline commit, psyne/inline.h) */
+        if (atomic_load_explicit(&sh->pub.tail, memory_order_relaxed) != (c->psy_pos | PSY_TAIL_CLAIMED))
             return -EINVAL;
         psy_sp_commit(r, c, length, type);
         return 0;
@@ -207,7 +210,7 @@ int psy_ring_abort(struct psy_ring *r, struct psyne_claimed *c)
         psy_wake_if_waiting(r, PSY_WAIT_DATA);
     } else {
         uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_relaxed);
-        if (!(tail & PSY_TAIL_CLAIMED))
+        if (tail != (c->psy_pos | PSY_TAIL_CLAIMED))
             return -EINVAL;
         atomic_store_explicit(&r->sh->pub.tail, tail & ~PSY_TAIL_CLAIMED, memory_order_relaxed);
     }

@@ -70,7 +70,16 @@ void psy_ring_view(struct psy_ring *r, struct psy_ring_shared *sh, uint8_t *data
     r->wait_kind = opt->wait;
     r->spin_ns = opt->spin_ns < 0 ? 50000 : opt->spin_ns;
     r->yield_ns = opt->yield_ns < 0 ? 200000 : opt->yield_ns;
-    r->wake_fence = psy_wake_needs_fence;
+    r->lane = (struct psy_lane){
+        .tail = &sh->pub.tail,
+        .cached_head = &sh->prod.cached_head,
+        .data_waiters = &sh->wait.data_waiters,
+        .closed = &sh->wait.closed,
+        .data = data,
+        .mask = r->mask,
+        .cap = cap,
+        .wake_fence = psy_wake_needs_fence,
+    };
     pthread_mutex_init(&r->handles_lock, NULL);
 }
 

@@ -88,7 +88,7 @@
 #define PSY_LOCK_BIT 1ull                /* MC: bit 0 of read_pos / rel.head */
 #define PSY_PENDING_BIT 2ull             /* MC: rel.head - a release came during a sweep */
 #define PSY_POS_FLAGS 7ull               /* positions are 8-aligned: low bits are flags */
-#define PSY_TAIL_CLAIMED 1ull            /* SP: bit 0 of pub.tail, a claim is open */
+/* PSY_TAIL_CLAIMED (psyne/inline.h): SP, bit 0 of pub.tail, a claim is open */
 
 typedef _Atomic uint64_t psy_atomic64;
 typedef _Atomic uint32_t psy_atomic32;
@@ -211,6 +211,10 @@ struct psy_claim_intent {
 
 /* Process-local view of a ring. */
 struct psy_ring {
+    /* The SP producer's view (psyne/inline.h), also copied into producer
+     * handles for the inline psyne_claim/psyne_commit; its wake_fence:
+     * publishers fence before reading waiter counts (no membarrier). */
+    struct psy_lane lane;
     struct psy_ring_shared *sh;
     uint8_t *data;     /* first of the two mirrored mappings */
     uint64_t cap;
@@ -228,7 +232,6 @@ struct psy_ring {
     void *slab_block;          /* its range there */
     struct psy_placement place; /* what backs this view's memory (psyne_stats) */
     bool ipc;          /* lives in an ipc:// segment (src/transport/ipc.c) */
-    bool wake_fence;   /* publishers fence before reading waiter counts (no membarrier) */
     bool global_barrier; /* ipc: the sleeper's barrier must reach other processes */
     struct psy_claim_intent *intent; /* ipc MP: this handle's claim, for crash recovery; else NULL */
     uint32_t taken_tag;              /* ipc MC: PSY_TYPE_TAKEN + slot, tags what this handle holds; else 0 */
@@ -359,7 +362,7 @@ extern bool psy_wake_needs_fence_global; /* ipc://: no membarrier(GLOBAL_EXPEDIT
  * sleeper's re-check sees what we published, or we see its waiter count. */
 static inline void psy_wake_fence(const struct psy_ring *r)
 {
-    if (r->wake_fence)
+    if (r->lane.wake_fence)
         atomic_thread_fence(memory_order_seq_cst); /* no membarrier here: pay the fence instead */
     else
         atomic_signal_fence(memory_order_seq_cst); /* keep the compiler from hoisting the load */

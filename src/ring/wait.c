@@ -54,7 +54,7 @@ void psy_wait_init(void)
 static void heavy_barrier(const struct psy_ring *r)
 {
     int cmd = r->global_barrier ? MEMBARRIER_CMD_GLOBAL_EXPEDITED : MEMBARRIER_CMD_PRIVATE_EXPEDITED;
-    if (r->wake_fence || syscall(SYS_membarrier, cmd, 0, 0) != 0)
+    if (r->lane.wake_fence || syscall(SYS_membarrier, cmd, 0, 0) != 0)
         atomic_thread_fence(memory_order_seq_cst); /* the publisher fences too in this case */
 }
 

@@ -136,7 +136,7 @@ void psy_ipc_view(struct psy_ring *r, const struct psy_mirror *m, const struct p
     r->place = m->got;
     r->ipc = true;
     r->global_barrier = true;
-    r->wake_fence = psy_wake_needs_fence_global;
+    r->lane.wake_fence = psy_wake_needs_fence_global;
     r->peer_timeout_ns = peer_timeout_ns;
     r->check_peers = check_peers;
 }
