@@ -1,17 +1,22 @@
 /*
  * sp_store_cost.c - what each store of the SP claim/commit path costs a
- * stream of 64 B messages (issue 2: psyne's 64 B single messages run at
- * about 0.55x a fixed-slot ring on the AMD EPYC VM).
+ * stream of 64 B messages. It found why psyne's 64 B single messages ran at
+ * about 0.55x a fixed-slot ring on the AMD EPYC VM (issue 2): on x86 every
+ * store queues behind the payload stores whose lines the consumer holds,
+ * and the claim-open flag's two stores, the producer's per-message counters
+ * and the call's register saves each cost the stream 10-40 %. The library
+ * now keeps the flag in bit 0 of the tail, counts from the headers, and
+ * inlines the SP path (psyne/inline.h).
  *
  * The producer writes each message through one of several paths, in
  * alternating rounds in one process; the consumer always uses the public
  * calls, checks every sequence number and reads every byte
  * (../shared/WORKLOADS.md). Paths:
- *   call        psyne_claim + psyne_commit (what users get)
+ *   call        psyne_claim + psyne_commit (what users get: inline in C)
  *   inline      the library's own psy_sp_claim/psy_sp_commit inlined here
- *   inline-...  copies of that path with stores left out (the counters, the
- *               claim-open flag), or the flag kept as bit 0 of the tail:
- *               experiments, not correct paths (stats go wrong)
+ *   inline-...  copies of that path with stores added back or left out: the
+ *               old flag word, per-message counters: experiments, not
+ *               correct paths (stats go wrong)
  * Each ratio is the median over rounds of path / call in the same round.
  *
  *   psyne_sp_store_cost [rounds]      (default 7; pins producer 0, consumer 1)

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -417,6 +418,101 @@ static void test_claim_batch(int mode)
     CHECK_RC(psyne_release_batch(e.rx, batch, (unsigned)k), 0);
     struct psyne_stats st = stats_of(e.rx);
     CHECK(st.in_use == 0 && st.msgs_in == 4 + (uint64_t)k);
+    close_ends(&e);
+}
+
+/*
+ * The producer's counts while it streams. In SP rings whose consumers leave
+ * headers alone, psyne_channel_stats counts the records after the
+ * producer's last checkpoint from their headers (src/ring/ring.h), racing
+ * with the producer moving the checkpoint and the consumer releasing. The
+ * counts must never go back, never pass what was committed, and end exact.
+ * A small ring makes many checkpoints; batches with short commits leave pads.
+ */
+#define STREAM_MSGS 60000
+
+struct stream {
+    psyne_channel *tx, *rx;
+    _Atomic uint64_t upto_msgs, upto_bytes; /* counts including the commit about to be made */
+};
+
+/* What the producer is about to have committed: stats may count it from
+ * the moment the commit's header is out. */
+static void stream_announce(struct stream *s, uint64_t msgs, uint64_t bytes)
+{
+    atomic_store_explicit(&s->upto_bytes, bytes, memory_order_relaxed);
+    atomic_store_explicit(&s->upto_msgs, msgs, memory_order_release); /* before the commit's stores */
+}
+
+static void *stream_producer(void *arg)
+{
+    struct stream *s = arg;
+    uint64_t msgs = 0, bytes = 0;
+    for (uint32_t i = 0; msgs < STREAM_MSGS; i++) {
+        struct psyne_claimed c[3];
+        if (i % 5 == 0) {
+            unsigned want = STREAM_MSGS - msgs < 3 ? (unsigned)(STREAM_MSGS - msgs) : 3;
+            int k = psyne_claim_batch(s->tx, 40, c, want, PSYNE_FOREVER);
+            CHECK(k >= 1 && k <= (int)want);
+            uint32_t lengths[3] = {i % 41, 3, 17};
+            for (int j = 0; j < k; j++) {
+                memset(c[j].data, (uint8_t)j, lengths[j]);
+                bytes += lengths[j];
+            }
+            msgs += (uint64_t)k;
+            stream_announce(s, msgs, bytes);
+            CHECK_RC(psyne_commit_batch(s->tx, c, (unsigned)k, lengths, T_MSG), 0);
+        } else {
+            uint32_t len = i % 97;
+            CHECK_RC(psyne_claim(s->tx, 96, &c[0], PSYNE_FOREVER), 0);
+            memset(c[0].data, 1, len);
+            stream_announce(s, ++msgs, bytes += len);
+            CHECK_RC(psyne_commit(s->tx, &c[0], len, T_MSG), 0);
+        }
+    }
+    return NULL;
+}
+
+static void *stream_consumer(void *arg)
+{
+    struct stream *s = arg;
+    for (uint64_t got = 0; got < STREAM_MSGS; got++) {
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(s->rx, &m, PSYNE_FOREVER), 0);
+        CHECK_RC(psyne_release(s->rx, &m), 0);
+    }
+    return NULL;
+}
+
+static void test_stats_while_streaming(int mode)
+{
+    struct ends e = open_ends("stats-stream", mode, 4096, 1);
+    struct stream s = {.tx = e.tx, .rx = e.rx};
+    pthread_t p, c;
+    CHECK(pthread_create(&p, NULL, stream_producer, &s) == 0);
+    CHECK(pthread_create(&c, NULL, stream_consumer, &s) == 0);
+    uint64_t last_msgs = 0, last_bytes = 0, polls = 0;
+    while (last_msgs < STREAM_MSGS) {
+        struct psyne_stats st = stats_of(e.tx);
+        uint64_t msgs = atomic_load_explicit(&s.upto_msgs, memory_order_acquire);
+        uint64_t bytes = atomic_load_explicit(&s.upto_bytes, memory_order_relaxed);
+        if (st.msgs_out < last_msgs || st.bytes_out < last_bytes || st.msgs_out > msgs || st.bytes_out > bytes)
+            fprintf(stderr, "stats while streaming: %llu msgs %llu bytes, before %llu %llu, committed at most %llu %llu\n",
+                    (unsigned long long)st.msgs_out, (unsigned long long)st.bytes_out,
+                    (unsigned long long)last_msgs, (unsigned long long)last_bytes, (unsigned long long)msgs,
+                    (unsigned long long)bytes);
+        CHECK(st.msgs_out >= last_msgs && st.bytes_out >= last_bytes);
+        CHECK(st.msgs_out <= msgs && st.bytes_out <= bytes);
+        last_msgs = st.msgs_out;
+        last_bytes = st.bytes_out;
+        polls++;
+    }
+    pthread_join(p, NULL);
+    pthread_join(c, NULL);
+    struct psyne_stats st = stats_of(e.tx);
+    CHECK(st.msgs_out == STREAM_MSGS && st.msgs_in == STREAM_MSGS);
+    CHECK(st.bytes_out == atomic_load(&s.upto_bytes) && st.bytes_in == st.bytes_out);
+    CHECK(polls > 1);
     close_ends(&e);
 }
 
@@ -843,6 +939,9 @@ int main(int argc, char **argv)
         test_stalled_producer(PSYNE_MODE_MPMC);
         test_shared_producer_counts(PSYNE_MODE_MPSC);
         test_shared_producer_counts(PSYNE_MODE_MPMC);
+        test_stats_while_streaming(PSYNE_MODE_SPSC);
+        test_stats_while_streaming(PSYNE_MODE_SPMC);
+        test_stats_while_streaming(PSYNE_MODE_MPSC);
     }
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         test_full_empty_timeouts(modes[i]);

@@ -118,7 +118,7 @@ PSYNE_INLINE int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_cla
         c->psy_peer = 0;
         return 0;
     }
-    struct psyne_claimed copy = *c;
+    struct psyne_claimed copy = {0}; /* c is only written */
     int rc = psy_claim_slow(ch, max_len, &copy, timeout_ns);
     *c = copy;
     return rc;

@@ -9,7 +9,6 @@
  * consumers simply see its header still zero and wait for that record.
  */
 #include <errno.h>
-#include <stdlib.h>
 
 #include "fastpath.h"
 
@@ -77,7 +76,7 @@ static void sp_checkpoint(struct psy_ring *r, uint64_t tail)
 
 uint64_t psy_sp_refresh(struct psy_ring *r, uint64_t tail)
 {
-    if (r->walk_counts && getenv("NOWALK") == 0)
+    if (r->walk_counts)
         sp_checkpoint(r, tail);
     uint64_t head = psy_ring_refresh_head(r);
     atomic_store_explicit(&r->sh->prod.cached_head, head, memory_order_release); /* R5 */
