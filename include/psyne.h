@@ -476,7 +476,10 @@ struct psyne_stats {
 /*
  * Reads the channel's counters. Counters are updated without locks, so a
  * snapshot taken while others run is approximate (each counter is exact at
- * some moment). Returns 0 or -EINVAL. Thread-safe; never blocks.
+ * some moment). SPSC and BROADCAST producers do not count per message: the
+ * call counts their latest records from the record headers, up to one
+ * ring's worth (about 1 us per thousand records). Returns 0 or -EINVAL.
+ * Thread-safe; never blocks.
  */
 PSYNE_API int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st);
 

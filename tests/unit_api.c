@@ -23,6 +23,12 @@
 #include "free_port.h"
 #include "psyne.h"
 
+/* unit_api runs the inline psyne_claim/psyne_commit of psyne/inline.h;
+ * unit_api_calls (PSYNE_NO_INLINE) the exported symbols */
+#if defined(PSYNE_NO_INLINE) == defined(PSYNE_INLINE_CALLS)
+#error "psyne.h: PSYNE_INLINE_CALLS must be set exactly when PSYNE_NO_INLINE is not"
+#endif
+
 #define T_MSG PSYNE_TYPE_USER_MIN
 
 static int over_tcp; /* the two-ended tests run over tcp:// */

@@ -24,7 +24,7 @@ uint64_t psy_ring_refresh_head(struct psy_ring *r)
      * a joining subscriber (which starts at the floor) is never overtaken. */
     psy_bcast_lock(sh);
     uint64_t floor = atomic_load_explicit(&sh->bcast.floor, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed) & ~PSY_TAIL_CLAIMED;
     /* nobody subscribed: the floor stays, keeping everything for the first */
     uint64_t min = psy_bcast_slowest(r, floor, tail);
     atomic_store_explicit(&sh->bcast.floor, min, memory_order_release);
@@ -32,13 +32,49 @@ uint64_t psy_ring_refresh_head(struct psy_ring *r)
     return min;
 }
 
+/* ThreadSanitizer: a reader of the counts walks headers the producer may
+ * just be overwriting with its (plain) payload stores, a lap ahead; the
+ * walk stops as soon as the sequence count moves and its result is thrown
+ * away, so that read is a benign race of the seqlock kind, which
+ * ThreadSanitizer is told to ignore. */
+#if defined(__SANITIZE_THREAD__)
+#define PSY_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PSY_TSAN 1
+#endif
+#endif
+#ifdef PSY_TSAN
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+static void psy_tsan_ignore_reads(bool on)
+{
+    if (on)
+        AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
+    else
+        AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+}
+#else
+static inline void psy_tsan_ignore_reads(bool on)
+{
+    (void)on;
+}
+#endif
+
 /* Counts the records in [from, to) that the producer wrote: every record
  * but pads. Stops early at a header that cannot be (a corrupted shared
- * ring); returns where it stopped. */
-static uint64_t count_records(const struct psy_ring *r, uint64_t from, uint64_t to, uint64_t *msgs, uint64_t *bytes)
+ * ring), and, for a reader other than the producer (seq not NULL), as soon
+ * as the producer moves its checkpoint from `want`: from then on it may
+ * overwrite what is left to read (its payload stores are not atomic, and
+ * a look at them would be a data race, not only a wrong count). Returns
+ * where it stopped. */
+static uint64_t count_records(const struct psy_ring *r, uint64_t from, uint64_t to, const psy_atomic64 *seq,
+                              uint64_t want, uint64_t *msgs, uint64_t *bytes)
 {
     uint64_t n = 0, b = 0;
     while (from != to) {
+        if (seq && atomic_load_explicit(seq, memory_order_acquire) != want)
+            break;
         uint64_t w = atomic_load_explicit(psy_hdr_at(r, from), memory_order_relaxed); /* ordered by A7 / R1 */
         uint64_t size = PSYNE_RECORD_SIZE(psy_hdr_length(w));
         if (psy_hdr_type(w) == 0 || size > to - from)
@@ -64,7 +100,7 @@ static void sp_checkpoint(struct psy_ring *r, uint64_t tail)
     uint64_t from = atomic_load_explicit(&p->count_pos, memory_order_relaxed), n, b;
     if (from == tail)
         return;
-    count_records(r, from, tail, &n, &b);
+    count_records(r, from, tail, NULL, 0, &n, &b);
     uint64_t seq = atomic_load_explicit(&p->count_seq, memory_order_relaxed);
     atomic_store_explicit(&p->count_seq, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release); /* R7: odd before the new counts and any reuse of space */
@@ -97,8 +133,11 @@ void psy_ring_produced(const struct psy_ring *r, uint64_t *msgs, uint64_t *bytes
             uint64_t from = atomic_load_explicit(&p->count_pos, memory_order_relaxed), n = 0, nb = 0;
             /* pairs with the release of pub.tail in psy_sp_publish: the headers before it are written */
             uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_acquire) & ~PSY_TAIL_CLAIMED;
-            if (tail - from <= r->cap) /* a corrupted shared ring may say anything */
-                count_records(r, from, tail, &n, &nb);
+            if (!(seq & 1) && tail - from <= r->cap) { /* a corrupted shared ring may say anything */
+                psy_tsan_ignore_reads(true);
+                count_records(r, from, tail, &p->count_seq, seq, &n, &nb);
+                psy_tsan_ignore_reads(false);
+            }
             m += n;
             b += nb;
             atomic_thread_fence(memory_order_acquire); /* A7: the reads above before the second read of seq */
