@@ -13,8 +13,6 @@
 
 #include "ring.h"
 
-
-
 /* The state of one single consumer: the ring's consumer blocks, or one
  * BROADCAST subscriber's slot. */
 struct psy_reader {
@@ -31,7 +29,7 @@ static inline int psy_sp_claim(struct psy_ring *r, uint64_t need, struct psyne_c
     uint64_t pos;
     int rc = psy_lane_claim(&r->lane, need, &pos);
     if (psy_unlikely(rc == -EAGAIN)) {
-        if (pos + need + PSY_TERMINATOR - psy_sp_refresh(r, pos) > r->cap)
+        if (pos + need + PSY_TERMINATOR - psy_ring_refresh_cached_head(r, pos) > r->cap)
             return -EAGAIN;
         rc = psy_lane_claim(&r->lane, need, &pos);
     }

@@ -110,13 +110,14 @@ static void sp_checkpoint(struct psy_ring *r, uint64_t tail)
     atomic_store_explicit(&p->count_seq, seq + 2, memory_order_release); /* even: counts and position agree */
 }
 
-uint64_t psy_sp_refresh(struct psy_ring *r, uint64_t tail)
+uint64_t psy_ring_refresh_cached_head(struct psy_ring *r, uint64_t tail)
 {
     if (r->walk_counts)
         sp_checkpoint(r, tail);
     uint64_t head = psy_ring_refresh_head(r);
     atomic_store_explicit(&r->sh->prod.cached_head, head, memory_order_release); /* R5 */
-    psy_ring_note_usage(r, tail - head);
+    if (tail - head <= r->cap) /* MP: tail may be stale, and consumers already past it */
+        psy_ring_note_usage(r, tail - head);
     return head;
 }
 
@@ -174,13 +175,11 @@ static int mp_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
     struct psy_ring_shared *sh = r->sh;
     uint64_t tail = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
     for (;;) {
-        /* A5 pairs with R5 below: carries A3's view of the zeroed space from
-         * the producer that refreshed it to us. */
+        /* A5 pairs with R5 (psy_ring_refresh_cached_head): carries A3's view
+         * of the zeroed space from the producer that refreshed it to us. */
         uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_acquire);
-        if (tail + need + PSY_TERMINATOR - head > r->cap) { /* same limit as SP, see fastpath.h */
-            head = psy_ring_refresh_head(r);
-            atomic_store_explicit(&sh->prod.cached_head, head, memory_order_release); /* R5 */
-            psy_ring_note_usage(r, tail - head);
+        if (tail + need + PSY_TERMINATOR - head > r->cap) { /* same limit as SP, see psyne/inline.h */
+            head = psy_ring_refresh_cached_head(r, tail);
             if (tail + need + PSY_TERMINATOR - head > r->cap) {
                 uint64_t now = atomic_load_explicit(&sh->pub.tail, memory_order_relaxed);
                 if (now != tail) { /* another producer moved on: look again */
@@ -284,12 +283,7 @@ int psy_ring_claim_batch(struct psy_ring *r, uint64_t need, struct psyne_claimed
     uint64_t head = atomic_load_explicit(&sh->prod.cached_head, memory_order_acquire); /* A5 */
     unsigned k = fitting(r, tail, head, need, n);
     if (k < n) {
-        if (r->mp) {
-            head = psy_ring_refresh_head(r);
-            atomic_store_explicit(&sh->prod.cached_head, head, memory_order_release); /* R5 */
-        } else {
-            head = psy_sp_refresh(r, tail);
-        }
+        head = psy_ring_refresh_cached_head(r, tail);
         k = fitting(r, tail, head, need, n);
     }
     if (k == 0)

@@ -31,7 +31,7 @@
  *     streams about 1.3x (benchmarks/sp_store_cost.c). Its records are
  *     counted from their headers instead: prod.msgs/bytes hold the counts
  *     up to prod.count_pos, and the rest, [count_pos, tail), is still in
- *     the ring. The producer moves the checkpoint (psy_sp_checkpoint) each
+ *     the ring. The producer moves the checkpoint (sp_checkpoint in produce.c) each
  *     time it refreshes its cached head, before it may overwrite any of
  *     those records; readers (psy_ring_produced) add what lies after it
  *     under the sequence count prod.count_seq, odd while it moves (R7,
@@ -300,9 +300,11 @@ static inline void psy_ring_note_usage(struct psy_ring *r, uint64_t used)
 /* The release position a producer may not pass (A3), refreshed when the
  * cached copy says the ring is full. */
 uint64_t psy_ring_refresh_head(struct psy_ring *r);
-/* SP: the release position a producer at tail may use from now on, stored as
- * its cached head; moves the count checkpoint to tail first (walk_counts). */
-uint64_t psy_sp_refresh(struct psy_ring *r, uint64_t tail);
+/* Any producer at tail (MP: the tail it saw) that found the ring full by its
+ * cached head: re-reads the release position and stores it as the cached
+ * head (R5), noting the bytes in use; SP rings that count from headers
+ * (walk_counts) first move the count checkpoint to tail. Returns the head. */
+uint64_t psy_ring_refresh_cached_head(struct psy_ring *r, uint64_t tail);
 /* The producer's message and byte counts (any thread, any process). */
 void psy_ring_produced(const struct psy_ring *r, uint64_t *msgs, uint64_t *bytes);
 int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c);
