@@ -14,9 +14,18 @@
  * and roles of both ends (the consumer reads the socket itself while it
  * waits, in poll(); the producer writes inline when nothing is in flight,
  * else wakes the sender thread), each of which sleeps and is woken.
+ *
+ * In memory://, the multi-party modes also run with two producers and two
+ * consumers (one of each where the mode has one), so several callers sleep
+ * on the same side at once and one wake-up must reach them all (a publisher
+ * makes the system call only for sleepers that registered since the last
+ * one, wait.c). There a caller's timeout alone proves nothing (the other
+ * consumer may have taken every message meanwhile): the test fails when no
+ * message moved at all for a whole timeout.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -106,6 +115,104 @@ static void run(int mode, int ipc)
     psyne_channel_close(rx);
 }
 
+/* ---- several sleepers on each side (memory://) ---- */
+
+struct party {
+    psyne_channel *ch;
+    int id;
+    uint64_t count; /* producer: messages to send */
+    uint64_t got;   /* consumer: messages received */
+};
+
+static _Atomic uint64_t moved; /* messages received by anyone: progress */
+
+/* A timeout is a failure only if nothing moved during it: then every caller
+ * slept through data or space that was there (a lost wake-up). */
+static void check_progress(int rc, uint64_t before)
+{
+    if (rc == -ETIMEDOUT && atomic_load(&moved) == before) {
+        fprintf(stderr, "lost_wakeup: nothing moved for %lld s: a wake-up was lost\n", TIMEOUT_NS / 1000000000);
+        abort();
+    }
+}
+
+static void *many_producer(void *arg)
+{
+    struct party *p = arg;
+    for (uint64_t i = 0; i < p->count;) {
+        struct psyne_claimed c;
+        uint64_t before = atomic_load(&moved);
+        int rc = psyne_claim(p->ch, MSG, &c, TIMEOUT_NS);
+        if (rc == -ETIMEDOUT) {
+            check_progress(rc, before);
+            continue;
+        }
+        CHECK_RC(rc, 0);
+        uint64_t stamp = (uint64_t)p->id << 56 | i;
+        memcpy(c.data, &stamp, sizeof stamp);
+        CHECK_RC(psyne_commit(p->ch, &c, MSG, PSYNE_TYPE_USER_MIN), 0);
+        i++;
+    }
+    return NULL;
+}
+
+static void *many_consumer(void *arg)
+{
+    struct party *p = arg;
+    uint64_t next[2] = {0, 0}; /* per producer: sequences only grow */
+    for (;;) {
+        struct psyne_msg m;
+        uint64_t before = atomic_load(&moved);
+        int rc = psyne_receive(p->ch, &m, TIMEOUT_NS);
+        if (rc == -EPIPE)
+            return NULL;
+        if (rc == -ETIMEDOUT) {
+            check_progress(rc, before);
+            continue;
+        }
+        CHECK_RC(rc, 0);
+        uint64_t stamp;
+        memcpy(&stamp, m.data, sizeof stamp);
+        unsigned id = (unsigned)(stamp >> 56);
+        CHECK(id < 2 && (stamp & ((1ull << 56) - 1)) >= next[id]);
+        next[id] = (stamp & ((1ull << 56) - 1)) + 1;
+        CHECK_RC(psyne_release(p->ch, &m), 0);
+        p->got++;
+        atomic_fetch_add(&moved, 1);
+    }
+}
+
+static void run_many(int mode, int producers, int consumers)
+{
+    snprintf(uri, sizeof uri, "memory://lost-wakeup-many");
+    struct party pp[2], cp[2];
+    pthread_t pt[2], ct[2];
+    for (int i = 0; i < consumers; i++) {
+        cp[i] = (struct party){.ch = open_side(mode, PSYNE_ROLE_CONSUMER), .id = i};
+        pthread_create(&ct[i], NULL, many_consumer, &cp[i]);
+    }
+    for (int i = 0; i < producers; i++) {
+        pp[i] = (struct party){.ch = open_side(mode, PSYNE_ROLE_PRODUCER), .id = i, .count = handoffs / 2};
+        pthread_create(&pt[i], NULL, many_producer, &pp[i]);
+    }
+    for (int i = 0; i < producers; i++) {
+        pthread_join(pt[i], NULL);
+        psyne_channel_close(pp[i].ch); /* the last producer's close ends the stream */
+    }
+    uint64_t got = 0;
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(cp[0].ch, &st), 0);
+    for (int i = 0; i < consumers; i++) {
+        pthread_join(ct[i], NULL);
+        got += cp[i].got;
+        psyne_channel_close(cp[i].ch);
+    }
+    printf("lost_wakeup mode=%d producers=%d consumers=%d handoffs=%llu sleeps=%llu wakeups=%llu\n", mode, producers,
+           consumers, (unsigned long long)got, (unsigned long long)st.waits, (unsigned long long)st.wakeups);
+    CHECK(got == (handoffs / 2) * (uint64_t)producers);
+    CHECK(st.waits > 0);
+}
+
 int main(int argc, char **argv)
 {
     handoffs = test_scale(argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000);
@@ -120,5 +227,10 @@ int main(int argc, char **argv)
     run(PSYNE_MODE_MPMC, ipc);
     run(PSYNE_MODE_MPSC, ipc);
     run(PSYNE_MODE_SPMC, ipc);
+    if (strcmp(transport, "memory") == 0) {
+        run_many(PSYNE_MODE_MPMC, 2, 2);
+        run_many(PSYNE_MODE_MPSC, 2, 1);
+        run_many(PSYNE_MODE_SPMC, 1, 2);
+    }
     return 0;
 }

@@ -38,6 +38,7 @@ struct psyne_channel {
     struct psyne_channel *next; /* in tx->handles */
     const struct psy_reader *reader; /* single consumer state, NULL in MC modes */
     bool sp_fast;                    /* may take the inline SP claim/commit */
+    bool mp_fast;                    /* MP producer on a plain ring: psyne_claim goes straight to the ring */
     bool sc_fast;                    /* may take the inline SC receive */
     int role;
     int sub; /* BROADCAST subscriber slot, else -1 */
@@ -226,6 +227,7 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
             psy_ring_reader_attach(ch->reader);
     }
     ch->sp_fast = !ch->tx->mp && ch->role != PSYNE_ROLE_CONSUMER;
+    ch->mp_fast = ch->tx->mp && ch->role != PSYNE_ROLE_CONSUMER && !ch->dyn && !ch->link;
     ch->sc_fast = ch->reader && ch->role != PSYNE_ROLE_PRODUCER;
     /* The inline calls: rings whose producer neither counts nor has a
      * thread or segment chain to tell (tcp://, dynamic rings) */
@@ -420,10 +422,13 @@ int psy_claim_slow(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, i
     struct psy_ring *r = ch->tx;
     if (psy_unlikely(ch->dyn != NULL) && ch->sp_fast)
         r = ch->tx = psy_dyn_producer(ch->dyn);
-    if (psy_likely(ch->sp_fast && message_fits(r, max_len) && !psy_ring_closed(r))) {
+    if (psy_likely((ch->sp_fast || ch->mp_fast) && message_fits(r, max_len) && !psy_ring_closed(r))) {
         c->capacity = (uint32_t)max_len;
         c->psy_batch = 1;
-        if (psy_likely(psy_sp_claim(r, PSYNE_RECORD_SIZE(max_len), c) == 0))
+        uint64_t need = PSYNE_RECORD_SIZE(max_len);
+        /* MP: one reservation, without the batch layer's second look at the
+         * space (2+2 MPMC about 1.05-1.15x in alternating runs) */
+        if (psy_likely((ch->mp_fast ? psy_ring_claim(r, need, c) : psy_sp_claim(r, need, c)) == 0))
             return 0;
     }
     /* everything else, waiting included: a batch of one */
@@ -499,7 +504,7 @@ int psy_commit_slow(psyne_channel *ch, struct psyne_claimed *c, size_t length, u
 
 void psy_lane_wake(psyne_channel *ch)
 {
-    psy_wake_slow(ch->tx, PSY_WAIT_DATA);
+    psy_wake_sleepers(ch->tx, PSY_WAIT_DATA);
 }
 
 int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)

@@ -52,7 +52,7 @@ static inline void psy_sp_publish(struct psy_ring *r, uint64_t pos, uint64_t fir
         psy_count(&r->sh->prod.bytes, bytes);
     }
     if (psy_lane_publish(&r->lane, pos, first_header, end))
-        psy_wake_slow(r, PSY_WAIT_DATA);
+        psy_wake_sleepers(r, PSY_WAIT_DATA);
 }
 
 /* SP commit of one claim. */

@@ -115,7 +115,10 @@ uint64_t psy_ring_refresh_cached_head(struct psy_ring *r, uint64_t tail)
     if (r->walk_counts)
         sp_checkpoint(r, tail);
     uint64_t head = psy_ring_refresh_head(r);
-    atomic_store_explicit(&r->sh->prod.cached_head, head, memory_order_release); /* R5 */
+    /* Stored only when it moved: MP producers that wait for space refresh on
+     * every poll, and each store would take the line from the others. */
+    if (atomic_load_explicit(&r->sh->prod.cached_head, memory_order_relaxed) != head)
+        atomic_store_explicit(&r->sh->prod.cached_head, head, memory_order_release); /* R5 */
     if (tail - head <= r->cap) /* MP: tail may be stale, and consumers already past it */
         psy_ring_note_usage(r, tail - head);
     return head;

@@ -80,7 +80,7 @@
 
 #define PSY_CACHE_BLOCK 128 /* two lines: keeps adjacent-line prefetch off the other side */
 #define PSY_RING_MAGIC 0x31454e5953505953ull /* "SYPSYNE1" */
-#define PSY_RING_VERSION 1u
+#define PSY_RING_VERSION 2u /* 2: armed words in the wait block */
 
 #define PSY_TYPE_PAD 1u                  /* filler: rest of an MP reservation */
 #define PSY_TYPE_TAKEN 0x100u            /* ipc MC: + slot, header of a record a consumer holds */
@@ -135,6 +135,8 @@ struct psy_wait_block {
     psy_atomic32 data_waiters;
     psy_atomic32 space_seq;                          /* futex word: producers sleep on it */
     psy_atomic32 space_waiters;
+    psy_atomic32 data_armed;                         /* a sleeper registered since the last wake (wait.c) */
+    psy_atomic32 space_armed;
     psy_atomic32 closed;                             /* set once by shutdown */
     psy_atomic32 producers;                          /* open handles that may produce */
     psy_atomic32 consumers;                          /* open handles that may consume */
@@ -353,7 +355,11 @@ void psy_ring_count_empty(struct psy_ring *r, int sub);
 enum psy_wait_side { PSY_WAIT_DATA, PSY_WAIT_SPACE };
 typedef int (*psy_try_fn)(void *ctx);
 int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t timeout_ns);
+/* Wakes every sleeper of side, unconditionally (shutdown, bells). */
 void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side);
+/* Wakes the sleepers of side if one registered since the last wake: the
+ * call for publishers that saw a waiter count (psy_ring_has_sleepers). */
+void psy_wake_sleepers(struct psy_ring *r, enum psy_wait_side side);
 void psy_wait_init(void);
 extern bool psy_wake_needs_fence;        /* memory://: no membarrier(PRIVATE_EXPEDITED) */
 extern bool psy_wake_needs_fence_global; /* ipc://: no membarrier(GLOBAL_EXPEDITED) */
@@ -382,7 +388,7 @@ static inline bool psy_ring_has_sleepers(const struct psy_ring *r, enum psy_wait
 static inline void psy_wake_if_waiting(struct psy_ring *r, enum psy_wait_side side)
 {
     if (psy_ring_has_sleepers(r, side))
-        psy_wake_slow(r, side);
+        psy_wake_sleepers(r, side);
 }
 
 /* Whether span (read from a header) can be a span of records within room

@@ -13,6 +13,15 @@
  * Where membarrier is unavailable, publishers pay a seq_cst fence instead
  * (psy_wake_needs_fence). The futex word is a sequence number read before the
  * re-check, so a wake between re-check and sleep makes FUTEX_WAIT return.
+ *
+ * One wake per sleep: the waiter count stays up until a woken sleeper runs
+ * again (about 25 us here), and every publisher in that time used to make a
+ * FUTEX_WAKE of its own (with two producers, 10-30 of them per sleep). A
+ * sleeper now also arms a word after it reads the sequence number, and a
+ * publisher that sees a waiter makes the system call only if it takes the
+ * arming back (exchange). Whoever took it bumped the sequence after the
+ * sleeper read it, so that sleeper's FUTEX_WAIT returns at once; and the
+ * Dekker pairing above covers the arming as it covers the count.
  */
 #include <errno.h>
 #include <limits.h>
@@ -65,6 +74,15 @@ int64_t psy_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+void psy_wake_sleepers(struct psy_ring *r, enum psy_wait_side side)
+{
+    struct psy_wait_block *w = &r->sh->wait;
+    psy_atomic32 *armed = side == PSY_WAIT_DATA ? &w->data_armed : &w->space_armed;
+    /* a load first: publishers that find it taken leave the line shared */
+    if (atomic_load_explicit(armed, memory_order_seq_cst) && atomic_exchange_explicit(armed, 0, memory_order_seq_cst))
+        psy_wake_slow(r, side);
+}
+
 void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side)
 {
     struct psy_wait_block *w = &r->sh->wait;
@@ -83,9 +101,12 @@ static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn tr
     psy_atomic32 *seq = side == PSY_WAIT_DATA ? &w->data_seq : &w->space_seq;
     psy_atomic32 *waiters = side == PSY_WAIT_DATA ? &w->data_waiters : &w->space_waiters;
 
+    psy_atomic32 *armed = side == PSY_WAIT_DATA ? &w->data_armed : &w->space_armed;
+
     atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
-    heavy_barrier(r);
     uint32_t seen = atomic_load_explicit(seq, memory_order_seq_cst);
+    atomic_store_explicit(armed, 1, memory_order_seq_cst); /* after seen: a taker bumps seq past it */
+    heavy_barrier(r);
     int rc = try_once(ctx);
     /* closed is set before shutdown bumps seq: if we read seq after the bump
      * we see closed here; if before, FUTEX_WAIT returns at once. */
