@@ -303,6 +303,7 @@ static void run_many(const struct config *c, size_t size, int mode)
     int consumers = mode == PSYNE_MODE_SPSC || mode == PSYNE_MODE_MPSC ? 1 : c->consumers;
     double mps[MAX_RUNS];
     struct tput_result r;
+    uint64_t sleeps = 0, wakeups = 0; /* of the measured runs: how the threads waited */
     bench_progress_run(0, c->runs);
     psyne_many_tput(size, warm_count(c, default_count(size)) + 2, mode, producers, consumers, &r);
     uint64_t count = run_count(c, default_count(size), r.mps);
@@ -312,12 +313,14 @@ static void run_many(const struct config *c, size_t size, int mode)
         psyne_many_tput(size, count, mode, producers, consumers, &r);
         perf_end(c, count);
         mps[i] = r.mps;
+        sleeps += r.sleeps;
+        wakeups += r.wakeups;
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
     bench_out("system=psyne workload=inproc-mpmc-tput size=%zu mps=%.0f mps_min=%.0f mps_max=%.0f mode=%s producers=%d "
-              "consumers=%d runs=%d count=%llu",
+              "consumers=%d runs=%d count=%llu sleeps=%llu wakeups=%llu",
               size, bench_median(mps, c->runs), lo, hi, mode_names[mode], producers, consumers, c->runs,
-              (unsigned long long)count);
+              (unsigned long long)count, (unsigned long long)sleeps, (unsigned long long)wakeups);
     perf_out(c, "msg");
     bench_out_end();
 }

@@ -410,8 +410,11 @@ void psyne_many_tput(size_t size, uint64_t count, int mode, int producers, int c
         pthread_join(pth[i], NULL);
         psyne_channel_close(pt[i].ch); /* the last producer ends the stream */
     }
+    struct psyne_stats st = {0};
     for (int i = 0; i < consumers; i++) {
         pthread_join(cth[i], NULL);
+        if (i == 0)
+            must(psyne_channel_stats(ct[0].ch, &st), "stats"); /* the ring's: every handle's waits */
         psyne_channel_close(ct[i].ch);
     }
     /* competing consumers each see part of a sequence: check the whole */
@@ -429,6 +432,8 @@ void psyne_many_tput(size_t size, uint64_t count, int mode, int producers, int c
     uint64_t sent = r.per_producer * (uint64_t)producers; /* BROADCAST: messages published, not deliveries */
     out->mps = (double)sent / secs;
     out->gbps = (double)sent * (double)size / secs / 1e9;
+    out->sleeps = st.waits;
+    out->wakeups = st.wakeups;
 }
 
 void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, struct tput_result *out)

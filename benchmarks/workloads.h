@@ -14,6 +14,8 @@
 struct tput_result {
     double mps;  /* messages per second */
     double gbps; /* payload GB/s (1e9 bytes) */
+    uint64_t sleeps;  /* inproc-mpmc-tput: futex sleeps of the run (psyne_stats.waits) */
+    uint64_t wakeups; /* and wake-up system calls (psyne_stats.wakeups) */
 };
 
 /* Ring bytes used for a message size: the same byte budget is given to the
