@@ -30,7 +30,7 @@
 #include "../ring/ring.h"
 
 #define PSY_IPC_MAGIC 0x3143504945505950ull /* "PYPEIPC1" */
-#define PSY_IPC_VERSION 1u
+#define PSY_IPC_VERSION 2u /* 2: the ring's wait block has armed words (PSY_RING_VERSION 2) */
 #define PSY_IPC_F_DYNAMIC 1ull /* an anchor: the ring's records are in segment files */
 #define PSY_IPC_F_SEGMENT 2ull /* a segment of a dynamic ring, never a channel of its own */
 #define PSY_IPC_FEATURES (PSY_IPC_F_DYNAMIC | PSY_IPC_F_SEGMENT) /* feature bits this build understands */
