@@ -90,30 +90,35 @@ static uint64_t count_records(const struct psy_ring *r, uint64_t from, uint64_t 
     return from;
 }
 
-/* SP, walk_counts: moves the count checkpoint to tail, adding the records
- * before it. Runs on the producer before each refresh of its cached head:
- * nothing after the old checkpoint has been overwritten yet, as the space
- * the producer may reuse ends at the cached head it had (<= count_pos). */
-static void sp_checkpoint(struct psy_ring *r, uint64_t tail)
+/* SP, walk_counts: moves the count checkpoint to `to`, adding the records
+ * of [count_pos, walk_to), which it walks, and n messages of `bytes` in
+ * [walk_to, to), which the caller counted (a batch it just published).
+ * Runs on the producer before each refresh of its cached head (walk_to = to
+ * = tail): nothing after the old checkpoint has been overwritten yet, as the
+ * space the producer may reuse ends at the cached head it had (<= count_pos). */
+static void sp_checkpoint(struct psy_ring *r, uint64_t walk_to, uint64_t to, uint64_t n, uint64_t bytes)
 {
     struct psy_prod *p = &r->sh->prod;
-    uint64_t from = atomic_load_explicit(&p->count_pos, memory_order_relaxed), n, b;
-    if (from == tail)
+    uint64_t from = atomic_load_explicit(&p->count_pos, memory_order_relaxed), wn = 0, wb = 0;
+    if (from == to)
         return;
-    count_records(r, from, tail, NULL, 0, &n, &b);
+    if (from != walk_to)
+        count_records(r, from, walk_to, NULL, 0, &wn, &wb);
+    n += wn;
+    uint64_t b = bytes + wb;
     uint64_t seq = atomic_load_explicit(&p->count_seq, memory_order_relaxed);
     atomic_store_explicit(&p->count_seq, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release); /* R7: odd before the new counts and any reuse of space */
     psy_count(&p->msgs, n);
     psy_count(&p->bytes, b);
-    atomic_store_explicit(&p->count_pos, tail, memory_order_relaxed); /* past a corrupted header too */
+    atomic_store_explicit(&p->count_pos, to, memory_order_relaxed); /* past a corrupted header too */
     atomic_store_explicit(&p->count_seq, seq + 2, memory_order_release); /* even: counts and position agree */
 }
 
 uint64_t psy_ring_refresh_cached_head(struct psy_ring *r, uint64_t tail)
 {
     if (r->walk_counts)
-        sp_checkpoint(r, tail);
+        sp_checkpoint(r, tail, tail, 0, 0);
     uint64_t head = psy_ring_refresh_head(r);
     /* Stored only when it moved: MP producers that wait for space refresh on
      * every poll, and each store would take the line from the others. */
@@ -340,6 +345,12 @@ void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned
     } else if (!r->mp) {
         uint64_t end = batch_headers(r, c, n, lengths, type);
         psy_sp_publish(r, c[0].psy_pos, psy_hdr_make(lengths[0], type), end, n, bytes);
+        /* A batch is counted as it is published: a few stores per batch
+         * cost less than walking its headers again once per lap (batches of
+         * 32 x 64 B ran 1.10x without that walk). The records before it are
+         * walked now, so the checkpoint stays at the tail. */
+        if (r->walk_counts)
+            sp_checkpoint(r, c[0].psy_pos, end, n, bytes);
     } else {
         uint64_t end = batch_headers(r, c, n, lengths, type);
         uint64_t reserved_end = c[0].psy_pos + c[0].psy_reserved * (uint64_t)k;

@@ -33,7 +33,8 @@
  *     up to prod.count_pos, and the rest, [count_pos, tail), is still in
  *     the ring. The producer moves the checkpoint (sp_checkpoint in produce.c) each
  *     time it refreshes its cached head, before it may overwrite any of
- *     those records; readers (psy_ring_produced) add what lies after it
+ *     those records, and after each batch it commits (the batch counted as
+ *     committed, without a walk); readers (psy_ring_produced) add what lies after it
  *     under the sequence count prod.count_seq, odd while it moves (R7,
  *     fence; pairs with the reader's fence A7 before its second read).
  *   MP producers: reserve with a CAS on pub.tail; R2 store the header with
