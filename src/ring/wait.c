@@ -16,7 +16,7 @@
  *
  * One wake per sleep: the waiter count stays up until a woken sleeper runs
  * again (about 25 us here), and every publisher in that time used to make a
- * FUTEX_WAKE of its own (with two producers, 10-30 of them per sleep). A
+ * FUTEX_WAKE of its own (with two producers, 38-48 of them per sleep). A
  * sleeper now also arms a word after it reads the sequence number, and a
  * publisher that sees a waiter makes the system call only if it takes the
  * arming back (exchange). Whoever took it bumped the sequence after the
