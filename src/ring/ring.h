@@ -31,12 +31,13 @@
  *     streams about 1.3x (benchmarks/sp_store_cost.c). Its records are
  *     counted from their headers instead: prod.msgs/bytes hold the counts
  *     up to prod.count_pos, and the rest, [count_pos, tail), is still in
- *     the ring. The producer moves the checkpoint (sp_checkpoint in produce.c) each
- *     time it refreshes its cached head, before it may overwrite any of
- *     those records, and after each batch it commits (the batch counted as
- *     committed, without a walk); readers (psy_ring_produced) add what lies after it
- *     under the sequence count prod.count_seq, odd while it moves (R7,
- *     fence; pairs with the reader's fence A7 before its second read).
+ *     the ring. The producer moves the checkpoint (sp_checkpoint in
+ *     produce.c) each time it refreshes its cached head, before it may
+ *     overwrite any of those records, and after each batch it commits (the
+ *     batch counted as committed, without a walk); readers
+ *     (psy_ring_produced) add what lies after it under the sequence count
+ *     prod.count_seq, odd while it moves (R7, fence; pairs with the
+ *     reader's fence A7 before its second read).
  *   MP producers: reserve with a CAS on pub.tail; R2 store the header with
  *     release once the record is written. Free space is always zero
  *     (consumers zero what they release in MP modes), so there is no

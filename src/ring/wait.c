@@ -74,10 +74,24 @@ int64_t psy_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-void psy_wake_sleepers(struct psy_ring *r, enum psy_wait_side side)
+/* The words of one side of the wait block. */
+struct wait_words {
+    psy_atomic32 *seq;     /* the futex word */
+    psy_atomic32 *waiters; /* registered sleepers */
+    psy_atomic32 *armed;   /* a sleeper registered since the last wake */
+};
+
+static struct wait_words wait_words(struct psy_ring *r, enum psy_wait_side side)
 {
     struct psy_wait_block *w = &r->sh->wait;
-    psy_atomic32 *armed = side == PSY_WAIT_DATA ? &w->data_armed : &w->space_armed;
+    if (side == PSY_WAIT_DATA)
+        return (struct wait_words){&w->data_seq, &w->data_waiters, &w->data_armed};
+    return (struct wait_words){&w->space_seq, &w->space_waiters, &w->space_armed};
+}
+
+void psy_wake_sleepers(struct psy_ring *r, enum psy_wait_side side)
+{
+    psy_atomic32 *armed = wait_words(r, side).armed;
     /* a load first: publishers that find it taken leave the line shared */
     if (atomic_load_explicit(armed, memory_order_seq_cst) && atomic_exchange_explicit(armed, 0, memory_order_seq_cst))
         psy_wake_slow(r, side);
@@ -85,8 +99,7 @@ void psy_wake_sleepers(struct psy_ring *r, enum psy_wait_side side)
 
 void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side)
 {
-    struct psy_wait_block *w = &r->sh->wait;
-    psy_atomic32 *seq = side == PSY_WAIT_DATA ? &w->data_seq : &w->space_seq;
+    psy_atomic32 *seq = wait_words(r, side).seq;
     atomic_fetch_add_explicit(seq, 1, memory_order_seq_cst);
     /* Not FUTEX_PRIVATE: the ring may be shared with other processes. */
     syscall(SYS_futex, seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
@@ -97,15 +110,11 @@ void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side)
  * timeout, or the next look for dead peers (ipc). */
 static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t deadline)
 {
-    struct psy_wait_block *w = &r->sh->wait;
-    psy_atomic32 *seq = side == PSY_WAIT_DATA ? &w->data_seq : &w->space_seq;
-    psy_atomic32 *waiters = side == PSY_WAIT_DATA ? &w->data_waiters : &w->space_waiters;
+    struct wait_words ww = wait_words(r, side);
 
-    psy_atomic32 *armed = side == PSY_WAIT_DATA ? &w->data_armed : &w->space_armed;
-
-    atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
-    uint32_t seen = atomic_load_explicit(seq, memory_order_seq_cst);
-    atomic_store_explicit(armed, 1, memory_order_seq_cst); /* after seen: a taker bumps seq past it */
+    atomic_fetch_add_explicit(ww.waiters, 1, memory_order_seq_cst);
+    uint32_t seen = atomic_load_explicit(ww.seq, memory_order_seq_cst);
+    atomic_store_explicit(ww.armed, 1, memory_order_seq_cst); /* after seen: a taker bumps seq past it */
     heavy_barrier(r);
     int rc = try_once(ctx);
     /* closed is set before shutdown bumps seq: if we read seq after the bump
@@ -121,9 +130,9 @@ static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn tr
             tsp = &ts;
         }
         atomic_fetch_add_explicit(&r->sh->slow.waits, 1, memory_order_relaxed);
-        syscall(SYS_futex, seq, FUTEX_WAIT, seen, tsp, NULL, 0);
+        syscall(SYS_futex, ww.seq, FUTEX_WAIT, seen, tsp, NULL, 0);
     }
-    atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(ww.waiters, 1, memory_order_relaxed);
     return rc;
 }
 
