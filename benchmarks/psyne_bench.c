@@ -318,9 +318,10 @@ static void run_many(const struct config *c, size_t size, int mode)
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
     bench_out("system=psyne workload=inproc-mpmc-tput size=%zu mps=%.0f mps_min=%.0f mps_max=%.0f mode=%s producers=%d "
-              "consumers=%d runs=%d count=%llu sleeps=%llu wakeups=%llu",
+              "consumers=%d runs=%d count=%llu sleeps=%llu wakeups=%llu leases=%d",
               size, bench_median(mps, c->runs), lo, hi, mode_names[mode], producers, consumers, c->runs,
-              (unsigned long long)count, (unsigned long long)sleeps, (unsigned long long)wakeups);
+              (unsigned long long)count, (unsigned long long)sleeps, (unsigned long long)wakeups,
+              (bench_channel_flags & PSYNE_F_LEASES) && (mode == PSYNE_MODE_MPSC || mode == PSYNE_MODE_MPMC));
     perf_out(c, "msg");
     bench_out_end();
 }
@@ -506,6 +507,8 @@ static void usage(FILE *f)
             "                     --pin 0,0 it shows a hand-off between two threads sharing one CPU)\n"
             "  --hugepages        back rings with huge pages (explicit if reserved, else transparent, else normal;\n"
             "                     the run prints which it got); rings are then at least 2 MiB\n"
+            "  --leases           MP producers claim from leases (PSYNE_F_LEASES: inproc-mpmc-tput in mpsc and\n"
+            "                     mpmc modes; order across producers is not kept)\n"
             "  --mlock            lock ring memory (PSYNE_F_MLOCK)\n"
             "  --numa-node N      allocate ring memory on NUMA node N\n"
             "  --dynamic[=fixed]  inproc-spsc-tput on dynamic rings (default configuration), alternating with\n"
@@ -567,7 +570,7 @@ int main(int argc, char **argv)
         {"api", required_argument, 0, 'a'}, {"producers", required_argument, 0, 'p'},
         {"consumers", required_argument, 0, 'c'}, {"no-pin", no_argument, 0, 'n'},
         {"json", no_argument, 0, 'j'}, {"inject-loss", required_argument, 0, 'l'},
-        {"pin", required_argument, 0, 'P'}, {"hugepages", no_argument, 0, 'H'},
+        {"pin", required_argument, 0, 'P'}, {"hugepages", no_argument, 0, 'H'}, {"leases", no_argument, 0, 'L'},
         {"mlock", no_argument, 0, 'M'}, {"dynamic", optional_argument, 0, 'D'}, {"no-copy-check", no_argument, 0, 'C'},
         {"inject-copy", required_argument, 0, 'I'}, {"numa-node", required_argument, 0, 'N'},
         {"transport", required_argument, 0, 't'}, {"mode", required_argument, 0, 'm'},
@@ -606,6 +609,7 @@ int main(int argc, char **argv)
             c.pin = 1;
             break;
         case 'H': bench_channel_flags |= PSYNE_F_HUGEPAGES; break;
+        case 'L': bench_channel_flags |= PSYNE_F_LEASES; break;
         case 'C': bench_copy_check_enable(); break;
         case 'I': bench_inject_copy_at = strtoull(optarg, NULL, 10); break;
         case 'D':
@@ -673,7 +677,7 @@ int main(int argc, char **argv)
                    why);
     }
 
-    if (bench_channel_flags && describe_placement() != 0)
+    if ((bench_channel_flags & ~PSYNE_F_LEASES) && describe_placement() != 0)
         return 1;
 
     static struct job jobs[MAX_JOBS];

@@ -118,6 +118,14 @@ enum psyne_wait {
                                          -ENOMEM or -EPERM beyond RLIMIT_MEMLOCK */
 #define PSYNE_F_NUMA_BIND (1u << 4)   /* allocate the ring's memory on NUMA node opt->numa_node
                                          only (mbind MPOL_BIND); -EINVAL if the node is not online */
+#define PSYNE_F_LEASES (1u << 5)      /* memory:// MPSC/MPMC: each producer handle reserves ring space
+                                         for several messages at once (about 1 KiB, one atomic
+                                         operation) and claims from it without touching the shared
+                                         tail. Each producer's messages keep their order, but a
+                                         message may come before one another producer claimed
+                                         earlier (order across producers is not kept): for work
+                                         queues. Set by the channel's creator; no effect on other
+                                         modes and transports (see the guide) */
 
 /* Pages backing a ring (psyne_stats.pages). */
 enum psyne_pages {

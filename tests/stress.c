@@ -11,7 +11,9 @@
  * (each producer thread a client of its own, the consumer threads sharing
  * one listening handle with max_peers) or "memory-slabs" (as memory, the ring
  * carved from slabs whose memory held other bytes before: it must start out
- * zero all the same).
+ * zero all the same) or "memory-leases" (as memory, with PSYNE_F_LEASES:
+ * MP producers claim from leases, and a message of another producer may come
+ * before one claimed earlier; each producer's order is still checked).
  *
  * Every message is stamped with producer id, sequence number and a checksum
  * of a payload of random length (24 bytes of stamp + 0..4000 bytes). Producers
@@ -96,12 +98,14 @@ static uint64_t fill_or_check(uint8_t *p, uint32_t n, uint32_t producer, uint64_
 }
 
 static psyne_slabs *slabs; /* memory-slabs */
+static bool leases;        /* memory-leases */
 
 static struct psyne_options options(int role)
 {
     struct psyne_options o;
     psyne_options_init(&o);
     o.slabs = slabs;
+    o.flags = leases ? PSYNE_F_LEASES : 0;
     o.mode = STRESS_MODE;
     o.capacity = capacity;
     o.role = role;
@@ -416,7 +420,7 @@ int main(int argc, char **argv)
     }
     if (argc != 5 && argc != 6) {
         fprintf(stderr,
-                "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [memory|memory-slabs|ipc-fork|ipc-exec|tcp|tcp-peers]\n",
+                "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [memory|memory-slabs|memory-leases|ipc-fork|ipc-exec|tcp|tcp-peers]\n",
                 argv[0]);
         return 2;
     }
@@ -428,7 +432,8 @@ int main(int argc, char **argv)
         transport = argv[5];
     bool tcp_peers = strcmp(transport, "tcp-peers") == 0, tcp = strcmp(transport, "tcp") == 0 || tcp_peers;
     bool memory = strncmp(transport, "memory", 6) == 0;
-    CHECK(strcmp(transport, "memory") == 0 || strcmp(transport, "memory-slabs") == 0 ||
+    leases = strcmp(transport, "memory-leases") == 0;
+    CHECK(strcmp(transport, "memory") == 0 || strcmp(transport, "memory-slabs") == 0 || leases ||
           strcmp(transport, "ipc-fork") == 0 || strcmp(transport, "ipc-exec") == 0 || tcp);
     if (strcmp(transport, "memory-slabs") == 0) {
         struct psyne_slab_options so;

@@ -253,6 +253,7 @@ struct system {
     run_fn run;
     void *ctx;
     int higher_is_better;
+    int subject; /* a psyne configuration compared with every reference, as sys[0] is */
     double v[MAX_RUNS];
     struct lat_result lat[MAX_RUNS]; /* latency runs */
 };
@@ -278,8 +279,10 @@ static int n_rows;
 
 /* Runs the systems alternately, `runs` rounds of one run each, and reports
  * the median over rounds of psyne's value / the reference's value (sys[0] is
- * psyne). For latencies the ratio is psyne's RTT over the reference's, so
- * lower is better there. */
+ * psyne, and so is each system marked subject: each of them against every
+ * other system). For latencies the ratio is psyne's RTT over the
+ * reference's, so lower is better there. targets[s - 1]: the target of the
+ * ratios against sys[s]. */
 static void compare(const char *workload, size_t size, const char *metric, struct system *sys, int n_sys,
                     const char *const *targets)
 {
@@ -309,21 +312,24 @@ static void compare(const char *workload, size_t size, const char *metric, struc
                    bench_rtt_fields(&m, fields), runs);
         }
     }
-    for (int s = 1; s < n_sys; s++) {
+    for (int p = 0; p < n_sys; p++)
+    for (int s = 0; s < n_sys; s++) {
+        if ((p && !sys[p].subject) || s == p || sys[s].subject || (s == 0 && p == 0))
+            continue;
         /* Ratios of the rounds in the usual placement, or of all rounds
          * when none was (the table says how many rounds count). */
         double ratio[MAX_RUNS];
         int n = 0;
         for (int r = 0; r < runs; r++)
             if (usual[r] || n_usual == 0)
-                ratio[n++] = sys[0].v[r] / sys[s].v[r];
+                ratio[n++] = sys[p].v[r] / sys[s].v[r];
         double lo = bench_min(ratio, n), hi = bench_max(ratio, n), med = bench_median(ratio, n);
         printf("RATIO workload=%s size=%zu metric=%s %s/%s=%.3f min=%.3f max=%.3f rounds=%d placement=%s%s\n",
-               workload, size, metric, sys[0].name, sys[s].name, med, lo, hi, n, n_usual ? "usual" : "any",
+               workload, size, metric, sys[p].name, sys[s].name, med, lo, hi, n, n_usual ? "usual" : "any",
                sys[s].higher_is_better ? "" : " (latency: lower is better)");
         if (n_rows < 64) {
             struct row *w = &rows[n_rows++];
-            snprintf(w->system, sizeof w->system, "%s", sys[0].name);
+            snprintf(w->system, sizeof w->system, "%s", sys[p].name);
             snprintf(w->workload, sizeof w->workload, "%s", workload);
             w->size = size;
             snprintf(w->metric, sizeof w->metric, "%s", metric);
@@ -333,7 +339,7 @@ static void compare(const char *workload, size_t size, const char *metric, struc
             w->hi = hi;
             w->usual = n_usual;
             w->rounds = n;
-            snprintf(w->target, sizeof w->target, "%s", targets && targets[s - 1] ? targets[s - 1] : "");
+            snprintf(w->target, sizeof w->target, "%s", s && targets && targets[s - 1] ? targets[s - 1] : "");
         }
     }
     fflush(stdout);
@@ -392,7 +398,11 @@ static double psyne_mpmc_fn(void *c, struct lat_result *lat)
     (void)lat; /* a throughput run */
     struct tput_ctx *t = c;
     struct tput_result r;
+    uint32_t flags = bench_channel_flags;
+    if (t->batch) /* here: with PSYNE_F_LEASES */
+        bench_channel_flags |= PSYNE_F_LEASES;
     psyne_mpmc_tput(64, t->count, 2, 2, &r);
+    bench_channel_flags = flags;
     return r.mps;
 }
 
@@ -502,23 +512,25 @@ int main(int argc, char **argv)
         compare("inproc-pingpong", 64, "rtt_p50_ns", pp, 3, pp_targets);
 
     /* inproc-mpmc-tput: 2 producers + 2 consumers on 2 cores */
-    struct tput_ctx mp = {64, 3000000 / scale, 0, 0};
-    struct system mpmc[5] = {system_of("psyne", psyne_mpmc_fn, &mp, 1)};
-    const char *mp_targets[4] = {NULL, NULL, NULL, NULL};
-    int n_mp = 1;
+    struct tput_ctx mp = {64, 3000000 / scale, 0, 0}, mp_leases = {64, 3000000 / scale, 1, 0};
+    struct system mpmc[6] = {system_of("psyne", psyne_mpmc_fn, &mp, 1),
+                             system_of("psyne-leases", psyne_mpmc_fn, &mp_leases, 1)};
+    mpmc[1].subject = 1; /* PSYNE_F_LEASES: order across producers not kept */
+    const char *mp_targets[5] = {NULL, NULL, NULL, NULL, NULL};
+    int n_mp = 2;
 #ifdef HAVE_DPDK
     struct dpdk_ctx rts = {0, 0, RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ, quick ? 0.2 : 1.0, 64};
     struct dpdk_ctx rts_72 = {0, 0, RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ, quick ? 0.2 : 1.0, PSYNE_RECORD_SIZE(64)};
     struct dpdk_ctx mt = {0, 0, 0, quick ? 0.2 : 1.0, 64};
     mpmc[n_mp++] = system_of("rte_ring-mpmc-rts", dpdk_mpmc_fn, &rts, 1);
-    mp_targets[0] = ">= 1.5";
+    mp_targets[1] = ">= 1.5";
     mpmc[n_mp++] = system_of("rte_ring-mpmc-rts-72B", dpdk_mpmc_fn, &rts_72, 1);
-    mp_targets[1] = "(same bytes per message)";
+    mp_targets[2] = "(same bytes per message)";
     mpmc[n_mp++] = system_of("rte_ring-mpmc-default", dpdk_mpmc_fn, &mt, 1);
 #endif
     if (only && !strstr(only, "mpmc"))
         ;
-    else if (n_mp > 1)
+    else if (n_mp > 2)
         compare("inproc-mpmc-tput", 64, "mps", mpmc, n_mp, mp_targets);
     else
         printf("# inproc-mpmc-tput: no peer (build with dpdk-dev installed for rte_ring)\n");

@@ -27,7 +27,8 @@ struct psyne_channel {
     psy_atomic64 mp_bytes;
     psy_atomic64 mp_own_msgs;
     psy_atomic64 mp_own_bytes;
-    _Atomic(uintptr_t) mp_owner; /* the thread that counts without a locked add (count_mp), 0: none yet */
+    _Atomic(uintptr_t) mp_owner; /* the thread that counts without a locked add (count_mp) and uses the
+                                    lease, 0: none yet */
     alignas(PSY_CACHE_BLOCK) struct psy_ring *ring; /* consumer side: the ring we receive from */
     struct psy_ring *tx;        /* producer side: the same ring, except for tcp:// */
     struct psy_tcp_link *link;  /* tcp://: the connection that moves tx and ring */
@@ -39,6 +40,7 @@ struct psyne_channel {
     const struct psy_reader *reader; /* single consumer state, NULL in MC modes */
     bool sp_fast;                    /* may take the inline SP claim/commit */
     bool mp_fast;                    /* MP producer on a plain ring: psyne_claim goes straight to the ring */
+    struct psy_lease *lease;         /* mp_fast on an in-process ring: claims come from a lease (lease.c) */
     bool sc_fast;                    /* may take the inline SC receive */
     int role;
     int sub; /* BROADCAST subscriber slot, else -1 */
@@ -47,8 +49,8 @@ struct psyne_channel {
 
 /*
  * Counts n messages of `bytes` committed on an MP handle. One thread, the
- * first to commit on the handle, owns counts[2..3] and adds to them with a
- * plain load and store; other threads sharing the handle add atomically to
+ * first to claim or commit on the handle, owns counts[2..3] (and the lease:
+ * lease.c) and adds to them with a plain load and store; other threads sharing the handle add atomically to
  * counts[0..1]. A locked add after a commit waits for every store before it,
  * the message's among them, to reach lines the consumers hold. A thread
  * that exits leaves nothing pending, so a new thread whose thread_tag lands
@@ -56,13 +58,18 @@ struct psyne_channel {
  */
 static __thread char thread_tag __attribute__((tls_model("initial-exec"))); /* its address names the thread */
 
+static bool owns_handle(psyne_channel *ch)
+{
+    uintptr_t self = (uintptr_t)&thread_tag, owner = atomic_load_explicit(&ch->mp_owner, memory_order_relaxed);
+    return psy_likely(owner == self) ||
+           (owner == 0 && atomic_compare_exchange_strong_explicit(&ch->mp_owner, &owner, self, memory_order_relaxed,
+                                                                  memory_order_relaxed));
+}
+
 static void count_mp(psyne_channel *ch, uint64_t n, uint64_t bytes)
 {
     psy_atomic64 *c = ch->mp_counts;
-    uintptr_t self = (uintptr_t)&thread_tag, owner = atomic_load_explicit(&ch->mp_owner, memory_order_relaxed);
-    if (psy_likely(owner == self) ||
-        (owner == 0 && atomic_compare_exchange_strong_explicit(&ch->mp_owner, &owner, self, memory_order_relaxed,
-                                                               memory_order_relaxed))) {
+    if (owns_handle(ch)) {
         atomic_store_explicit(&c[2], atomic_load_explicit(&c[2], memory_order_relaxed) + n, memory_order_relaxed);
         atomic_store_explicit(&c[3], atomic_load_explicit(&c[3], memory_order_relaxed) + bytes, memory_order_relaxed);
         return;
@@ -101,7 +108,8 @@ static int check_options(const struct psyne_options *o)
         return psy_fail(-EINVAL, "a BROADCAST handle must be PSYNE_ROLE_PRODUCER or PSYNE_ROLE_CONSUMER");
     if (o->wait != PSYNE_WAIT_ADAPTIVE && o->wait != PSYNE_WAIT_SPIN)
         return psy_fail(-EINVAL, "wait %d is not a psyne_wait", o->wait);
-    const uint32_t known = PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN | PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND;
+    const uint32_t known =
+        PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN | PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND | PSYNE_F_LEASES;
     if (o->flags & ~known)
         return psy_fail(-EINVAL, "unknown option flags 0x%x", o->flags & ~known);
     if (o->capacity > PSYNE_MAX_CAPACITY)
@@ -229,6 +237,8 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     ch->sp_fast = !ch->tx->mp && ch->role != PSYNE_ROLE_CONSUMER;
     ch->mp_fast = ch->tx->mp && ch->role != PSYNE_ROLE_CONSUMER && !ch->dyn && !ch->link;
     ch->sc_fast = ch->reader && ch->role != PSYNE_ROLE_PRODUCER;
+    if (ch->mp_fast)
+        ch->lease = psy_lease_take(ch->tx);
     /* The inline calls: rings whose producer neither counts nor has a
      * thread or segment chain to tell (tcp://, dynamic rings) */
     if (ch->sp_fast && !ch->dyn && !ch->link && ch->tx->walk_counts)
@@ -293,6 +303,7 @@ int psyne_channel_close(psyne_channel *ch)
     bool last = false;
     if (r->ipc) /* a survivor must not uncount us again if we die now */
         psy_ipc_clear_roles(r);
+    psy_lease_give_back(r, ch->lease); /* before the count: the last producer's close shuts the ring down */
     if (ch->role != PSYNE_ROLE_CONSUMER)
         last |= atomic_fetch_sub_explicit(&w->producers, 1, memory_order_acq_rel) == 1;
     if (ch->role != PSYNE_ROLE_PRODUCER)
@@ -338,6 +349,18 @@ static void poll_peers(struct psy_ring *r)
 static bool message_fits(const struct psy_ring *r, size_t max_len)
 {
     return max_len <= UINT32_MAX && PSYNE_RECORD_SIZE(max_len) + PSY_TERMINATOR <= r->cap;
+}
+
+/* A non-blocking receive that found nothing closes the idle leases that hold
+ * committed records back (lease.c), so it sees every message that no open
+ * claim comes before; every 1024th closes any idle lease (a producer may be
+ * waiting for its space). True if it closed one: look again. */
+static bool poll_leases(struct psy_ring *r)
+{
+    if (!r->leases)
+        return false;
+    uint32_t n = atomic_fetch_add_explicit(&r->lease_polls, 1, memory_order_relaxed);
+    return psy_lease_unblock(r, n % 1024 == 1023);
 }
 
 struct claim_batch_try {
@@ -395,6 +418,8 @@ int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c
         return psy_fail(-EINVAL, "claim of 0 messages");
     if (ch->server)
         return psy_fail(-EDESTADDRREQ, "a handle with max_peers sends to one peer: psyne_claim_to");
+    if (ch->lease && owns_handle(ch)) /* what it claims now goes after what it claimed from the lease */
+        psy_lease_stop(ch->tx, ch->lease);
     return claim_on(ch, ch->dyn ? (ch->tx = psy_dyn_producer(ch->dyn)) : ch->tx, max_len, c, n, timeout_ns);
 }
 
@@ -427,8 +452,13 @@ int psy_claim_slow(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, i
         c->psy_batch = 1;
         uint64_t need = PSYNE_RECORD_SIZE(max_len);
         /* MP: one reservation, without the batch layer's second look at the
-         * space (2+2 MPMC about 1.05-1.15x in alternating runs) */
-        if (psy_likely((ch->mp_fast ? psy_ring_claim(r, need, c) : psy_sp_claim(r, need, c)) == 0))
+         * space (2+2 MPMC about 1.05-1.15x in alternating runs), from the
+         * handle's lease where it has one */
+        struct psy_lease *lease = ch->lease && owns_handle(ch) ? ch->lease : NULL;
+        int rc = lease ? psy_lease_claim(r, lease, need, c) : 1;
+        if (rc == 1)
+            rc = ch->mp_fast ? psy_ring_claim(r, need, c) : psy_sp_claim(r, need, c);
+        if (psy_likely(rc == 0))
             return 0;
     }
     /* everything else, waiting included: a batch of one */
@@ -485,7 +515,9 @@ int psy_channel_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length
         return psy_fail(-EINVAL, "commit of %zu bytes into a claim of %u", length, c->capacity);
     if (psy_unlikely(ch->server != NULL))
         return commit_to_peer(ch, c, (uint32_t)length, type, false);
-    int rc = psy_ring_commit(ch->tx, c, (uint32_t)length, type);
+    int rc = 0;
+    if (!ch->lease || !psy_lease_commit(ch->tx, ch->lease, c, (uint32_t)length, type, false))
+        rc = psy_ring_commit(ch->tx, c, (uint32_t)length, type);
     if (rc)
         return psy_fail(rc, "commit of a claim that is not open");
     if (ch->link)
@@ -515,6 +547,8 @@ int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)
         return psy_fail(-EINVAL, "a batch is given up with psyne_commit_batch(..., 0, ...)");
     if (ch->server)
         return commit_to_peer(ch, c, 0, 0, true);
+    if (ch->lease && psy_lease_commit(ch->tx, ch->lease, c, 0, 0, true))
+        return 0;
     int rc = psy_ring_abort(ch->tx, c);
     if (rc == 0 && ch->link) /* an MP abort leaves a pad the sender must write */
         psy_tcp_committed(ch->link);
@@ -549,6 +583,8 @@ static int receive_once(void *ctx)
         rc = psy_sc_receive_one(ch->ring, ch->reader, t->msgs);
     if (rc != 0 && (rc != -EAGAIN || psy_ring_closed(ch->ring) || t->max != 1 || !ch->sc_fast))
         rc = psy_ring_receive(ch->ring, ch->reader, t->msgs, t->max);
+    if (rc == -EPIPE && psy_lease_unblock(ch->ring, true)) /* shut down: nothing may stay behind an idle lease */
+        rc = psy_ring_receive(ch->ring, ch->reader, t->msgs, t->max);
     if ((rc == -EAGAIN || rc == -EPIPE) && ch->dyn && psy_dyn_follow(ch->dyn)) {
         sync_consumer(ch);
         return FOLLOWED;
@@ -574,6 +610,8 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
     int rc;
     while ((rc = receive_once(&t)) == FOLLOWED) {
     }
+    if (rc == -EAGAIN && timeout_ns == PSYNE_NONBLOCK && poll_leases(ch->ring))
+        rc = receive_once(&t);
     if (rc == -EBUSY && timeout_ns == PSYNE_NONBLOCK) {
         poll_peers(ch->ring);
         return -EAGAIN; /* other consumers hold the read lock: try again */

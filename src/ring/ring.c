@@ -153,6 +153,7 @@ void psy_ring_destroy(struct psy_ring *r)
     if (!r->sh)
         return;
     pthread_mutex_destroy(&r->handles_lock);
+    psy_lease_fini(r);
     struct psy_mirror m = {.base = r->map_base, .map_len = r->map_len};
     if (r->slabs)
         psy_slabs_unmap_ring(r->slabs, &m, r->slab_block);
@@ -196,6 +197,7 @@ uint64_t psy_ring_in_use(const struct psy_ring *r)
         head = psy_bcast_slowest(r, atomic_load_explicit(&r->sh->bcast.floor, memory_order_acquire), tail);
     else
         head = atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS;
-    return tail - head <= r->cap ? tail - head : 0;
+    uint64_t used = tail - head <= r->cap ? tail - head : 0, unused = psy_lease_unused(r); /* reserved, not used */
+    return used >= unused ? used - unused : 0;
 }
 

@@ -213,6 +213,19 @@ struct psy_claim_intent {
 #define PSY_INTENT_NONE 1ull        /* positions are 8-aligned: never a position */
 #define PSY_INTENT_TENTATIVE 2ull   /* the CAS may not have happened */
 
+/* An MP producer handle's lease of ring bytes (lease.c): in-process rings
+ * only, in an array of the ring's process-local view. The first block is the
+ * owner's (consumers read state and CAS it only to close an idle lease);
+ * the second is the slot's, read by consumers as they look for leases. */
+struct psy_lease {
+    alignas(PSY_CACHE_BLOCK) psy_atomic64 state; /* lease.c: 0, pos|IDLE, pos|CLAIMING or BUSY */
+    psy_atomic64 end;                            /* the lease's end, fixed while it is IDLE or CLAIMING */
+    _Atomic bool close_after;                    /* owner: the open claim's commit closes the lease */
+    alignas(PSY_CACHE_BLOCK) psy_atomic32 in_use; /* the slot belongs to a producer handle */
+};
+#define PSY_MAX_LEASES 32     /* producer handles with a lease per ring; more claim one message per CAS */
+#define PSY_LEASE_BYTES 1024u /* a lease: 14 records of 64 B */
+
 /* Process-local view of a ring. */
 struct psy_ring {
     /* The SP producer's view (psyne/inline.h), also copied into producer
@@ -243,6 +256,9 @@ struct psy_ring {
     void (*check_peers)(struct psy_ring *r); /* ipc: finds dead peers and recovers what they held */
     psy_atomic32 polls;                /* ipc: non-blocking calls that found nothing (channel.c) */
     _Atomic int64_t next_peer_check;   /* ipc: when such a call looks for dead peers next */
+    struct psy_lease *leases;        /* in-process MP rings: PSY_MAX_LEASES slots (lease.c); else NULL */
+    uint64_t lease_bytes;            /* how much a lease reserves at once */
+    psy_atomic32 lease_polls;        /* fruitless non-blocking receives (channel.c poll_leases) */
     pthread_mutex_t handles_lock; /* guards handles */
     struct psyne_channel *handles; /* this process's open handles (MP counters) */
 };
@@ -320,6 +336,30 @@ int psy_ring_claim_batch(struct psy_ring *r, uint64_t need, struct psyne_claimed
 /* bytes: the sum of lengths[0..n-1] (the caller has added them up already). */
 void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned n, const uint32_t *lengths,
                            uint32_t type, uint64_t bytes);
+
+/* MP claim leases (lease.c), for rings with leases (psy_lease_init). */
+int psy_lease_init(struct psy_ring *r);
+void psy_lease_fini(struct psy_ring *r);
+/* A slot for a producer handle, NULL if none is free. */
+struct psy_lease *psy_lease_take(struct psy_ring *r);
+/* Closes what is left of the handle's lease and frees the slot. */
+void psy_lease_give_back(struct psy_ring *r, struct psy_lease *l);
+/* The lease's owner is about to claim outside it (psy_ring_claim): closes
+ * it now, or when its open claim is committed, so nothing the owner claims
+ * later lands before that claim. */
+void psy_lease_stop(struct psy_ring *r, struct psy_lease *l);
+/* The owner's claim of need bytes from its lease, or from a new one. 0,
+ * -EAGAIN (full), or 1: its own claim from the lease is still open (claim
+ * with psy_ring_claim instead; the lease closes behind the open one). */
+int psy_lease_claim(struct psy_ring *r, struct psy_lease *l, uint64_t need, struct psyne_claimed *c);
+/* Commits (or aborts) c if it was claimed from l; false if it was not. */
+bool psy_lease_commit(struct psy_ring *r, struct psy_lease *l, struct psyne_claimed *c, uint32_t length,
+                      uint32_t type, bool abort);
+/* Bytes reserved by idle leases and not claimed yet (statistics). */
+uint64_t psy_lease_unused(const struct psy_ring *r);
+/* Consumers that found nothing: closes idle leases that hold records back
+ * (force: every idle lease, before sleeping or giving up). True if any. */
+bool psy_lease_unblock(struct psy_ring *r, bool force);
 
 /* Consumer side (consume.c): non-blocking; -EAGAIN when empty, -EPIPE when
  * shut down and drained, -EBUSY (MC) when other consumers kept the read lock

@@ -117,9 +117,12 @@ static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn tr
     atomic_store_explicit(ww.armed, 1, memory_order_seq_cst); /* after seen: a taker bumps seq past it */
     heavy_barrier(r);
     int rc = try_once(ctx);
+    /* A lease left idle before we registered holds back what its owner's
+     * commit woke nobody for: close it (lease.c). One left idle after, woke us. */
+    bool unblocked = rc == -EAGAIN && side == PSY_WAIT_DATA && psy_lease_unblock(r, true);
     /* closed is set before shutdown bumps seq: if we read seq after the bump
      * we see closed here; if before, FUTEX_WAIT returns at once. */
-    if (rc == -EAGAIN && !psy_ring_closed(r)) {
+    if (rc == -EAGAIN && !unblocked && !psy_ring_closed(r)) {
         struct timespec ts, *tsp = NULL;
         if (deadline) {
             int64_t left = deadline - psy_now_ns();
@@ -168,6 +171,8 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
         if (rc == -EBUSY) /* contention, not emptiness: never sleep on it */
             continue;
         int64_t waited = now - start;
+        if (side == PSY_WAIT_DATA && r->leases && psy_lease_unblock(r, waited >= r->spin_ns))
+            continue; /* an idle producer's lease held records back: look again */
         if (r->wait_kind == PSYNE_WAIT_SPIN)
             continue;
         /* A yield every poll_batch polls, from the start: a thread that

@@ -49,6 +49,8 @@ static int check_compatible(const struct memory_entry *e, const struct psyne_opt
     if (opt->mode != e->ring.mode)
         return psy_fail(-EINVAL, "memory://%s exists with mode %d, asked for mode %d", e->name, e->ring.mode,
                         opt->mode);
+    if (e->ring.mp && !(opt->flags & PSYNE_F_LEASES) != !e->ring.leases)
+        return psy_fail(-EINVAL, "memory://%s exists %s PSYNE_F_LEASES", e->name, e->ring.leases ? "with" : "without");
     if (opt->capacity && opt->capacity > e->ring.cap)
         return psy_fail(-EINVAL, "memory://%s exists with capacity %llu, asked for %llu", e->name,
                         (unsigned long long)e->ring.cap, (unsigned long long)opt->capacity);
@@ -59,8 +61,14 @@ static int check_compatible(const struct memory_entry *e, const struct psyne_opt
  * that holds what belongs to the channel rather than to a segment. */
 static int create_ring(struct memory_entry *e, const struct psyne_options *opt)
 {
-    if (!opt->dynamic)
-        return psy_ring_create(&e->ring, opt);
+    if (!opt->dynamic) {
+        int rc = psy_ring_create(&e->ring, opt);
+        if (rc == 0 && e->ring.mp && (opt->flags & PSYNE_F_LEASES) && (rc = psy_lease_init(&e->ring)) != 0) {
+            psy_ring_destroy(&e->ring);
+            rc = psy_fail(rc, "out of memory");
+        }
+        return rc;
+    }
     int rc = psy_dyn_create(&e->dyn, opt);
     if (rc)
         return rc;
