@@ -244,6 +244,7 @@ bool psy_lease_unblock(struct psy_ring *r, bool force)
     if (!r->leases)
         return false;
     bool closed = false;
+    uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_relaxed);
     for (unsigned i = 0; i < PSY_MAX_LEASES; i++) {
         struct psy_lease *l = &r->leases[i];
         if (!atomic_load_explicit(&l->in_use, memory_order_relaxed))
@@ -252,11 +253,13 @@ bool psy_lease_unblock(struct psy_ring *r, bool force)
         if (!(s & LEASE_IDLE))
             continue;
         uint64_t end = atomic_load_explicit(&l->end, memory_order_relaxed); /* fixed while the state is s */
-        /* Unforced, only a lease with a record committed right after it
-         * holds anything back (free space is zero, so a header there is
-         * one, A2); forced, any idle lease may hold the space a waiting
-         * producer needs. */
-        if (!force && atomic_load_explicit(psy_hdr_at(r, end), memory_order_acquire) == 0)
+        /* Unforced, only a lease with a reservation after it holds anything
+         * back (the tail moved past it; the header at its end would say
+         * whether that is committed, but it may be a payload by now, as the
+         * lease may be gone); forced, any idle lease may hold the space a
+         * waiting producer needs. A tail older than the state can only close
+         * a lease with nothing after it yet, which costs its owner a CAS. */
+        if (!force && tail == end)
             continue;
         if (atomic_compare_exchange_strong_explicit(&l->state, &s, 0, memory_order_acquire, memory_order_relaxed)) {
             pad(r, s & ~LEASE_FLAGS, end);
