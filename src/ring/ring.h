@@ -42,6 +42,12 @@
  *     release once the record is written. Free space is always zero
  *     (consumers zero what they release in MP modes), so there is no
  *     terminator to write.
+ *   MP leases (lease.c; memory:// rings with PSYNE_F_LEASES): one CAS on
+ *     pub.tail reserves a run for one producer handle, which claims from
+ *     it and publishes each record by R2 as above. The rest of a run that
+ *     is no longer claimed from becomes one pad, written by whoever closes
+ *     the lease (its owner or a consumer; a CAS on the lease's state picks
+ *     one), so consumers read records in position order as before.
  *   SC consumer / BROADCAST subscriber: reads, then R3 stores its release
  *     position with release; the producer A3 loads it with acquire before
  *     reusing the space (this also publishes the zeroing in MP modes). The
