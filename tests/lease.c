@@ -13,6 +13,8 @@
  *             batch) come after what it claimed from the lease;
  *   shutdown  a shut-down channel hands out what was committed behind an
  *             idle lease before it reports -EPIPE;
+ *   shared    threads sharing one producer handle (one of them uses the
+ *             lease, the others claim without it) each keep their order;
  *   stats     in_use does not count bytes a lease reserved and did not use.
  *
  *   lease [idle|full|order|shutdown|stats]   (no argument: all)
@@ -195,6 +197,45 @@ static void shutdown_behind(int mode)
     close_ends(&e);
 }
 
+struct sharer {
+    psyne_channel *tx;
+    uint32_t id, count;
+};
+
+static void *share(void *arg)
+{
+    struct sharer *s = arg;
+    for (uint32_t i = 0; i < s->count; i++)
+        send(s->tx, s->id * B_BASE + i, 8 + i % 200, 10 * SECOND);
+    return NULL;
+}
+
+/* Three threads on handle a, one on b; each thread's values in order. */
+static void shared(int mode)
+{
+    struct ends e = open_ends("memory://lease-shared", mode, 16384);
+    enum { THREADS = 4 };
+    struct sharer s[THREADS];
+    pthread_t t[THREADS];
+    uint32_t count = test_scale(100000), next[THREADS];
+    for (uint32_t i = 0; i < THREADS; i++) {
+        s[i] = (struct sharer){i == THREADS - 1 ? e.b : e.a, i, count};
+        next[i] = i * B_BASE;
+        CHECK(pthread_create(&t[i], NULL, share, &s[i]) == 0);
+    }
+    for (uint32_t n = 0; n < THREADS * count; n++) {
+        uint32_t v = take(e.rx, 10 * SECOND), id = v / B_BASE;
+        CHECK(id < THREADS);
+        if (v != next[id])
+            fprintf(stderr, "lease: thread %u sent %u, expected %u next\n", id, v, next[id]);
+        CHECK(v == next[id]);
+        next[id]++;
+    }
+    for (uint32_t i = 0; i < THREADS; i++)
+        CHECK(pthread_join(t[i], NULL) == 0);
+    close_ends(&e);
+}
+
 /* in_use counts what was committed and not released, not what a lease holds. */
 static void stats(int mode)
 {
@@ -229,6 +270,8 @@ int main(int argc, char **argv)
             order(mode);
         if (!only || !strcmp(only, "shutdown"))
             shutdown_behind(mode);
+        if (!only || !strcmp(only, "shared"))
+            shared(mode);
         if (!only || !strcmp(only, "stats"))
             stats(mode);
     }
