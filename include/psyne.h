@@ -119,7 +119,7 @@ enum psyne_wait {
 #define PSYNE_F_NUMA_BIND (1u << 4)   /* allocate the ring's memory on NUMA node opt->numa_node
                                          only (mbind MPOL_BIND); -EINVAL if the node is not online */
 #define PSYNE_F_LEASES (1u << 5)      /* memory:// MPSC/MPMC: each producer handle reserves ring space
-                                         for several messages at once (about 1 KiB, one atomic
+                                         for several messages at once (about 4 KiB, one atomic
                                          operation) and claims from it without touching the shared
                                          tail. Each producer's messages keep their order, but a
                                          message may come before one another producer claimed

@@ -230,7 +230,7 @@ struct psy_lease {
     alignas(PSY_CACHE_BLOCK) psy_atomic32 in_use; /* the slot belongs to a producer handle */
 };
 #define PSY_MAX_LEASES 32     /* producer handles with a lease per ring; more claim one message per CAS */
-#define PSY_LEASE_BYTES 1024u /* a lease: 14 records of 64 B */
+#define PSY_LEASE_BYTES 4096u /* a lease: 56 records of 64 B (2+2 MPMC: 1.19x 1 KiB, 16 KiB 0.78x 4 KiB) */
 
 /* Process-local view of a ring. */
 struct psy_ring {
