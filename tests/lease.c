@@ -15,7 +15,9 @@
  *             idle lease before it reports -EPIPE;
  *   shared    threads sharing one producer handle (one of them uses the
  *             lease, the others claim without it) each keep their order;
- *   stats     in_use does not count bytes a lease reserved and did not use.
+ *   stats     in_use does not count bytes a lease reserved and did not use;
+ *   flags     every opener of an MP ring passes the creator's flag (or NULL
+ *             options); SP rings ignore it.
  *
  *   lease [idle|full|order|shutdown|stats]   (no argument: all)
  */
@@ -252,6 +254,27 @@ static void stats(int mode)
     close_ends(&e);
 }
 
+static void flags(void)
+{
+    struct psyne_options o;
+    psyne_options_init(&o);
+    o.mode = PSYNE_MODE_MPMC;
+    o.flags = PSYNE_F_LEASES;
+    psyne_channel *a, *b, *c;
+    CHECK_RC(psyne_channel_open(&a, "memory://lease-flags", &o), 0);
+    o.flags = 0;
+    CHECK_RC(psyne_channel_open(&b, "memory://lease-flags", &o), -EINVAL);
+    CHECK_RC(psyne_channel_open(&b, "memory://lease-flags", NULL), 0);
+    o.mode = PSYNE_MODE_SPSC;
+    o.flags = PSYNE_F_LEASES; /* no effect on a single producer */
+    CHECK_RC(psyne_channel_open(&c, "memory://lease-flags-sp", &o), 0);
+    send(c, 1, 16, PSYNE_NONBLOCK);
+    CHECK(take(c, PSYNE_NONBLOCK) == 1);
+    CHECK_RC(psyne_channel_close(c), 0);
+    CHECK_RC(psyne_channel_close(b), 0);
+    CHECK_RC(psyne_channel_close(a), 0);
+}
+
 int main(int argc, char **argv)
 {
     const char *only = argc > 1 ? argv[1] : NULL;
@@ -275,6 +298,8 @@ int main(int argc, char **argv)
         if (!only || !strcmp(only, "stats"))
             stats(mode);
     }
+    if (!only || !strcmp(only, "flags"))
+        flags();
     printf("lease: %s ok\n", only ? only : "all");
     return 0;
 }
