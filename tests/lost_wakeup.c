@@ -21,7 +21,10 @@
  * makes the system call only for sleepers that registered since the last
  * one, wait.c). There a caller's timeout alone proves nothing (the other
  * consumer may have taken every message meanwhile): the test fails when no
- * message moved at all for a whole timeout.
+ * message moved at all for a whole timeout. MPMC and MPSC run once more with
+ * PSYNE_F_LEASES and small messages (8 to a lease): a consumer must close an
+ * idle lease before it sleeps, or it may sleep in front of messages whose
+ * wake-up came before it registered.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -42,6 +45,8 @@
 static uint64_t handoffs;
 static char uri[64] = "memory://lost-wakeup";
 static const char *transport = "memory";
+static bool leases;          /* run_many: PSYNE_F_LEASES */
+static size_t many_msg = MSG; /* run_many's message size */
 
 static psyne_channel *open_side(int mode, int role)
 {
@@ -52,6 +57,7 @@ static psyne_channel *open_side(int mode, int role)
     o.role = role;
     o.spin_ns = 0; /* straight to the futex */
     o.yield_ns = 0;
+    o.flags = leases ? PSYNE_F_LEASES : 0;
     if (strcmp(transport, "tcp") == 0 && role == PSYNE_ROLE_CONSUMER)
         o.flags = PSYNE_F_LISTEN; /* opened first: the producer connects to it */
     psyne_channel *ch;
@@ -142,7 +148,7 @@ static void *many_producer(void *arg)
     for (uint64_t i = 0; i < p->count;) {
         struct psyne_claimed c;
         uint64_t before = atomic_load(&moved);
-        int rc = psyne_claim(p->ch, MSG, &c, TIMEOUT_NS);
+        int rc = psyne_claim(p->ch, many_msg, &c, TIMEOUT_NS);
         if (rc == -ETIMEDOUT) {
             check_progress(rc, before);
             continue;
@@ -150,7 +156,7 @@ static void *many_producer(void *arg)
         CHECK_RC(rc, 0);
         uint64_t stamp = (uint64_t)p->id << 56 | i;
         memcpy(c.data, &stamp, sizeof stamp);
-        CHECK_RC(psyne_commit(p->ch, &c, MSG, PSYNE_TYPE_USER_MIN), 0);
+        CHECK_RC(psyne_commit(p->ch, &c, many_msg, PSYNE_TYPE_USER_MIN), 0);
         i++;
     }
     return NULL;
@@ -207,8 +213,9 @@ static void run_many(int mode, int producers, int consumers)
         got += cp[i].got;
         psyne_channel_close(cp[i].ch);
     }
-    printf("lost_wakeup mode=%d producers=%d consumers=%d handoffs=%llu sleeps=%llu wakeups=%llu\n", mode, producers,
-           consumers, (unsigned long long)got, (unsigned long long)st.waits, (unsigned long long)st.wakeups);
+    printf("lost_wakeup mode=%d producers=%d consumers=%d%s handoffs=%llu sleeps=%llu wakeups=%llu\n", mode,
+           producers, consumers, leases ? " leases" : "", (unsigned long long)got, (unsigned long long)st.waits,
+           (unsigned long long)st.wakeups);
     CHECK(got == (handoffs / 2) * (uint64_t)producers);
     CHECK(st.waits > 0);
 }
@@ -231,6 +238,10 @@ int main(int argc, char **argv)
         run_many(PSYNE_MODE_MPMC, 2, 2);
         run_many(PSYNE_MODE_MPSC, 2, 1);
         run_many(PSYNE_MODE_SPMC, 1, 2);
+        leases = true;
+        many_msg = 24; /* 32-byte records, 8 to a lease of a 4096-byte ring */
+        run_many(PSYNE_MODE_MPMC, 2, 2);
+        run_many(PSYNE_MODE_MPSC, 2, 1);
     }
     return 0;
 }
