@@ -2,7 +2,7 @@
  * wrap.c - wrap-around: positions start just below 2^64 so the 64-bit
  * counters overflow during the test, and records of every length from 0 to
  * the largest that fits cross the end of the mirrored data region at every
- * offset. Every mode, including BROADCAST.
+ * offset. Every mode, including BROADCAST, and MPSC/MPMC with leases.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -44,11 +44,12 @@ static void expect(psyne_channel *rx, uint32_t len, uint32_t salt)
     CHECK_RC(psyne_release(rx, &m), 0);
 }
 
-static void run(int mode)
+static void run(int mode, uint32_t flags)
 {
     struct psyne_options o;
     psyne_options_init(&o);
     o.mode = mode;
+    o.flags = flags;
     o.capacity = CAP;
     psyne_channel *tx, *rx;
     if (mode == PSYNE_MODE_BROADCAST)
@@ -90,7 +91,9 @@ int main(void)
 {
     int modes[] = {PSYNE_MODE_SPSC, PSYNE_MODE_SPMC, PSYNE_MODE_MPSC, PSYNE_MODE_MPMC, PSYNE_MODE_BROADCAST};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
-        run(modes[i]);
+        run(modes[i], 0);
+    run(PSYNE_MODE_MPSC, PSYNE_F_LEASES); /* claims from leases: their ends wrap too */
+    run(PSYNE_MODE_MPMC, PSYNE_F_LEASES);
     printf("wrap: all modes ok\n");
     return 0;
 }

@@ -132,9 +132,9 @@ static int reserve(struct psy_ring *r, struct psy_lease *l, uint64_t need, uint6
                 tail = now;
                 continue;
             }
-            if (reuse) { /* keep the rest as a lease for smaller messages */
-                atomic_store_explicit(&l->state, from | LEASE_IDLE, memory_order_release);
-                return -EAGAIN;
+            if (reuse) { /* the caller waits for space outside the lease (psy_lease_stop would pad it) */
+                pad(r, from, old_end);
+                psy_wake_if_waiting(r, PSY_WAIT_DATA);
             }
             atomic_store_explicit(&l->state, 0, memory_order_release);
             return -EAGAIN;
