@@ -308,6 +308,9 @@ struct psyne_claimed {
  * Threads: SP modes - one producer thread at a time per channel; MP modes -
  * any number of threads concurrently, on one handle or several. A producer
  * preempted between claim and commit never stops other producers claiming.
+ * MP messages arrive in the order they were claimed; with PSYNE_F_LEASES
+ * only each thread's own claims keep their order (the handle's first
+ * producing thread claims from the handle's lease, the others without).
  * In C, an inline function (psyne/inline.h): SPSC and BROADCAST producers
  * of memory:// and ipc:// claim without a call while there is room. Keep
  * the claim in a local variable to let the compiler keep it in registers.
