@@ -271,6 +271,26 @@ static void flags(void)
     send(c, 1, 16, PSYNE_NONBLOCK);
     CHECK(take(c, PSYNE_NONBLOCK) == 1);
     CHECK_RC(psyne_channel_close(c), 0);
+    /* more producer handles than lease slots: the rest claim without one */
+    enum { HANDLES = 40 };
+    psyne_channel *many[HANDLES];
+    o.mode = PSYNE_MODE_MPMC;
+    o.role = PSYNE_ROLE_PRODUCER;
+    for (int round = 0; round < 3; round++) {
+        for (uint32_t i = 0; i < HANDLES; i++) {
+            CHECK_RC(psyne_channel_open(&many[i], "memory://lease-flags", &o), 0);
+            send(many[i], i, 16, PSYNE_NONBLOCK);
+        }
+        uint32_t seen = 0; /* any order across producers: each value once */
+        uint64_t mask = 0;
+        for (; seen < HANDLES; seen++) {
+            uint32_t v = take(b, PSYNE_NONBLOCK);
+            CHECK(v < HANDLES && !(mask >> v & 1));
+            mask |= 1ull << v;
+        }
+        for (uint32_t i = 0; i < HANDLES; i++) /* slots come back with the handles */
+            CHECK_RC(psyne_channel_close(many[i]), 0);
+    }
     CHECK_RC(psyne_channel_close(b), 0);
     CHECK_RC(psyne_channel_close(a), 0);
 }

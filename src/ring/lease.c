@@ -69,10 +69,14 @@ struct psy_lease *psy_lease_take(struct psy_ring *r)
 {
     if (!r->leases)
         return NULL;
-    for (unsigned i = 0; i < PSY_MAX_LEASES; i++) {
-        uint32_t used = 0;
-        if (atomic_compare_exchange_strong_explicit(&r->leases[i].in_use, &used, 1, memory_order_acquire,
-                                                    memory_order_relaxed))
+    _Static_assert(PSY_MAX_LEASES <= 32, "one bit of lease_slots per slot");
+    uint32_t used = atomic_load_explicit(&r->lease_slots, memory_order_relaxed);
+    while (~used) {
+        unsigned i = (unsigned)__builtin_ctz(~used);
+        if (i >= PSY_MAX_LEASES)
+            break;
+        if (atomic_compare_exchange_weak_explicit(&r->lease_slots, &used, used | 1u << i, memory_order_acquire,
+                                                  memory_order_relaxed))
             return &r->leases[i];
     }
     return NULL; /* more producer handles than slots: the rest claim one message per CAS */
@@ -197,7 +201,7 @@ void psy_lease_give_back(struct psy_ring *r, struct psy_lease *l)
     psy_lease_stop(r, l);
     atomic_store_explicit(&l->state, 0, memory_order_relaxed);
     atomic_store_explicit(&l->close_after, false, memory_order_relaxed);
-    atomic_store_explicit(&l->in_use, 0, memory_order_release);
+    atomic_fetch_and_explicit(&r->lease_slots, ~(1u << (l - r->leases)), memory_order_release);
 }
 
 bool psy_lease_commit(struct psy_ring *r, struct psy_lease *l, struct psyne_claimed *c, uint32_t length,
@@ -230,10 +234,10 @@ bool psy_lease_commit(struct psy_ring *r, struct psy_lease *l, struct psyne_clai
 uint64_t psy_lease_unused(const struct psy_ring *r)
 {
     uint64_t unused = 0;
-    for (unsigned i = 0; r->leases && i < PSY_MAX_LEASES; i++) {
-        struct psy_lease *l = &r->leases[i];
+    for (uint32_t m = atomic_load_explicit(&r->lease_slots, memory_order_relaxed); m; m &= m - 1) {
+        struct psy_lease *l = &r->leases[__builtin_ctz(m)];
         uint64_t s = atomic_load_explicit(&l->state, memory_order_acquire);
-        if (atomic_load_explicit(&l->in_use, memory_order_relaxed) && (s & LEASE_IDLE))
+        if (s & LEASE_IDLE)
             unused += atomic_load_explicit(&l->end, memory_order_relaxed) - (s & ~LEASE_FLAGS);
     }
     return unused;
@@ -245,10 +249,8 @@ bool psy_lease_unblock(struct psy_ring *r, bool force)
         return false;
     bool closed = false;
     uint64_t tail = atomic_load_explicit(&r->sh->pub.tail, memory_order_relaxed);
-    for (unsigned i = 0; i < PSY_MAX_LEASES; i++) {
-        struct psy_lease *l = &r->leases[i];
-        if (!atomic_load_explicit(&l->in_use, memory_order_relaxed))
-            continue;
+    for (uint32_t m = atomic_load_explicit(&r->lease_slots, memory_order_relaxed); m; m &= m - 1) {
+        struct psy_lease *l = &r->leases[__builtin_ctz(m)];
         uint64_t s = atomic_load_explicit(&l->state, memory_order_acquire);
         if (!(s & LEASE_IDLE))
             continue;

@@ -220,16 +220,15 @@ struct psy_claim_intent {
 #define PSY_INTENT_TENTATIVE 2ull   /* the CAS may not have happened */
 
 /* An MP producer handle's lease of ring bytes (lease.c): in-process rings
- * only, in an array of the ring's process-local view. The first block is the
- * owner's (consumers read state and CAS it only to close an idle lease);
- * the second is the slot's, read by consumers as they look for leases. */
+ * only, in an array of the ring's process-local view (psy_ring.leases, the
+ * slots in use marked in psy_ring.lease_slots). One block, the owner's:
+ * consumers read state and CAS it only to close an idle lease. */
 struct psy_lease {
     alignas(PSY_CACHE_BLOCK) psy_atomic64 state; /* lease.c: 0, pos|IDLE, pos|CLAIMING or BUSY */
     psy_atomic64 end;                            /* the lease's end, fixed while it is IDLE or CLAIMING */
     _Atomic bool close_after;                    /* owner: the open claim's commit closes the lease */
-    alignas(PSY_CACHE_BLOCK) psy_atomic32 in_use; /* the slot belongs to a producer handle */
 };
-#define PSY_MAX_LEASES 32     /* producer handles with a lease per ring; more claim one message per CAS */
+#define PSY_MAX_LEASES 32     /* producer handles with a lease per ring (bits of lease_slots); more claim one message per CAS */
 #define PSY_LEASE_BYTES 4096u /* a lease: 56 records of 64 B (2+2 MPMC: 1.19x 1 KiB, 16 KiB 0.78x 4 KiB) */
 
 /* Process-local view of a ring. */
@@ -264,6 +263,7 @@ struct psy_ring {
     _Atomic int64_t next_peer_check;   /* ipc: when such a call looks for dead peers next */
     struct psy_lease *leases;        /* in-process MP rings: PSY_MAX_LEASES slots (lease.c); else NULL */
     uint64_t lease_bytes;            /* how much a lease reserves at once */
+    psy_atomic32 lease_slots;        /* bit i: leases[i] belongs to a producer handle (consumers look there only) */
     psy_atomic32 lease_polls;        /* fruitless non-blocking receives (channel.c poll_leases) */
     pthread_mutex_t handles_lock; /* guards handles */
     struct psyne_channel *handles; /* this process's open handles (MP counters) */
