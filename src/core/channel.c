@@ -49,12 +49,13 @@ struct psyne_channel {
 
 /*
  * Counts n messages of `bytes` committed on an MP handle. One thread, the
- * first to claim or commit on the handle, owns counts[2..3] (and the lease:
- * lease.c) and adds to them with a plain load and store; other threads sharing the handle add atomically to
- * counts[0..1]. A locked add after a commit waits for every store before it,
- * the message's among them, to reach lines the consumers hold. A thread
- * that exits leaves nothing pending, so a new thread whose thread_tag lands
- * at its address may own the counts after it.
+ * first to claim or commit on the handle, owns counts[2..3] (and the
+ * handle's lease, lease.c) and adds to them with a plain load and store;
+ * other threads sharing the handle add atomically to counts[0..1]. A locked
+ * add after a commit waits for every store before it, the message's among
+ * them, to reach lines the consumers hold. A thread that exits leaves
+ * nothing pending, so a new thread whose thread_tag lands at its address
+ * may own the counts after it.
  */
 static __thread char thread_tag __attribute__((tls_model("initial-exec"))); /* its address names the thread */
 
@@ -351,10 +352,10 @@ static bool message_fits(const struct psy_ring *r, size_t max_len)
     return max_len <= UINT32_MAX && PSYNE_RECORD_SIZE(max_len) + PSY_TERMINATOR <= r->cap;
 }
 
-/* A non-blocking receive that found nothing closes the idle leases that hold
- * committed records back (lease.c), so it sees every message that no open
- * claim comes before; every 1024th closes any idle lease (a producer may be
- * waiting for its space). True if it closed one: look again. */
+/* A non-blocking receive that found nothing closes the idle leases that
+ * other producers reserved space after (lease.c), so it sees every message
+ * that no open claim comes before; every 1024th closes any idle lease (a
+ * producer may be waiting for its space). True if it closed one: look again. */
 static bool poll_leases(struct psy_ring *r)
 {
     if (!r->leases)
