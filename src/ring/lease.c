@@ -85,8 +85,18 @@ struct psy_lease *psy_lease_take(struct psy_ring *r)
 /* The one pad over [pos, end), by whoever closed the lease. */
 static void pad(struct psy_ring *r, uint64_t pos, uint64_t end)
 {
-    atomic_store_explicit(psy_hdr_at(r, pos), psy_hdr_make((uint32_t)(end - pos - PSYNE_RECORD_HEADER), PSY_TYPE_PAD),
-                          memory_order_release); /* R2 */
+    psy_mp_publish(r, pos, end - pos, (uint32_t)(end - pos - PSYNE_RECORD_HEADER), PSY_TYPE_PAD);
+}
+
+/* Closes l, seen idle at the state s with its end: whoever's CAS takes it
+ * from IDLE pads the rest (the owner's claim is the other CAS from IDLE).
+ * True if this call closed it. */
+static bool close_idle(struct psy_ring *r, struct psy_lease *l, uint64_t s, uint64_t end)
+{
+    if (!atomic_compare_exchange_strong_explicit(&l->state, &s, 0, memory_order_acquire, memory_order_relaxed))
+        return false;
+    pad(r, s & ~LEASE_FLAGS, end);
+    return true;
 }
 
 /* Bytes a reservation at tail may take: the limit of mp_claim (produce.c),
@@ -185,12 +195,8 @@ void psy_lease_stop(struct psy_ring *r, struct psy_lease *l)
     uint64_t s = atomic_load_explicit(&l->state, memory_order_relaxed);
     if (s & LEASE_CLAIMING) {
         atomic_store_explicit(&l->close_after, true, memory_order_relaxed); /* its commit closes it */
-    } else if (s & LEASE_IDLE) {
-        uint64_t end = atomic_load_explicit(&l->end, memory_order_relaxed);
-        if (atomic_compare_exchange_strong_explicit(&l->state, &s, 0, memory_order_acquire, memory_order_relaxed)) {
-            pad(r, s & ~LEASE_FLAGS, end);
-            psy_wake_if_waiting(r, PSY_WAIT_DATA);
-        }
+    } else if ((s & LEASE_IDLE) && close_idle(r, l, s, atomic_load_explicit(&l->end, memory_order_relaxed))) {
+        psy_wake_if_waiting(r, PSY_WAIT_DATA);
     }
 }
 
@@ -209,22 +215,18 @@ bool psy_lease_commit(struct psy_ring *r, struct psy_lease *l, struct psyne_clai
 {
     if (!l || atomic_load_explicit(&l->state, memory_order_relaxed) != (c->psy_pos | LEASE_CLAIMING))
         return false; /* a claim of the one-CAS path */
-    uint64_t pos = c->psy_pos, used = PSYNE_RECORD_SIZE(length), next = pos + c->psy_reserved;
+    uint64_t pos = c->psy_pos, next = pos + c->psy_reserved;
     uint64_t end = atomic_load_explicit(&l->end, memory_order_relaxed);
     bool close = atomic_load_explicit(&l->close_after, memory_order_relaxed);
     if (close) { /* a claim came after this one: no message may follow in the lease */
         atomic_store_explicit(&l->close_after, false, memory_order_relaxed);
         next = end;
     }
-    if (abort) {
+    /* the slack of a shorter message is padded: the caller may have written there */
+    if (abort)
         pad(r, pos, next);
-    } else {
-        if (used < next - pos) /* the caller may have written there: not the lease's any more */
-            atomic_store_explicit(psy_hdr_at(r, pos + used),
-                                  psy_hdr_make((uint32_t)(next - pos - used - PSYNE_RECORD_HEADER), PSY_TYPE_PAD),
-                                  memory_order_relaxed);
-        atomic_store_explicit(psy_hdr_at(r, pos), psy_hdr_make(length, type), memory_order_release); /* R2 */
-    }
+    else
+        psy_mp_publish(r, pos, next - pos, length, type);
     atomic_store_explicit(&l->state, next != end ? next | LEASE_IDLE : 0, memory_order_release);
     c->psy_reserved = 0;
     psy_wake_if_waiting(r, PSY_WAIT_DATA);
@@ -263,10 +265,7 @@ bool psy_lease_unblock(struct psy_ring *r, bool force)
          * a lease with nothing after it yet, which costs its owner a CAS. */
         if (!force && tail == end)
             continue;
-        if (atomic_compare_exchange_strong_explicit(&l->state, &s, 0, memory_order_acquire, memory_order_relaxed)) {
-            pad(r, s & ~LEASE_FLAGS, end);
-            closed = true;
-        }
+        closed |= close_idle(r, l, s, end);
     }
     if (closed)
         psy_wake_if_waiting(r, PSY_WAIT_DATA); /* other consumers: what was behind the lease */

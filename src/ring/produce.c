@@ -215,9 +215,7 @@ int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c)
     return r->mp ? mp_claim(r, need, c) : psy_sp_claim(r, need, c);
 }
 
-/* MP: publishes `length`/`type` at pos, and a pad record over whatever is
- * left of the reservation so consumers can step over it. */
-static void mp_publish(struct psy_ring *r, uint64_t pos, uint64_t reserved, uint32_t length, uint32_t type)
+void psy_mp_publish(struct psy_ring *r, uint64_t pos, uint64_t reserved, uint32_t length, uint32_t type)
 {
     uint64_t used = PSYNE_RECORD_SIZE(length);
     if (used < reserved) /* consumers reach the pad only after the header below (R2) */
@@ -238,7 +236,7 @@ int psy_ring_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length
         psy_sp_commit(r, c, length, type);
         return 0;
     }
-    mp_publish(r, c->psy_pos, c->psy_reserved, length, type); /* MP counts: per handle, channel.c */
+    psy_mp_publish(r, c->psy_pos, c->psy_reserved, length, type); /* MP counts: per handle, channel.c */
     intent_clear(r);
     c->psy_reserved = 0;
     psy_wake_if_waiting(r, PSY_WAIT_DATA);
@@ -250,7 +248,7 @@ int psy_ring_abort(struct psy_ring *r, struct psyne_claimed *c)
     if (r->mp) {
         /* Others may have claimed after us: the space cannot be handed back,
          * so it becomes one pad record that consumers skip. */
-        mp_publish(r, c->psy_pos, c->psy_reserved, c->psy_reserved - PSYNE_RECORD_HEADER, PSY_TYPE_PAD);
+        psy_mp_publish(r, c->psy_pos, c->psy_reserved, c->psy_reserved - PSYNE_RECORD_HEADER, PSY_TYPE_PAD);
         intent_clear(r);
         psy_wake_if_waiting(r, PSY_WAIT_DATA);
     } else {

@@ -336,6 +336,9 @@ void psy_ring_produced(const struct psy_ring *r, uint64_t *msgs, uint64_t *bytes
 int psy_ring_claim(struct psy_ring *r, uint64_t need, struct psyne_claimed *c);
 int psy_ring_commit(struct psy_ring *r, struct psyne_claimed *c, uint32_t length, uint32_t type);
 int psy_ring_abort(struct psy_ring *r, struct psyne_claimed *c);
+/* MP: publishes `length`/`type` at pos (R2), and a pad record over whatever
+ * is left of the `reserved` bytes there so consumers can step over it. */
+void psy_mp_publish(struct psy_ring *r, uint64_t pos, uint64_t reserved, uint32_t length, uint32_t type);
 void psy_ring_count_full(struct psy_ring *r);
 /* Batches: up to n records of `need` bytes each, one reservation. */
 int psy_ring_claim_batch(struct psy_ring *r, uint64_t need, struct psyne_claimed *c, unsigned n);
