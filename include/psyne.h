@@ -338,10 +338,12 @@ PSYNE_API int psyne_claim_to(psyne_channel *ch, uint32_t peer, size_t max_len, s
  * type (PSYNE_TYPE_USER_MIN..PSYNE_TYPE_USER_MAX). Returns 0, or -EINVAL
  * (length too long, bad type, claim not open); on -EINVAL the claim stays
  * open. Never blocks; issues a wake-up system call only when a consumer
- * sleeps. tcp:// (not max_peers): when nothing is in flight and the sender
- * thread sleeps, the message is written to the socket from this thread (one
- * non-blocking sendmsg; what the socket does not take, the sender thread
- * sends); else the sender thread is woken if it sleeps.
+ * sleeps. tcp:// (not max_peers): when the sender thread sleeps and nothing
+ * is in flight, or at most 4 KiB and the peer sent messages since this end
+ * last wrote (a request after its reply), the message is written to the
+ * socket from this thread (one non-blocking send; what the socket does not
+ * take, the sender thread sends); else the sender thread is woken if it
+ * sleeps.
  * Threads: the thread that owns the claim. In C, an inline function, as
  * psyne_claim.
  */
@@ -465,8 +467,8 @@ struct psyne_stats {
     /* tcp:// (zero for other schemes): */
     uint64_t tcp_reconnects;      /* connections re-established after a break */
     uint64_t tcp_protocol_errors; /* connections dropped for a bad handshake or frame */
-    uint64_t tcp_send_calls;      /* sendmsg system calls (messages per call = batching) */
-    uint64_t tcp_recv_calls;      /* recvmsg system calls */
+    uint64_t tcp_send_calls;      /* send/sendmsg system calls (messages per call = batching) */
+    uint64_t tcp_recv_calls;      /* recv/recvmsg system calls */
     int tcp_connected;            /* 1 while a connection is up (max_peers: any) */
     /* Placement of this handle's ring memory (tcp://: its receive ring; the send ring is alike): */
     int pages;                    /* enum psyne_pages */

@@ -398,14 +398,22 @@ static void good_hello(uint8_t *h, uint64_t session)
     psy_wire_hello_encode(h, PSYNE_MAX_MESSAGE(1 << 16), session, 0, 0);
 }
 
-static int part_hostile(void)
+/* A listening channel on a free port of 127.0.0.1 (uri: 64 bytes). */
+static psyne_channel *listen_on_free_port(char *uri, int *port)
 {
-    int port = test_free_port();
-    char uri[64];
-    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
+    *port = test_free_port();
+    snprintf(uri, 64, "tcp://127.0.0.1:%d", *port);
     struct psyne_options so = link_options(1);
     psyne_channel *server;
     CHECK_RC(psyne_channel_open(&server, uri, &so), 0);
+    return server;
+}
+
+static int part_hostile(void)
+{
+    int port;
+    char uri[64];
+    psyne_channel *server = listen_on_free_port(uri, &port);
     uint8_t hello[PSY_WIRE_HELLO_SIZE];
     unsigned attacks = 0;
 
@@ -480,6 +488,84 @@ static int part_hostile(void)
            (unsigned long long)st.tcp_protocol_errors);
     CHECK(st.tcp_protocol_errors >= attacks);
     close(silent);
+    CHECK_RC(psyne_channel_close(client), 0);
+    CHECK_RC(psyne_channel_close(server), 0);
+    return 0;
+}
+
+/* ---- a peer that sends a byte at a time, to a consumer blocked in receive ----
+ *
+ * A consumer blocked in receive on a single-consumer ring reads the socket
+ * itself, and the first record's header then lands in the ring before it is
+ * checked (receive_step's sole_reader). Bytes one by one make every partial
+ * case happen: a header in pieces, a payload in pieces, a bad header in
+ * pieces. Nothing may be delivered before its record is whole and valid. */
+
+struct blocked_receive {
+    psyne_channel *ch;
+    int64_t timeout_ns;
+    int rc;
+    struct psyne_msg m;
+};
+
+static void *receive_blocked(void *arg)
+{
+    struct blocked_receive *b = arg;
+    b->rc = psyne_receive(b->ch, &b->m, b->timeout_ns);
+    return NULL;
+}
+
+static void send_bytewise(int fd, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        raw_send(fd, p + i, 1);
+        usleep(200);
+    }
+}
+
+static int part_trickle(void)
+{
+    int port;
+    char uri[64];
+    psyne_channel *server = listen_on_free_port(uri, &port);
+    int fd = raw_connect(port);
+    uint8_t hello[PSY_WIRE_HELLO_SIZE];
+    good_hello(hello, 3000);
+    raw_send(fd, hello, sizeof hello);
+
+    /* a good record, a byte at a time: delivered whole */
+    struct blocked_receive b = {server, 60 * 1000000000ll, 1, {0}};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, receive_blocked, &b) == 0);
+    uint32_t len = size_of(0);
+    uint8_t record[8 + 2048] = {0};
+    uint64_t w = len | ((uint64_t)MSG_TYPE << 32);
+    memcpy(record, &w, 8);
+    fill(record + 8, len, 7, 0);
+    send_bytewise(fd, record, PSYNE_RECORD_SIZE(len));
+    pthread_join(t, NULL);
+    CHECK_RC(b.rc, 0);
+    verify(&b.m, 7, 0);
+    CHECK_RC(psyne_release(server, &b.m), 0);
+
+    /* a huge length, a byte at a time: the connection is dropped and
+     * nothing is delivered */
+    b = (struct blocked_receive){server, 3 * 1000000000ll, 1, {0}};
+    CHECK(pthread_create(&t, NULL, receive_blocked, &b) == 0);
+    w = 0xfffffff0ull | ((uint64_t)MSG_TYPE << 32);
+    send_bytewise(fd, (const uint8_t *)&w, 8);
+    expect_dropped(fd);
+    pthread_join(t, NULL);
+    CHECK_RC(b.rc, -ETIMEDOUT);
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(server, &st), 0);
+    CHECK(st.tcp_protocol_errors == 1);
+
+    /* a real client then gets through, both ways */
+    struct psyne_options co = link_options(0);
+    psyne_channel *client;
+    CHECK_RC(psyne_channel_open(&client, uri, &co), 0);
+    exchange_both(server, client, 2000);
     CHECK_RC(psyne_channel_close(client), 0);
     CHECK_RC(psyne_channel_close(server), 0);
     return 0;
@@ -1377,6 +1463,7 @@ int main(int argc, char **argv)
         {"flow", part_flow},     {"peers", part_peers},         {"peers_reconnect", part_peers_reconnect},
         {"empty", part_empty},   {"netns", part_netns},         {"dead_client", part_dead_client},
         {"dead_server", part_dead_server}, {"quiet", part_quiet}, {"waits", part_waits},
+        {"trickle", part_trickle},
     };
     signal(SIGPIPE, SIG_IGN);
     const char *part = argc > 1 ? argv[1] : "";

@@ -50,8 +50,9 @@ int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_t
 struct psy_ring *psy_tcp_rx(struct psy_tcp_link *l);
 struct psy_ring *psy_tcp_tx(struct psy_tcp_link *l);
 /* After each commit (or MP abort) on tx: writes the records from this
- * thread when the sender thread sleeps and nothing is in flight (never
- * blocks), else wakes the sender thread if it sleeps. */
+ * thread when the sender thread sleeps and nothing is in flight, or little
+ * and the peer answered (never blocks), else wakes the sender thread if it
+ * sleeps. */
 void psy_tcp_committed(struct psy_tcp_link *l);
 /* A consumer's wait for rx to have records (psyne_receive's blocking wait):
  * reads the connection from this thread, sleeping in poll() on the socket,
