@@ -43,7 +43,7 @@ struct config {
     int runs;
     int pin;
     int producers, consumers;
-    int api; /* 0 default (single; batch at <= 256 B; typed at >= 4 KiB), 1 single, 2 batch, 3 typed */
+    int api; /* 0 default (single; batch at <= 256 B; typed at >= 4 KiB), 1 single, 2 batch, 3 typed, 4 array */
     int json;      /* JSON objects instead of RESULT lines */
     int histogram; /* print the round-trip distribution of *-pingpong */
     int perf;      /* count instructions, cache misses, CPU time, ... per message */
@@ -130,7 +130,7 @@ static uint64_t default_count(size_t size)
  * against raw records of the same bytes (vs_raw). */
 static void run_spsc(const struct config *c, enum bench_transport t, size_t size, enum bench_api api)
 {
-    static const char *api_names[] = {"single", "batch", "typed-f32-vector"};
+    static const char *api_names[] = {"single", "batch", "typed-f32-vector", "array32"};
     double mps[MAX_RUNS], gbps[MAX_RUNS], ratio[MAX_RUNS];
     int vs_inproc = t == BENCH_IPC, vs_raw = api == BENCH_TYPED;
     /* --dynamic: dynamic rings against static ones of the same initial size */
@@ -426,6 +426,8 @@ static int plan(const struct config *c, struct job *jobs)
             if (t == BENCH_MEMORY && sizes[i] % sizeof(float) == 0 &&
                 (c->api == 3 || (c->api == 0 && sizes[i] >= 4096)))
                 n = add(jobs, n, (struct job){JOB_SPSC, t, sizes[i], BENCH_TYPED, 0});
+            if (c->api == 4 && sizes[i] <= 4096)
+                n = add(jobs, n, (struct job){JOB_SPSC, t, sizes[i], BENCH_ARRAY, 0});
         }
     }
     if (wants(c, "inproc-pingpong"))
@@ -453,7 +455,7 @@ static int plan(const struct config *c, struct job *jobs)
 
 static void job_label(const struct job *j, char *buf, size_t len)
 {
-    static const char *apis[] = {"single", "batch", "typed"};
+    static const char *apis[] = {"single", "batch", "typed", "array"};
     switch (j->kind) {
     case JOB_SPSC:
         snprintf(buf, len, "%s-spsc-tput %zu B %s", j->transport == BENCH_IPC ? "ipc" : "inproc", j->size,
@@ -496,8 +498,9 @@ static void usage(FILE *f)
             "  --iterations N     messages (round trips) per run (default: by size, about 0.1-0.3 s)\n"
             "  --duration S       seconds per measured run instead: the count comes from the warm-up's rate\n"
             "  --runs N           measured runs; the median is reported (default 5)\n"
-            "  --api single|batch|typed  API for *-spsc-tput (default: single; also batch at <= 256 B and,\n"
-            "                     inproc, typed float vectors against raw records at >= 4 KiB)\n"
+            "  --api single|batch|typed|array  API for *-spsc-tput (default: single; also batch at <= 256 B\n"
+            "                     and, inproc, typed float vectors against raw records at >= 4 KiB; array:\n"
+            "                     32 payloads of --size <= 4096 side by side in one message: api=array32)\n"
             "  --producers N --consumers N   inproc-mpmc-tput threads (default 2 and 2)\n"
             "  --pin P,C          pin the producer (pinger) to CPU P and the consumer (ponger) to CPU C\n"
             "                     (default 0,1)\n"
@@ -588,7 +591,11 @@ int main(int argc, char **argv)
         case 'i': c.iterations = strtoull(optarg, NULL, 10); break;
         case 'r': c.runs = atoi(optarg); break;
         case 'a':
-            c.api = !strcmp(optarg, "single") ? 1 : !strcmp(optarg, "batch") ? 2 : !strcmp(optarg, "typed") ? 3 : 0;
+            c.api = !strcmp(optarg, "single") ? 1
+                    : !strcmp(optarg, "batch") ? 2
+                    : !strcmp(optarg, "typed") ? 3
+                    : !strcmp(optarg, "array") ? 4
+                                               : 0;
             break;
         case 'p': c.producers = atoi(optarg); break;
         case 'c': c.consumers = atoi(optarg); break;

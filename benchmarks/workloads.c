@@ -85,7 +85,7 @@ struct spsc_run {
     enum bench_transport transport;
     size_t size;
     uint64_t count, capacity;
-    int batch, pin, typed;
+    int batch, pin, typed, array;
     int copy_check; /* --no-copy-check, in process only: addresses are per process */
     struct bench_gate gate;
     int64_t start, end;
@@ -101,7 +101,19 @@ static void *spsc_producer(void *arg)
     bench_pin(s->pin ? bench_cpu_producer : -1);
     bench_gate_arrive(&s->gate, 2);
     s->start = bench_now_ns();
-    if (s->batch) { /* up to 32 messages per claim and per commit */
+    if (s->array) { /* up to 32 payloads of size bytes, side by side, per message */
+        for (uint64_t i = 0; i < s->count;) {
+            unsigned want = s->count - i < 32 ? (unsigned)(s->count - i) : 32;
+            struct psyne_claimed c;
+            must(psyne_claim(tx, want * s->size, &c, PSYNE_FOREVER), "claim");
+            for (unsigned k = 0; k < want; k++, i++) {
+                bench_write_payload((uint8_t *)c.data + k * s->size, s->size, i);
+                if (s->copy_check)
+                    bench_note_address(i, (uint8_t *)c.data + k * s->size);
+            }
+            must(psyne_commit(tx, &c, want * s->size, T_BENCH), "commit");
+        }
+    } else if (s->batch) { /* up to 32 messages per claim and per commit */
         struct psyne_claimed c[32];
         uint32_t lengths[32];
         for (uint64_t i = 0; i < s->count;) {
@@ -143,7 +155,20 @@ static void *spsc_producer(void *arg)
 static void spsc_consume(struct spsc_run *s, psyne_channel *rx)
 {
     uint64_t sum = 0;
-    if (s->batch) {
+    if (s->array) {
+        for (uint64_t i = 0; i < s->count;) {
+            struct psyne_msg m;
+            must(psyne_receive(rx, &m, PSYNE_FOREVER), "receive");
+            must(m.length % s->size == 0 && m.length / s->size <= 32, "array message length");
+            for (size_t k = 0; k < m.length / s->size; k++, i++) {
+                const uint8_t *e = (const uint8_t *)m.data + k * s->size;
+                sum += bench_read_payload(e, s->size, i, "psyne-array");
+                if (s->copy_check)
+                    bench_check_address(i, e, "psyne-array");
+            }
+            must(psyne_release(rx, &m), "release");
+        }
+    } else if (s->batch) {
         struct psyne_msg m[32];
         for (uint64_t i = 0; i < s->count;) {
             int n = psyne_receive_batch(rx, m, 32, PSYNE_FOREVER);
@@ -194,10 +219,12 @@ void psyne_spsc_tput_as(enum bench_transport transport, size_t size, uint64_t co
 {
     struct spsc_run *s = bench_shared_alloc(sizeof *s);
     *s = (struct spsc_run){.transport = transport, .size = size, .count = count, .batch = api == BENCH_BATCH,
-                           .typed = api == BENCH_TYPED, .pin = pin,
+                           .typed = api == BENCH_TYPED, .array = api == BENCH_ARRAY, .pin = pin,
                            .copy_check = bench_copy_check && transport == BENCH_MEMORY};
     channel_uri(s->uri, sizeof s->uri, transport, "bench-spsc");
     uint64_t cap = workload_capacity(size + (s->typed ? 256 : 0)); /* room for the typed header */
+    while (s->array && cap < 4 * PSYNE_RECORD_SIZE(32 * size)) /* a few whole arrays in flight */
+        cap <<= 1;
     psyne_channel *rx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_ADAPTIVE);
     if (transport == BENCH_MEMORY)
         s->tx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, PSYNE_WAIT_ADAPTIVE);

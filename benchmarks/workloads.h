@@ -39,6 +39,7 @@ enum bench_api {
     BENCH_SINGLE, /* claim/commit, receive/release */
     BENCH_BATCH,  /* claim_batch/commit_batch, receive_batch/release_batch (32) */
     BENCH_TYPED,  /* a float vector of the same bytes: claim_tensor/commit_tensor, tensor_view */
+    BENCH_ARRAY,  /* 32 payloads side by side in one message: claim/commit, receive/release per 32 */
 };
 void psyne_spsc_tput_as(enum bench_transport transport, size_t size, uint64_t count, enum bench_api api, int pin,
                         struct tput_result *out);
