@@ -1177,36 +1177,53 @@ static int64_t thread_cpu_ns(void)
 /* `trips` requests from a client with wait kind `wait` to an echo that
  * answers each after delay_us; returns the client's sleeps (stats.waits) and
  * in *cpu_ns the CPU time its thread spent. */
-static uint64_t requests_with_late_replies(int wait, int trips, int delay_us, int64_t *cpu_ns)
+/* A client's requests to an echo server over a new link, one at a time:
+ * `trips` requests of `len` bytes (every 7th of `big_len` when that is not
+ * 0), each answered with 8 bytes after `delay_us`. */
+struct requests {
+    int wait, trips, delay_us;
+    uint32_t len, big_len;
+    uint64_t client_waits; /* out: the client's sleeps (stats.waits) */
+    int64_t cpu_ns;        /* out: the client thread's CPU time */
+    double ms;             /* out: wall time of the requests */
+    long sender_sleeps;    /* out: sleeps of the two links' sender threads */
+};
+
+static void run_requests(struct requests *q)
 {
     char uri[64];
     snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", test_free_port());
     struct psyne_options so = link_options(1), co = link_options(0);
-    co.wait = wait;
+    co.wait = q->wait;
     psyne_channel *server, *client;
     CHECK_RC(psyne_channel_open(&server, uri, &so), 0);
     CHECK_RC(psyne_channel_open(&client, uri, &co), 0);
-    struct echo e = {server, trips, delay_us};
+    struct echo e = {server, q->trips, q->delay_us};
     pthread_t t;
     CHECK(pthread_create(&t, NULL, echo_main, &e) == 0);
+    int threads;
+    long sleeps = thread_sleeps("psyne-tcp-send", &threads);
+    CHECK(threads == 2);
     uint64_t waits = waits_of(client);
-    int64_t cpu = thread_cpu_ns();
-    for (int i = 0; i < trips; i++) {
+    int64_t t0 = monotonic_ns(), cpu = thread_cpu_ns();
+    for (int i = 0; i < q->trips; i++) {
+        uint32_t len = q->big_len && i % 7 == 0 ? q->big_len : q->len;
         struct psyne_claimed c;
-        CHECK_RC(psyne_claim(client, 8, &c, PSYNE_FOREVER), 0);
-        memset(c.data, i, 8);
-        CHECK_RC(psyne_commit(client, &c, 8, MSG_TYPE), 0);
+        CHECK_RC(psyne_claim(client, len, &c, PSYNE_FOREVER), 0);
+        memset(c.data, i, len);
+        CHECK_RC(psyne_commit(client, &c, len, MSG_TYPE), 0);
         struct psyne_msg m;
         CHECK_RC(psyne_receive(client, &m, 60 * 1000000000ll), 0);
         CHECK(m.length == 8 && ((const uint8_t *)m.data)[7] == (uint8_t)i);
         CHECK_RC(psyne_release(client, &m), 0);
     }
-    *cpu_ns = thread_cpu_ns() - cpu;
-    waits = waits_of(client) - waits;
+    q->cpu_ns = thread_cpu_ns() - cpu;
+    q->ms = (double)(monotonic_ns() - t0) / 1e6;
+    q->client_waits = waits_of(client) - waits;
+    q->sender_sleeps = thread_sleeps("psyne-tcp-send", &threads) - sleeps;
     CHECK(pthread_join(t, NULL) == 0);
     CHECK_RC(psyne_channel_close(client), 0);
     CHECK_RC(psyne_channel_close(server), 0);
-    return waits;
 }
 
 /* ---- request and reply without the link's threads ----
@@ -1217,68 +1234,35 @@ static uint64_t requests_with_late_replies(int wait, int trips, int delay_us, in
  * unacknowledged, so most requests go while some of what the peer sent is
  * unacknowledged: they must still go inline, not through a sender thread
  * that each would wake. */
-static void exchange_requests(int wait, int trips, double *ms, long *sender_sleeps)
-{
-    char uri[64];
-    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", test_free_port());
-    struct psyne_options so = link_options(1), co = link_options(0);
-    co.wait = so.wait = wait;
-    psyne_channel *server, *client;
-    CHECK_RC(psyne_channel_open(&server, uri, &so), 0);
-    CHECK_RC(psyne_channel_open(&client, uri, &co), 0);
-    struct echo e = {server, trips, 0};
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, echo_main, &e) == 0);
-    int threads;
-    long before = thread_sleeps("psyne-tcp-send", &threads);
-    CHECK(threads == 2);
-    int64_t t0 = monotonic_ns();
-    for (int i = 0; i < trips; i++) {
-        uint32_t len = i % 7 == 0 ? 3000 : 64; /* some requests alone carry more than 2 KiB */
-        struct psyne_claimed c;
-        CHECK_RC(psyne_claim(client, len, &c, PSYNE_FOREVER), 0);
-        memset(c.data, i, len);
-        CHECK_RC(psyne_commit(client, &c, len, MSG_TYPE), 0);
-        struct psyne_msg m;
-        CHECK_RC(psyne_receive(client, &m, 60 * 1000000000ll), 0);
-        CHECK(m.length == 8 && ((const uint8_t *)m.data)[7] == (uint8_t)i);
-        CHECK_RC(psyne_release(client, &m), 0);
-    }
-    *ms = (double)(monotonic_ns() - t0) / 1e6;
-    *sender_sleeps = thread_sleeps("psyne-tcp-send", &threads) - before;
-    CHECK(pthread_join(t, NULL) == 0);
-    CHECK_RC(psyne_channel_close(client), 0);
-    CHECK_RC(psyne_channel_close(server), 0);
-}
-
 static int part_inline(void)
 {
-    enum { TRIPS = 4000 };
-    double ms;
-    long sleeps;
-    exchange_requests(PSYNE_WAIT_ADAPTIVE, TRIPS, &ms, &sleeps);
-    printf("inline: %d round trips in %.0f ms, the two sender threads slept %ld times\n", TRIPS, ms, sleeps);
+    /* some requests alone carry more than 2 KiB */
+    struct requests q = {.wait = PSYNE_WAIT_ADAPTIVE, .trips = 4000, .len = 64, .big_len = 3000};
+    run_requests(&q);
+    printf("inline: %d round trips in %.0f ms, the two sender threads slept %ld times\n", q.trips, q.ms,
+           q.sender_sleeps);
     /* their ACK timers: at most one sleep per 2 ms each, one per ms in all;
      * a hand-off per message would be two per round trip */
-    CHECK(sleeps < TRIPS / 4 + (long)ms);
+    CHECK(q.sender_sleeps < q.trips / 4 + (long)q.ms);
     return 0;
 }
 
 static int part_waits(void)
 {
-    int64_t cpu;
     /* spinning: the client reads the socket without blocking until the reply comes */
-    uint64_t waits = requests_with_late_replies(PSYNE_WAIT_SPIN, 50, 1000, &cpu);
+    struct requests q = {.wait = PSYNE_WAIT_SPIN, .trips = 50, .delay_us = 1000, .len = 8};
+    run_requests(&q);
     printf("waits: PSYNE_WAIT_SPIN, replies 1 ms late: %llu sleeps, %.0f ms CPU in 50 trips\n",
-           (unsigned long long)waits, (double)cpu / 1e6);
-    CHECK(waits == 0);
+           (unsigned long long)q.client_waits, (double)q.cpu_ns / 1e6);
+    CHECK(q.client_waits == 0);
     /* adaptive (the default): spin 50 us, yield 200 us, then sleep in poll() */
     int trips = 20;
-    waits = requests_with_late_replies(PSYNE_WAIT_ADAPTIVE, trips, 20000, &cpu);
+    q = (struct requests){.wait = PSYNE_WAIT_ADAPTIVE, .trips = trips, .delay_us = 20000, .len = 8};
+    run_requests(&q);
     printf("waits: adaptive, replies 20 ms late: %llu sleeps, %.0f ms CPU in %d trips\n",
-           (unsigned long long)waits, (double)cpu / 1e6, trips);
-    CHECK(waits >= (uint64_t)trips);           /* each wait ended asleep */
-    CHECK(cpu < trips * 20 * 1000000ll / 2);   /* it did not spin for the 20 ms */
+           (unsigned long long)q.client_waits, (double)q.cpu_ns / 1e6, trips);
+    CHECK(q.client_waits >= (uint64_t)trips);        /* each wait ended asleep */
+    CHECK(q.cpu_ns < trips * 20 * 1000000ll / 2);    /* it did not spin for the 20 ms */
     return 0;
 }
 
