@@ -1050,17 +1050,20 @@ static int part_empty(void)
 /* Runs a shell command quietly; returns its exit status (echoes it on failure). */
 /* ---- quiet: an idle link does not keep waking its threads ---- */
 
-/* Voluntary context switches (sleeps) of this process's threads named `name`. */
-static long thread_sleeps(const char *name, int *threads)
+/* Voluntary context switches (sleeps) of this process's threads named
+ * `name`; with cpu_ns, also the CPU time they have used. */
+static long thread_usage(const char *name, int *threads, int64_t *cpu_ns)
 {
     DIR *dir = opendir("/proc/self/task");
     CHECK(dir != NULL);
-    long sum = 0;
+    long sum = 0, tick_ns = 1000000000l / sysconf(_SC_CLK_TCK);
     *threads = 0;
+    if (cpu_ns)
+        *cpu_ns = 0;
     for (struct dirent *e; (e = readdir(dir));) {
         if (e->d_name[0] == '.')
             continue;
-        char path[300], line[256], comm[32] = "";
+        char path[300], line[512], comm[32] = "";
         snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
         FILE *f = fopen(path, "r");
         if (!f) /* the thread is gone */
@@ -1080,9 +1083,23 @@ static long thread_sleeps(const char *name, int *threads)
                 sum += v;
         fclose(f);
         ++*threads;
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        if (cpu_ns && (f = fopen(path, "r"))) {
+            /* utime and stime, fields 14 and 15, after the ")" that ends the name */
+            char *end = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+            unsigned long utime, stime;
+            if (end && sscanf(end + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) == 2)
+                *cpu_ns += (int64_t)(utime + stime) * tick_ns;
+            fclose(f);
+        }
     }
     closedir(dir);
     return sum;
+}
+
+static long thread_sleeps(const char *name, int *threads)
+{
+    return thread_usage(name, threads, NULL);
 }
 
 static void *receive_one(void *arg)
@@ -1149,11 +1166,12 @@ static void *echo_main(void *arg)
     for (int i = 0; i < e->trips; i++) {
         struct psyne_msg m;
         CHECK_RC(psyne_receive(e->ch, &m, 60 * 1000000000ll), 0);
+        uint32_t peer = m.peer; /* 0 unless the handle has max_peers */
         CHECK_RC(psyne_release(e->ch, &m), 0);
         if (e->delay_us) /* usleep(0) still sleeps out the timer slack, about 50 us */
             usleep((useconds_t)e->delay_us);
         struct psyne_claimed c;
-        CHECK_RC(psyne_claim(e->ch, 8, &c, PSYNE_FOREVER), 0);
+        CHECK_RC(psyne_claim_to(e->ch, peer, 8, &c, PSYNE_FOREVER), 0);
         memset(c.data, i, 8);
         CHECK_RC(psyne_commit(e->ch, &c, 8, MSG_TYPE), 0);
     }
@@ -1182,11 +1200,14 @@ static int64_t thread_cpu_ns(void)
  * 0), each answered with 8 bytes after `delay_us`. */
 struct requests {
     int wait, trips, delay_us;
+    int server_wait;       /* how the echoing server waits (default: adaptive) */
+    uint32_t max_peers;    /* the server's (0: a channel link) */
     uint32_t len, big_len;
     uint64_t client_waits; /* out: the client's sleeps (stats.waits) */
     int64_t cpu_ns;        /* out: the client thread's CPU time */
     double ms;             /* out: wall time of the requests */
     long sender_sleeps;    /* out: sleeps of the two links' sender threads */
+    int64_t sender_cpu_ns; /* out: their CPU time */
 };
 
 static void run_requests(struct requests *q)
@@ -1195,6 +1216,8 @@ static void run_requests(struct requests *q)
     snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", test_free_port());
     struct psyne_options so = link_options(1), co = link_options(0);
     co.wait = q->wait;
+    so.wait = q->server_wait;
+    so.max_peers = q->max_peers;
     psyne_channel *server, *client;
     CHECK_RC(psyne_channel_open(&server, uri, &so), 0);
     CHECK_RC(psyne_channel_open(&client, uri, &co), 0);
@@ -1202,7 +1225,8 @@ static void run_requests(struct requests *q)
     pthread_t t;
     CHECK(pthread_create(&t, NULL, echo_main, &e) == 0);
     int threads;
-    long sleeps = thread_sleeps("psyne-tcp-send", &threads);
+    int64_t sender_cpu;
+    long sleeps = thread_usage("psyne-tcp-send", &threads, &sender_cpu);
     CHECK(threads == 2);
     uint64_t waits = waits_of(client);
     int64_t t0 = monotonic_ns(), cpu = thread_cpu_ns();
@@ -1220,7 +1244,9 @@ static void run_requests(struct requests *q)
     q->cpu_ns = thread_cpu_ns() - cpu;
     q->ms = (double)(monotonic_ns() - t0) / 1e6;
     q->client_waits = waits_of(client) - waits;
-    q->sender_sleeps = thread_sleeps("psyne-tcp-send", &threads) - sleeps;
+    int64_t sender_cpu_after;
+    q->sender_sleeps = thread_usage("psyne-tcp-send", &threads, &sender_cpu_after) - sleeps;
+    q->sender_cpu_ns = sender_cpu_after - sender_cpu;
     CHECK(pthread_join(t, NULL) == 0);
     CHECK_RC(psyne_channel_close(client), 0);
     CHECK_RC(psyne_channel_close(server), 0);
@@ -1244,6 +1270,29 @@ static int part_inline(void)
     /* their ACK timers: at most one sleep per 2 ms each, one per ms in all;
      * a hand-off per message would be two per round trip */
     CHECK(q.sender_sleeps < q.trips / 4 + (long)q.ms);
+
+    /* Both ends spinning (PSYNE_WAIT_SPIN), which on this 2-CPU machine
+     * leaves no CPU idle: the sender threads still sleep between their
+     * timers. One that spun on its bell took a CPU's share from the users
+     * and was awake whenever they committed, so commits waited for it to
+     * be scheduled: about 10 ms a round trip. */
+    q = (struct requests){.wait = PSYNE_WAIT_SPIN, .server_wait = PSYNE_WAIT_SPIN, .trips = 1000, .len = 64,
+                          .big_len = 3000};
+    run_requests(&q);
+    printf("inline, both ends spinning: %d round trips in %.0f ms, sender threads %.1f ms CPU\n", q.trips, q.ms,
+           (double)q.sender_cpu_ns / 1e6);
+    CHECK(q.sender_cpu_ns < (int64_t)(q.ms * 1e6) / 4 + 20 * 1000000ll); /* CPU ticks: 10 ms steps */
+
+    /* The same with a listening handle with max_peers, whose replies go
+     * through its peer link's threads (no inline writes): the peer's sender
+     * thread spun on the send ring with PSYNE_WAIT_SPIN, a CPU per client
+     * even when idle. */
+    q = (struct requests){.wait = PSYNE_WAIT_SPIN, .server_wait = PSYNE_WAIT_SPIN, .max_peers = 2, .trips = 1000,
+                          .len = 64};
+    run_requests(&q);
+    printf("max_peers, both ends spinning: %d round trips in %.0f ms, sender threads %.1f ms CPU\n", q.trips, q.ms,
+           (double)q.sender_cpu_ns / 1e6);
+    CHECK(q.sender_cpu_ns < (int64_t)(q.ms * 1e6) / 4 + 20 * 1000000ll);
     return 0;
 }
 

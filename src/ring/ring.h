@@ -246,6 +246,7 @@ struct psy_ring {
     bool mc;           /* many competing consumers: lock bits, markers */
     bool walk_counts;  /* SP: the producer's counts come from the headers (see the contract above) */
     int wait_kind;     /* enum psyne_wait */
+    bool spin_yields;  /* PSYNE_WAIT_SPIN yields every 64 polls: waiters wait for a library thread (wait.c) */
     int64_t spin_ns;
     int64_t yield_ns;
     void *map_base;    /* whole reservation, for unmapping */
@@ -406,6 +407,14 @@ void psy_ring_count_empty(struct psy_ring *r, int sub);
 enum psy_wait_side { PSY_WAIT_DATA, PSY_WAIT_SPACE };
 typedef int (*psy_try_fn)(void *ctx);
 int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t timeout_ns);
+/* The same for the library's own threads (tcp:// links): PSYNE_WAIT_SPIN
+ * waits as PSYNE_WAIT_ADAPTIVE does (spin_ns + yield_ns, then sleep). A
+ * user who asks to spin spins in its own calls; a helper thread that never
+ * slept would take a CPU from the users (a listening handle's peer link
+ * burnt a whole CPU while idle), and be awake, so handed work, whenever
+ * they commit. */
+int psy_wait_loop_helper(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx,
+                         int64_t timeout_ns);
 /* Wakes every sleeper of side, unconditionally (shutdown, bells). */
 void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side);
 /* Wakes the sleepers of side if one registered since the last wake: the

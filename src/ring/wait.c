@@ -139,7 +139,9 @@ static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn tr
     return rc;
 }
 
-int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t timeout_ns)
+/* spin_forever: PSYNE_WAIT_SPIN's "never sleep", for a user's own calls. */
+static int wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t timeout_ns,
+                     bool spin_forever)
 {
     /* The clock is first read after 64 polls: a wait that ends quickly (the
      * common case for a consumer that keeps up) costs no clock_gettime. */
@@ -173,8 +175,11 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
         int64_t waited = now - start;
         if (side == PSY_WAIT_DATA && r->leases && psy_lease_unblock(r, waited >= r->spin_ns))
             continue; /* an idle producer's lease held records back: look again */
-        if (r->wait_kind == PSYNE_WAIT_SPIN)
+        if (spin_forever) {
+            if (r->spin_yields) /* what we wait for comes from a library thread: let it run */
+                sched_yield();
             continue;
+        }
         /* A yield every poll_batch polls, from the start: a thread that
          * shares this CPU (perhaps the one we wait for) runs now, not when
          * the spin ends (two threads on one CPU: a hand-off in ~4 us, not a
@@ -190,4 +195,15 @@ int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_on
         if (rc != -EAGAIN && rc != -EBUSY)
             return rc;
     }
+}
+
+int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t timeout_ns)
+{
+    return wait_loop(r, side, try_once, ctx, timeout_ns, r->wait_kind == PSYNE_WAIT_SPIN);
+}
+
+int psy_wait_loop_helper(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx,
+                         int64_t timeout_ns)
+{
+    return wait_loop(r, side, try_once, ctx, timeout_ns, false);
 }

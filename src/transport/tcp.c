@@ -822,7 +822,7 @@ static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
             return (enum link_end)step;
         if (step == STEP_FULL) { /* wait for the consumer */
             struct space_try t = {l, psy_ring_refresh_head(r) + 1};
-            int rc = psy_wait_loop(r, PSY_WAIT_SPACE, space_once, &t, POLL_MS * 1000000ll);
+            int rc = psy_wait_loop_helper(r, PSY_WAIT_SPACE, space_once, &t, POLL_MS * 1000000ll);
             if (rc == -EPIPE)
                 return LINK_STOP;
             if (rc == -ETIMEDOUT && newer_client_waiting(l))
@@ -1339,8 +1339,8 @@ static bool send_on(struct psy_tcp_link *l, int fd, uint64_t gen, uint64_t resum
         bool lately = due != due_seen;
         due_seen = due;
         atomic_store(&l->sender_resting, !ack_waits && !lately);
-        int rc = psy_wait_loop(l->sender_bell, PSY_WAIT_DATA, sender_once, &t,
-                               ack_waits || lately ? ACK_DELAY_NS : POLL_MS * 1000000ll);
+        int rc = psy_wait_loop_helper(l->sender_bell, PSY_WAIT_DATA, sender_once, &t,
+                                      ack_waits || lately ? ACK_DELAY_NS : POLL_MS * 1000000ll);
         atomic_store(&l->sender_resting, false);
         want_ack = rc == -ETIMEDOUT && ack_waits;
     }
@@ -1430,7 +1430,11 @@ static int make_rings(struct psy_tcp_link *l, const struct psyne_options *opt)
 /* A channel's link: its sender thread sleeps on a bell of its own, which
  * only work a user could not do rings, not on tx, which every commit would
  * ring (psy_tcp_committed). The bell is the smallest plain ring, for its
- * wait block; the thread sleeps at once (it is not the latency path). */
+ * wait block; the thread sleeps at once (it is not the latency path), with
+ * PSYNE_WAIT_SPIN too (psy_wait_loop_helper): a sender thread that spun on
+ * its bell was awake whenever a user committed, so commits were left to it,
+ * and with users spinning on every CPU it got a CPU only when the scheduler
+ * took one from them (request/reply round trips of about 10 ms on 2 CPUs). */
 static int make_bell(struct psy_tcp_link *l, const struct psyne_options *opt)
 {
     struct psyne_options sleep_at_once = *opt;
