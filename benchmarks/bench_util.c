@@ -58,6 +58,8 @@ void bench_pin(int cpu)
 
 int bench_cpu_producer = 0, bench_cpu_consumer = 1;
 int bench_pingpong_wait = PSYNE_WAIT_SPIN;
+int bench_tcp_wait = PSYNE_WAIT_ADAPTIVE;
+uint32_t bench_tcp_max_peers;
 uint32_t bench_channel_flags, bench_numa_node;
 const struct psyne_dynamic *bench_dynamic;
 int bench_dynamic_fixed;

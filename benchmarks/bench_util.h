@@ -22,6 +22,12 @@ extern int bench_cpu_producer, bench_cpu_consumer;
 /* How the ping-pong workloads' psyne channels wait (psyne_bench --pingpong-wait):
  * PSYNE_WAIT_SPIN (default) or PSYNE_WAIT_ADAPTIVE. */
 extern int bench_pingpong_wait;
+/* tcp-tput and tcp-pingpong: how psyne's tcp:// handles wait (psyne_bench
+ * --tcp-wait; default PSYNE_WAIT_ADAPTIVE), and the listening end's
+ * max_peers (--max-peers; 0: a plain channel link; else the ponger replies
+ * with psyne_claim_to to the request's peer). */
+extern int bench_tcp_wait;
+extern uint32_t bench_tcp_max_peers;
 /* Placement options every psyne channel of a run is opened with
  * (psyne_bench --hugepages, --mlock, --numa-node N): PSYNE_F_* and the node. */
 extern uint32_t bench_channel_flags, bench_numa_node;

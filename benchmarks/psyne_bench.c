@@ -235,6 +235,15 @@ static uint64_t trip_count(const struct config *c, uint64_t by_default, const st
     return run_count(c, by_default, warm->p50 ? 1e9 / (double)warm->p50 : 0);
 }
 
+/* tcp-*: the handles' options that are not the defaults (--tcp-wait, --max-peers). */
+static void tcp_options_out(void)
+{
+    if (bench_tcp_wait == PSYNE_WAIT_SPIN)
+        bench_out(" wait=spin");
+    if (bench_tcp_max_peers)
+        bench_out(" max_peers=%u", bench_tcp_max_peers);
+}
+
 /* The ping-pong workloads, each with the references it alternates with:
  * ipc against the same run in process (p50_vs_inproc), tcp against a raw
  * socket pair blocking in recv() (p50_vs_raw_socket) and one busy-polling
@@ -286,6 +295,8 @@ static void run_pingpong(const struct config *c, enum pingpong_kind k, size_t si
               bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
     for (int j = 0; j < MAX_REFERENCES && ratio_keys[k][j]; j++)
         bench_out(" %s=%.3f", ratio_keys[k][j], bench_median(ratio[j], c->runs));
+    if (k == PINGPONG_TCP)
+        tcp_options_out();
     perf_out(c, "rtt");
     bench_out_end();
     hist_print(c, pingpong_workloads[k], size);
@@ -351,6 +362,7 @@ static void run_tcp_tput(const struct config *c, size_t size)
               "msgs_per_send=%.1f runs=%d count=%llu vs_raw_socket=%.3f",
               size, bench_median(mps, c->runs), bench_median(gbps, c->runs), lo, hi, bench_median(per_send, c->runs),
               c->runs, (unsigned long long)count, bench_median(ratio, c->runs));
+    tcp_options_out();
     perf_out(c, "msg");
     bench_out_end();
 }
@@ -505,9 +517,12 @@ static void usage(FILE *f)
             "  --pin P,C          pin the producer (pinger) to CPU P and the consumer (ponger) to CPU C\n"
             "                     (default 0,1)\n"
             "  --no-pin           do not pin producer and consumer\n"
-            "  --pingpong-wait spin|adaptive  how *-pingpong's psyne channels wait (default spin: never\n"
+            "  --pingpong-wait spin|adaptive  how inproc- and ipc-pingpong's psyne channels wait (default spin: never\n"
             "                     sleep; adaptive: the library default, spin with yields then sleep; with\n"
             "                     --pin 0,0 it shows a hand-off between two threads sharing one CPU)\n"
+            "  --tcp-wait spin|adaptive  how tcp-*'s psyne handles wait (default adaptive; RESULT wait=spin)\n"
+            "  --max-peers N      tcp-*: the listening end serves up to N clients (max_peers) and the ponger\n"
+            "                     replies with psyne_claim_to; RESULT max_peers=N (default 0: a channel link)\n"
             "  --hugepages        back rings with huge pages (explicit if reserved, else transparent, else normal;\n"
             "                     the run prints which it got); rings are then at least 2 MiB\n"
             "  --leases           MP producers claim from leases (PSYNE_F_LEASES: inproc-mpmc-tput in mpsc and\n"
@@ -579,7 +594,8 @@ int main(int argc, char **argv)
         {"transport", required_argument, 0, 't'}, {"mode", required_argument, 0, 'm'},
         {"duration", required_argument, 0, 'd'}, {"histogram", no_argument, 0, 'g'},
         {"perf", no_argument, 0, 'f'}, {"table", no_argument, 0, 'T'}, {"no-table", no_argument, 0, 'U'},
-        {"pingpong-wait", required_argument, 0, 'W'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"pingpong-wait", required_argument, 0, 'W'}, {"tcp-wait", required_argument, 0, 'X'},
+        {"max-peers", required_argument, 0, 'Y'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
@@ -607,6 +623,14 @@ int main(int argc, char **argv)
             }
             bench_pingpong_wait = strcmp(optarg, "spin") ? PSYNE_WAIT_ADAPTIVE : PSYNE_WAIT_SPIN;
             break;
+        case 'X':
+            if (strcmp(optarg, "spin") && strcmp(optarg, "adaptive")) {
+                usage(stderr);
+                return 2;
+            }
+            bench_tcp_wait = strcmp(optarg, "spin") ? PSYNE_WAIT_ADAPTIVE : PSYNE_WAIT_SPIN;
+            break;
+        case 'Y': bench_tcp_max_peers = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'P':
             if (sscanf(optarg, "%d,%d", &bench_cpu_producer, &bench_cpu_consumer) != 2 || bench_cpu_producer < 0 ||
                 bench_cpu_consumer < 0) {

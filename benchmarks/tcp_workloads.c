@@ -63,9 +63,12 @@ static void psyne_connect(struct psyne_pair *p)
     psyne_options_init(&o);
     o.capacity = 4u << 20; /* 1 MiB messages: 3 in flight; a larger ring measured no faster (cache footprint) */
     o.numa_node = bench_numa_node;
+    o.wait = bench_tcp_wait;
     o.flags = PSYNE_F_LISTEN | bench_channel_flags;
+    o.max_peers = bench_tcp_max_peers;
     must(psyne_channel_open(&p->server, uri, &o) == 0, "tcp:// listen");
     o.flags = bench_channel_flags;
+    o.max_peers = 0;
     must(psyne_channel_open(&p->client, uri, &o) == 0, "tcp:// connect");
 }
 
@@ -75,23 +78,27 @@ static void psyne_disconnect(struct psyne_pair *p)
     psyne_channel_close(p->server);
 }
 
-/* One message of size bytes, stamped with seq, written in place. */
-static void psyne_send_one(psyne_channel *ch, size_t size, uint64_t seq)
+/* One message of size bytes, stamped with seq, written in place, to peer
+ * (a listening handle with max_peers; else 0). */
+static void psyne_send_one(psyne_channel *ch, uint32_t peer, size_t size, uint64_t seq)
 {
     struct psyne_claimed c;
-    must(psyne_claim(ch, size, &c, PSYNE_FOREVER) == 0, "claim");
+    must(psyne_claim_to(ch, peer, size, &c, PSYNE_FOREVER) == 0, "claim");
     bench_write_payload(c.data, size, seq);
     must(psyne_commit(ch, &c, size, T_BENCH) == 0, "commit");
 }
 
-/* The next message, checked to be seq, read and released. */
-static void psyne_receive_one(psyne_channel *ch, size_t size, uint64_t seq, const char *who)
+/* The next message, checked to be seq, read and released; returns the peer
+ * it came from (0 unless the handle has max_peers). */
+static uint32_t psyne_receive_one(psyne_channel *ch, size_t size, uint64_t seq, const char *who)
 {
     struct psyne_msg m;
     must(psyne_receive(ch, &m, PSYNE_FOREVER) == 0, "receive");
     must(m.length == size, "message length");
     bench_read_payload(m.data, size, seq, who);
+    uint32_t peer = m.peer;
     psyne_release(ch, &m);
+    return peer;
 }
 
 struct psyne_sender {
@@ -104,7 +111,7 @@ static void *psyne_send(void *arg)
 {
     struct psyne_sender *s = arg;
     for (uint64_t seq = 0; seq < s->count; seq++)
-        psyne_send_one(s->ch, s->size, seq);
+        psyne_send_one(s->ch, 0, s->size, seq);
     return NULL;
 }
 
@@ -139,8 +146,8 @@ static void *psyne_pong(void *arg)
 {
     struct psyne_ponger *g = arg;
     for (uint64_t i = 0; i < g->trips; i++) {
-        psyne_receive_one(g->ch, g->size, i, "tcp-pingpong");
-        psyne_send_one(g->ch, g->size, i);
+        uint32_t peer = psyne_receive_one(g->ch, g->size, i, "tcp-pingpong");
+        psyne_send_one(g->ch, peer, g->size, i);
     }
     return NULL;
 }
@@ -153,7 +160,7 @@ struct psyne_ping_ctx {
 static void psyne_ping(void *ctx, uint64_t i)
 {
     struct psyne_ping_ctx *p = ctx;
-    psyne_send_one(p->ch, p->size, i);
+    psyne_send_one(p->ch, 0, p->size, i);
     psyne_receive_one(p->ch, p->size, i, "tcp-pingpong");
 }
 
