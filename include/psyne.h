@@ -101,10 +101,10 @@ enum psyne_role {
  * issues a wake-up system call only when somebody sleeps. */
 enum psyne_wait {
     PSYNE_WAIT_ADAPTIVE = 0, /* spin, yield, then sleep (default) */
-    PSYNE_WAIT_SPIN = 1,     /* never sleep: lowest latency, burns a core. A receive on a
-                                listening tcp:// handle with max_peers also yields every 64
-                                polls (its messages come from the library's threads, which
-                                themselves always wait as ADAPTIVE does) */
+    PSYNE_WAIT_SPIN = 1,     /* never sleep: lowest latency, burns a core. tcp://: a wait for
+                                what the library's threads bring (messages they read, space
+                                the peer's acknowledgements free) also yields every 64 polls;
+                                those threads themselves always wait as ADAPTIVE does */
 };
 
 /* Option flags. */
