@@ -617,18 +617,13 @@ int main(int argc, char **argv)
         case 'c': c.consumers = atoi(optarg); break;
         case 'n': c.pin = 0; break;
         case 'W':
-            if (strcmp(optarg, "spin") && strcmp(optarg, "adaptive")) {
-                usage(stderr);
-                return 2;
-            }
-            bench_pingpong_wait = strcmp(optarg, "spin") ? PSYNE_WAIT_ADAPTIVE : PSYNE_WAIT_SPIN;
-            break;
         case 'X':
             if (strcmp(optarg, "spin") && strcmp(optarg, "adaptive")) {
                 usage(stderr);
                 return 2;
             }
-            bench_tcp_wait = strcmp(optarg, "spin") ? PSYNE_WAIT_ADAPTIVE : PSYNE_WAIT_SPIN;
+            *(opt == 'W' ? &bench_pingpong_wait : &bench_tcp_wait) =
+                strcmp(optarg, "spin") ? PSYNE_WAIT_ADAPTIVE : PSYNE_WAIT_SPIN;
             break;
         case 'Y': bench_tcp_max_peers = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'P':
