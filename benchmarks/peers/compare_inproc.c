@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,18 +349,17 @@ static void compare(const char *workload, size_t size, const char *metric, struc
 struct tput_ctx {
     size_t size;
     uint64_t count;
-    int batch; /* psyne: 0 single calls, 1 batch calls, ARRAY32 one message of 32 payloads */
-    size_t stride; /* fixed-slot ring: slot bytes, 0 for the message rounded up to 64 */
+    enum bench_api api; /* psyne SPSC: single calls, batch calls, or one message of 32 payloads */
+    bool leases;        /* psyne MPMC: PSYNE_F_LEASES */
+    size_t stride;      /* fixed-slot ring: slot bytes, 0 for the message rounded up to 64 */
 };
-#define ARRAY32 2
 
 static double psyne_spsc_fn(void *c, struct lat_result *lat)
 {
     (void)lat; /* a throughput run */
     struct tput_ctx *t = c;
     struct tput_result r;
-    enum bench_api api = t->batch == ARRAY32 ? BENCH_ARRAY : t->batch ? BENCH_BATCH : BENCH_SINGLE;
-    psyne_spsc_tput_as(BENCH_MEMORY, t->size, t->count, api, pin, &r);
+    psyne_spsc_tput_as(BENCH_MEMORY, t->size, t->count, t->api, pin, &r);
     return r.mps;
 }
 
@@ -401,7 +401,7 @@ static double psyne_mpmc_fn(void *c, struct lat_result *lat)
     struct tput_ctx *t = c;
     struct tput_result r;
     uint32_t flags = bench_channel_flags;
-    if (t->batch) /* here: with PSYNE_F_LEASES */
+    if (t->leases)
         bench_channel_flags |= PSYNE_F_LEASES;
     psyne_mpmc_tput(64, t->count, 2, 2, &r);
     bench_channel_flags = flags;
@@ -462,10 +462,10 @@ int main(int argc, char **argv)
     static const size_t sizes[] = {64, 4096, 65536, 1048576};
     static const uint64_t counts[] = {5000000, 1000000, 100000, 6000};
     for (int i = 0; i < 4 && (!only || strstr(only, "spsc")); i++) {
-        struct tput_ctx single = {sizes[i], counts[i] / scale, 0, 0};
+        struct tput_ctx single = {.size = sizes[i], .count = counts[i] / scale};
         /* the same ring with slots of psyne's record size (header + 64 B):
          * what psyne's layout allows, apart from anything psyne's code does */
-        struct tput_ctx single_72 = {sizes[i], counts[i] / scale, 0, PSYNE_RECORD_SIZE(64)};
+        struct tput_ctx single_72 = {.size = sizes[i], .count = counts[i] / scale, .stride = PSYNE_RECORD_SIZE(64)};
         struct system sys[5] = {system_of("psyne", psyne_spsc_fn, &single, 1),
                                 system_of("fixed-slot-ring", slot_fn, &single, 1)};
         const char *targets[4] = {sizes[i] == 64 || sizes[i] == 1048576 ? ">= 0.9" : NULL, NULL, NULL, NULL};
@@ -488,11 +488,11 @@ int main(int argc, char **argv)
         compare("inproc-spsc-tput", sizes[i], "mps", sys, n, targets);
     }
     if (!only || strstr(only, "batch")) {
-        struct tput_ctx batch = {64, counts[0] / scale, 1, 0};
+        struct tput_ctx batch = {.size = 64, .count = counts[0] / scale, .api = BENCH_BATCH};
         /* psyne-array32: 32 payloads side by side in one message, the
          * layout of a burst of rte_ring's 64-byte elements (one header per
          * 32, each payload starting where the last ends) */
-        struct tput_ctx array = {64, counts[0] / scale, ARRAY32, 0};
+        struct tput_ctx array = {.size = 64, .count = counts[0] / scale, .api = BENCH_ARRAY};
         struct system sys[5] = {system_of("psyne-batch", psyne_spsc_fn, &batch, 1),
                                 system_of("fixed-slot-ring", slot_fn, &batch, 1),
                                 system_of("psyne-array32", psyne_spsc_fn, &array, 1)};
@@ -520,7 +520,8 @@ int main(int argc, char **argv)
         compare("inproc-pingpong", 64, "rtt_p50_ns", pp, 3, pp_targets);
 
     /* inproc-mpmc-tput: 2 producers + 2 consumers on 2 cores */
-    struct tput_ctx mp = {64, 3000000 / scale, 0, 0}, mp_leases = {64, 3000000 / scale, 1, 0};
+    struct tput_ctx mp = {.size = 64, .count = 3000000 / scale};
+    struct tput_ctx mp_leases = {.size = 64, .count = 3000000 / scale, .leases = true};
     struct system mpmc[6] = {system_of("psyne", psyne_mpmc_fn, &mp, 1),
                              system_of("psyne-leases", psyne_mpmc_fn, &mp_leases, 1)};
     mpmc[1].subject = 1; /* PSYNE_F_LEASES: order across producers not kept */

@@ -903,7 +903,9 @@ static void inline_wait_ended(struct psy_tcp_link *l, uint64_t heard_before)
  * the peer shares the CPU (both ends pinned to one, or in one process on a
  * busy machine), it could answer only after our spin (64 B round trip on one
  * CPU: 108 us with pure spinning, 6.5 us so; on two, 5.9-6.2 us against 6.2).
- * PSYNE_WAIT_SPIN never yields nor sleeps. */
+ * PSYNE_WAIT_SPIN never yields nor sleeps while it reads the socket; when the
+ * receiver thread holds the socket, the ring's wait yields every 64 polls
+ * so that thread can run (rx.spin_yields, make_rings). */
 int psy_tcp_wait_data(struct psy_tcp_link *l, psy_try_fn try_once, void *ctx, int64_t timeout_ns)
 {
     const struct psy_ring *r = &l->rx;
