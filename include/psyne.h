@@ -416,7 +416,14 @@ PSYNE_API int psyne_receive(psyne_channel *ch, struct psyne_msg *m, int64_t time
  * earlier message this consumer still holds (on a listening tcp:// handle
  * with max_peers: every earlier one of the same peer, m->peer, since each
  * peer is a ring of its own); in MC modes it releases only m.
- * Returns 0 or -EINVAL (m was already released or is not from this channel).
+ * Returns 0 or -EINVAL (m was already released or is not from this channel;
+ * nothing is changed then). In MC modes the release checks that m is a view
+ * this channel handed out that nobody released, so one consumer's mistake
+ * never frees a message another holds. Not caught: the same view released
+ * from two threads at once (the caller's data race), and, in MC rings with
+ * one writer (SPMC, and every tcp:// receive ring), a message released again
+ * after its whole batch was released with psyne_release_batch while an
+ * earlier message is still held (it frees nothing that was not free).
  * Never blocks; wakes a sleeping producer when there is one.
  * Threads: as psyne_receive.
  */

@@ -1,10 +1,11 @@
 /*
  * unit_api.c - every public call of psyne.h, its success path and each error
- * it documents, on memory:// channels (usage: unit_api [tcp]).
+ * it documents, on memory:// channels (usage: unit_api [tcp|ipc]).
  *
- * With "tcp", the tests of the calls a channel's two ends make (claims,
- * commits, batches, receives, timeouts, full and empty rings, shutdown) run
- * over tcp:// on loopback instead: the producing end a client connected to
+ * With "ipc", the tests of the calls a channel's two ends make (claims,
+ * commits, batches, receives, releases, timeouts, full and empty rings,
+ * shutdown) run over an ipc:// segment instead. With "tcp" they run
+ * over tcp:// on loopback: the producing end a client connected to
  * the consuming end, a listening handle of this process, each end with rings
  * and threads of its own. What the tests wait for differs only in time: a
  * message committed on one end is on the other once it has crossed the
@@ -12,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -32,6 +34,7 @@
 #define T_MSG PSYNE_TYPE_USER_MIN
 
 static int over_tcp; /* the two-ended tests run over tcp:// */
+static int over_ipc; /* ... or over ipc:// (one process, a shared-memory segment) */
 
 /* How long a call may wait for what is already on its way: nothing on
  * memory:// (a commit is visible at once, a release frees space at once);
@@ -86,6 +89,8 @@ static struct ends open_ends(const char *name, int mode, uint64_t capacity, int 
         snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", test_free_port());
         o.link_timeout_ns = 30 * 1000000000ll; /* a loaded machine may stall a while */
         o.flags = PSYNE_F_LISTEN;
+    } else if (over_ipc) {
+        snprintf(uri, sizeof uri, "ipc://unit-api-%d-%s", (int)getpid(), name);
     } else {
         snprintf(uri, sizeof uri, "memory://%s", name);
     }
@@ -179,6 +184,26 @@ static void test_options_and_uris(void)
     CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1:1", &quick), -ECONNREFUSED);
     CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1", &quick), -EINVAL);
     CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1:http", &quick), -EINVAL);
+    /* Malformed tcp:// addresses fail before any lookup or connection, at
+     * either end: ports that would wrap, brackets that do not close, an
+     * IPv6 address without them, signs, spaces' neighbours, empty parts. */
+    const char *bad_tcp[] = {"tcp://127.0.0.1:65536", "tcp://127.0.0.1:70000", "tcp://127.0.0.1:4294967297",
+                             "tcp://127.0.0.1:000065535", "tcp://127.0.0.1:-1", "tcp://127.0.0.1:+80",
+                             "tcp://127.0.0.1:", "tcp://127.0.0.1:80:80", "tcp://[::1", "tcp://[::1]",
+                             "tcp://[::1]80", "tcp://[]:80", "tcp://[::1]]:80", "tcp://::1:80", "tcp://a]b:80",
+                             "tcp://a[b:80", "tcp://:", "tcp://[::1]:0x50", "tcp://127.0.0.1:8O"};
+    for (int listen = 0; listen < 2; listen++) {
+        quick.flags = listen ? PSYNE_F_LISTEN : 0;
+        for (size_t i = 0; i < sizeof bad_tcp / sizeof bad_tcp[0]; i++) {
+            int rc = psyne_channel_open(&ch, bad_tcp[i], &quick);
+            if (rc != -EINVAL)
+                fprintf(stderr, "%s (listen %d): %d\n", bad_tcp[i], listen, rc);
+            CHECK(rc == -EINVAL && ch == NULL);
+        }
+    }
+    quick.flags = 0;
+    CHECK_RC(psyne_channel_open(&ch, "tcp://127.0.0.1:0", &quick), -EINVAL); /* port 0 only listens */
+    CHECK_RC(psyne_channel_open(&ch, "tcp://:9", &quick), -EINVAL);          /* no host to connect to */
     quick.flags = PSYNE_F_LISTEN;
     CHECK_RC(psyne_channel_open(&ch, "memory://listen", &quick), -EINVAL);
     quick.max_peers = PSYNE_MAX_PEERS + 1;
@@ -223,6 +248,7 @@ static void test_options_and_uris(void)
         CHECK(strcmp(psyne_strerror(-codes[i]), psyne_strerror(codes[i])) == 0);
     }
     CHECK(strlen(psyne_strerror(-ENOENT)) > 0);
+    CHECK(strlen(psyne_strerror(INT_MIN)) > 0 && strlen(psyne_strerror(INT_MAX)) > 0); /* UBSan: no -INT_MIN */
     CHECK_RC(psyne_channel_close(NULL), 0);
     CHECK_RC(psyne_channel_shutdown(NULL), -EINVAL);
     CHECK_RC(psyne_channel_stats(NULL, NULL), -EINVAL);
@@ -692,6 +718,104 @@ static void test_batches(int mode)
     close_ends(&e);
 }
 
+/* Sends count messages of 64 bytes, each filled with the byte seed + i. */
+static void send_pattern(psyne_channel *tx, int count, int seed)
+{
+    for (int i = 0; i < count; i++) {
+        uint8_t p[64];
+        memset(p, (uint8_t)(seed + i), sizeof p);
+        send_bytes(tx, p, sizeof p, T_MSG);
+    }
+}
+
+static int holds_pattern(const struct psyne_msg *m, int value)
+{
+    if (m->length != 64)
+        return 0;
+    for (uint32_t i = 0; i < m->length; i++)
+        if (((const uint8_t *)m->data)[i] != (uint8_t)value)
+            return 0;
+    return 1;
+}
+
+/* A consumer's mistakes with views are -EINVAL and damage nothing: a view
+ * released twice (at once, and after its space held another message), a
+ * view of another channel, spans that were made up, a batch released twice.
+ * In the multi-consumer modes each release marks its own span, so a release
+ * that trusted the view would free a message someone else holds. */
+static void test_release_misuse(int mode)
+{
+    int mc = mode == PSYNE_MODE_SPMC || mode == PSYNE_MODE_MPMC;
+    struct ends e = open_ends("misuse", mode, 4096, 0);
+    struct ends other = open_ends("misuse-other", mode, 4096, 0);
+    send_pattern(e.tx, 8, 0);
+    send_pattern(other.tx, 8, 100);
+    struct psyne_msg a, b, f, fake, batch[4];
+    CHECK_RC(psyne_receive(e.rx, &a, settle_ns()), 0);
+    CHECK_RC(psyne_receive(e.rx, &b, settle_ns()), 0);
+    CHECK_RC(psyne_receive(other.rx, &f, settle_ns()), 0);
+    CHECK(holds_pattern(&a, 0) && holds_pattern(&b, 1) && holds_pattern(&f, 100));
+    CHECK_RC(psyne_release(e.rx, &a), 0);
+    CHECK_RC(psyne_release(e.rx, &a), -EINVAL);
+    CHECK_RC(psyne_release(e.rx, &f), -EINVAL); /* the same positions in another ring */
+    fake = b;
+    fake.psy_end += 8;
+    CHECK_RC(psyne_release(e.rx, &fake), -EINVAL);
+    fake = b;
+    fake.psy_end = fake.psy_begin + 1 + ((uint64_t)1 << 40);
+    CHECK_RC(psyne_release(e.rx, &fake), -EINVAL);
+    if (mc) { /* SC releases all up to an end */
+        fake = b;
+        fake.psy_begin += 8;
+        CHECK_RC(psyne_release(e.rx, &fake), -EINVAL);
+        fake = b;
+        fake.data = (uint8_t *)fake.data + 8;
+        CHECK_RC(psyne_release(e.rx, &fake), -EINVAL);
+    }
+    CHECK_RC(psyne_receive_batch(e.rx, batch, 4, settle_ns()), 4);
+    for (int i = 0; i < 4; i++)
+        CHECK(holds_pattern(&batch[i], 2 + i));
+    CHECK_RC(psyne_release_batch(e.rx, batch, 4), 0);
+    CHECK_RC(psyne_release_batch(e.rx, batch, 4), -EINVAL);
+    /* MC rings with one writer (SPMC; over tcp:// every receive ring, which
+     * the link's receiver fills) leave the headers inside a released batch
+     * as they were (MP rings zero them): a message of it released again is
+     * not caught while an earlier one is held, and frees nothing that was
+     * not free */
+    int rc = psyne_release(e.rx, &batch[1]);
+    CHECK(rc == -EINVAL || (mc && (mode == PSYNE_MODE_SPMC || over_tcp) && rc == 0));
+    CHECK_RC(psyne_release(e.rx, &b), mc ? 0 : -EINVAL); /* SC: the batch's release freed b */
+    CHECK_RC(psyne_release(e.rx, &b), -EINVAL);
+
+    /* Lap the ring: a's space now holds other messages, one of them held. */
+    struct psyne_msg rest;
+    for (int i = 6; i < 8; i++) {
+        CHECK_RC(psyne_receive(e.rx, &rest, settle_ns()), 0);
+        CHECK(holds_pattern(&rest, i));
+        CHECK_RC(psyne_release(e.rx, &rest), 0);
+    }
+    int lapped = 0;
+    for (int round = 0; round < 3; round++) {
+        send_pattern(e.tx, 20, 20 * round);
+        for (int i = 0; i < 20; i++) {
+            CHECK_RC(psyne_receive(e.rx, &rest, settle_ns()), 0);
+            CHECK(holds_pattern(&rest, 20 * round + i));
+            CHECK_RC(psyne_release(e.rx, &a), -EINVAL);
+            CHECK_RC(psyne_release(e.rx, &batch[0]), -EINVAL);
+            CHECK(holds_pattern(&rest, 20 * round + i)); /* untouched by the bad releases */
+            lapped += (uint8_t *)rest.data < (uint8_t *)a.data + 64 && (uint8_t *)a.data < (uint8_t *)rest.data + 64;
+            CHECK_RC(psyne_release(e.rx, &rest), 0);
+        }
+    }
+    CHECK(over_tcp || lapped > 0);
+    CHECK_RC(psyne_receive(e.rx, &rest, PSYNE_NONBLOCK), -EAGAIN);
+    struct psyne_stats st = stats_of(e.rx);
+    CHECK(st.in_use == 0 && st.msgs_in == 68);
+    CHECK_RC(psyne_release(other.rx, &f), 0);
+    close_ends(&other);
+    close_ends(&e);
+}
+
 struct blocked {
     psyne_channel *ch;
     int rc;
@@ -926,15 +1050,16 @@ static void test_broadcast(void)
 int main(int argc, char **argv)
 {
     over_tcp = argc > 1 && strcmp(argv[1], "tcp") == 0;
-    if (argc > 1 && !over_tcp) {
-        fprintf(stderr, "usage: unit_api [tcp]\n");
+    over_ipc = argc > 1 && strcmp(argv[1], "ipc") == 0;
+    if (argc > 1 && !over_tcp && !over_ipc) {
+        fprintf(stderr, "usage: unit_api [tcp|ipc]\n");
         return 2;
     }
     int modes[] = {PSYNE_MODE_SPSC, PSYNE_MODE_SPMC, PSYNE_MODE_MPSC, PSYNE_MODE_MPMC};
     if (over_tcp) {
         test_lengths_link();
         test_sleep_and_wake();
-    } else {
+    } else if (!over_ipc) {
         test_options_and_uris();
         test_round_trip_and_sharing();
         test_roles();
@@ -954,12 +1079,13 @@ int main(int argc, char **argv)
         test_commit_abort_errors(modes[i]);
         test_batches(modes[i]);
         test_claim_batch(modes[i]);
+        test_release_misuse(modes[i]);
         test_last_message_before_epipe(modes[i]);
         if (over_tcp)
             test_shutdown_link(modes[i]);
         else
             test_shutdown(modes[i]);
     }
-    printf("unit_api%s: all checks passed\n", over_tcp ? " over tcp://" : "");
+    printf("unit_api%s: all checks passed\n", over_tcp ? " over tcp://" : over_ipc ? " over ipc://" : "");
     return 0;
 }

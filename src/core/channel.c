@@ -661,7 +661,7 @@ int psyne_release(psyne_channel *ch, const struct psyne_msg *m)
     int rc = psy_unlikely(ch->server != NULL) ? psy_tcp_server_release(ch->server, m, 1)
              : psy_unlikely(ch->dyn != NULL) ? release_dynamic(ch, m->psy_end)
              : ch->reader                  ? psy_sc_release(ch->ring, ch->reader, m->psy_end)
-                                           : psy_ring_release(ch->ring, NULL, m->psy_begin, m->psy_end);
+                                           : psy_ring_release(ch->ring, NULL, m, 1);
     return rc ? psy_fail(rc, "release of a message this consumer does not hold") : 0;
 }
 
@@ -674,7 +674,7 @@ int psyne_release_batch(psyne_channel *ch, const struct psyne_msg *msgs, unsigne
             return psy_fail(-EINVAL, "release_batch of messages that are not one receive_batch result");
     int rc = ch->server ? psy_tcp_server_release(ch->server, msgs, n)
              : ch->dyn  ? release_dynamic(ch, msgs[n - 1].psy_end)
-                     : psy_ring_release(ch->ring, ch->reader, msgs[0].psy_begin, msgs[n - 1].psy_end);
+                     : psy_ring_release(ch->ring, ch->reader, msgs, n);
     return rc ? psy_fail(rc, "release of messages this consumer does not hold") : 0;
 }
 

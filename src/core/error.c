@@ -2,6 +2,7 @@
  * error.c - psyne_strerror() and the per-thread detail of the last failure.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +33,8 @@ const char *psyne_last_error(void)
 
 const char *psyne_strerror(int err)
 {
+    if (err == INT_MIN) /* -INT_MIN does not exist */
+        return "unknown error";
     if (err < 0)
         err = -err;
     switch (err) {

@@ -301,9 +301,60 @@ int psy_ring_receive(struct psy_ring *r, const struct psy_reader *rd, struct psy
     return rd ? sc_receive(r, rd, msgs, max) : mc_receive(r, msgs, max);
 }
 
-int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, uint64_t begin, uint64_t end)
+/*
+ * MC: whether [first->psy_begin, end) is a span this ring handed out (one
+ * message, or a batch whose first message is first) that nobody released
+ * yet. Consumers release in any order by rewriting the span's first header,
+ * so a release that trusted the span would mark whatever lies there: a
+ * message another consumer holds, or space producers already reuse.
+ * - The view points into this ring at its record (not another channel's).
+ * - The first header is still the one the receive left: the record's own
+ *   header or a pad's (ipc: this handle's taken tag), never a marker or
+ *   zero (released already).
+ * - The span lies between the release and the read positions: handed out,
+ *   not swept. Read after the header (A8 pairs with the producer's R1/R2 of
+ *   a record that reuses the space, which it wrote after it saw the sweep's
+ *   R3): if that header belongs to a newer record, the release position
+ *   read next is already past begin.
+ * Only a second release of the same view racing the first from another
+ * thread is not caught: that is the caller's data race.
+ */
+static bool mc_view_held(struct psy_ring *r, const struct psyne_msg *first, uint64_t end)
 {
-    return rd ? psy_sc_release(r, rd, end) : psy_mc_release(r, begin, end);
+    uint64_t begin = first->psy_begin, first_span = first->psy_end - begin, span = end - begin;
+    uint64_t rec_size = PSYNE_RECORD_SIZE(first->length);
+    if (((begin | end) & 7) || first_span > span || rec_size > first_span || span > r->cap)
+        return false;
+    uint64_t rec = first->psy_end - rec_size;
+    if ((uint8_t *)first->data != r->data + (rec & r->mask) + PSYNE_RECORD_HEADER)
+        return false;
+    uint64_t w = atomic_load_explicit(psy_hdr_at(r, begin), memory_order_acquire); /* A8 */
+    uint64_t own = psy_hdr_make(first->length, first->type);
+    bool header_ok;
+    if (r->taken_tag)
+        header_ok = w == psy_hdr_make((uint32_t)first_span, r->taken_tag);
+    else if (rec == begin)
+        header_ok = w == own;
+    else /* pads before the message: folded into its span */
+        header_ok = psy_hdr_type(w) == PSY_TYPE_PAD && !(w & PSY_MARKER_BIT) &&
+                    atomic_load_explicit(psy_hdr_at(r, rec), memory_order_relaxed) == own;
+    if (!header_ok)
+        return false;
+    uint64_t read = atomic_load_explicit(&r->sh->cons.read_pos, memory_order_acquire) & ~PSY_POS_FLAGS;
+    uint64_t head = atomic_load_explicit(&r->sh->rel.head, memory_order_acquire) & ~PSY_POS_FLAGS;
+    return begin - head < read - head && end - head <= read - head;
+}
+
+int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, const struct psyne_msg *msgs, unsigned n)
+{
+    uint64_t end = msgs[n - 1].psy_end;
+    if (rd)
+        return psy_sc_release(r, rd, end);
+    if (!mc_view_held(r, &msgs[0], end))
+        return -EINVAL;
+    psy_mc_mark_released(r, msgs[0].psy_begin, end - msgs[0].psy_begin);
+    psy_mc_sweep(r);
+    return 0;
 }
 
 int psy_ring_subscribe(struct psy_ring *r)

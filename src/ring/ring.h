@@ -383,7 +383,10 @@ void psy_ring_reader_init(struct psy_ring *r, int sub, struct psy_reader *rd);
  * ring may release. */
 void psy_ring_reader_attach(const struct psy_reader *rd);
 int psy_ring_receive(struct psy_ring *r, const struct psy_reader *rd, struct psyne_msg *msgs, unsigned max);
-int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, uint64_t begin, uint64_t end);
+/* Releases msgs[0..n-1], the result of one receive (n >= 1, contiguous:
+ * the caller checked): SC frees up to the last one's end; MC first checks
+ * that the span is held by a consumer of this ring. 0 or -EINVAL. */
+int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, const struct psyne_msg *msgs, unsigned n);
 int psy_ring_subscribe(struct psy_ring *r);
 /* MC internals shared with recover.c: release a span, sweep released spans. */
 int psy_mc_release(struct psy_ring *r, uint64_t begin, uint64_t end);

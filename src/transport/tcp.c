@@ -220,24 +220,52 @@ static void end_link(struct psy_tcp_link *l, int failure, const char *why)
 
 /* ---- sockets ---- */
 
+/*
+ * Splits "host:port" strictly: the host is a name or IPv4 address without
+ * ':', '[' or ']', an IPv6 address in brackets ("[::1]:9000"), or, for a
+ * listening end only, empty or "*" (every address); the port is a decimal
+ * number of at most 5 digits up to 65535, and 0 (any free port) only for a
+ * listening end. Anything else is -EINVAL before any name lookup, so a typo
+ * never reaches the resolver or wraps to another port.
+ */
 static int parse_address(const char *name, bool server, char *host, size_t hostlen, char *port, size_t portlen)
 {
-    const char *colon = strrchr(name, ':');
-    if (!colon || (colon == name && !server) || !colon[1])
-        return psy_fail(-EINVAL, "tcp://%s: expected tcp://host:port", name);
-    size_t hl = (size_t)(colon - name);
-    if (hl >= 2 && name[0] == '[' && name[hl - 1] == ']') { /* [v6 address] */
-        name++;
-        hl -= 2;
+    const char *h = name, *colon;
+    size_t hl;
+    if (name[0] == '[') { /* [v6 address] */
+        const char *close = strchr(name, ']');
+        if (!close || close[1] != ':' || close == name + 1)
+            return psy_fail(-EINVAL, "tcp://%s: an IPv6 address is written [address]:port", name);
+        h = name + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strchr(name, ':');
+        if (!colon || strchr(colon + 1, ':'))
+            return psy_fail(-EINVAL, "tcp://%s: expected tcp://host:port (IPv6: tcp://[address]:port)", name);
+        hl = (size_t)(colon - name);
     }
-    if (hl >= hostlen || strlen(colon + 1) >= portlen)
+    if (memchr(h, '[', hl) || memchr(h, ']', hl))
+        return psy_fail(-EINVAL, "tcp://%s: a bracket in the host", name);
+    if (hl == 0 && !server)
+        return psy_fail(-EINVAL, "tcp://%s: no host to connect to", name);
+    const char *p = colon + 1;
+    size_t pl = strlen(p);
+    if (hl >= hostlen || pl >= portlen)
         return psy_fail(-EINVAL, "tcp://%s: host or port too long", name);
-    memcpy(host, name, hl);
+    unsigned long value = 0;
+    for (size_t i = 0; i < pl; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return psy_fail(-EINVAL, "tcp://%s: the port must be a decimal number", name);
+        value = value * 10 + (unsigned long)(p[i] - '0');
+    }
+    if (pl == 0 || pl > 5 || value > 65535)
+        return psy_fail(-EINVAL, "tcp://%s: the port must be 0..65535", name);
+    if (value == 0 && !server)
+        return psy_fail(-EINVAL, "tcp://%s: port 0 is for listening ends (any free port)", name);
+    memcpy(host, h, hl);
     host[hl] = 0;
-    strcpy(port, colon + 1);
-    for (const char *p = port; *p; p++)
-        if (*p < '0' || *p > '9')
-            return psy_fail(-EINVAL, "tcp://%s: the port must be a number", name);
+    memcpy(port, p, pl + 1);
     return 0;
 }
 

@@ -305,7 +305,7 @@ int psy_tcp_server_release(struct psy_tcp_server *s, const struct psyne_msg *msg
     if (p) {
         struct psy_tcp_link *l = p->link;
         const struct psy_reader *rd = psy_tcp_peer_reader(l);
-        rc = psy_ring_release(psy_tcp_rx(l), rd, msgs[0].psy_begin, msgs[n - 1].psy_end);
+        rc = psy_ring_release(psy_tcp_rx(l), rd, msgs, n);
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
