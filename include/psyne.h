@@ -531,6 +531,29 @@ PSYNE_API const char *psyne_strerror(int err);
  * psyne call. */
 PSYNE_API const char *psyne_last_error(void);
 
+/* How much a log message matters (psyne_set_log). */
+enum psyne_log_level {
+    PSYNE_LOG_ERROR = 1, /* a link failed for good: the channel ends (-EPIPE follows) */
+    PSYNE_LOG_WARN = 2,  /* a peer was dropped or refused: bad data, too many peers, no hello */
+    PSYNE_LOG_INFO = 3,  /* a connection broke and is being restored */
+};
+
+/* Receives one log message (without a trailing newline), from whichever
+ * thread saw the event: a library thread (tcp:// links and listeners) or a
+ * caller's. It must not call psyne functions on the channel it reports. */
+typedef void (*psyne_log_fn)(void *arg, int level, const char *msg);
+
+/*
+ * Installs fn (NULL: none, the default) for messages up to max_level
+ * (enum psyne_log_level). psyne never writes to stdout or stderr; without a
+ * log function its diagnostics are only in return values and
+ * psyne_last_error(). Returns 0 or -EINVAL (max_level out of range).
+ * Thread-safe: a message already being delivered may still reach the
+ * previous function. Never blocks for long (a mutex held while the pointers
+ * are copied).
+ */
+PSYNE_API int psyne_set_log(psyne_log_fn fn, void *arg, int max_level);
+
 /*
  * Slabs: a few large regions mapped (and placed, prefaulted, locked) once
  * and carved into rings and message storage, for programs whose total

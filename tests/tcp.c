@@ -6,6 +6,8 @@
  *   reconnect  the same through a relay (this process, real sockets) that
  *              resets the connection again and again mid-stream: nothing lost,
  *              nothing twice, reconnects counted.
+ *   close_cut  short streams through a relay that cuts every few kilobytes,
+ *              both ends closing at once: no close waits for link_timeout.
  *   hostile    raw sockets send a server bad handshakes, truncated frames, huge
  *              lengths and random bytes; each is dropped and counted, and a
  *              real client afterwards still gets its messages through.
@@ -20,6 +22,9 @@
  *              Hostile connections meanwhile are dropped and counted.
  *   peers_reconnect  a client of such a handle through the resetting relay:
  *              it gets its own peer back on every reconnect, nothing lost.
+ *   lockout    a max_peers listener behind silent connections, peers dropped
+ *              for garbage, and clients it must refuse: new clients get in at
+ *              once, refused ones back off, opens end within open_timeout_ns.
  *   empty      empty messages (a record that is all header) into a full
  *              receiving ring, again and again: each must wait for room like
  *              any other, never land on the oldest unread message.
@@ -79,6 +84,13 @@ static struct psyne_options link_options(int listen)
     o.flags = listen ? PSYNE_F_LISTEN : 0;
     o.link_timeout_ns = 30 * 1000000000ll; /* a loaded machine may stall a while */
     return o;
+}
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
 /* ---- sequence-stamped messages ---- */
@@ -360,6 +372,79 @@ static int part_reconnect(void)
     return 0;
 }
 
+/* ---- close_cut: closing while the relay keeps cutting ---- */
+
+struct timed_close {
+    psyne_channel *ch;
+    double took;
+};
+
+static void *close_timed(void *arg)
+{
+    struct timed_close *t = arg;
+    int64_t t0 = monotonic_ns();
+    CHECK_RC(psyne_channel_close(t->ch), 0);
+    t->took = (double)(monotonic_ns() - t0) / 1e9;
+    return NULL;
+}
+
+/*
+ * A short stream both ways through a relay that cuts the connection every
+ * few kilobytes, then both ends close at once, runs times over: the cuts
+ * land in the closing handshake (a BYE, its ACKs, the closes that follow)
+ * again and again. Every message arrives once and in order, and no close
+ * waits for the link_timeout (10 s here): one end's close waited all of it
+ * when its goodbye was cut, although the peer had everything.
+ */
+/* The library's log, on stderr with the time: what a failing run did. */
+static void log_to_stderr(void *arg, int level, const char *msg)
+{
+    (void)arg;
+    fprintf(stderr, "[%.3f] psyne(%d): %s\n", (double)monotonic_ns() / 1e9, level, msg);
+}
+
+static int part_close_cut(void)
+{
+    CHECK_RC(psyne_set_log(log_to_stderr, NULL, PSYNE_LOG_INFO), 0);
+    const int runs = 24;
+    const int64_t link_timeout = 10 * 1000000000ll;
+    double worst = 0;
+    unsigned cuts = 0;
+    for (int run = 0; run < runs; run++) {
+        struct relay r;
+        char suri[64], curi[64];
+        relay_listen(&r, suri, curi);
+        r.cut_every = 2000 + 997 * (uint64_t)run; /* a different place in each run */
+        pthread_t rt;
+        CHECK(pthread_create(&rt, NULL, relay_main, &r) == 0);
+        struct psyne_options so = link_options(1), co = link_options(0);
+        so.link_timeout_ns = co.link_timeout_ns = link_timeout;
+        psyne_channel *server, *client;
+        CHECK_RC(psyne_channel_open(&server, suri, &so), 0);
+        CHECK_RC(psyne_channel_open(&client, curi, &co), 0);
+        exchange_both(server, client, 200);
+        struct timed_close tc[2] = {{server, 0}, {client, 0}};
+        pthread_t ct[2];
+        for (int i = 0; i < 2; i++)
+            CHECK(pthread_create(&ct[i], NULL, close_timed, &tc[i]) == 0);
+        for (int i = 0; i < 2; i++) {
+            pthread_join(ct[i], NULL);
+            if (tc[i].took > worst)
+                worst = tc[i].took;
+            if (tc[i].took > 5.0)
+                fprintf(stderr, "close_cut run %d: the %s's close took %.2f s\n", run, i ? "client" : "server",
+                        tc[i].took);
+            CHECK(tc[i].took < 5.0); /* half the link_timeout: far from it, on a loaded machine too */
+        }
+        atomic_store(&r.stop, 1);
+        pthread_join(rt, NULL);
+        close(r.listen_fd);
+        cuts += atomic_load(&r.cuts);
+    }
+    printf("close_cut: %d runs, %u cuts, the slowest close took %.3f s (link_timeout 10 s)\n", runs, cuts, worst);
+    return 0;
+}
+
 /* ---- hostile peers ---- */
 
 static int raw_connect(int port)
@@ -463,7 +548,15 @@ static int part_hostile(void)
         raw_send(fd, frame, sizeof frame);
         expect_dropped(fd), attacks++;
     }
-    /* 9. a truncated frame, then the peer goes away; 10. a silent peer
+    /* 9. a good hello, then an ACK of 2^40 bytes nobody sent: a lie, not a
+     * reason to look for that much to free for ever (the sender thread spun) */
+    fd = raw_connect(port);
+    good_hello(hello, 1900);
+    raw_send(fd, hello, sizeof hello);
+    uint64_t forged[2] = {8 | ((uint64_t)PSY_TYPE_WIRE_ACK << 32), (uint64_t)1 << 40};
+    raw_send(fd, forged, sizeof forged);
+    expect_dropped(fd), attacks++;
+    /* 10. a truncated frame, then the peer goes away; 11. a silent peer
      * (the handshake times out): the server gets over both */
     fd = raw_connect(port);
     good_hello(hello, 2000);
@@ -619,12 +712,6 @@ static int part_flow(void)
 
 /* ---- dead: the peer process is killed; the survivor gives up in time ---- */
 
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
 
 
 #define DEAD_MSGS 1000u
@@ -710,6 +797,117 @@ static int part_dead_client(void)
 static int part_dead_server(void)
 {
     return dead_peer(0);
+}
+
+/* ---- lockout: what keeps new clients away from a max_peers listener ---- */
+
+/* Opens a client of uri with open_timeout_ns; returns its result and the
+ * seconds the open took in *took. */
+static int open_client(const char *uri, int64_t open_timeout_ns, psyne_channel **ch, double *took)
+{
+    struct psyne_options o = link_options(0);
+    o.open_timeout_ns = open_timeout_ns;
+    int64_t t0 = monotonic_ns();
+    int rc = psyne_channel_open(ch, uri, &o);
+    *took = (double)(monotonic_ns() - t0) / 1e9;
+    return rc;
+}
+
+static uint64_t refused_so_far(psyne_channel *server)
+{
+    struct psyne_stats st;
+    CHECK_RC(psyne_channel_stats(server, &st), 0);
+    return st.tcp_protocol_errors; /* refusals and drops of a max_peers handle */
+}
+
+/*
+ * A listener with max_peers 2:
+ * - silent connections (connected, no hello) hold up no one: a client that
+ *   comes after several of them connects at once (their hellos were read
+ *   one at a time behind a 5 s timeout: new clients waited, then failed);
+ * - peers dropped for garbage after a good hello free their slot at once
+ *   (they held it for link_timeout, 30 s here);
+ * - a client refused because both slots are taken backs off between tries
+ *   (it retried in a tight loop, tens of thousands of refusals a second),
+ *   and its open returns within open_timeout_ns (it took 2 s more);
+ * - an open against a server that accepts and never answers also returns
+ *   within open_timeout_ns.
+ * Bounds on time are loose (a loaded machine), and far below the faults.
+ */
+static int part_lockout(void)
+{
+    int port = test_free_port();
+    char uri[64];
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", port);
+    struct psyne_options so = link_options(1);
+    so.max_peers = 2;
+    psyne_channel *server, *a, *b, *c;
+    CHECK_RC(psyne_channel_open(&server, uri, &so), 0);
+    double took;
+
+    int silent[3];
+    for (int i = 0; i < 3; i++)
+        silent[i] = raw_connect(port);
+    CHECK_RC(open_client(uri, 4 * 1000000000ll, &a, &took), 0);
+    printf("lockout: a client behind 3 silent connections connected in %.3f s\n", took);
+
+    for (int i = 0; i < 2; i++) { /* hostile peers: a good hello, then garbage */
+        int fd = raw_connect(port);
+        uint8_t h[PSY_WIRE_HELLO_SIZE];
+        good_hello(h, 0xbad0 + (uint64_t)i);
+        raw_send(fd, h, sizeof h);
+        uint64_t garbage[2] = {8 | (7ull << 32), 0}; /* type 7: no psyne sender writes it */
+        raw_send(fd, garbage, sizeof garbage);
+        expect_dropped(fd);
+    }
+    CHECK_RC(open_client(uri, 4 * 1000000000ll, &b, &took), 0); /* the garbage peer's slot */
+    printf("lockout: a client after 2 peers dropped for garbage got a slot in %.3f s\n", took);
+
+    uint64_t before = refused_so_far(server);
+    int rc = open_client(uri, 1500 * 1000000ll, &c, &took);
+    uint64_t refusals = refused_so_far(server) - before;
+    printf("lockout: a third client: %s after %.3f s (open_timeout 1.5 s), refused %llu times\n", psyne_strerror(rc),
+           took, (unsigned long long)refusals);
+    CHECK(rc == -ECONNREFUSED || rc == -ETIMEDOUT);
+    CHECK(took < 1.5 + 1.0);
+    CHECK(refusals >= 1 && refusals <= 60); /* backoff 1, 2, 4 ... 200 ms: about 15 tries */
+
+    /* both clients still work */
+    psyne_channel *clients[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        struct psyne_claimed cl;
+        CHECK_RC(psyne_claim(clients[i], 8, &cl, 20 * 1000000000ll), 0);
+        memset(cl.data, 'a' + i, 8);
+        CHECK_RC(psyne_commit(clients[i], &cl, 8, MSG_TYPE), 0);
+    }
+    uint32_t peers_seen = 0;
+    for (int i = 0; i < 2; i++) {
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(server, &m, 20 * 1000000000ll), 0);
+        CHECK(m.length == 8 && m.peer >= 1 && m.peer < 32);
+        peers_seen |= 1u << m.peer;
+        CHECK_RC(psyne_release(server, &m), 0);
+    }
+    CHECK(__builtin_popcount(peers_seen) == 2);
+    CHECK_RC(psyne_channel_close(a), 0);
+    CHECK_RC(psyne_channel_close(b), 0);
+    for (int i = 0; i < 3; i++)
+        close(silent[i]);
+    CHECK_RC(psyne_channel_close(server), 0);
+
+    /* a server that accepts and never says hello */
+    int mute = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    CHECK(bind(mute, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(mute, 16) == 0);
+    CHECK(getsockname(mute, (struct sockaddr *)&sa, &len) == 0);
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", ntohs(sa.sin_port));
+    rc = open_client(uri, 1500 * 1000000ll, &c, &took);
+    printf("lockout: against a mute server: %s after %.3f s (open_timeout 1.5 s)\n", psyne_strerror(rc), took);
+    CHECK(rc == -ETIMEDOUT || rc == -ECONNREFUSED);
+    CHECK(took >= 1.4 && took < 1.5 + 1.0);
+    close(mute);
+    return 0;
 }
 
 /* ---- peers: one listening handle, several clients at once ---- */
@@ -1556,7 +1754,8 @@ int main(int argc, char **argv)
         {"flow", part_flow},     {"peers", part_peers},         {"peers_reconnect", part_peers_reconnect},
         {"empty", part_empty},   {"netns", part_netns},         {"dead_client", part_dead_client},
         {"dead_server", part_dead_server}, {"quiet", part_quiet}, {"waits", part_waits},
-        {"trickle", part_trickle}, {"inline", part_inline},
+        {"trickle", part_trickle}, {"inline", part_inline}, {"lockout", part_lockout},
+        {"close_cut", part_close_cut},
     };
     signal(SIGPIPE, SIG_IGN);
     const char *part = argc > 1 ? argv[1] : "";

@@ -1,9 +1,12 @@
 /*
- * error.c - psyne_strerror() and the per-thread detail of the last failure.
+ * error.c - psyne_strerror(), the per-thread detail of the last failure, and
+ * the user's log function (the library never prints).
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +22,43 @@ int psy_fail(int rc, const char *fmt, ...)
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+/* The log function and its argument change together, under log_lock;
+ * log_max is read first without it, so no message costs a lock while no
+ * function is installed. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static psyne_log_fn log_fn;
+static void *log_arg;
+static _Atomic int log_max; /* 0: no function installed */
+
+int psyne_set_log(psyne_log_fn fn, void *arg, int max_level)
+{
+    if (max_level < 0 || max_level > PSYNE_LOG_INFO)
+        return psy_fail(-EINVAL, "log level %d is not a psyne_log_level", max_level);
+    pthread_mutex_lock(&log_lock);
+    log_fn = fn;
+    log_arg = arg;
+    atomic_store(&log_max, fn ? max_level : 0);
+    pthread_mutex_unlock(&log_lock);
+    return 0;
+}
+
+void psy_log(int level, const char *fmt, ...)
+{
+    if (level > atomic_load_explicit(&log_max, memory_order_relaxed))
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&log_lock);
+    psyne_log_fn fn = log_fn;
+    void *arg = log_arg;
+    pthread_mutex_unlock(&log_lock);
+    if (fn)
+        fn(arg, level, msg);
 }
 
 void psy_clear_error(void)

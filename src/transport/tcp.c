@@ -69,8 +69,10 @@
 
 #define DEFAULT_LINK_TIMEOUT_NS (10 * 1000000000ll)
 #define DEFAULT_OPEN_TIMEOUT_NS (5 * 1000000000ll)
-#define HANDSHAKE_TIMEOUT_MS 5000
+#define HANDSHAKE_TIMEOUT_MS PSY_TCP_HELLO_TIMEOUT_MS
 #define POLL_MS 50                        /* how often blocked threads look at `stop` */
+#define RETRY_MAX_MS 200                  /* a client's longest pause between connection attempts */
+#define BYE_RETRY_NS 1000000000ll         /* after our BYE, how long a broken connection is restored to say it again */
 #define IDLE_CHECK_MS 200                 /* a receive that waits this long looks for a newer client */
 #define KEEPALIVE_IDLE_S 2                /* an idle connection is probed after this long, */
 #define KEEPALIVE_INTERVAL_S 1            /* then every second, */
@@ -85,7 +87,9 @@
 _Static_assert(ACK_RIDE_MIN <= INLINE_INFLIGHT_MAX, "request/reply: each end's replies keep the other inline");
 #define RECVS_PER_YIELD 4                 /* a user spinning on the socket lets a peer on its CPU run */
 
-enum link_end { LINK_BROKEN, LINK_SUPERSEDED, LINK_EOF, LINK_BYE, LINK_STOP };
+/* How a connection ended. LINK_INVALID: the peer sent what no psyne peer
+ * sends (a bad header, an ACK of bytes never sent). */
+enum link_end { LINK_BROKEN, LINK_SUPERSEDED, LINK_EOF, LINK_BYE, LINK_STOP, LINK_INVALID };
 
 struct psy_tcp_link {
     struct psy_ring rx;          /* the peer's messages */
@@ -115,6 +119,8 @@ struct psy_tcp_link {
     int failure;         /* why it ended, when it failed: -errno */
     int64_t linger_until; /* close: the sender gives up on unacknowledged data then */
     int64_t open_until;   /* a client's first connection must be made by then */
+    int64_t retry_ms;     /* client: the pause before the next attempt after a failed one (retry_pause) */
+    _Atomic int last_attempt; /* client: -errno of the last failed attempt, 0: none (what open reports) */
     int handoff_fd;       /* owned link: the owner's next connection for us, -1: none */
     uint8_t handoff_hello[PSY_WIRE_HELLO_SIZE]; /* its hello, read by the owner */
     _Atomic uint64_t live;  /* gen of the connection the sender may use, 0: none */
@@ -125,6 +131,7 @@ struct psy_tcp_link {
     _Atomic uint64_t ack_due;    /* rx stream offset to acknowledge */
     _Atomic uint64_t ack_sent;   /* the last rx stream offset acknowledged */
     _Atomic uint64_t tx_sent;    /* furthest tx position written to a connection */
+    _Atomic uint64_t tx_offered; /* furthest tx position handed to send(), stored before it: an ACK beyond is a lie */
     uint64_t ack_eager;          /* this much unacknowledged: the ACK goes without waiting for data */
     uint64_t tx_base;            /* tx position of stream offset 0 (receiver thread) */
     uint64_t rx_stream;          /* rx stream offset received (under rx_role) */
@@ -207,9 +214,9 @@ static void end_link(struct psy_tcp_link *l, int failure, const char *why)
         l->ended = true;
         l->failure = failure;
         if (failure && why && strncmp(why, "tcp://", 6) == 0) /* a psy_fail message: says where already */
-            fprintf(stderr, "psyne: %s\n", why);
+            psy_log(PSYNE_LOG_ERROR, "%s", why);
         else if (failure && why)
-            fprintf(stderr, "psyne: tcp://%s: %s\n", l->where, why);
+            psy_log(PSYNE_LOG_ERROR, "tcp://%s: %s", l->where, why);
     }
     /* tx first: a user who sees rx end (-EPIPE) then finds claims failing too */
     stop_sending(l);
@@ -311,20 +318,29 @@ int psy_tcp_listen(const char *name, int *fd)
     return rc ? rc : open_listener(name, host, port, fd);
 }
 
-/* One connect attempt, giving up after timeout_ms. Returns fd or -errno. */
-static int connect_once(const struct addrinfo *a, int timeout_ms)
+/* One connect attempt, giving up after timeout_ms, or when the link stops
+ * (looked at every POLL_MS). Returns fd or -errno. */
+static int connect_once(struct psy_tcp_link *l, const struct addrinfo *a, int timeout_ms)
 {
     int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
     if (fd < 0)
         return -errno;
     int rc = connect(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : -errno;
-    if (rc == -EINPROGRESS) {
+    int64_t until = psy_now_ns() + timeout_ms * 1000000ll;
+    while (rc == -EINPROGRESS) {
+        int64_t left_ms = (until - psy_now_ns() + 999999) / 1000000;
+        if (left_ms <= 0 || atomic_load(&l->stop)) {
+            rc = atomic_load(&l->stop) ? -ECANCELED : -ETIMEDOUT;
+            break;
+        }
         struct pollfd p = {.fd = fd, .events = POLLOUT};
-        int n = poll(&p, 1, timeout_ms);
+        int n = poll(&p, 1, left_ms > POLL_MS ? POLL_MS : (int)left_ms);
         socklen_t len = sizeof rc;
         if (n == 0)
-            rc = -ETIMEDOUT;
-        else if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &rc, &len) < 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &rc, &len) < 0)
             rc = -errno;
         else
             rc = -rc;
@@ -337,29 +353,45 @@ static int connect_once(const struct addrinfo *a, int timeout_ms)
     return fd;
 }
 
-/* Client: connects, retrying with backoff until `until` (psy_now_ns). */
+/* Client: the pause after a failed attempt, a refused connect or a failed
+ * handshake alike (a full max_peers server accepts, reads the hello and
+ * closes: without a pause its clients would retry in a tight loop): 1 ms,
+ * doubled after each failure up to RETRY_MAX_MS, reset by a connection
+ * that works (go_live). Ends at `until`, so the last try comes then, and
+ * looks at `stop` every POLL_MS. */
+static void retry_pause(struct psy_tcp_link *l, int64_t until)
+{
+    l->retry_ms = l->retry_ms ? (l->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : l->retry_ms * 2) : 1;
+    int64_t end = psy_now_ns() + l->retry_ms * 1000000ll;
+    if (end > until)
+        end = until;
+    for (int64_t left; !atomic_load(&l->stop) && (left = end - psy_now_ns()) > 0;) {
+        if (left > POLL_MS * 1000000ll)
+            left = POLL_MS * 1000000ll;
+        struct timespec ts = {.tv_sec = left / 1000000000, .tv_nsec = left % 1000000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Client: connects, retrying with backoff until `until` (psy_now_ns); no
+ * single attempt runs past it. */
 static int connect_until(struct psy_tcp_link *l, int64_t until)
 {
-    int64_t backoff_ms = 1;
     int last = -ETIMEDOUT;
     for (;;) {
         for (const struct addrinfo *a = l->addr; a && !atomic_load(&l->stop); a = a->ai_next) {
-            int fd = connect_once(a, 1000);
+            int64_t left_ms = (until - psy_now_ns()) / 1000000;
+            int fd = connect_once(l, a, left_ms < 1 ? 1 : left_ms > 1000 ? 1000 : (int)left_ms);
             if (fd >= 0)
                 return fd;
             last = fd;
+            atomic_store_explicit(&l->last_attempt, fd, memory_order_relaxed);
         }
         if (atomic_load(&l->stop))
             return -ECANCELED;
-        /* the last try comes at `until`: a peer back just before it counts */
-        int64_t left_ns = until - psy_now_ns(), sleep_ns = backoff_ms * 1000000;
-        if (left_ns <= 0)
+        if (until - psy_now_ns() <= 0)
             return last;
-        if (sleep_ns > left_ns)
-            sleep_ns = left_ns;
-        struct timespec ts = {.tv_sec = sleep_ns / 1000000000, .tv_nsec = sleep_ns % 1000000000};
-        nanosleep(&ts, NULL);
-        backoff_ms = backoff_ms * 2 > 200 ? 200 : backoff_ms * 2;
+        retry_pause(l, until);
     }
 }
 
@@ -429,8 +461,9 @@ static void set_keepalive(int fd)
 }
 
 /* The handshake's read: all of len within HANDSHAKE_TIMEOUT_MS (a silent
- * peer must not hold the link), looking at `stop` every POLL_MS. */
-int psy_tcp_recv_hello(int fd, _Atomic int *stop, void *buf, size_t len)
+ * peer must not hold the link), looking at `stop` every POLL_MS. Returns 0
+ * or -errno (-ECANCELED on stop). */
+static int recv_hello(int fd, _Atomic int *stop, void *buf, size_t len)
 {
     int64_t until = psy_now_ns() + HANDSHAKE_TIMEOUT_MS * 1000000ll;
     for (size_t got = 0; got < len;) {
@@ -473,7 +506,7 @@ static int handshake(struct psy_tcp_link *l, int fd, bool *fatal)
     if (!l->server) {
         psy_wire_hello_encode(out, l->max_recv, l->session, l->rx_stream, resuming ? PSY_WIRE_F_RESUME : 0);
         struct iovec iov = {out, sizeof out};
-        if ((rc = send_all(l, fd, &iov, 1)) || (rc = psy_tcp_recv_hello(fd, &l->stop, in, sizeof in)))
+        if ((rc = send_all(l, fd, &iov, 1)) || (rc = recv_hello(fd, &l->stop, in, sizeof in)))
             return rc;
         if ((rc = psy_wire_hello_decode(in, l->max_send, &h, &why))) {
             *fatal = true;
@@ -486,7 +519,7 @@ static int handshake(struct psy_tcp_link *l, int fd, bool *fatal)
     } else {
         if (l->owner) /* the owner read it to find this link */
             memcpy(in, l->handoff_hello, sizeof in);
-        else if ((rc = psy_tcp_recv_hello(fd, &l->stop, in, sizeof in)))
+        else if ((rc = recv_hello(fd, &l->stop, in, sizeof in)))
             return rc;
         if ((rc = psy_wire_hello_decode(in, l->max_send, &h, &why)))
             return psy_fail(rc, "tcp://%s: client rejected: %s", l->where, why);
@@ -671,17 +704,26 @@ static void publish(struct psy_tcp_link *l, uint64_t first, const struct psy_wir
 }
 
 /* The peer acknowledged more of tx: frees it now if the send role is free,
- * else its holder does when it lets go (give_tx_role, the sender's loop). */
-static void ack_arrived(struct psy_tcp_link *l, uint64_t acked)
+ * else its holder does when it lets go (give_tx_role, the sender's loop).
+ * An ACK of bytes we never handed to send() is a lie (a forged or broken
+ * peer): -EPROTO, and peer_acked keeps its value. Taken as true, it would
+ * stay ahead of everything sent, and the sender would look for the work it
+ * promises for ever (send_work_left). tx_offered is stored before the
+ * send() whose bytes the peer acknowledges, and the system calls between
+ * order it before this load. */
+static int ack_arrived(struct psy_tcp_link *l, uint64_t acked)
 {
     uint64_t prev = atomic_load_explicit(&l->peer_acked, memory_order_relaxed);
     if (acked - prev >= (uint64_t)1 << 62 || acked == prev)
-        return;
+        return 0;
+    if (acked - prev > atomic_load_explicit(&l->tx_offered, memory_order_acquire) - prev)
+        return -EPROTO;
     atomic_store_explicit(&l->peer_acked, acked, memory_order_release);
     if (take_role(&l->tx_role)) {
         free_acked(l);
         give_tx_role(l);
     }
+    return 0;
 }
 
 /* Server: is a client waiting to be accepted? Only one client is served at a
@@ -773,13 +815,15 @@ static int receive_step(struct psy_tcp_link *l, int fd, bool sole_reader)
     int rc = psy_wire_scan(&first, r->data + (l->frontier & r->mask), l->have, l->max_recv, &s, &why);
     if (s.complete)
         publish(l, first, &s);
-    if (s.has_ack)
-        ack_arrived(l, l->tx_base + s.ack);
+    if (rc == 0 && s.has_ack && ack_arrived(l, l->tx_base + s.ack)) {
+        rc = -EPROTO;
+        why = "an ACK of bytes never sent";
+    }
     if (rc) {
         atomic_fetch_add_explicit(&l->protocol_errors, 1, memory_order_relaxed);
         psy_fail(rc, "tcp://%s: %s: connection dropped", l->where, why);
-        fprintf(stderr, "psyne: tcp://%s: %s: connection dropped\n", l->where, why);
-        return LINK_BROKEN;
+        psy_log(PSYNE_LOG_WARN, "tcp://%s: %s: connection dropped", l->where, why);
+        return LINK_INVALID;
     }
     return s.bye ? LINK_BYE : STEP_GOT;
 }
@@ -970,6 +1014,7 @@ static void go_live(struct psy_tcp_link *l, int fd)
 {
     l->fd = fd;
     l->gen++;
+    l->retry_ms = 0; /* the next break retries at once */
     l->have = 0; /* a partial record of the old connection comes again */
     l->stash = 0;
     atomic_store(&l->inline_end, 0);
@@ -1049,6 +1094,14 @@ void psy_tcp_peer_connect(struct psy_tcp_link *l, int fd, const uint8_t *hello)
     pthread_mutex_unlock(&l->lock);
 }
 
+static bool bye_said(struct psy_tcp_link *l)
+{
+    pthread_mutex_lock(&l->lock);
+    bool said = l->bye_sent;
+    pthread_mutex_unlock(&l->lock);
+    return said;
+}
+
 static void *receiver_main(void *arg)
 {
     struct psy_tcp_link *l = arg;
@@ -1056,6 +1109,8 @@ static void *receiver_main(void *arg)
     int64_t until = l->owner ? deadline_after(l->link_timeout_ns) : l->server ? INT64_MAX : l->open_until;
     for (;;) {
         int fd = l->owner ? handoff_until(l, until) : l->server ? accept_until(l, until) : connect_until(l, until);
+        if (fd < 0 && fd != -ECANCELED && bye_said(l)) /* the peer has everything: only our goodbye is lost */
+            return receiver_exit(l, 0, NULL);
         if (fd < 0 && fd != -ECANCELED)
             return receiver_exit(l, fd, l->gen ? "the connection could not be restored in time" : "cannot connect");
         if (fd < 0)
@@ -1069,6 +1124,15 @@ static void *receiver_main(void *arg)
                 return receiver_exit(l, rc, psyne_last_error());
             if (atomic_load(&l->stop))
                 return receiver_exit(l, 0, NULL);
+            if (!l->server && !l->owner) { /* refused (a full server) or cut: pause as after a refused connect */
+                int why = rc == -ETIMEDOUT ? rc : -ECONNREFUSED;
+                atomic_store_explicit(&l->last_attempt, why, memory_order_relaxed);
+                if (until - psy_now_ns() <= 0)
+                    return receiver_exit(l, why,
+                                         "the server accepted the connection but did not complete the handshake "
+                                         "(full: max_peers clients connected?)");
+                retry_pause(l, until);
+            }
             continue; /* server: the next client; client: try again until `until` */
         }
         pthread_mutex_lock(&l->lock);
@@ -1083,11 +1147,30 @@ static void *receiver_main(void *arg)
         bool said_bye = l->bye_sent;
         int64_t linger_until = l->linger_until;
         pthread_mutex_unlock(&l->lock);
+        static const char *const ends[] = {"broke", "was superseded by a newer one", "was closed by the peer",
+                                           "ended with the peer's goodbye", "was closed here",
+                                           "was dropped: the peer sent what no psyne peer sends"};
+        psy_log(PSYNE_LOG_INFO, "tcp://%s: connection %llu %s%s", l->where, (unsigned long long)l->gen, ends[how],
+                said_bye ? " (after our goodbye)" : "");
         /* BYE: the peer closed; STOP: we close; EOF after our BYE: the peer
          * has it. A break after our BYE: reconnect and say it again. */
         if (how == LINK_BYE || how == LINK_STOP || (said_bye && how == LINK_EOF) || atomic_load(&l->stop))
             return receiver_exit(l, 0, NULL);
+        /* A client of a max_peers server that sent garbage is not waited
+         * for: its slot is free at once (hostile clients that complete the
+         * hello would otherwise hold every slot for link_timeout). A single
+         * link waits for its peer to come back as after any break. */
+        if (how == LINK_INVALID && l->owner)
+            return receiver_exit(l, -EPROTO, "the client sent data no psyne peer sends: dropped");
         until = deadline_after(l->link_timeout_ns);
+        /* After our BYE the peer had everything we sent: a break then (a
+         * relay or NAT that resets, the peer's own close seen as a reset)
+         * is restored only briefly, for a peer that missed the goodbye and
+         * comes back to hear it. A peer that got it has ended and never
+         * comes back, and waiting link_timeout for it would hold a close
+         * for nothing. */
+        if (said_bye && psy_now_ns() + BYE_RETRY_NS < until)
+            until = psy_now_ns() + BYE_RETRY_NS;
         if (said_bye && linger_until < until)
             until = linger_until;
     }
@@ -1206,6 +1289,8 @@ static ssize_t send_some(struct psy_tcp_link *l, int flags, bool want_ack)
                               memory_order_relaxed);
         l->send_end = committed_end(r, pos);
         atomic_store_explicit(l->tx_reader.read_pos, l->send_end, memory_order_relaxed);
+        if (l->send_end - atomic_load_explicit(&l->tx_offered, memory_order_relaxed) - 1 < ((uint64_t)1 << 62) - 1)
+            atomic_store_explicit(&l->tx_offered, l->send_end, memory_order_release); /* before the send() */
         uint64_t due = atomic_load_explicit(&l->ack_due, memory_order_acquire);
         uint64_t unacked = due - atomic_load_explicit(&l->ack_sent, memory_order_relaxed);
         if (l->send_end != pos)
@@ -1359,6 +1444,13 @@ static bool send_on(struct psy_tcp_link *l, int fd, uint64_t gen, uint64_t resum
                 said_bye = true;
                 break;
             }
+            /* What we received is acknowledged at once, however little: a
+             * peer that closes too waits for it before its BYE, as we wait
+             * for its ACK before ours (after a reconnect both ends resend
+             * the tail of their streams, and each held its ACK back for a
+             * message to ride on, which never came: both closes waited
+             * link_timeout) */
+            want_ack = true;
             continue;
         }
         /* Nothing to write. An ACK due, or one moved lately: look again
@@ -1455,6 +1547,7 @@ static int make_rings(struct psy_tcp_link *l, const struct psyne_options *opt)
     psy_ring_reader_init(&l->tx, -1, &l->tx_reader);
     l->tx_base = atomic_load_explicit(l->tx_reader.head, memory_order_relaxed); /* stream offset 0 */
     atomic_store(&l->tx_sent, l->tx_base);
+    atomic_store(&l->tx_offered, l->tx_base);
     atomic_store(&l->send_pos, l->tx_base);
     l->send_end = l->tx_base;
     l->max_send = PSYNE_MAX_MESSAGE(l->tx.cap);
@@ -1579,12 +1672,15 @@ int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_t
         rc = start_threads(l);
     if (!rc && !l->server) { /* a client's open returns connected, or fails */
         pthread_mutex_lock(&l->lock);
-        /* the receiver thread gives up at open_until and says why (ended) */
-        int64_t grace = l->open_until == INT64_MAX ? INT64_MAX : l->open_until + 2000000000ll;
-        while (!l->gen && !l->ended && psy_now_ns() < grace)
-            wait_until(l, grace);
-        if (!l->gen)
-            rc = l->failure ? l->failure : -ETIMEDOUT;
+        /* The receiver thread gives up at open_until and says why (ended);
+         * its attempts never run past it, and open returns by then either
+         * way (a handshake still under way then is abandoned by the close) */
+        while (!l->gen && !l->ended && psy_now_ns() < l->open_until)
+            wait_until(l, l->open_until);
+        if (!l->gen) { /* why the thread gave up, or why its last attempt failed */
+            int last = atomic_load_explicit(&l->last_attempt, memory_order_relaxed);
+            rc = l->failure ? l->failure : last ? last : -ETIMEDOUT;
+        }
         pthread_mutex_unlock(&l->lock);
         if (rc)
             psy_fail(rc, "tcp://%s: cannot connect: %s", name, strerror(-rc));

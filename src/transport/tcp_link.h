@@ -11,12 +11,11 @@
 #include "../ring/fastpath.h"
 #include "transport.h"
 
+/* How long a new connection may take to send its hello. */
+#define PSY_TCP_HELLO_TIMEOUT_MS 5000
+
 /* Parses host:port and listens there (backlog 16, SO_REUSEADDR). */
 int psy_tcp_listen(const char *name, int *fd);
-
-/* Reads exactly len bytes of a hello within the handshake timeout, looking
- * at *stop now and then. Returns 0 or -errno (-ECANCELED on stop). */
-int psy_tcp_recv_hello(int fd, _Atomic int *stop, void *buf, size_t len);
 
 /* A link of owner for one client: rings and threads, no connection until
  * the owner hands it one. */

@@ -136,7 +136,7 @@ static void free_finished(struct psy_tcp_server *s)
 static void refuse(struct psy_tcp_server *s, int fd, const char *why)
 {
     atomic_fetch_add_explicit(&s->refused, 1, memory_order_relaxed);
-    fprintf(stderr, "psyne: tcp://%s: client refused: %s\n", s->where, why);
+    psy_log(PSYNE_LOG_WARN, "tcp://%s: client refused: %s", s->where, why);
     close(fd);
 }
 
@@ -186,26 +186,77 @@ static void route(struct psy_tcp_server *s, int fd, const uint8_t *hello)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* A connection whose hello is still coming. */
+struct pending {
+    int fd;
+    int64_t until;
+    size_t got;
+    uint8_t hello[PSY_WIRE_HELLO_SIZE];
+};
+#define PENDING_MAX 32 /* hellos awaited at once; a new connection beyond drops the oldest */
+
+/* Reads what came of p's hello; true when it is done with p (routed or
+ * refused), whose slot is then free. */
+static bool read_hello(struct psy_tcp_server *s, struct pending *p, bool readable, int64_t now)
+{
+    if (readable) {
+        ssize_t n = recv(p->fd, p->hello + p->got, sizeof p->hello - p->got, MSG_DONTWAIT);
+        if (n > 0 && (p->got += (size_t)n) == sizeof p->hello) {
+            route(s, p->fd, p->hello);
+            return true;
+        }
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            refuse(s, p->fd, "the connection ended before its hello");
+            return true;
+        }
+    }
+    if (now > p->until) {
+        refuse(s, p->fd, "no hello in time");
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Accepts connections and reads their hellos side by side, each with its
+ * own deadline: a client that is slow to say hello (or never does) holds
+ * up nobody else, and PENDING_MAX silent connections only push each other
+ * out. A real client sends its hello as soon as it connects.
+ */
 static void *acceptor_main(void *arg)
 {
     struct psy_tcp_server *s = arg;
+    struct pending pend[PENDING_MAX];
+    unsigned n = 0;
     while (!atomic_load(&s->stop)) {
-        free_finished(s);
-        struct pollfd p = {.fd = s->listen_fd, .events = POLLIN};
-        if (poll(&p, 1, ACCEPT_POLL_MS) <= 0)
+        free_finished(s); /* before routing: an ended peer's slot is free */
+        struct pollfd p[1 + PENDING_MAX];
+        p[0] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
+        for (unsigned i = 0; i < n; i++)
+            p[1 + i] = (struct pollfd){.fd = pend[i].fd, .events = POLLIN};
+        if (poll(p, 1 + n, ACCEPT_POLL_MS) < 0 && errno != EINTR)
+            continue;
+        int64_t now = psy_now_ns();
+        for (unsigned i = n; i-- > 0;) /* from the end: the last one moves into a freed slot */
+            if (read_hello(s, &pend[i], p[1 + i].revents != 0, now))
+                pend[i] = pend[--n];
+        if (!(p[0].revents & POLLIN))
             continue;
         int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)
             continue;
-        /* One hello at a time: a client that is slow to say it holds up
-         * the others' connects for at most the handshake timeout. */
-        uint8_t hello[PSY_WIRE_HELLO_SIZE];
-        int rc = psy_tcp_recv_hello(fd, &s->stop, hello, sizeof hello);
-        if (rc)
-            refuse(s, fd, rc == -ETIMEDOUT ? "no hello in time" : "the connection ended before its hello");
-        else
-            route(s, fd, hello);
+        if (n == PENDING_MAX) { /* the one waiting longest goes */
+            unsigned oldest = 0;
+            for (unsigned i = 1; i < n; i++)
+                if (pend[i].until < pend[oldest].until)
+                    oldest = i;
+            refuse(s, pend[oldest].fd, "too many connections without a hello");
+            pend[oldest] = pend[--n];
+        }
+        pend[n++] = (struct pending){.fd = fd, .until = now + PSY_TCP_HELLO_TIMEOUT_MS * 1000000ll};
     }
+    for (unsigned i = 0; i < n; i++)
+        close(pend[i].fd);
     return NULL;
 }
 
