@@ -129,6 +129,11 @@ enum psyne_wait {
                                          earlier (order across producers is not kept): for work
                                          queues. Set by the channel's creator; no effect on other
                                          modes and transports (see the guide) */
+#define PSYNE_F_IPC_OTHER_OWNER (1u << 6) /* ipc://: may join a segment that another user created
+                                         (its mode must let this user in). Without it, opening a
+                                         segment whose owner is not this process's effective user
+                                         fails with -EACCES, root included: another user cannot
+                                         plant a segment under a name a program then trusts */
 
 /* Pages backing a ring (psyne_stats.pages). */
 enum psyne_pages {

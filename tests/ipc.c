@@ -236,6 +236,10 @@ static int test_permissions(void)
     snprintf(shared_uri, sizeof shared_uri, "ipc://perm-shared-%d", (int)getpid());
     o.ipc_perm = 0666;
     CHECK_RC(psyne_channel_open(&shared, shared_uri, &o), 0);
+    char planted_uri[128];
+    snprintf(planted_uri, sizeof planted_uri, "ipc://perm-planted-%d", (int)getpid());
+    int ready[2], finished[2];
+    CHECK(pipe(ready) == 0 && pipe(finished) == 0);
     pid_t pid = fork();
     if (pid == 0) {
         CHECK(setgid(65534) == 0 && setuid(65534) == 0); /* nobody */
@@ -243,12 +247,39 @@ static int test_permissions(void)
         struct psyne_options co = opts(PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, 0);
         CHECK_RC(psyne_channel_open(&c, private_uri, &co), -EACCES); /* 0600: not for another user */
         CHECK(strstr(psyne_last_error(), "permission") != NULL);
-        CHECK_RC(psyne_channel_open(&c, shared_uri, &co), 0); /* 0666: asked for */
+        CHECK_RC(psyne_channel_open(&c, shared_uri, &co), -EACCES); /* 0666, but root's: not without asking */
+        CHECK(strstr(psyne_last_error(), "PSYNE_F_IPC_OTHER_OWNER") != NULL);
+        co.flags = PSYNE_F_IPC_OTHER_OWNER;
+        CHECK_RC(psyne_channel_open(&c, shared_uri, &co), 0); /* 0666 and asked for */
         CHECK(recv_u64(c) == 99);
         psyne_channel_close(c);
+        /* a segment planted for a privileged program, open to everyone */
+        struct psyne_options po = opts(PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, 4096);
+        po.ipc_perm = 0666;
+        psyne_channel *planted;
+        CHECK_RC(psyne_channel_open(&planted, planted_uri, &po), 0);
+        CHECK(write(ready[1], "p", 1) == 1);
+        char done;
+        CHECK(read(finished[0], &done, 1) == 1);
+        psyne_channel_close(planted);
         _exit(0);
     }
     send_u64(shared, 99);
+    char x;
+    CHECK(read(ready[0], &x, 1) == 1);
+    /* root opens the name another user made: refused, and the segment is left alone */
+    psyne_channel *joined;
+    struct psyne_options jo = opts(PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, 4096);
+    CHECK_RC(psyne_channel_open(&joined, planted_uri, &jo), -EACCES);
+    CHECK(strstr(psyne_last_error(), "belongs to user 65534") != NULL);
+    CHECK_RC(psyne_channel_open(&joined, planted_uri, NULL), -EACCES);
+    char planted_path[160];
+    shm_path_of(planted_uri, planted_path, sizeof planted_path);
+    CHECK(access(planted_path, F_OK) == 0);
+    jo.flags = PSYNE_F_IPC_OTHER_OWNER; /* asked for: it joins */
+    CHECK_RC(psyne_channel_open(&joined, planted_uri, &jo), 0);
+    psyne_channel_close(joined);
+    CHECK(write(finished[1], "f", 1) == 1);
     expect_clean_exit(pid);
     psyne_channel_close(shared);
     psyne_channel_close(p);

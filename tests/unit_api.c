@@ -273,6 +273,56 @@ static void check_lengths(psyne_channel *tx, psyne_channel *rx)
     }
 }
 
+/* A NULL handle or pointer is -EINVAL from every call (the inline claim and
+ * commit too), never a crash: bindings pass on what their users give. */
+static void test_null_arguments(void)
+{
+    psyne_channel *ch = open_ch("memory://nulls", PSYNE_MODE_SPSC, 4096);
+    struct psyne_claimed c;
+    struct psyne_msg m;
+    struct psyne_tensor t;
+    uint32_t len = 0;
+    psyne_options_init(NULL);
+    CHECK_RC(psyne_claim(NULL, 8, &c, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_claim(ch, 8, NULL, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_claim_to(NULL, 0, 8, &c, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_claim_to(ch, 0, 8, NULL, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_claim_batch(NULL, 8, &c, 1, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_claim_batch(ch, 8, NULL, 1, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_claim_tensor(NULL, PSYNE_F32, 1, 4, &t, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_claim_tensor(ch, PSYNE_F32, 1, 4, NULL, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_claim(ch, 8, &c, PSYNE_NONBLOCK), 0); /* an open claim: NULLs must not touch it */
+    CHECK_RC(psyne_commit(NULL, &c, 8, T_MSG), -EINVAL);
+    CHECK_RC(psyne_commit(ch, NULL, 8, T_MSG), -EINVAL);
+    CHECK_RC(psyne_commit_batch(NULL, &c, 1, &len, T_MSG), -EINVAL);
+    CHECK_RC(psyne_commit_batch(ch, NULL, 1, &len, T_MSG), -EINVAL);
+    CHECK_RC(psyne_abort(NULL, &c), -EINVAL);
+    CHECK_RC(psyne_abort(ch, NULL), -EINVAL);
+    CHECK_RC(psyne_commit_tensor(NULL, &t), -EINVAL);
+    CHECK_RC(psyne_commit_tensor(ch, NULL), -EINVAL);
+    CHECK_RC(psyne_tensor_reshape(NULL, 1, NULL, NULL), -EINVAL);
+    memcpy(c.data, "12345678", 8);
+    CHECK_RC(psyne_commit(ch, &c, 8, T_MSG), 0);
+    CHECK_RC(psyne_receive(NULL, &m, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_receive(ch, NULL, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_receive_batch(NULL, &m, 1, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_receive_batch(ch, NULL, 1, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_drain(NULL, NULL, NULL, 1, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_drain(ch, NULL, NULL, 1, PSYNE_NONBLOCK), -EINVAL);
+    CHECK_RC(psyne_receive(ch, &m, PSYNE_NONBLOCK), 0); /* the message is still there */
+    CHECK(m.length == 8 && memcmp(m.data, "12345678", 8) == 0);
+    CHECK_RC(psyne_tensor_view(NULL, 0, -1, &t), -EINVAL);
+    CHECK_RC(psyne_tensor_view(&m, 0, -1, NULL), -EINVAL);
+    CHECK_RC(psyne_release(NULL, &m), -EINVAL);
+    CHECK_RC(psyne_release(ch, NULL), -EINVAL);
+    CHECK_RC(psyne_release_batch(NULL, &m, 1), -EINVAL);
+    CHECK_RC(psyne_release_batch(ch, NULL, 1), -EINVAL);
+    CHECK_RC(psyne_release(ch, &m), 0);
+    CHECK_RC(psyne_channel_stats(ch, NULL), -EINVAL);
+    CHECK_RC(psyne_set_log(NULL, NULL, 99), -EINVAL);
+    CHECK_RC(psyne_channel_close(ch), 0);
+}
+
 static void test_round_trip_and_sharing(void)
 {
     psyne_channel *tx = open_ch("memory://rt", PSYNE_MODE_SPSC, 5000);
@@ -1061,6 +1111,7 @@ int main(int argc, char **argv)
         test_sleep_and_wake();
     } else if (!over_ipc) {
         test_options_and_uris();
+        test_null_arguments();
         test_round_trip_and_sharing();
         test_roles();
         test_sleep_and_wake();

@@ -108,7 +108,10 @@ PSYNE_INLINE int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_cla
 {
     const struct psy_lane *l = (const struct psy_lane *)(const void *)ch; /* the handle's first member */
     uint64_t pos;
-    if (psy_likely(l->tail != NULL && max_len < l->cap && !atomic_load_explicit(l->closed, memory_order_acquire)) &&
+    /* NULL ch or c: -EINVAL from the library; c never passed on there (a
+     * claim whose address escapes cannot stay in registers: 0.55x) */
+    if (psy_likely(ch != NULL && c != NULL && l->tail != NULL && max_len < l->cap &&
+                   !atomic_load_explicit(l->closed, memory_order_acquire)) &&
         psy_likely(psy_lane_claim(l, PSYNE_RECORD_SIZE(max_len), &pos) == 0)) {
         c->data = l->data + (pos & l->mask) + PSYNE_RECORD_HEADER;
         c->capacity = (uint32_t)max_len;
@@ -118,6 +121,8 @@ PSYNE_INLINE int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_cla
         c->psy_peer = 0;
         return 0;
     }
+    if (psy_unlikely(c == NULL))
+        return psy_claim_slow(ch, max_len, NULL, timeout_ns);
     struct psyne_claimed copy = {0}; /* c is only written */
     int rc = psy_claim_slow(ch, max_len, &copy, timeout_ns);
     *c = copy;
@@ -127,10 +132,13 @@ PSYNE_INLINE int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_cla
 PSYNE_INLINE int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type)
 {
     const struct psy_lane *l = (const struct psy_lane *)(const void *)ch;
+    if (psy_unlikely(c == NULL)) /* where c is a local, the compiler drops the test */
+        return psy_commit_slow(ch, NULL, length, type); /* -EINVAL */
     uint64_t pos = c->psy_pos;
     /* The tail says that this claim is the open one (a second commit of it
-     * goes to the library and fails); psy_reserved is left as it is. */
-    if (psy_likely(l->tail != NULL && length <= c->capacity && type >= PSYNE_TYPE_USER_MIN &&
+     * goes to the library and fails); psy_reserved is left as it is. A
+     * NULL ch goes to the library too (-EINVAL). */
+    if (psy_likely(ch != NULL && l->tail != NULL && length <= c->capacity && type >= PSYNE_TYPE_USER_MIN &&
                    type <= PSYNE_TYPE_USER_MAX && c->psy_batch == 1) &&
         psy_likely(atomic_load_explicit(l->tail, memory_order_relaxed) == (pos | PSY_TAIL_CLAIMED))) {
         if (psy_unlikely(psy_lane_publish(l, pos, (uint64_t)length | ((uint64_t)type << 32),

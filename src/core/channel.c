@@ -90,6 +90,8 @@ struct psy_ring *psy_channel_ring(psyne_channel *ch)
 
 void psyne_options_init(struct psyne_options *opt)
 {
+    if (!opt)
+        return;
     memset(opt, 0, sizeof *opt);
     opt->capacity = 0; /* PSYNE_DEFAULT_CAPACITY when creating; any size when joining */
     opt->mode = PSYNE_MODE_SPSC;
@@ -110,7 +112,8 @@ static int check_options(const struct psyne_options *o)
     if (o->wait != PSYNE_WAIT_ADAPTIVE && o->wait != PSYNE_WAIT_SPIN)
         return psy_fail(-EINVAL, "wait %d is not a psyne_wait", o->wait);
     const uint32_t known =
-        PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN | PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND | PSYNE_F_LEASES;
+        PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN | PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND | PSYNE_F_LEASES |
+        PSYNE_F_IPC_OTHER_OWNER;
     if (o->flags & ~known)
         return psy_fail(-EINVAL, "unknown option flags 0x%x", o->flags & ~known);
     if (o->capacity > PSYNE_MAX_CAPACITY)
@@ -411,8 +414,18 @@ static int claim_on(psyne_channel *ch, struct psy_ring *r, size_t max_len, struc
     return psy_wait_loop(r, PSY_WAIT_SPACE, claim_batch_once, &t, timeout_ns);
 }
 
+/* A NULL handle or argument is -EINVAL everywhere (bindings pass what
+ * their users give them); what kind of NULL, the detail says. */
+#define CHECK_NULL(p)                                                                                          \
+    do {                                                                                                       \
+        if (psy_unlikely((p) == NULL))                                                                         \
+            return psy_fail(-EINVAL, "%s: %s is NULL", __func__, #p);                                          \
+    } while (0)
+
 int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, unsigned n, int64_t timeout_ns)
 {
+    CHECK_NULL(ch);
+    CHECK_NULL(c);
     if (ch->role == PSYNE_ROLE_CONSUMER)
         return psy_fail(-EPERM, "claim on a consumer handle");
     if (n == 0)
@@ -426,6 +439,8 @@ int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c
 
 int psyne_claim_to(psyne_channel *ch, uint32_t peer, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
 {
+    CHECK_NULL(ch);
+    CHECK_NULL(c);
     if (!ch->server)
         return peer == 0 ? psyne_claim(ch, max_len, c, timeout_ns)
                          : psy_fail(-EINVAL, "peer %u: only a tcp:// handle with max_peers has peers", peer);
@@ -445,6 +460,8 @@ int psyne_claim_to(psyne_channel *ch, uint32_t peer, size_t max_len, struct psyn
 
 int psy_claim_slow(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
 {
+    CHECK_NULL(ch);
+    CHECK_NULL(c);
     struct psy_ring *r = ch->tx;
     if (psy_unlikely(ch->dyn != NULL) && ch->sp_fast)
         r = ch->tx = psy_dyn_producer(ch->dyn);
@@ -469,6 +486,10 @@ int psy_claim_slow(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, i
 
 int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, const uint32_t *lengths, uint32_t type)
 {
+    CHECK_NULL(ch);
+    CHECK_NULL(c);
+    if (n)
+        CHECK_NULL(lengths);
     if (!c[0].psy_reserved || !c[0].psy_batch)
         return psy_fail(-EINVAL, "commit_batch of claims that are not one open psyne_claim_batch");
     if (n > c[0].psy_batch)
@@ -530,6 +551,8 @@ int psy_channel_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length
 
 int psy_commit_slow(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type)
 {
+    CHECK_NULL(ch);
+    CHECK_NULL(c);
     if (type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX)
         return psy_fail(-EINVAL, "type %u is outside %u..%u", type, PSYNE_TYPE_USER_MIN, PSYNE_TYPE_USER_MAX);
     return psy_channel_commit(ch, c, length, type);
@@ -542,6 +565,8 @@ void psy_lane_wake(psyne_channel *ch)
 
 int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)
 {
+    CHECK_NULL(ch);
+    CHECK_NULL(c);
     if (!c->psy_reserved)
         return psy_fail(-EINVAL, "abort of a claim that is not open");
     if (c->psy_batch != 1)
@@ -595,6 +620,8 @@ static int receive_once(void *ctx)
 
 int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max, int64_t timeout_ns)
 {
+    CHECK_NULL(ch);
+    CHECK_NULL(msgs);
     if (ch->role == PSYNE_ROLE_PRODUCER)
         return psy_fail(-EPERM, "receive on a producer handle");
     if (max == 0)
@@ -643,6 +670,8 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
 
 int psyne_receive(psyne_channel *ch, struct psyne_msg *m, int64_t timeout_ns)
 {
+    CHECK_NULL(ch);
+    CHECK_NULL(m);
     if (psy_unlikely(ch->dyn != NULL) && ch->sc_fast)
         sync_consumer(ch);
     if (psy_likely(ch->sc_fast) && psy_sc_receive_one(ch->ring, ch->reader, m) == 0)
@@ -658,6 +687,8 @@ static int release_dynamic(psyne_channel *ch, uint64_t end)
 
 int psyne_release(psyne_channel *ch, const struct psyne_msg *m)
 {
+    CHECK_NULL(ch);
+    CHECK_NULL(m);
     int rc = psy_unlikely(ch->server != NULL) ? psy_tcp_server_release(ch->server, m, 1)
              : psy_unlikely(ch->dyn != NULL) ? release_dynamic(ch, m->psy_end)
              : ch->reader                  ? psy_sc_release(ch->ring, ch->reader, m->psy_end)
@@ -667,6 +698,8 @@ int psyne_release(psyne_channel *ch, const struct psyne_msg *m)
 
 int psyne_release_batch(psyne_channel *ch, const struct psyne_msg *msgs, unsigned n)
 {
+    CHECK_NULL(ch);
+    CHECK_NULL(msgs);
     if (n == 0)
         return psy_fail(-EINVAL, "release of 0 messages");
     for (unsigned i = 1; i < n; i++)
@@ -680,6 +713,8 @@ int psyne_release_batch(psyne_channel *ch, const struct psyne_msg *msgs, unsigne
 
 int psyne_drain(psyne_channel *ch, psyne_handler fn, void *arg, unsigned max, int64_t timeout_ns)
 {
+    CHECK_NULL(ch);
+    CHECK_NULL(fn);
     enum { CHUNK = 64 };
     struct psyne_msg msgs[CHUNK];
     unsigned done = 0;

@@ -73,6 +73,8 @@ static inline void set_dims(struct psyne_tensor *t, int rank, const uint64_t *sh
 int psyne_claim_tensor(psyne_channel *ch, int dtype, int max_rank, uint64_t capacity, struct psyne_tensor *t,
                        int64_t timeout_ns)
 {
+    if (!ch || !t)
+        return psy_fail(-EINVAL, "psyne_claim_tensor: NULL channel or tensor");
     size_t esize = psyne_dtype_size(dtype);
     if (!esize)
         return psy_fail(-EINVAL, "dtype %d is not a psyne_dtype", dtype);
@@ -104,6 +106,8 @@ int psyne_claim_tensor(psyne_channel *ch, int dtype, int max_rank, uint64_t capa
 
 int psyne_tensor_reshape(struct psyne_tensor *t, int rank, const uint64_t *shape, const uint64_t *strides)
 {
+    if (!t)
+        return psy_fail(-EINVAL, "psyne_tensor_reshape: tensor is NULL");
     if (rank < 0 || rank > t->max_rank || (rank && !shape))
         return psy_fail(-EINVAL, "rank %d is outside 0..%d (the claim's max_rank)", rank, t->max_rank);
     uint64_t st[PSYNE_TENSOR_MAX_RANK], n;
@@ -119,6 +123,8 @@ int psyne_tensor_reshape(struct psyne_tensor *t, int rank, const uint64_t *shape
 
 int psyne_commit_tensor(psyne_channel *ch, struct psyne_tensor *t)
 {
+    if (!ch || !t)
+        return psy_fail(-EINVAL, "psyne_commit_tensor: NULL channel or tensor");
     uint64_t n;
     if (t->rank < 0 || t->rank > t->max_rank || !extent(t->rank, t->shape, t->strides, &n) || n > t->capacity)
         return psy_fail(-EINVAL, "the tensor's shape does not fit its claim (set it with psyne_tensor_reshape)");
@@ -142,6 +148,8 @@ int psyne_commit_tensor(psyne_channel *ch, struct psyne_tensor *t)
 
 int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, struct psyne_tensor *t)
 {
+    if (!m || !t)
+        return psy_fail(-EINVAL, "psyne_tensor_view: NULL message or tensor");
     if (m->type != PSYNE_TYPE_TENSOR)
         return -ENOMSG;
     struct psyne_tensor_desc d;

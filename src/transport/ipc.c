@@ -389,6 +389,12 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
         close(fd);
         return rc;
     }
+    if (st.st_uid != geteuid() && !(opt->flags & PSYNE_F_IPC_OTHER_OWNER)) {
+        close(fd);
+        return psy_fail(-EACCES, "%s: the segment belongs to user %u, not to this process's user %u (set "
+                        "PSYNE_F_IPC_OTHER_OWNER to join it); left untouched", uri, (unsigned)st.st_uid,
+                        (unsigned)geteuid());
+    }
     ssize_t got = pread(fd, &copy, sizeof copy, 0);
     rc = psy_ipc_validate(&copy, got > 0 ? (size_t)got : 0, (uint64_t)st.st_size, page, &l, &why);
     if (rc == -EAGAIN) {

@@ -177,7 +177,10 @@ static int open_segment_gen(struct psy_dyn *d, uint64_t gen, struct psy_dyn_seg 
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     const char *why = "it cannot be read";
     int rc = -EPROTO;
-    if (fstat(fd, &st) == 0) {
+    if (fstat(fd, &st) == 0 && st.st_uid != geteuid() && !(d->opt.flags & PSYNE_F_IPC_OTHER_OWNER)) {
+        why = "it belongs to another user (PSYNE_F_IPC_OTHER_OWNER joins such segments)";
+        rc = -EACCES;
+    } else if (fstat(fd, &st) == 0) {
         ssize_t got = pread(fd, &copy, sizeof copy, 0);
         rc = psy_ipc_validate(&copy, got > 0 ? (size_t)got : 0, (uint64_t)st.st_size, page, &l, &why);
         if (rc == -EAGAIN) { /* published only once ready: never half made */

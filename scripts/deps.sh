@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# deps.sh GROUP... - installs the Debian 12 packages psyne's commands need,
+# where they are missing. The one list of them: scripts/bench.sh,
+# scripts/check.sh and .ci/run all call this. Groups:
+#   build   compile psyne and psyne_bench
+#   test    everything the test suite uses: clang and its runtimes (the
+#           sanitizer builds and libFuzzer), Eigen and OpenBLAS (the tests
+#           and examples that use them), iproute2 and nftables (tcp_netns)
+#   peers   the libraries psyne is compared with (benchmarks/compare)
+# Runs apt-get as root, or through sudo. Prints what it installs.
+set -euo pipefail
+
+build=(gcc g++ make cmake pkg-config)
+test=("${build[@]}" clang libclang-rt-14-dev libeigen3-dev libopenblas-dev iproute2 nftables)
+peers=(dpdk-dev iceoryx libiceoryx-binding-c-dev libzmq3-dev libnng-dev gnuplot-nox)
+
+[ $# -gt 0 ] || { echo "usage: scripts/deps.sh build|test|peers ..." >&2; exit 2; }
+wanted=()
+for group in "$@"; do
+  case $group in
+    build) wanted+=("${build[@]}") ;;
+    test) wanted+=("${test[@]}") ;;
+    peers) wanted+=("${peers[@]}") ;;
+    *) echo "deps.sh: no group '$group' (build, test, peers)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps.sh: missing ${missing[*]}; run as root or install sudo" >&2; exit 1; }
+  as_root=(sudo)
+fi
+echo "== installing: ${missing[*]}"
+"${as_root[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
