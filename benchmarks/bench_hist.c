@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_hist.c - the log-linear latency histogram (see bench_hist.h).
  *

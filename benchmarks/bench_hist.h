@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_hist.h - a latency histogram of fixed size (HdrHistogram's
  * log-linear layout): exact below 128 ns, then 128 buckets per power of

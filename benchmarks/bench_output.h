@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_output.h - how psyne_bench shows its results: RESULT lines
  * (WORKLOADS.md) or JSON objects with the same keys, a table of every result

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_perf.h - counters of a measured run (psyne_bench --perf), read
  * through perf_event_open(2) as `perf stat` does: the process and every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_util.h - what every psyne benchmark program shares: clocks, thread
  * pinning, payload writing/checking by the WORKLOADS.md rules, medians and

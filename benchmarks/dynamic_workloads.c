@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dynamic_workloads.c - one resize of a dynamic ring, timed by the library
  * itself (psyne_stats.resize_ns: making the segment, chaining it, waking the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dynamic_workloads.h - what a dynamic ring costs: the time of one resize
  * (grow and shrink) next to copying the ring's bytes, which is what a

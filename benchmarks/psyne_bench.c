@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * psyne_bench - runs the WORKLOADS.md workloads on psyne's memory://, ipc://
  * and tcp:// channels and prints one RESULT line per measurement (median of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sp_store_cost.c - what each store of the SP claim/commit path costs a
  * stream of 64 B messages. It found why psyne's 64 B single messages ran at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tcp_workloads.c - tcp-tput and tcp-pingpong (WORKLOADS.md) on psyne's
  * tcp:// channels over 127.0.0.1, and the reference they are compared with

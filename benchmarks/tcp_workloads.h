@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tcp_workloads.h - tcp-tput and tcp-pingpong on psyne's tcp:// channels,
  * and the raw TCP socket pair they are compared with in the same run

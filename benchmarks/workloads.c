@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * workloads.c - psyne's runs of the workloads of WORKLOADS.md (in-process
  * and, for ipc://, with the peer side in a second process):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * workloads.h - psyne's side of the WORKLOADS.md in-process workloads, shared
  * by psyne_bench and the peer comparison (peers/compare_inproc.c) so both run

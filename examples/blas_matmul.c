@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * blas_matmul.c - linear algebra on messages in place: two received matrix
  * views (A and B) go to OpenBLAS as they lie in the ring, and the product is

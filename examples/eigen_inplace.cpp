@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // eigen_inplace.cpp - Eigen on messages in place with psyne.hpp: a vector is
 // filled through an Eigen::Map over its claimed ring memory, scaled in place
 // by the receiver, and two received matrices are multiplied by Eigen straight

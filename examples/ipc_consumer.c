@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ipc_consumer.c - prints the readings another process sends over
  * ipc://NAME, reading each one in place in the shared ring, until the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ipc_producer.c - sends readings to another process over ipc://NAME.
  * Run the consumer and the producer in two terminals, in either order:

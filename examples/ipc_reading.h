@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ipc_reading.h - the message the ipc examples exchange: a fixed layout
  * both programs compile in, identified by its type id. */
 #ifndef IPC_READING_H

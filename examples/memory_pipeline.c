@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * memory_pipeline.c - two threads of one program talking over a memory://
  * channel: the producer builds each message in place in the ring, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * typed_matrix.c - typed messages: a producer thread builds float matrices
  * directly in the ring (64-byte aligned rows, a leading dimension), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * psyne.h - the one public header of psyne, a zero-copy messaging library.
  *
@@ -17,12 +18,24 @@
  *   - A channel that was shut down (psyne_channel_shutdown, or closing the
  *     last producer or consumer handle) makes waiters and new claims return
  *     -EPIPE; receivers first drain what was committed before the shutdown.
+ *   - A NULL handle or pointer argument is -EINVAL, never a crash
+ *     (psyne_options_init(NULL) and psyne_channel_close(NULL) do nothing).
+ *   - The library never writes to stdout or stderr; psyne_set_log installs
+ *     a function that receives its diagnostics.
  *
  * Thread safety is stated per function. "Producer side" means claim,
  * commit, abort; "consumer side" means receive, release and their batch forms.
  */
 #ifndef PSYNE_H
 #define PSYNE_H
+
+/* The version of this header (CMakeLists.txt reads it from here). MAJOR.MINOR
+ * changes with the API; the shared library's soname (libpsyne.so.N) changes
+ * whenever a program built against an older header would break. */
+#define PSYNE_VERSION_MAJOR 0
+#define PSYNE_VERSION_MINOR 2
+#define PSYNE_VERSION_PATCH 0
+#define PSYNE_VERSION_NUMBER (PSYNE_VERSION_MAJOR * 10000 + PSYNE_VERSION_MINOR * 100 + PSYNE_VERSION_PATCH)
 
 #include <stddef.h>
 #include <stdint.h>
@@ -44,10 +57,6 @@ extern "C" {
 #if !defined(__cplusplus) && !defined(PSYNE_NO_INLINE) && !defined(__STDC_NO_ATOMICS__)
 #define PSYNE_INLINE_CALLS 1
 #endif
-
-#define PSYNE_VERSION_MAJOR 0
-#define PSYNE_VERSION_MINOR 1
-#define PSYNE_VERSION_PATCH 0
 
 /* Timeouts of the waiting calls, in nanoseconds. */
 #define PSYNE_NONBLOCK ((int64_t)0)  /* never wait: -EAGAIN when full/empty */
@@ -195,9 +204,11 @@ struct psyne_options {
     uint32_t ipc_perm;        /* permission bits of a segment this open creates; 0 = 0600 */
     /* any scheme: */
     uint32_t numa_node;       /* with PSYNE_F_NUMA_BIND: the node the ring's memory comes from */
+    /* ipc:// and tcp:// clients: */
+    int64_t open_timeout_ns;  /* ipc://: wait this long for a segment another process is creating
+                                 or still closing; tcp://: a client's open connects within this
+                                 long or fails; 0 = default (5 s), PSYNE_FOREVER = no limit */
     /* ipc:// only: */
-    int64_t open_timeout_ns;  /* wait this long for a segment another process is creating or
-                                 still closing; 0 = default (5 s), PSYNE_FOREVER = no limit */
     int64_t peer_timeout_ns;  /* a waiting call checks every this often whether a peer process
                                  died (and then recovers its claims and handles); 0 = 1 s */
     /* tcp:// only: */
@@ -205,7 +216,7 @@ struct psyne_options {
                                  for (server), and how long close waits for the peer to
                                  acknowledge what was sent; then the channel shuts down.
                                  0 = default (10 s), PSYNE_FOREVER = no limit */
-    /* memory:// SPSC only: */
+    /* memory:// and ipc:// SPSC only: */
     const struct psyne_dynamic *dynamic; /* non-NULL: a dynamic ring configured so (copied at open) */
     /* tcp:// with PSYNE_F_LISTEN only: */
     uint32_t max_peers;       /* serve up to this many clients at once, each a peer with rings
@@ -215,6 +226,10 @@ struct psyne_options {
     struct psyne_slabs *slabs; /* non-NULL: carve the ring (and every segment of a dynamic ring)
                                   out of these slabs instead of mapping memory of its own; the
                                   slabs' placement replaces PSYNE_F_HUGEPAGES/NUMA_BIND */
+    /* Room for the options of later versions within this ABI: must be zero
+     * (psyne_options_init zeroes it; -EINVAL otherwise, as for an option this
+     * version does not know). */
+    uint64_t reserved[8];
 };
 
 /* Fills *opt with the defaults (SPSC, default capacity, adaptive waiting).
@@ -239,6 +254,8 @@ typedef struct psyne_channel psyne_channel;
  *                   and still has open handles, is waited for up to
  *                   opt->open_timeout_ns (-ETIMEDOUT). A segment left by
  *                   processes that all died is removed and created afresh.
+ *                   An open joins only a segment of its own user (-EACCES
+ *                   otherwise) unless opt->flags has PSYNE_F_IPC_OTHER_OWNER.
  *                   The last handle to close removes the segment. Each
  *                   handle is its own attachment (at most PSYNE_IPC_MAX_HANDLES
  *                   per segment, -EBUSY beyond). Handles do not survive
@@ -248,8 +265,11 @@ typedef struct psyne_channel psyne_channel;
  *                   every address) and serves one client at a time; open
  *                   returns at once. With opt->max_peers it serves that
  *                   many clients at once: see psyne_claim_to. Without it, open connects, retrying
- *                   for up to opt->open_timeout_ns (default 5 s), and returns
- *                   once connected. Each handle is its own connection with a
+ *                   with backoff for up to opt->open_timeout_ns (default
+ *                   5 s), and returns once connected or by then with the
+ *                   last attempt's error. host: a name, an IPv4 address or
+ *                   [IPv6]; port: decimal, at most 65535 (0, and host empty
+ *                   or *, only when listening); else -EINVAL before any lookup. Each handle is its own connection with a
  *                   send ring and a receive ring of opt->capacity (both ends
  *                   should use the same), and two threads of the library.
  *                   A broken connection is restored (client reconnects,
@@ -499,6 +519,7 @@ struct psyne_stats {
     uint64_t window_high_water;   /* most bytes in use over the last complete window */
     /* tcp:// listening with max_peers (the tcp:// counters above sum over its peers): */
     uint64_t tcp_peers;           /* clients connected now */
+    uint64_t reserved[16];        /* counters of later versions within this ABI; zero here */
 };
 
 /*
@@ -526,6 +547,11 @@ PSYNE_API int psyne_pin_thread(const int *cpus, unsigned n);
  * or -errno. Thread-safe; never blocks.
  */
 PSYNE_API int psyne_thread_cpus(int *cpus, unsigned max);
+
+/* The version of the library that runs, as PSYNE_VERSION_NUMBER (major *
+ * 10000 + minor * 100 + patch): compare it with the header's to see what a
+ * program was built against. Thread-safe; never blocks; never fails. */
+PSYNE_API int psyne_version(void);
 
 /* Short description of a psyne return code (-errno or errno). Thread-safe;
  * the string is static. */

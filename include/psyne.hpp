@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // psyne.hpp - header-only C++17 wrapper of psyne.h: RAII channels, claims and
 // received messages, typed vector and matrix views, and, when Eigen is
 // included first, as_eigen() maps over the ring memory:

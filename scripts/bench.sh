@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench.sh [psyne_bench options] - the README's first command: installs what
 # a fresh Debian 12 machine lacks to build psyne (scripts/deps.sh), builds
 # the Release configuration in build/, and runs build/benchmarks/psyne_bench

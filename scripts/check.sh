@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # check.sh - the README's test command: installs what a fresh Debian 12
 # machine lacks (scripts/deps.sh test), then builds psyne three ways and runs
 # the whole test suite on each:
@@ -12,11 +13,12 @@
 # sanitizer builds run the same tests with fewer messages (PSYNE_TEST_SCALE).
 # Every suite runs even when one before it failed; the last line says what
 # ran, what was skipped and why, and what failed. Exit status 0 only when
-# every suite passed.
+# every suite passed. PSYNE_WERROR=1 (CI) makes every warning an error.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh test || exit 1
 jobs=$(nproc 2>/dev/null || echo 2)
+werror=-DPSYNE_WERROR=$([ "${PSYNE_WERROR:-0}" = 1 ] && echo ON || echo OFF)
 clang_cc=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
 summary=()
 failed=()
@@ -32,7 +34,7 @@ skipped_in() { # dir
 run_suite() { # name dir cmake-args...
   local name=$1 dir=$2; shift 2
   echo "== $dir: configure and build"
-  if ! { cmake -S . -B "$dir" "$@" >/dev/null && cmake --build "$dir" -j"$jobs" >/dev/null; }; then
+  if ! { cmake -S . -B "$dir" "$werror" "$@" >/dev/null && cmake --build "$dir" -j"$jobs" >/dev/null; }; then
     failed+=("$name (build)")
     return
   fi
@@ -59,7 +61,7 @@ run_suite asan+ubsan build-asan "${clang_cc[@]}" -DCMAKE_BUILD_TYPE=Debug \
 run_suite tsan build-tsan "${clang_cc[@]}" -DCMAKE_BUILD_TYPE=Debug \
   -DPSYNE_SANITIZE=thread -DPSYNE_TEST_SCALE=0.1 -DPSYNE_BUILD_BENCHMARKS=OFF
 echo "== build-clang: Release with clang, build only"
-if cmake -S . -B build-clang "${clang_cc[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+if cmake -S . -B build-clang "$werror" "${clang_cc[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null &&
   cmake --build build-clang -j"$jobs" >/dev/null; then
   summary+=("clang release built")
 else

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # deps.sh GROUP... - installs the Debian 12 packages psyne's commands need,
 # where they are missing. The one list of them: scripts/bench.sh,
 # scripts/check.sh and .ci/run all call this. Groups:
@@ -7,21 +8,24 @@
 #           sanitizer builds and libFuzzer), Eigen and OpenBLAS (the tests
 #           and examples that use them), iproute2 and nftables (tcp_netns)
 #   peers   the libraries psyne is compared with (benchmarks/compare)
+#   format  clang-format-14 (scripts/format.sh)
 # Runs apt-get as root, or through sudo. Prints what it installs.
 set -euo pipefail
 
 build=(gcc g++ make cmake pkg-config)
 test=("${build[@]}" clang libclang-rt-14-dev libeigen3-dev libopenblas-dev iproute2 nftables)
 peers=(dpdk-dev iceoryx libiceoryx-binding-c-dev libzmq3-dev libnng-dev gnuplot-nox)
+format=(clang-format-14)
 
-[ $# -gt 0 ] || { echo "usage: scripts/deps.sh build|test|peers ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: scripts/deps.sh build|test|peers|format ..." >&2; exit 2; }
 wanted=()
 for group in "$@"; do
   case $group in
     build) wanted+=("${build[@]}") ;;
     test) wanted+=("${test[@]}") ;;
     peers) wanted+=("${peers[@]}") ;;
-    *) echo "deps.sh: no group '$group' (build, test, peers)" >&2; exit 2 ;;
+    format) wanted+=("${format[@]}") ;;
+    *) echo "deps.sh: no group '$group' (build, test, peers, format)" >&2; exit 2 ;;
   esac
 done
 

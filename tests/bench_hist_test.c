@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_hist_test.c - the benchmark's latency histogram against exact
  * percentiles of the same samples: every percentile within the histogram's

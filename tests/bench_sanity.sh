@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench_sanity.sh PSYNE_BENCH - psyne_bench's own sanity (ctest, Release):
 #  - a short run of every workload prints RESULT lines of the WORKLOADS.md
 #    form, with the metrics each workload must report;

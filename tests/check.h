@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check.h - assertions for psyne's test programs: a failed check prints where
  * and why, with psyne's error detail, and aborts (so ctest reports it).

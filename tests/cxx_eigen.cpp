@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // cxx_eigen.cpp - psyne.hpp with Eigen: vectors and matrices built and used
 // in place through as_eigen() (Eigen::Map over the ring), checked against
 // plain loops; RAII (claims given up, messages released) and typed errors.

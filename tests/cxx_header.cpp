@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // cxx_header.cpp - psyne.h compiled as C++, and every public macro expanded
 // (in C++ here, so an unparenthesized macro or a C-only construct fails).
 #include "psyne.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dynamic.c - dynamic rings (psyne_options.dynamic): options, growth to fit
  * and on full, the limit at the largest size, shutdown draining across

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * free_port.h - a loopback TCP port for tests of tcp:// (tcp.c, stress.c).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_ipc.c - libFuzzer target for everything psyne reads from a shared
  * segment that another process could have scribbled on:

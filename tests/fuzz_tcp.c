@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_tcp.c - libFuzzer target for what tcp:// reads from the network: the
  * hello (psy_wire_hello_decode) and the record stream (psy_wire_scan), fed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ipc.c - ipc:// channels between real processes: segment lifecycle,
  * permissions, processes killed with SIGKILL, and corrupted segments.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kernel_view.h - what the kernel says about this process's memory, for the
  * placement tests: the mapping that holds an address (/proc/self/maps), a

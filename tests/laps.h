@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * laps.h - traffic through a ring from one thread, for tests that check
  * where a ring's memory lives: messages of changing length, every byte

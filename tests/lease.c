@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lease.c - MP claim leases (src/ring/lease.c) seen through the public API:
  * a producer of an MPSC/MPMC memory:// ring claims its messages from a run

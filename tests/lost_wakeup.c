@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lost_wakeup.c - a producer and a consumer that both block, handing a ring
  * that holds one message back and forth, with no spinning or yielding, so

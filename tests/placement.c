@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * placement.c - ring memory placement and thread pinning take effect, as
  * the kernel reports them:

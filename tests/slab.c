@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * slab.c - psyne_slabs: carving, reuse, growth, limits and errors against a
  * model of what is allocated; rings of every kind carved from slabs (static

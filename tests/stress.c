@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress.c - one stress body, built once per ring mode (STRESS_MODE).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tcp.c - tests of tcp:// over real sockets on loopback (usage: test_tcp PART):
  *   stream     a server and a client in two processes stream sequence-stamped

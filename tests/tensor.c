@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tensor.c - typed messages (psyne/tensor.h): every dtype and shape edge
  * case round trip over memory:// and ipc:// (also across a fork), hostile

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unit_api.c - every public call of psyne.h, its success path and each error
  * it documents, on memory:// channels (usage: unit_api [tcp|ipc]).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wrap.c - wrap-around: positions start just below 2^64 so the 64-bit
  * counters overflow during the test, and records of every length from 0 to

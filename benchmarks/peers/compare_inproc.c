@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * compare_inproc.c - psyne side by side with the machine's limits and with
  * DPDK rte_ring on the in-process workloads of WORKLOADS.md.

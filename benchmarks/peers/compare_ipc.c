@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * compare_ipc.c - psyne_compare_ipc: psyne's ipc:// channels against
  * iceoryx (the C binding, zero-copy shared memory) on the WORKLOADS.md ipc

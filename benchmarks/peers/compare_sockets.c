@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * compare_sockets.c - psyne side by side with ZeroMQ and nng on the inproc,
  * ipc and tcp workloads of WORKLOADS.md: throughput at 64 B, 4 KiB and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * limits.h - what the machine allows, measured the way psyne's workloads
  * are (every payload byte written and read, sequence numbers checked), for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * slot_ring.h - the hand-written limit psyne is measured against: a
  * fixed-slot SPSC ring with cached indices (each side re-reads the other's

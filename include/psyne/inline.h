@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * psyne/inline.h - included by psyne.h; private: nothing here is API.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * psyne/tensor.h - typed messages: vectors, matrices and tensors built and
  * read in place in a channel's ring. Included by psyne.h; do not include it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * affinity.c - thread placement helpers for the user's producer and consumer
  * threads (psyne_pin_thread, psyne_thread_cpus). The library's own threads

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * channel.c - the public channel API: option checks, roles, blocking with
  * timeouts on top of the ring's non-blocking calls, and statistics.
@@ -135,6 +136,10 @@ static int check_options(const struct psyne_options *o)
         return psy_fail(-EINVAL, "max_peers is for listening tcp:// handles (PSYNE_F_LISTEN)");
     if (o->max_peers > PSYNE_MAX_PEERS)
         return psy_fail(-EINVAL, "max_peers %u is above PSYNE_MAX_PEERS (%u)", o->max_peers, PSYNE_MAX_PEERS);
+    for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
+        if (o->reserved[i])
+            return psy_fail(-EINVAL, "psyne_options.reserved[%zu] is set: an option of a later psyne version "
+                            "(or options not made with psyne_options_init)", i);
     return 0;
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * channel.h - internal access to a channel's ring, for the library's own
  * tests and tools (not part of the public API).

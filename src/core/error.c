@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * error.c - psyne_strerror(), the per-thread detail of the last failure, and
  * the user's log function (the library never prints).
@@ -69,6 +70,11 @@ void psy_clear_error(void)
 const char *psyne_last_error(void)
 {
     return last_error;
+}
+
+int psyne_version(void)
+{
+    return PSYNE_VERSION_NUMBER;
 }
 
 const char *psyne_strerror(int err)

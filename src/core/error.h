@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * error.h - the calling thread's error detail behind psyne_last_error().
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * inline_symbols.c - psyne_claim and psyne_commit as exported symbols. In C
  * they are inline functions of psyne/inline.h; this file compiles the same

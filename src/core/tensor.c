@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tensor.c - typed messages (include/psyne/tensor.h): a descriptor and
  * 64-byte aligned elements inside one record, built in place by the sender

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uri.c - channel URIs: memory://name, ipc://name, tcp://host:port.
  * Names are 1..255 printable characters without spaces, so they can be used

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uri.h - splitting "scheme://rest" channel names.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mirror.c - maps a memfd or shared-memory file as [control | data | data again].
  *

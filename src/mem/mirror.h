@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mirror.h - the mirrored ("magic") ring mapping: one memfd holding a control
  * area and a data area, with the data area mapped twice back to back so that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * placement.c - NUMA binding, huge page advice, prefaulting and locking of a
  * ring mapping. Everything here is per channel: nothing changes the process's

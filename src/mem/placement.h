@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * placement.h - where a ring's memory lives: huge pages (explicit, then
  * transparent, then normal), a NUMA node, prefaulting and locking. A channel

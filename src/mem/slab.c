@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * slab.c - psyne_slabs: large memfd regions mapped once and carved into
  * rings and plain ranges.

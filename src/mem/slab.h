@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * slab.h - the inside of psyne_slabs (psyne.h): large memfd regions mapped
  * once, carved into rings (mirrored from the slab's memfd) and into plain

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * consume.c - receive and release: the consumer side of the ring.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dynamic.c - growing and shrinking a dynamic ring by chaining segments
  * (dynamic.h), and following and unmapping them on the consumer's side.

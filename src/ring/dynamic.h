@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dynamic.h - a ring that sizes itself by load: a chain of SPSC segments.
  *

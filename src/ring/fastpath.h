@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fastpath.h - the single-producer and single-consumer steps of the ring as
  * inline functions, so the public calls in channel.c run them without

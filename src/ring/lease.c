@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lease.c - MP claim leases: a producer handle of an in-process MP ring
  * reserves a run of bytes with one CAS on pub.tail and claims its next

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * produce.c - claim, commit and abort: the producer side of the ring.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * recover.c - what survivors do with a ring position a dead producer held.
  *

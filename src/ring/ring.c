@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring.c - creating, shutting down and measuring a ring; the produce and
  * consume paths live in produce.c and consume.c.

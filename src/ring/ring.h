@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring.h - the byte ring shared by every transport: its memory layout and
  * the internal calls of src/ring/.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wait.c - how a blocked caller waits: spin (yielding every 64 polls),
  * then sleep on a futex in the ring, with a waiter count so the other side

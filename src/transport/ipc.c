@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ipc.c - the ipc:// transport: a ring in a POSIX shared-memory segment
  * (/dev/shm/psyne.<name>) that processes of one machine map, mirrored.

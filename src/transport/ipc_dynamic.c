@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ipc_dynamic.c - dynamic rings over ipc:// (layout in ipc_segment.h).
  *

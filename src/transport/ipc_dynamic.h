@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ipc_dynamic.h - dynamic rings over ipc:// (ipc_dynamic.c): the directory
  * in the anchor segment, and one psy_dyn per handle whose segments are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ipc_segment.c - layout of an ipc:// segment and the validation of one
  * found in shared memory (see ipc_segment.h). Every check compares against

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ipc_segment.h - the layout of an ipc:// shared-memory segment and the
  * checks every opener runs on it before trusting a byte.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * memory.c - the memory:// transport: a registry of named rings in this
  * process. Every attach of a name returns the same ring until its last handle

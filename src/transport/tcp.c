@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tcp.c - the tcp:// transport: one TCP connection per channel handle,
  * carrying messages both ways with nothing lost across reconnects.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tcp_link.h - what tcp.c offers tcp_server.c: links that a multi-peer
  * server makes for its clients and hands connections to. Internal.

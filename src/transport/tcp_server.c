@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tcp_server.c - a listening tcp:// channel that serves many clients at once
  * (psyne_options.max_peers > 0).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tcp_wire.c - the handshake and the record checks of tcp:// (tcp_wire.h).
  * Everything here reads bytes that came from the network: every length and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tcp_wire.h - the tcp:// wire protocol: the handshake and the checks of the
  * record stream. Pure functions over bytes (no sockets), so the fuzz target

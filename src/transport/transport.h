@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * transport.h - what a URI scheme provides to the channel layer: a ring to
  * attach to by name, and the release of that attachment.

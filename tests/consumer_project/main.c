@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c - the smallest program against an installed psyne. */
 #include <psyne.h>
 #include <stdio.h>
@@ -5,6 +6,8 @@
 
 int main(void)
 {
+    if (psyne_version() != PSYNE_VERSION_NUMBER) /* the library that runs is the one of this header */
+        return 5;
     psyne_channel *ch;
     if (psyne_channel_open(&ch, "memory://installed", NULL) != 0)
         return 1;
