@@ -6,9 +6,9 @@
  * functions, so that a 64 B message costs the producer the stores it needs
  * (payload, header, terminator, tail) and no call: on x86 every store queues
  * behind the payload stores whose lines the consumer holds, and the call's
- * register saves and the claim struct written to memory were what made
- * psyne's 64 B stream about half as fast as a fixed-slot ring
- * (benchmarks/sp_store_cost.c). As liburing does, the same functions are
+ * register saves and the claim struct written to memory were what kept
+ * psyne's 64 B stream well behind a fixed-slot ring
+ * (benchmarks/sp_store_cost.c measures it). As liburing does, the same functions are
  * also exported as symbols (src/core/inline_symbols.c) for C++, bindings,
  * and C built with -DPSYNE_NO_INLINE.
  *
@@ -110,7 +110,7 @@ PSYNE_INLINE int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_cla
     const struct psy_lane *l = (const struct psy_lane *)(const void *)ch; /* the handle's first member */
     uint64_t pos;
     /* NULL ch or c: -EINVAL from the library; c never passed on there (a
-     * claim whose address escapes cannot stay in registers: 0.55x) */
+     * claim whose address escapes cannot stay in registers) */
     if (psy_likely(ch != NULL && c != NULL && l->tail != NULL && max_len < l->cap &&
                    !atomic_load_explicit(l->closed, memory_order_acquire)) &&
         psy_likely(psy_lane_claim(l, PSYNE_RECORD_SIZE(max_len), &pos) == 0)) {

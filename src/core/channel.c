@@ -475,8 +475,7 @@ int psy_claim_slow(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, i
         c->psy_batch = 1;
         uint64_t need = PSYNE_RECORD_SIZE(max_len);
         /* MP: one reservation, without the batch layer's second look at the
-         * space (2+2 MPMC about 1.05-1.15x in alternating runs), from the
-         * handle's lease where it has one */
+         * space (measurably faster), from the handle's lease where it has one */
         struct psy_lease *lease = ch->lease && owns_handle(ch) ? ch->lease : NULL;
         int rc = lease ? psy_lease_claim(r, lease, need, c) : 1;
         if (rc == 1)

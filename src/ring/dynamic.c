@@ -84,8 +84,8 @@ static int new_segment(struct psy_dyn *d, uint64_t gen, uint64_t cap, uint64_t s
         return psy_fail(-ENOMEM, "out of memory");
     struct psyne_options o = d->opt;
     o.capacity = cap;
-    if (chained) /* by a resize: prefaulting here would stall the producer (about
-                       60 us per MiB); the pages fault in as it writes them */
+    if (chained) /* by a resize: prefaulting here would stall the producer for
+                       every page; the pages fault in as it writes them */
         o.flags |= PSYNE_F_NO_PREFAULT;
     int rc = psy_ring_create(&s->ring, &o);
     if (rc) {

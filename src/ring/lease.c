@@ -7,7 +7,7 @@
  * Why: with two producers on two cores, the CAS on pub.tail moves the tail's
  * line between them on every message, and that transfer is what bounds MPMC
  * throughput (ring.h, MP producers). A lease makes it one transfer per run
- * (2+2 MPMC on 2 cores: 1.3-1.7x, README).
+ * (the gain: the guide, *Many producers: leases*).
  *
  * One thread owns a handle's lease (channel.c: the handle's first producing
  * thread); other threads of the handle claim one message per CAS. The owner

@@ -345,8 +345,8 @@ void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned
         uint64_t end = batch_headers(r, c, n, lengths, type);
         psy_sp_publish(r, c[0].psy_pos, psy_hdr_make(lengths[0], type), end, n, bytes);
         /* A batch is counted as it is published: a few stores per batch
-         * cost less than walking its headers again once per lap (batches of
-         * 32 x 64 B ran 1.10x without that walk). The records before it are
+         * cost less than walking its headers again once per lap (measured:
+         * docs/benchmarks/history.md). The records before it are
          * walked now, so the checkpoint stays at the tail. */
         if (r->walk_counts)
             sp_checkpoint(r, c[0].psy_pos, end, n, bytes);

@@ -28,8 +28,8 @@
  *   SP producer counters: unless the ring counts commits (walk_counts
  *     false: MC consumers rewrite headers, tcp:// receive rings count what
  *     they publish), the producer does not count per message: on x86 a
- *     counter's load and store behind the payload's stores cost 64 B
- *     streams about 1.3x (benchmarks/sp_store_cost.c). Its records are
+ *     counter's load and store behind the payload's stores slow 64 B
+ *     streams measurably (benchmarks/sp_store_cost.c). Its records are
  *     counted from their headers instead: prod.msgs/bytes hold the counts
  *     up to prod.count_pos, and the rest, [count_pos, tail), is still in
  *     the ring. The producer moves the checkpoint (sp_checkpoint in
@@ -126,7 +126,7 @@ struct psy_cons {
     psy_atomic32 read_owner; /* ipc MC: taken_tag of the last read-lock holder */
     /* SC: the consumer's own copy of rel.head, which only it writes. It never
      * loads rel.head: producers read that line, and a load of it after theirs
-     * waits for the line to come back (64 B receives ran 1.2-1.3x faster
+     * waits for the line to come back (small receives ran measurably faster
      * without those loads). */
     psy_atomic64 released;
 };
@@ -230,7 +230,7 @@ struct psy_lease {
     _Atomic bool close_after;                    /* owner: the open claim's commit closes the lease */
 };
 #define PSY_MAX_LEASES 32     /* producer handles with a lease per ring (bits of lease_slots); more claim one message per CAS */
-#define PSY_LEASE_BYTES 4096u /* a lease: 56 records of 64 B (2+2 MPMC: 1.19x 1 KiB, 16 KiB 0.78x 4 KiB) */
+#define PSY_LEASE_BYTES 4096u /* a lease: 56 records of 64 B (faster than 1 KiB and 16 KiB leases: the guide) */
 
 /* Process-local view of a ring. */
 struct psy_ring {

@@ -16,8 +16,8 @@
  * re-check, so a wake between re-check and sleep makes FUTEX_WAIT return.
  *
  * One wake per sleep: the waiter count stays up until a woken sleeper runs
- * again (about 25 us here), and every publisher in that time used to make a
- * FUTEX_WAKE of its own (with two producers, 38-48 of them per sleep). A
+ * again (tens of microseconds), and every publisher in that time used to
+ * make a FUTEX_WAKE of its own (dozens per sleep with two producers). A
  * sleeper now also arms a word after it reads the sequence number, and a
  * publisher that sees a waiter makes the system call only if it takes the
  * arming back (exchange). Whoever took it bumped the sequence after the
@@ -183,8 +183,9 @@ static int wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try
         }
         /* A yield every poll_batch polls, from the start: a thread that
          * shares this CPU (perhaps the one we wait for) runs now, not when
-         * the spin ends (two threads on one CPU: a hand-off in ~4 us, not a
-         * whole spin_ns). With nothing else runnable here it returns at once. */
+         * the spin ends (two threads on one CPU hand off in microseconds,
+         * not a whole spin_ns). With nothing else runnable here it returns at
+         * once. */
         if (waited < r->spin_ns + r->yield_ns) {
             sched_yield();
             continue;

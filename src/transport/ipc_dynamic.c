@@ -94,7 +94,7 @@ static void view_segment(struct psy_dyn *d, struct psy_dyn_seg *s, struct psy_mi
 /* Gives the new file its size. The first segment gets its tmpfs pages now
  * (posix_fallocate), as a static ring does, so a full /dev/shm is an error
  * at open rather than a SIGBUS later. A resize must not stall the producer
- * that long (fallocate clears every page: about 30 ms for 128 MiB here),
+ * that long (fallocate clears every page),
  * so a chained segment only checks that /dev/shm has the room and lets its
  * pages fault in as they are written, like a memory:// segment: if
  * something else fills /dev/shm in between, a write there is a SIGBUS. */

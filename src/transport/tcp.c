@@ -748,8 +748,7 @@ static bool newer_client_waiting(struct psy_tcp_link *l)
 
 /* Receives without blocking into iov[0..n): recv() when there is one
  * buffer, which costs less than recvmsg() (no message header and vector to
- * copy in: raw loopback ping-pong 2.6 % faster with recv on the receiving
- * side). */
+ * copy in). */
 static ssize_t receive_into(int fd, struct iovec *iov, int n)
 {
     if (n == 1)
@@ -970,12 +969,12 @@ static void inline_wait_ended(struct psy_tcp_link *l, uint64_t heard_before)
 
 /* The ring's wait, on the socket: for the rx ring's spin_ns + yield_ns the
  * user receives without blocking (bytes that come meanwhile are taken without
- * a wake-up, which costs about 25 us here, more than the round trip of a
- * small request over loopback), then it sleeps in poll(). Like the ring's
+ * a wake-up, which costs more than the round trip of a small request over
+ * loopback), then it sleeps in poll(). Like the ring's
  * wait it yields from the start, every RECVS_PER_YIELD receives: when
  * the peer shares the CPU (both ends pinned to one, or in one process on a
- * busy machine), it could answer only after our spin (64 B round trip on one
- * CPU: 108 us with pure spinning, 6.5 us so; on two, 5.9-6.2 us against 6.2).
+ * busy machine), it could answer only after our spin (a round trip on one
+ * CPU then took a whole spin; on two CPUs the yields cost nothing).
  * PSYNE_WAIT_SPIN never yields nor sleeps while it reads the socket; when the
  * receiver thread holds the socket, the ring's wait yields every 64 polls
  * so that thread can run (rx.spin_yields, make_rings). */
@@ -1194,8 +1193,8 @@ static void *receiver_main(void *arg)
  *
  * The ACK of what we received rides in front of our records once
  * ACK_RIDE_MIN is unacknowledged, not on every message: a range with no ACK
- * is one buffer, written with send(), not sendmsg() (a loopback 64-byte
- * ping-pong ran 4 % faster so). ACK_RIDE_MIN <= INLINE_INFLIGHT_MAX keeps
+ * is one buffer, written with send(), not sendmsg(), which costs less.
+ * ACK_RIDE_MIN <= INLINE_INFLIGHT_MAX keeps
  * request and reply inline on both ends: a reply without an ACK leaves the
  * requester less than ACK_RIDE_MIN in flight. An ACK with no message to
  * ride on waits at most ACK_DELAY_NS, or until a quarter of the smaller ring
@@ -1542,8 +1541,8 @@ static int make_rings(struct psy_tcp_link *l, const struct psyne_options *opt)
     /* A user waiting on either ring waits for the link's threads: for data
      * the receiver thread reads (a socket read of the user's own does not
      * wait here), or for space the peer's ACKs free. With PSYNE_WAIT_SPIN
-     * the wait yields every 64 polls so they can run: 64 B tcp-tput with
-     * both ends spinning 1.25x (8 pairs), ping-pong 0.96x the RTT. */
+     * the wait yields every 64 polls so they can run (a stream with both
+     * ends spinning went faster so, a ping-pong no slower). */
     l->tx.spin_yields = l->rx.spin_yields = true;
     psy_ring_reader_init(&l->tx, -1, &l->tx_reader);
     l->tx_base = atomic_load_explicit(l->tx_reader.head, memory_order_relaxed); /* stream offset 0 */
@@ -1564,7 +1563,7 @@ static int make_rings(struct psy_tcp_link *l, const struct psyne_options *opt)
  * PSYNE_WAIT_SPIN too (psy_wait_loop_helper): a sender thread that spun on
  * its bell was awake whenever a user committed, so commits were left to it,
  * and with users spinning on every CPU it got a CPU only when the scheduler
- * took one from them (request/reply round trips of about 10 ms on 2 CPUs). */
+ * took one from them (request/reply round trips took milliseconds). */
 static int make_bell(struct psy_tcp_link *l, const struct psyne_options *opt)
 {
     struct psyne_options sleep_at_once = *opt;

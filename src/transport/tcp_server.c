@@ -283,9 +283,9 @@ int psy_tcp_server_open(const char *name, const struct psyne_options *opt, struc
         rc = psy_ring_create_bell(&s->bell, opt); /* with the handle's waiting options */
     /* Messages come from the peers' receiver threads: a user who spins on
      * every CPU keeps them from running (with PSYNE_WAIT_SPIN on both ends
-     * of a 2-CPU machine, a ping-pong's p50 was 2.1 ms; 20 us with a yield
-     * every 64 polls, which returns at once when no other thread is
-     * runnable). */
+     * of a 2-CPU machine a ping-pong took milliseconds; a yield every 64
+     * polls, which returns at once when no other thread is runnable, fixed
+     * it). */
     s->bell.spin_yields = true;
     if (!rc)
         rc = psy_tcp_listen(name, &s->listen_fd);
