@@ -3,12 +3,7 @@
 # builds tests/consumer_project against it with find_package, and builds the
 # same program with pkg-config flags; both must run.
 file(REMOVE_RECURSE ${WORK})
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed: ${ARGN}\n${out}\n${err}")
-  endif()
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/run_or_fail.cmake)
 run(${CMAKE_COMMAND} --install ${BIN} --prefix ${WORK}/prefix)
 run(${CMAKE_COMMAND} -S ${SRC}/tests/consumer_project -B ${WORK}/build -DCMAKE_PREFIX_PATH=${WORK}/prefix)
 run(${CMAKE_COMMAND} --build ${WORK}/build)

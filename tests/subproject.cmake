@@ -4,13 +4,7 @@
 # the parent's build type stayed empty, that its ctest lists its own test
 # only, and that the program runs.
 file(REMOVE_RECURSE ${WORK})
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed: ${ARGN}\n${out}\n${err}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/run_or_fail.cmake)
 run(${CMAKE_COMMAND} -S ${SRC}/tests/subproject -B ${WORK} -DPSYNE_SOURCE=${SRC})
 file(STRINGS ${WORK}/CMakeCache.txt build_type REGEX "^CMAKE_BUILD_TYPE:")
 if(NOT build_type MATCHES "^CMAKE_BUILD_TYPE:[A-Z]*=$")
