@@ -39,8 +39,11 @@ run_suite() { # name dir cmake-args...
     return
   fi
   echo "== $dir: tests"
+  # the whole output to the terminal and to a file (not tee /dev/stderr: where
+  # stderr is a file, opening it again truncates it)
+  (cd "$dir" && ctest --output-on-failure -j1) 2>&1 | tee "$dir/ctest.log"
   local out
-  out=$(cd "$dir" && ctest --output-on-failure -j1 2>&1 | tee /dev/stderr | tail -n 40)
+  out=$(tail -n 40 "$dir/ctest.log")
   local count skipped
   count=$(sed -n 's/.* tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' <<<"$out")
   skipped=$(skipped_in "$dir")
