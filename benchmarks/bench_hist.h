@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define BENCH_HIST_SUB_BITS 7                          /* 128 sub-buckets per octave */
+#define BENCH_HIST_SUB_BITS 7 /* 128 sub-buckets per octave */
 #define BENCH_HIST_BUCKETS ((64 - BENCH_HIST_SUB_BITS + 1) << BENCH_HIST_SUB_BITS)
 
 struct bench_hist {

@@ -95,7 +95,7 @@ int bench_perf_hardware(const char **why)
         return 1;
     }
     *why = errno == ENOENT || errno == EOPNOTSUPP ? "the CPU (or hypervisor) exposes no hardware counters"
-           : errno == EACCES || errno == EPERM     ? "not permitted (kernel.perf_event_paranoid)"
-                                                   : strerror(errno);
+           : errno == EACCES || errno == EPERM    ? "not permitted (kernel.perf_event_paranoid)"
+                                                  : strerror(errno);
     return 0;
 }

@@ -20,14 +20,14 @@ enum bench_perf_counter {
     BENCH_PERF_INSTRUCTIONS,
     BENCH_PERF_CYCLES,
     BENCH_PERF_CACHE_MISSES,
-    BENCH_PERF_CPU_NS,        /* task-clock: CPU time of all threads */
-    BENCH_PERF_CTX_SWITCHES,  /* a sleep and wake-up is two */
+    BENCH_PERF_CPU_NS,       /* task-clock: CPU time of all threads */
+    BENCH_PERF_CTX_SWITCHES, /* a sleep and wake-up is two */
     BENCH_PERF_PAGE_FAULTS,
     BENCH_PERF_COUNTERS
 };
 
 struct bench_perf {
-    int fd[BENCH_PERF_COUNTERS];    /* -1: not open (not supported here) */
+    int fd[BENCH_PERF_COUNTERS]; /* -1: not open (not supported here) */
     uint64_t sum[BENCH_PERF_COUNTERS];
     int counted[BENCH_PERF_COUNTERS]; /* read at least once */
     uint64_t units;                   /* messages (round trips) the sums are over */

@@ -82,7 +82,8 @@ void bench_copy_check_enable(void)
 
 void bench_note_address(uint64_t seq, const void *p)
 {
-    atomic_store_explicit(&copy_check_addr[seq % COPY_CHECK_SLOTS], p, memory_order_relaxed); /* the commit publishes it */
+    atomic_store_explicit(&copy_check_addr[seq % COPY_CHECK_SLOTS], p,
+                          memory_order_relaxed); /* the commit publishes it */
 }
 
 void bench_check_address(uint64_t seq, const void *p, const char *who)
@@ -184,8 +185,7 @@ uint64_t bench_warmup_trips(uint64_t trips)
     return trips / 10 + 1000;
 }
 
-void bench_time_round_trips(uint64_t trips, void (*one_trip)(void *ctx, uint64_t i), void *ctx,
-                            struct lat_result *out)
+void bench_time_round_trips(uint64_t trips, void (*one_trip)(void *ctx, uint64_t i), void *ctx, struct lat_result *out)
 {
     uint64_t warm = bench_warmup_trips(trips);
     if (!last_round_trips && !(last_round_trips = malloc(sizeof *last_round_trips)))

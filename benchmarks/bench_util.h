@@ -77,8 +77,7 @@ struct bench_hist;
  * summarizes it. The ponger must answer bench_warmup_trips(trips) + trips
  * times. */
 uint64_t bench_warmup_trips(uint64_t trips);
-void bench_time_round_trips(uint64_t trips, void (*one_trip)(void *ctx, uint64_t i), void *ctx,
-                            struct lat_result *out);
+void bench_time_round_trips(uint64_t trips, void (*one_trip)(void *ctx, uint64_t i), void *ctx, struct lat_result *out);
 /* The histogram of the calling thread's last bench_time_round_trips (valid
  * until its next one; NULL before the first). */
 const struct bench_hist *bench_last_round_trips(void);

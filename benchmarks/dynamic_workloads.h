@@ -12,11 +12,11 @@
 #include "psyne.h"
 
 struct resize_result {
-    double grow_ns;   /* chaining a segment twice as large */
-    double shrink_ns; /* chaining a segment half as large */
+    double grow_ns;                        /* chaining a segment twice as large */
+    double shrink_ns;                      /* chaining a segment half as large */
     double grow_slabs_ns, shrink_slabs_ns; /* the same, segments carved from slabs used before */
     double grow_ipc_ns, shrink_ipc_ns;     /* the same over ipc://: each segment a shared-memory file */
-    double copy_ns;   /* memcpy of capacity bytes, the floor of a copying resize */
+    double copy_ns;                        /* memcpy of capacity bytes, the floor of a copying resize */
 };
 
 /* The ring size a dynamic-resize run of `size` uses: a power of two of at least 64 KiB. */

@@ -44,7 +44,7 @@ struct config {
     int runs;
     int pin;
     int producers, consumers;
-    int api; /* 0 default (single; batch at <= 256 B; typed at >= 4 KiB), 1 single, 2 batch, 3 typed, 4 array */
+    int api;       /* 0 default (single; batch at <= 256 B; typed at >= 4 KiB), 1 single, 2 batch, 3 typed, 4 array */
     int json;      /* JSON objects instead of RESULT lines */
     int histogram; /* print the round-trip distribution of *-pingpong */
     int perf;      /* count instructions, cache misses, CPU time, ... per message */
@@ -159,7 +159,9 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
     bench_out("system=%s workload=%s size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f api=%s runs=%d count=%llu",
-              vs_raw ? "psyne-typed" : vs_static ? "psyne-dynamic" : "psyne",
+              vs_raw      ? "psyne-typed"
+              : vs_static ? "psyne-dynamic"
+                          : "psyne",
               t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size, bench_median(mps, c->runs),
               bench_median(gbps, c->runs), lo, hi, api_names[api], c->runs, (unsigned long long)count);
     if (vs_inproc || vs_raw || vs_static)
@@ -204,8 +206,8 @@ static void run_resize(const struct config *c, size_t size)
               "grow_ipc_us=%.1f shrink_ipc_us=%.1f runs=%d",
               size, bench_median(grow, runs) / 1e3, bench_median(shrink, runs) / 1e3, bench_median(copy, runs) / 1e3,
               bench_median(grow_ratio, runs), bench_median(shrink_ratio, runs), bench_median(grow_slabs, runs) / 1e3,
-              bench_median(shrink_slabs, runs) / 1e3, bench_median(slabs_ratio, runs), bench_median(grow_ipc, runs) / 1e3,
-              bench_median(shrink_ipc, runs) / 1e3, runs);
+              bench_median(shrink_slabs, runs) / 1e3, bench_median(slabs_ratio, runs),
+              bench_median(grow_ipc, runs) / 1e3, bench_median(shrink_ipc, runs) / 1e3, runs);
     bench_out_end();
 }
 
@@ -310,8 +312,8 @@ static const char *mode_names[] = {"spsc", "spmc", "mpsc", "mpmc", "broadcast"};
  * MPSC), else --producers and --consumers. */
 static void run_many(const struct config *c, size_t size, int mode)
 {
-    int producers = mode == PSYNE_MODE_SPSC || mode == PSYNE_MODE_SPMC || mode == PSYNE_MODE_BROADCAST ? 1
-                                                                                                       : c->producers;
+    int producers =
+        mode == PSYNE_MODE_SPSC || mode == PSYNE_MODE_SPMC || mode == PSYNE_MODE_BROADCAST ? 1 : c->producers;
     int consumers = mode == PSYNE_MODE_SPSC || mode == PSYNE_MODE_MPSC ? 1 : c->consumers;
     double mps[MAX_RUNS];
     struct tput_result r;
@@ -474,9 +476,7 @@ static void job_label(const struct job *j, char *buf, size_t len)
         snprintf(buf, len, "%s-spsc-tput %zu B %s", j->transport == BENCH_IPC ? "ipc" : "inproc", j->size,
                  apis[j->api]);
         break;
-    case JOB_PINGPONG:
-        snprintf(buf, len, "%s %zu B", pingpong_workloads[j->mode], j->size);
-        break;
+    case JOB_PINGPONG: snprintf(buf, len, "%s %zu B", pingpong_workloads[j->mode], j->size); break;
     case JOB_MANY: snprintf(buf, len, "inproc-mpmc-tput %zu B %s", j->size, mode_names[j->mode]); break;
     case JOB_TCP_TPUT: snprintf(buf, len, "tcp-tput %zu B", j->size); break;
     case JOB_RESIZE: snprintf(buf, len, "dynamic-resize %zu B", j->size); break;
@@ -499,7 +499,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: psyne_bench [options]\n"
             "  --workload LIST    inproc-spsc-tput,inproc-pingpong,inproc-mpmc-tput,ipc-spsc-tput,ipc-pingpong,\n"
-            "                     tcp-tput,tcp-pingpong,dynamic-resize (default: all; ipc-* runs alternate with inproc runs and\n"
+            "                     tcp-tput,tcp-pingpong,dynamic-resize (default: all; ipc-* runs alternate with inproc "
+            "runs and\n"
             "                     add vs_inproc ratios, tcp-* with a raw socket pair over 127.0.0.1: vs_raw_socket)\n"
             "  --transport LIST   memory,ipc,tcp: only the workloads of these transports (memory = inproc-* and\n"
             "                     dynamic-resize)\n"
@@ -583,20 +584,36 @@ int main(int argc, char **argv)
     static const struct psyne_dynamic default_dynamic; /* zero: every default */
     struct config c = {.runs = 5, .pin = 1, .producers = 2, .consumers = 2};
     int table = -1; /* -1: when stdout is a terminal */
-    static const struct option opts[] = {
-        {"workload", required_argument, 0, 'w'}, {"size", required_argument, 0, 's'},
-        {"iterations", required_argument, 0, 'i'}, {"runs", required_argument, 0, 'r'},
-        {"api", required_argument, 0, 'a'}, {"producers", required_argument, 0, 'p'},
-        {"consumers", required_argument, 0, 'c'}, {"no-pin", no_argument, 0, 'n'},
-        {"json", no_argument, 0, 'j'}, {"inject-loss", required_argument, 0, 'l'},
-        {"pin", required_argument, 0, 'P'}, {"hugepages", no_argument, 0, 'H'}, {"leases", no_argument, 0, 'L'},
-        {"mlock", no_argument, 0, 'M'}, {"dynamic", optional_argument, 0, 'D'}, {"no-copy-check", no_argument, 0, 'C'},
-        {"inject-copy", required_argument, 0, 'I'}, {"numa-node", required_argument, 0, 'N'},
-        {"transport", required_argument, 0, 't'}, {"mode", required_argument, 0, 'm'},
-        {"duration", required_argument, 0, 'd'}, {"histogram", no_argument, 0, 'g'},
-        {"perf", no_argument, 0, 'f'}, {"table", no_argument, 0, 'T'}, {"no-table", no_argument, 0, 'U'},
-        {"pingpong-wait", required_argument, 0, 'W'}, {"tcp-wait", required_argument, 0, 'X'},
-        {"max-peers", required_argument, 0, 'Y'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"workload", required_argument, 0, 'w'},
+                                         {"size", required_argument, 0, 's'},
+                                         {"iterations", required_argument, 0, 'i'},
+                                         {"runs", required_argument, 0, 'r'},
+                                         {"api", required_argument, 0, 'a'},
+                                         {"producers", required_argument, 0, 'p'},
+                                         {"consumers", required_argument, 0, 'c'},
+                                         {"no-pin", no_argument, 0, 'n'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"inject-loss", required_argument, 0, 'l'},
+                                         {"pin", required_argument, 0, 'P'},
+                                         {"hugepages", no_argument, 0, 'H'},
+                                         {"leases", no_argument, 0, 'L'},
+                                         {"mlock", no_argument, 0, 'M'},
+                                         {"dynamic", optional_argument, 0, 'D'},
+                                         {"no-copy-check", no_argument, 0, 'C'},
+                                         {"inject-copy", required_argument, 0, 'I'},
+                                         {"numa-node", required_argument, 0, 'N'},
+                                         {"transport", required_argument, 0, 't'},
+                                         {"mode", required_argument, 0, 'm'},
+                                         {"duration", required_argument, 0, 'd'},
+                                         {"histogram", no_argument, 0, 'g'},
+                                         {"perf", no_argument, 0, 'f'},
+                                         {"table", no_argument, 0, 'T'},
+                                         {"no-table", no_argument, 0, 'U'},
+                                         {"pingpong-wait", required_argument, 0, 'W'},
+                                         {"tcp-wait", required_argument, 0, 'X'},
+                                         {"max-peers", required_argument, 0, 'Y'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
@@ -608,7 +625,7 @@ int main(int argc, char **argv)
         case 'i': c.iterations = strtoull(optarg, NULL, 10); break;
         case 'r': c.runs = atoi(optarg); break;
         case 'a':
-            c.api = !strcmp(optarg, "single") ? 1
+            c.api = !strcmp(optarg, "single")  ? 1
                     : !strcmp(optarg, "batch") ? 2
                     : !strcmp(optarg, "typed") ? 3
                     : !strcmp(optarg, "array") ? 4
@@ -675,8 +692,8 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (c.runs < 1 || c.runs > MAX_RUNS || c.producers < 1 || c.consumers < 1 || c.producers > 16 ||
-        c.consumers > 16 || c.duration < 0 || (c.duration > 0 && c.iterations)) {
+    if (c.runs < 1 || c.runs > MAX_RUNS || c.producers < 1 || c.consumers < 1 || c.producers > 16 || c.consumers > 16 ||
+        c.duration < 0 || (c.duration > 0 && c.iterations)) {
         if (c.duration > 0 && c.iterations)
             fprintf(stderr, "psyne_bench: --duration and --iterations both size a run: give one\n");
         usage(stderr);
@@ -700,8 +717,7 @@ int main(int argc, char **argv)
     if (c.perf) {
         const char *why;
         if (!bench_perf_hardware(&why))
-            printf("# --perf: no hardware counters here (%s): CPU time, context switches and page faults only\n",
-                   why);
+            printf("# --perf: no hardware counters here (%s): CPU time, context switches and page faults only\n", why);
     }
 
     if ((bench_channel_flags & ~PSYNE_F_LEASES) && describe_placement() != 0)

@@ -102,12 +102,12 @@ static inline __attribute__((always_inline)) void commit_as(struct psy_ring *r, 
     psy_wake_if_waiting(r, PSY_WAIT_DATA);
 }
 
-#define VARIANT_LOOP(keep)                                                                                           \
-    for (uint64_t i = 0; i < COUNT; i++) {                                                                           \
-        while (claim_as(r, PSYNE_RECORD_SIZE(64), &c, (keep)))                                                       \
-            psy_cpu_relax();                                                                                         \
-        bench_write_payload(c.data, 64, i);                                                                          \
-        commit_as(r, &c, 64, (keep));                                                                                \
+#define VARIANT_LOOP(keep)                                                                                             \
+    for (uint64_t i = 0; i < COUNT; i++) {                                                                             \
+        while (claim_as(r, PSYNE_RECORD_SIZE(64), &c, (keep)))                                                         \
+            psy_cpu_relax();                                                                                           \
+        bench_write_payload(c.data, 64, i);                                                                            \
+        commit_as(r, &c, 64, (keep));                                                                                  \
     }
 
 static void *producer(void *arg)

@@ -43,8 +43,7 @@ int bench_free_tcp_port(void)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
-    must(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-             getsockname(fd, (struct sockaddr *)&a, &len) == 0,
+    must(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0,
          "a free port");
     close(fd);
     return ntohs(a.sin_port);

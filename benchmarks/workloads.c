@@ -219,12 +219,17 @@ void psyne_spsc_tput_as(enum bench_transport transport, size_t size, uint64_t co
                         struct tput_result *out)
 {
     struct spsc_run *s = bench_shared_alloc(sizeof *s);
-    *s = (struct spsc_run){.transport = transport, .size = size, .count = count, .batch = api == BENCH_BATCH,
-                           .typed = api == BENCH_TYPED, .array = api == BENCH_ARRAY, .pin = pin,
+    *s = (struct spsc_run){.transport = transport,
+                           .size = size,
+                           .count = count,
+                           .batch = api == BENCH_BATCH,
+                           .typed = api == BENCH_TYPED,
+                           .array = api == BENCH_ARRAY,
+                           .pin = pin,
                            .copy_check = bench_copy_check && transport == BENCH_MEMORY};
     channel_uri(s->uri, sizeof s->uri, transport, "bench-spsc");
     uint64_t cap = workload_capacity(size + (s->typed ? 256 : 0)); /* room for the typed header */
-    while (s->array && cap < 4 * PSYNE_RECORD_SIZE(32 * size)) /* a few whole arrays in flight */
+    while (s->array && cap < 4 * PSYNE_RECORD_SIZE(32 * size))     /* a few whole arrays in flight */
         cap <<= 1;
     psyne_channel *rx = open_channel(s->uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, PSYNE_WAIT_ADAPTIVE);
     if (transport == BENCH_MEMORY)
@@ -300,8 +305,7 @@ static void psyne_ping(void *ctx, uint64_t i)
     must(psyne_release(g->pong_rx, &m), "release pong");
 }
 
-void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin,
-                    struct lat_result *out)
+void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin, struct lat_result *out)
 {
     struct pingpong_run *p = bench_shared_alloc(sizeof *p);
     *p = (struct pingpong_run){.size = size, .total = bench_warmup_trips(round_trips) + round_trips, .pin = pin};
@@ -339,7 +343,7 @@ struct mpmc_run {
     uint64_t per_producer;
     int producers, consumers, mode;
     struct bench_gate gate;
-    _Atomic uint64_t received;       /* deliveries: in BROADCAST every consumer gets every message */
+    _Atomic uint64_t received;          /* deliveries: in BROADCAST every consumer gets every message */
     _Atomic uint64_t seq_sum[MAX_SIDE]; /* per producer: every sequence once adds up to n(n-1)/2 */
     uint64_t total;                     /* deliveries expected */
     _Atomic int64_t start;              /* the first producer's start (the main thread may come later) */
@@ -394,8 +398,10 @@ static void *mpmc_consumer(void *arg)
             uint64_t seq;
             memcpy(&seq, p, 8);
             if (id >= r->producers || seq < next[id] || (sees_all && seq != next[id])) {
-                fprintf(stderr, "psyne mpmc: producer %d sequence %llu after %llu: a message was lost, duplicated "
-                        "or reordered\n", id, (unsigned long long)seq, (unsigned long long)next[id]);
+                fprintf(stderr,
+                        "psyne mpmc: producer %d sequence %llu after %llu: a message was lost, duplicated "
+                        "or reordered\n",
+                        id, (unsigned long long)seq, (unsigned long long)next[id]);
                 abort();
             }
             next[id] = seq + 1;
@@ -418,8 +424,12 @@ void psyne_many_tput(size_t size, uint64_t count, int mode, int producers, int c
         (consumers > 1 && (mode == PSYNE_MODE_SPSC || mode == PSYNE_MODE_MPSC)))
         abort();
     int copies = mode == PSYNE_MODE_BROADCAST ? consumers : 1;
-    struct mpmc_run r = {.size = size, .per_producer = count / (uint64_t)producers, .producers = producers,
-                         .consumers = consumers, .mode = mode, .start = INT64_MAX};
+    struct mpmc_run r = {.size = size,
+                         .per_producer = count / (uint64_t)producers,
+                         .producers = producers,
+                         .consumers = consumers,
+                         .mode = mode,
+                         .start = INT64_MAX};
     r.total = r.per_producer * (uint64_t)producers * (uint64_t)copies;
     uint64_t cap = workload_capacity(size);
     struct mpmc_thread pt[MAX_SIDE], ct[MAX_SIDE];
@@ -449,10 +459,11 @@ void psyne_many_tput(size_t size, uint64_t count, int mode, int producers, int c
     uint64_t n = r.per_producer, want = n * (n - 1) / 2 * (uint64_t)copies;
     for (int id = 0; id < producers; id++) {
         if (atomic_load(&r.received) != r.total || atomic_load(&r.seq_sum[id]) != want) {
-            fprintf(stderr, "psyne mpmc: producer %d: %llu of %llu messages, sequence sum %llu, expected %llu: a "
-                    "message was lost, duplicated or reordered\n", id, (unsigned long long)atomic_load(&r.received),
-                    (unsigned long long)r.total, (unsigned long long)atomic_load(&r.seq_sum[id]),
-                    (unsigned long long)want);
+            fprintf(stderr,
+                    "psyne mpmc: producer %d: %llu of %llu messages, sequence sum %llu, expected %llu: a "
+                    "message was lost, duplicated or reordered\n",
+                    id, (unsigned long long)atomic_load(&r.received), (unsigned long long)r.total,
+                    (unsigned long long)atomic_load(&r.seq_sum[id]), (unsigned long long)want);
             abort();
         }
     }

@@ -13,8 +13,8 @@
 #include "bench_util.h"
 
 struct tput_result {
-    double mps;  /* messages per second */
-    double gbps; /* payload GB/s (1e9 bytes) */
+    double mps;       /* messages per second */
+    double gbps;      /* payload GB/s (1e9 bytes) */
     uint64_t sleeps;  /* inproc-mpmc-tput: futex sleeps of the run (psyne_stats.waits) */
     uint64_t wakeups; /* and wake-up system calls (psyne_stats.wakeups) */
 };
@@ -46,8 +46,7 @@ void psyne_spsc_tput_as(enum bench_transport transport, size_t size, uint64_t co
                         struct tput_result *out);
 
 /* inproc-pingpong / ipc-pingpong: round trips over two SPSC channels, busy-polling. */
-void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin,
-                    struct lat_result *out);
+void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin, struct lat_result *out);
 
 /* inproc-mpmc-tput: producers -> consumers on one MPMC channel (count in all). */
 void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, struct tput_result *out);

@@ -43,8 +43,14 @@ static int send_matrix(psyne_channel *ch, int rows, int cols, int ld, float (*f)
     return psyne_commit_tensor(ch, &t);
 }
 
-static float fa(int i, int j) { return (float)((i * 3 + j) % 7) - 3.0f; }
-static float fb(int i, int j) { return (float)((i + 2 * j) % 5) * 0.5f; }
+static float fa(int i, int j)
+{
+    return (float)((i * 3 + j) % 7) - 3.0f;
+}
+static float fb(int i, int j)
+{
+    return (float)((i + 2 * j) % 5) * 0.5f;
+}
 
 /* A receiver of A and B: multiplies them into a new message on `out`. */
 static int multiply(psyne_channel *in, psyne_channel *out)
@@ -94,8 +100,8 @@ int main(void)
             double got = ((const float *)c.data)[i * c.strides[0] + j];
             worst = fmax(worst, fabs(got - ref));
         }
-    printf("C = A (%dx%d, lda %d) x B (%dx%d): %llux%llu, largest difference from the reference %.2g\n", M, K, LDA,
-           K, N, (unsigned long long)c.shape[0], (unsigned long long)c.shape[1], worst);
+    printf("C = A (%dx%d, lda %d) x B (%dx%d): %llux%llu, largest difference from the reference %.2g\n", M, K, LDA, K,
+           N, (unsigned long long)c.shape[0], (unsigned long long)c.shape[1], worst);
     psyne_release(out, &m);
     psyne_channel_close(in);
     psyne_channel_close(out);

@@ -22,8 +22,8 @@ int main()
         v.send();
         {
             auto m = rx.receive();
-            auto w = m.as_vector<float>();               // checked view of the ring memory
-            w.as_eigen() = w.as_eigen().array() * 2.0f;  // scaled where it lies
+            auto w = m.as_vector<float>();              // checked view of the ring memory
+            w.as_eigen() = w.as_eigen().array() * 2.0f; // scaled where it lies
             std::printf("vector: %g ... %g (sum %g)\n", w[0], w[7], w.as_eigen().sum());
         } // released here
 
@@ -40,8 +40,8 @@ int main()
         c.send();
         auto mc = rx.receive();
         auto p = mc.as_matrix<double>();
-        std::printf("product: %llux%llu, row 0 = [%g %g]\n", (unsigned long long)p.rows(),
-                    (unsigned long long)p.cols(), p(0, 0), p(0, 1));
+        std::printf("product: %llux%llu, row 0 = [%g %g]\n", (unsigned long long)p.rows(), (unsigned long long)p.cols(),
+                    p(0, 0), p(0, 1));
         return p(0, 0) == 16.0 && p(0, 1) == 20.0 ? 0 : 1;
     } catch (const psyne::error &e) {
         std::fprintf(stderr, "psyne: %s\n", e.what());

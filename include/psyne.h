@@ -59,8 +59,8 @@ extern "C" {
 #endif
 
 /* Timeouts of the waiting calls, in nanoseconds. */
-#define PSYNE_NONBLOCK ((int64_t)0)  /* never wait: -EAGAIN when full/empty */
-#define PSYNE_FOREVER ((int64_t)-1)  /* wait until it succeeds or -EPIPE */
+#define PSYNE_NONBLOCK ((int64_t)0) /* never wait: -EAGAIN when full/empty */
+#define PSYNE_FOREVER ((int64_t)-1) /* wait until it succeeds or -EPIPE */
 
 /* Message type ids: 0 is invalid, 1..PSYNE_TYPE_USER_MIN-1 are reserved for
  * psyne, user types go up to PSYNE_TYPE_USER_MAX. */
@@ -76,7 +76,7 @@ extern "C" {
 #define PSYNE_RECORD_SIZE(len) ((uint64_t)PSYNE_RECORD_HEADER + ((((uint64_t)(len)) + 7u) & ~(uint64_t)7u))
 /* The largest message a ring of `capacity` bytes accepts (8 bytes of every
  * ring stay free to mark where the committed records end). */
-#define PSYNE_MAX_MESSAGE(capacity) ((uint64_t)(capacity) - 2u * PSYNE_RECORD_HEADER)
+#define PSYNE_MAX_MESSAGE(capacity) ((uint64_t)(capacity)-2u * PSYNE_RECORD_HEADER)
 
 /* Maximum number of simultaneous subscribers of a BROADCAST channel. */
 #define PSYNE_MAX_SUBSCRIBERS 32
@@ -118,19 +118,24 @@ enum psyne_wait {
 
 /* Option flags. */
 #define PSYNE_F_NO_PREFAULT (1u << 0) /* do not touch the ring's pages at open */
-#define PSYNE_F_LISTEN (1u << 1)      /* tcp://: listen on host:port (host * = every
+#define PSYNE_F_LISTEN                                                                                                 \
+    (1u << 1) /* tcp://: listen on host:port (host * = every
                                          address) and accept a client, instead of connecting */
-#define PSYNE_F_HUGEPAGES (1u << 2)   /* back the ring with huge pages: explicit ones (hugetlb,
+#define PSYNE_F_HUGEPAGES                                                                                              \
+    (1u << 2) /* back the ring with huge pages: explicit ones (hugetlb,
                                          memory:// and tcp://, rings of a multiple of the huge
                                          page size, pages reserved in /proc/sys/vm/nr_hugepages),
                                          else transparent ones where the kernel gives them to
                                          shared memory, else normal pages. Never fails for lack
                                          of huge pages; psyne_stats.pages says what the ring got */
-#define PSYNE_F_MLOCK (1u << 3)       /* lock the ring's pages in memory (mlock): open fails with
+#define PSYNE_F_MLOCK                                                                                                  \
+    (1u << 3) /* lock the ring's pages in memory (mlock): open fails with
                                          -ENOMEM or -EPERM beyond RLIMIT_MEMLOCK */
-#define PSYNE_F_NUMA_BIND (1u << 4)   /* allocate the ring's memory on NUMA node opt->numa_node
+#define PSYNE_F_NUMA_BIND                                                                                              \
+    (1u << 4) /* allocate the ring's memory on NUMA node opt->numa_node
                                          only (mbind MPOL_BIND); -EINVAL if the node is not online */
-#define PSYNE_F_LEASES (1u << 5)      /* memory:// MPSC/MPMC: each producer handle reserves ring space
+#define PSYNE_F_LEASES                                                                                                 \
+    (1u << 5) /* memory:// MPSC/MPMC: each producer handle reserves ring space
                                          for several messages at once (about 4 KiB, one atomic
                                          operation) and claims from it without touching the shared
                                          tail. Each producer's messages keep their order, but a
@@ -138,7 +143,8 @@ enum psyne_wait {
                                          earlier (order across producers is not kept): for work
                                          queues. Set by the channel's creator; no effect on other
                                          modes and transports (see the guide) */
-#define PSYNE_F_IPC_OTHER_OWNER (1u << 6) /* ipc://: may join a segment that another user created
+#define PSYNE_F_IPC_OTHER_OWNER                                                                                        \
+    (1u << 6) /* ipc://: may join a segment that another user created
                                          (its mode must let this user in). Without it, opening a
                                          segment whose owner is not this process's effective user
                                          fails with -EACCES, root included: another user cannot
@@ -192,34 +198,34 @@ struct psyne_dynamic {
 };
 
 struct psyne_options {
-    uint64_t capacity;   /* ring bytes; 0 = PSYNE_DEFAULT_CAPACITY (joining: any) */
-    int mode;            /* enum psyne_mode */
-    int role;            /* enum psyne_role */
-    int wait;            /* enum psyne_wait */
-    uint32_t flags;      /* PSYNE_F_* */
-    int64_t spin_ns;     /* adaptive wait: spin (a yield every 64 polls) this long; <0 = default
+    uint64_t capacity; /* ring bytes; 0 = PSYNE_DEFAULT_CAPACITY (joining: any) */
+    int mode;          /* enum psyne_mode */
+    int role;          /* enum psyne_role */
+    int wait;          /* enum psyne_wait */
+    uint32_t flags;    /* PSYNE_F_* */
+    int64_t spin_ns;   /* adaptive wait: spin (a yield every 64 polls) this long; <0 = default
                             (50 us); 0 = no pauses, a yield at every poll */
-    int64_t yield_ns;    /* adaptive wait: then this much longer before sleeping; <0 = default (200 us) */
+    int64_t yield_ns;  /* adaptive wait: then this much longer before sleeping; <0 = default (200 us) */
     /* ipc:// only (ignored by memory://): */
-    uint32_t ipc_perm;        /* permission bits of a segment this open creates; 0 = 0600 */
+    uint32_t ipc_perm; /* permission bits of a segment this open creates; 0 = 0600 */
     /* any scheme: */
-    uint32_t numa_node;       /* with PSYNE_F_NUMA_BIND: the node the ring's memory comes from */
+    uint32_t numa_node; /* with PSYNE_F_NUMA_BIND: the node the ring's memory comes from */
     /* ipc:// and tcp:// clients: */
-    int64_t open_timeout_ns;  /* ipc://: wait this long for a segment another process is creating
+    int64_t open_timeout_ns; /* ipc://: wait this long for a segment another process is creating
                                  or still closing; tcp://: a client's open connects within this
                                  long or fails; 0 = default (5 s), PSYNE_FOREVER = no limit */
     /* ipc:// only: */
-    int64_t peer_timeout_ns;  /* a waiting call checks every this often whether a peer process
+    int64_t peer_timeout_ns; /* a waiting call checks every this often whether a peer process
                                  died (and then recovers its claims and handles); 0 = 1 s */
     /* tcp:// only: */
-    int64_t link_timeout_ns;  /* how long a broken connection is retried (client) or waited
+    int64_t link_timeout_ns; /* how long a broken connection is retried (client) or waited
                                  for (server), and how long close waits for the peer to
                                  acknowledge what was sent; then the channel shuts down.
                                  0 = default (10 s), PSYNE_FOREVER = no limit */
     /* memory:// and ipc:// SPSC only: */
     const struct psyne_dynamic *dynamic; /* non-NULL: a dynamic ring configured so (copied at open) */
     /* tcp:// with PSYNE_F_LISTEN only: */
-    uint32_t max_peers;       /* serve up to this many clients at once, each a peer with rings
+    uint32_t max_peers; /* serve up to this many clients at once, each a peer with rings
                                  of its own (psyne_msg.peer, psyne_claim_to); 0 = one client,
                                  whose stream is the channel's (at most PSYNE_MAX_PEERS) */
     /* memory:// and tcp:// (-EINVAL with ipc://): */
@@ -481,24 +487,24 @@ PSYNE_API int psyne_drain(psyne_channel *ch, psyne_handler fn, void *arg, unsign
 
 /* Counters of a channel, summed over every handle of it. */
 struct psyne_stats {
-    uint64_t capacity;     /* ring bytes */
-    uint64_t in_use;       /* bytes committed or claimed and not yet released */
-    uint64_t high_water;   /* most bytes in use seen by a side that looked */
-    uint64_t msgs_out;     /* messages committed */
-    uint64_t bytes_out;    /* payload bytes committed */
-    uint64_t msgs_in;      /* messages released by consumers (per subscriber in BROADCAST) */
-    uint64_t bytes_in;     /* payload bytes released by consumers */
-    uint64_t full_events;  /* claims that found the ring full */
-    uint64_t empty_events; /* receives that found the ring empty */
-    uint64_t waits;        /* times a caller went to sleep on the futex */
-    uint64_t wakeups;      /* wake-up system calls issued */
-    int mode;              /* enum psyne_mode */
-    int subscribers;       /* BROADCAST: current subscribers */
-    uint64_t peers_lost;   /* ipc: handles of dead processes cleaned up by survivors */
+    uint64_t capacity;         /* ring bytes */
+    uint64_t in_use;           /* bytes committed or claimed and not yet released */
+    uint64_t high_water;       /* most bytes in use seen by a side that looked */
+    uint64_t msgs_out;         /* messages committed */
+    uint64_t bytes_out;        /* payload bytes committed */
+    uint64_t msgs_in;          /* messages released by consumers (per subscriber in BROADCAST) */
+    uint64_t bytes_in;         /* payload bytes released by consumers */
+    uint64_t full_events;      /* claims that found the ring full */
+    uint64_t empty_events;     /* receives that found the ring empty */
+    uint64_t waits;            /* times a caller went to sleep on the futex */
+    uint64_t wakeups;          /* wake-up system calls issued */
+    int mode;                  /* enum psyne_mode */
+    int subscribers;           /* BROADCAST: current subscribers */
+    uint64_t peers_lost;       /* ipc: handles of dead processes cleaned up by survivors */
     uint64_t claims_recovered; /* ipc: dead producers' unfinished claims skipped as padding */
-    int producers;         /* open handles that may produce (all processes, for ipc) */
-    int consumers;         /* open handles that may consume */
-    uint64_t views_recovered; /* ipc SPMC/MPMC: messages a dead consumer held, released for it */
+    int producers;             /* open handles that may produce (all processes, for ipc) */
+    int consumers;             /* open handles that may consume */
+    uint64_t views_recovered;  /* ipc SPMC/MPMC: messages a dead consumer held, released for it */
     /* tcp:// (zero for other schemes): */
     uint64_t tcp_reconnects;      /* connections re-established after a break */
     uint64_t tcp_protocol_errors; /* connections dropped for a bad handshake or frame */
@@ -506,20 +512,20 @@ struct psyne_stats {
     uint64_t tcp_recv_calls;      /* recv/recvmsg system calls */
     int tcp_connected;            /* 1 while a connection is up (max_peers: any) */
     /* Placement of this handle's ring memory (tcp://: its receive ring; the send ring is alike): */
-    int pages;                    /* enum psyne_pages */
-    uint64_t page_size;           /* bytes per page backing the ring */
-    int numa_node;                /* node bound with PSYNE_F_NUMA_BIND, or -1 */
-    int locked;                   /* 1: pages locked in memory (PSYNE_F_MLOCK) */
+    int pages;          /* enum psyne_pages */
+    uint64_t page_size; /* bytes per page backing the ring */
+    int numa_node;      /* node bound with PSYNE_F_NUMA_BIND, or -1 */
+    int locked;         /* 1: pages locked in memory (PSYNE_F_MLOCK) */
     /* Dynamic rings (zero for static ones); capacity above is the segment the producer writes: */
-    int segments;                 /* live segments: the current one and those not yet released */
-    uint64_t resizes_up;          /* segments chained larger */
-    uint64_t resizes_down;        /* segments chained smaller */
-    uint64_t resize_ns;           /* time producers spent making and chaining segments */
-    uint64_t failed_claims;       /* claims that found the ring full at its largest size */
-    uint64_t window_high_water;   /* most bytes in use over the last complete window */
+    int segments;               /* live segments: the current one and those not yet released */
+    uint64_t resizes_up;        /* segments chained larger */
+    uint64_t resizes_down;      /* segments chained smaller */
+    uint64_t resize_ns;         /* time producers spent making and chaining segments */
+    uint64_t failed_claims;     /* claims that found the ring full at its largest size */
+    uint64_t window_high_water; /* most bytes in use over the last complete window */
     /* tcp:// listening with max_peers (the tcp:// counters above sum over its peers): */
-    uint64_t tcp_peers;           /* clients connected now */
-    uint64_t reserved[16];        /* counters of later versions within this ABI; zero here */
+    uint64_t tcp_peers;    /* clients connected now */
+    uint64_t reserved[16]; /* counters of later versions within this ABI; zero here */
 };
 
 /*

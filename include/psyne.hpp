@@ -32,17 +32,19 @@
 
 #include "psyne.h"
 
-namespace psyne {
+namespace psyne
+{
 
-class error : public std::runtime_error {
-public:
+class error : public std::runtime_error
+{
+  public:
     explicit error(int code)
         : std::runtime_error(std::string(psyne_strerror(code)) + ": " + psyne_last_error()), code_(code)
     {
     }
     int code() const noexcept { return code_; }
 
-private:
+  private:
     int code_;
 };
 
@@ -55,19 +57,26 @@ inline int check(int rc)
 
 // The psyne_dtype of an element type.
 template <class T> struct dtype_of;
-template <> struct dtype_of<float> : std::integral_constant<int, PSYNE_F32> {};
-template <> struct dtype_of<double> : std::integral_constant<int, PSYNE_F64> {};
-template <> struct dtype_of<std::int8_t> : std::integral_constant<int, PSYNE_I8> {};
-template <> struct dtype_of<std::uint8_t> : std::integral_constant<int, PSYNE_U8> {};
-template <> struct dtype_of<std::int32_t> : std::integral_constant<int, PSYNE_I32> {};
-template <> struct dtype_of<std::int64_t> : std::integral_constant<int, PSYNE_I64> {};
+template <> struct dtype_of<float> : std::integral_constant<int, PSYNE_F32> {
+};
+template <> struct dtype_of<double> : std::integral_constant<int, PSYNE_F64> {
+};
+template <> struct dtype_of<std::int8_t> : std::integral_constant<int, PSYNE_I8> {
+};
+template <> struct dtype_of<std::uint8_t> : std::integral_constant<int, PSYNE_U8> {
+};
+template <> struct dtype_of<std::int32_t> : std::integral_constant<int, PSYNE_I32> {
+};
+template <> struct dtype_of<std::int64_t> : std::integral_constant<int, PSYNE_I64> {
+};
 
 // Elements of a typed message, in the ring: a vector (Rank 1) or a
 // row-major matrix (Rank 2, leading dimension ld). Shared by claims and views.
-template <class T, int Rank> class tensor_ref {
+template <class T, int Rank> class tensor_ref
+{
     static_assert(Rank == 1 || Rank == 2, "vectors and matrices (use psyne.h for higher ranks)");
 
-public:
+  public:
     T *data() const noexcept { return static_cast<T *>(t_.data); }
     std::uint64_t size() const noexcept { return Rank == 1 ? t_.shape[0] : t_.shape[0] * t_.shape[1]; }
     std::uint64_t rows() const noexcept { return t_.shape[0]; }
@@ -99,20 +108,20 @@ public:
     }
 #endif
 
-protected:
+  protected:
     psyne_tensor t_{};
 };
 
 // A typed message being built in the ring; given up unless sent.
-template <class T, int Rank> class tensor_claim : public tensor_ref<T, Rank> {
-public:
+template <class T, int Rank> class tensor_claim : public tensor_ref<T, Rank>
+{
+  public:
     tensor_claim(psyne_channel *ch, std::uint64_t capacity, std::int64_t timeout_ns) : ch_(ch)
     {
         check(psyne_claim_tensor(ch, dtype_of<T>::value, Rank, capacity, &this->t_, timeout_ns));
         open_ = true;
     }
-    tensor_claim(tensor_claim &&o) noexcept
-        : tensor_ref<T, Rank>(o), ch_(o.ch_), open_(std::exchange(o.open_, false))
+    tensor_claim(tensor_claim &&o) noexcept : tensor_ref<T, Rank>(o), ch_(o.ch_), open_(std::exchange(o.open_, false))
     {
     }
     tensor_claim(const tensor_claim &) = delete;
@@ -143,21 +152,23 @@ public:
         open_ = false;
     }
 
-private:
+  private:
     psyne_channel *ch_;
     bool open_ = false;
 };
 
 // A received typed message's elements, valid while the message is held.
-template <class T, int Rank> class tensor_view : public tensor_ref<T, Rank> {
-public:
+template <class T, int Rank> class tensor_view : public tensor_ref<T, Rank>
+{
+  public:
     explicit tensor_view(const psyne_tensor &t) { this->t_ = t; }
 };
 
 // A received message, released when it goes out of scope (or by release()).
 // Empty (false) when the receive found nothing: code() says why.
-class message {
-public:
+class message
+{
+  public:
     message(psyne_channel *ch, std::int64_t timeout_ns) : ch_(ch)
     {
         code_ = psyne_receive(ch, &m_, timeout_ns);
@@ -186,7 +197,7 @@ public:
         code_ = -EAGAIN;
     }
 
-private:
+  private:
     template <class T, int Rank> tensor_view<T, Rank> as() const
     {
         psyne_tensor t;
@@ -199,8 +210,9 @@ private:
 };
 
 // A channel handle, closed with the object.
-class channel {
-public:
+class channel
+{
+  public:
     // Opens uri with opt (nullptr: join as it is, or create with defaults).
     explicit channel(const std::string &uri, const psyne_options *opt = nullptr)
     {
@@ -236,8 +248,7 @@ public:
     }
 
     // A vector of up to `capacity` elements, claimed in the ring.
-    template <class T>
-    tensor_claim<T, 1> claim_vector(std::uint64_t capacity, std::int64_t timeout_ns = PSYNE_FOREVER)
+    template <class T> tensor_claim<T, 1> claim_vector(std::uint64_t capacity, std::int64_t timeout_ns = PSYNE_FOREVER)
     {
         return tensor_claim<T, 1>(ch_, capacity, timeout_ns);
     }
@@ -255,7 +266,7 @@ public:
     // The next message (empty if none within timeout_ns, or shut down).
     message receive(std::int64_t timeout_ns = PSYNE_FOREVER) { return message(ch_, timeout_ns); }
 
-private:
+  private:
     psyne_channel *ch_ = nullptr;
 };
 

@@ -10,12 +10,12 @@
 
 #include "bench_hist.h"
 
-#define CHECK(c)                                                                      \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            fprintf(stderr, "bench_hist_test:%d: CHECK(%s) failed\n", __LINE__, #c); \
-            exit(1);                                                                  \
-        }                                                                             \
+#define CHECK(c)                                                                                                       \
+    do {                                                                                                               \
+        if (!(c)) {                                                                                                    \
+            fprintf(stderr, "bench_hist_test:%d: CHECK(%s) failed\n", __LINE__, #c);                                   \
+            exit(1);                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 static int cmp(const void *a, const void *b)

@@ -11,23 +11,22 @@
 
 #include "psyne.h"
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);      \
-            abort();                                                                       \
-        }                                                                                  \
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                                   \
+            abort();                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
-#define CHECK_RC(expr, want)                                                               \
-    do {                                                                                   \
-        int rc_ = (expr);                                                                  \
-        if (rc_ != (want)) {                                                               \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), expected %d; detail: %s\n",       \
-                    __FILE__, __LINE__, #expr, rc_, psyne_strerror(rc_), (int)(want),      \
-                    psyne_last_error());                                                   \
-            abort();                                                                       \
-        }                                                                                  \
+#define CHECK_RC(expr, want)                                                                                           \
+    do {                                                                                                               \
+        int rc_ = (expr);                                                                                              \
+        if (rc_ != (want)) {                                                                                           \
+            fprintf(stderr, "%s:%d: %s returned %d (%s), expected %d; detail: %s\n", __FILE__, __LINE__, #expr, rc_,   \
+                    psyne_strerror(rc_), (int)(want), psyne_last_error());                                             \
+            abort();                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 /* Scales iteration counts: sanitizer builds run the same tests shorter. */

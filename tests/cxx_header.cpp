@@ -14,12 +14,12 @@ struct Sample {
 };
 PSYNE_MESSAGE_TYPE(sample_msg, Sample, PSYNE_TYPE_USER_MIN + 5)
 
-#define EXPECT(cond)                                                          \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond); \
-            std::abort();                                                     \
-        }                                                                     \
+#define EXPECT(cond)                                                                                                   \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);                                            \
+            std::abort();                                                                                              \
+        }                                                                                                              \
     } while (0)
 
 int main()

@@ -44,7 +44,7 @@ static struct psyne_options dyn_options(uint64_t capacity, const struct psyne_dy
 }
 
 static const char *scheme = "memory"; /* or "ipc" */
-static int test_pid; /* in every name: ctest runs tests side by side (forked children keep it) */
+static int test_pid;                  /* in every name: ctest runs tests side by side (forked children keep it) */
 
 /* The URI of a test's channel on this run's transport. */
 static const char *uri(const char *name)

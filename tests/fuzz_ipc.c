@@ -137,12 +137,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         break;
     }
-    case 1:
-        parse_records(sc, data + 1, size - 1);
-        break;
-    default:
-        parse_records(mc, data + 1, size - 1);
-        break;
+    case 1: parse_records(sc, data + 1, size - 1); break;
+    default: parse_records(mc, data + 1, size - 1); break;
     }
     return 0;
 }

@@ -767,7 +767,8 @@ static void corrupted_records(int mode)
             int n = psyne_receive_batch(c, ms, 4, PSYNE_NONBLOCK);
             if (n > 0) {
                 for (int i = 0; i < n; i++) { /* every view lies inside the mapping */
-                    CHECK((uint8_t *)ms[i].data >= r->data && (uint8_t *)ms[i].data + ms[i].length <= r->data + 2 * r->cap);
+                    CHECK((uint8_t *)ms[i].data >= r->data &&
+                          (uint8_t *)ms[i].data + ms[i].length <= r->data + 2 * r->cap);
                     volatile uint8_t sink = 0;
                     for (uint32_t b = 0; b < ms[i].length; b += 64)
                         sink ^= ((uint8_t *)ms[i].data)[b];

@@ -46,7 +46,7 @@
 static uint64_t handoffs;
 static char uri[64] = "memory://lost-wakeup";
 static const char *transport = "memory";
-static bool leases;          /* run_many: PSYNE_F_LEASES */
+static bool leases;           /* run_many: PSYNE_F_LEASES */
 static size_t many_msg = MSG; /* run_many's message size */
 
 static psyne_channel *open_side(int mode, int role)
@@ -214,8 +214,8 @@ static void run_many(int mode, int producers, int consumers)
         got += cp[i].got;
         psyne_channel_close(cp[i].ch);
     }
-    printf("lost_wakeup mode=%d producers=%d consumers=%d%s handoffs=%llu sleeps=%llu wakeups=%llu\n", mode,
-           producers, consumers, leases ? " leases" : "", (unsigned long long)got, (unsigned long long)st.waits,
+    printf("lost_wakeup mode=%d producers=%d consumers=%d%s handoffs=%llu sleeps=%llu wakeups=%llu\n", mode, producers,
+           consumers, leases ? " leases" : "", (unsigned long long)got, (unsigned long long)st.waits,
            (unsigned long long)st.wakeups);
     CHECK(got == (handoffs / 2) * (uint64_t)producers);
     CHECK(st.waits > 0);

@@ -128,8 +128,8 @@ static void test_mlock(void)
         struct rlimit rl;
         CHECK(getrlimit(RLIMIT_MEMLOCK, &rl) == 0);
         CHECK(rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 3 * MIB);
-        printf("mlock: refused with %s under RLIMIT_MEMLOCK %llu (the documented behaviour)\n",
-               psyne_strerror(rc), (unsigned long long)rl.rlim_cur);
+        printf("mlock: refused with %s under RLIMIT_MEMLOCK %llu (the documented behaviour)\n", psyne_strerror(rc),
+               (unsigned long long)rl.rlim_cur);
         return;
     }
     CHECK_RC(rc, 0);
@@ -207,7 +207,8 @@ static void test_hugepages(void)
         check_explicit(capacity);
     else
         printf("hugepages: SKIPPED explicit huge pages: %ld free and this process cannot reserve more in %s "
-               "(the fallback was checked above)\n", free_pages, nr_path);
+               "(the fallback was checked above)\n",
+               free_pages, nr_path);
     if (reserved)
         CHECK(write_long_file(nr_path, old_nr) == 0 && read_long_file(nr_path) == old_nr);
 }

@@ -112,11 +112,12 @@ static void test_alloc(void)
     check_blocks(b, n);
     st = stats_of(s);
     printf("alloc: %llu carved, %llu live, %llu bytes in use, %llu slab(s) of %llu bytes (%llu grown), "
-           "high water %llu\n", (unsigned long long)st.allocs_total, (unsigned long long)st.allocations,
-           (unsigned long long)st.bytes_in_use, (unsigned long long)st.slabs, (unsigned long long)st.bytes,
-           (unsigned long long)st.growths, (unsigned long long)st.high_water);
+           "high water %llu\n",
+           (unsigned long long)st.allocs_total, (unsigned long long)st.allocations, (unsigned long long)st.bytes_in_use,
+           (unsigned long long)st.slabs, (unsigned long long)st.bytes, (unsigned long long)st.growths,
+           (unsigned long long)st.high_water);
     CHECK(st.growths >= 1 && st.slabs == st.growths + 1); /* 400 blocks, some of 300 KiB: more than 1 MiB */
-    CHECK_RC(psyne_slabs_destroy(s), -EBUSY); /* blocks live: nothing happens */
+    CHECK_RC(psyne_slabs_destroy(s), -EBUSY);             /* blocks live: nothing happens */
     while (n > 0)
         CHECK_RC(psyne_slab_free(s, b[--n].p), 0);
     st = stats_of(s);

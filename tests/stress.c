@@ -67,7 +67,7 @@ static _Atomic unsigned tcp_producers_left;
 struct book {
     _Atomic uint64_t total_received;
     _Atomic uint32_t producers_open; /* the start gate: see producer() */
-    _Atomic uint64_t seen[]; /* MC modes: one bit per message, per producer */
+    _Atomic uint64_t seen[];         /* MC modes: one bit per message, per producer */
 };
 static struct book *book;
 static _Atomic uint64_t *seen[MAX_THREADS];
@@ -421,7 +421,8 @@ int main(int argc, char **argv)
     }
     if (argc != 5 && argc != 6) {
         fprintf(stderr,
-                "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY [memory|memory-slabs|memory-leases|ipc-fork|ipc-exec|tcp|tcp-peers]\n",
+                "usage: %s PRODUCERS CONSUMERS MESSAGES_PER_PRODUCER CAPACITY "
+                "[memory|memory-slabs|memory-leases|ipc-fork|ipc-exec|tcp|tcp-peers]\n",
                 argv[0]);
         return 2;
     }
@@ -524,8 +525,8 @@ int main(int argc, char **argv)
         for (unsigned p = 0; p < n_prod; p++)
             for (uint64_t s = 0; s < per_producer; s++)
                 CHECK(atomic_load(&seen[p][s >> 6]) & (1ull << (s & 63))); /* every sequence, once */
-    psyne_channel_close(keep); /* NULL (tcp) is accepted */
-    if (slabs) { /* every ring went back */
+    psyne_channel_close(keep);                                             /* NULL (tcp) is accepted */
+    if (slabs) {                                                           /* every ring went back */
         struct psyne_slab_stats ss;
         CHECK_RC(psyne_slabs_stats(slabs, &ss), 0);
         CHECK(ss.allocations == 0 && ss.allocs_total >= 2 && ss.slabs == 1);

@@ -140,9 +140,9 @@ static void verify(const struct psyne_msg *m, uint32_t who, uint64_t seq)
 
 struct pump {
     psyne_channel *ch;
-    uint32_t who;   /* stamped into what we send */
-    uint32_t peer;  /* expected in what we receive */
-    uint64_t count; /* messages each way */
+    uint32_t who;               /* stamped into what we send */
+    uint32_t peer;              /* expected in what we receive */
+    uint64_t count;             /* messages each way */
     _Atomic uint64_t *received; /* optional: messages received so far, for a watcher */
 };
 
@@ -230,8 +230,8 @@ static int part_stream(void)
         CHECK_RC(psyne_channel_stats(client, &st), 0);
         CHECK(st.msgs_out == count && st.msgs_in == count && st.tcp_connected == 1);
         /* batching: many messages per system call */
-        printf("client: %llu messages out in %llu sendmsg calls, in by %llu recvmsg calls\n",
-               (unsigned long long)count, (unsigned long long)st.tcp_send_calls, (unsigned long long)st.tcp_recv_calls);
+        printf("client: %llu messages out in %llu sendmsg calls, in by %llu recvmsg calls\n", (unsigned long long)count,
+               (unsigned long long)st.tcp_send_calls, (unsigned long long)st.tcp_recv_calls);
         fflush(stdout);
         CHECK_RC(psyne_channel_close(client), 0); /* sends BYE once the server has everything */
         _exit(0);
@@ -281,7 +281,8 @@ static void *relay_main(void *arg)
         if (a < 0)
             continue;
         int b = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in t = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->target_port),
+        struct sockaddr_in t = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)r->target_port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         if (connect(b, (struct sockaddr *)&t, sizeof t) != 0) {
             close(a);
@@ -451,8 +452,8 @@ static int part_close_cut(void)
 static int raw_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
     return fd;
 }
@@ -505,7 +506,10 @@ static int part_hostile(void)
 
     /* 1. not psyne at all */
     int fd = raw_connect(port);
-    raw_send(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n" "................................................", 64);
+    raw_send(fd,
+             "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+             "................................................",
+             64);
     expect_dropped(fd), attacks++;
     /* 2. wrong version, 3. wrong byte order, 4. a ring too small for us */
     for (int k = 0; k < 3; k++) {
@@ -712,8 +716,6 @@ static int part_flow(void)
 }
 
 /* ---- dead: the peer process is killed; the survivor gives up in time ---- */
-
-
 
 #define DEAD_MSGS 1000u
 #define DEAD_LINK_TIMEOUT_NS 1000000000ll /* the survivor's link_timeout_ns */
@@ -1127,8 +1129,8 @@ static int part_peers(void)
     struct psyne_msg m;
     CHECK_RC(psyne_receive(server, &m, 20 * 1000000000ll), -EPIPE);
     CHECK_RC(psyne_channel_close(server), 0);
-    printf("peers: %d clients at once and one later, %llu requests, each reply to its own client\n",
-           PEER_CLIENTS, (unsigned long long)requests);
+    printf("peers: %d clients at once and one later, %llu requests, each reply to its own client\n", PEER_CLIENTS,
+           (unsigned long long)requests);
     return 0;
 }
 
@@ -1398,8 +1400,8 @@ static int64_t thread_cpu_ns(void)
  * 0), each answered with 8 bytes after `delay_us`. */
 struct requests {
     int wait, trips, delay_us;
-    int server_wait;       /* how the echoing server waits (default: adaptive) */
-    uint32_t max_peers;    /* the server's (0: a channel link) */
+    int server_wait;    /* how the echoing server waits (default: adaptive) */
+    uint32_t max_peers; /* the server's (0: a channel link) */
     uint32_t len, big_len;
     uint64_t client_waits; /* out: the client's sleeps (stats.waits) */
     int64_t cpu_ns;        /* out: the client thread's CPU time */
@@ -1483,8 +1485,8 @@ static int part_inline(void)
      * its bell took a CPU's share from the users and was awake whenever they
      * committed, so commits waited for it to be scheduled: about 10 ms a
      * round trip. */
-    q = (struct requests){.wait = PSYNE_WAIT_SPIN, .server_wait = PSYNE_WAIT_SPIN, .trips = 1000, .len = 64,
-                          .big_len = 3000};
+    q = (struct requests){
+        .wait = PSYNE_WAIT_SPIN, .server_wait = PSYNE_WAIT_SPIN, .trips = 1000, .len = 64, .big_len = 3000};
     run_requests(&q);
     check_senders_slept("inline", &q);
 
@@ -1492,8 +1494,8 @@ static int part_inline(void)
      * through its peer link's threads (no inline writes): the peer's sender
      * thread spun on the send ring with PSYNE_WAIT_SPIN, a CPU per client
      * even when idle. */
-    q = (struct requests){.wait = PSYNE_WAIT_SPIN, .server_wait = PSYNE_WAIT_SPIN, .max_peers = 2, .trips = 1000,
-                          .len = 64};
+    q = (struct requests){
+        .wait = PSYNE_WAIT_SPIN, .server_wait = PSYNE_WAIT_SPIN, .max_peers = 2, .trips = 1000, .len = 64};
     run_requests(&q);
     check_senders_slept("max_peers", &q);
     return 0;
@@ -1513,8 +1515,8 @@ static int part_waits(void)
     run_requests(&q);
     printf("waits: adaptive, replies 20 ms late: %llu sleeps, %.0f ms CPU in %d trips\n",
            (unsigned long long)q.client_waits, (double)q.cpu_ns / 1e6, trips);
-    CHECK(q.client_waits >= (uint64_t)trips);        /* each wait ended asleep */
-    CHECK(q.cpu_ns < trips * 20 * 1000000ll / 2);    /* it did not spin for the 20 ms */
+    CHECK(q.client_waits >= (uint64_t)trips);     /* each wait ended asleep */
+    CHECK(q.cpu_ns < trips * 20 * 1000000ll / 2); /* it did not spin for the 20 ms */
     return 0;
 }
 
@@ -1740,8 +1742,7 @@ static int part_netns(void)
     /* the reset and the vanished connection each took a new connection; the
      * packet loss and the short outage are TCP's to repair */
     CHECK(atomic_load(&prog->reconnects[0]) >= 1u + nft);
-    printf("netns: %llu messages each way between two hosts, every one once and in order\n",
-           (unsigned long long)count);
+    printf("netns: %llu messages each way between two hosts, every one once and in order\n", (unsigned long long)count);
     return 0;
 }
 
@@ -1751,11 +1752,21 @@ int main(int argc, char **argv)
         const char *name;
         int (*run)(void);
     } parts[] = {
-        {"stream", part_stream}, {"reconnect", part_reconnect}, {"hostile", part_hostile},
-        {"flow", part_flow},     {"peers", part_peers},         {"peers_reconnect", part_peers_reconnect},
-        {"empty", part_empty},   {"netns", part_netns},         {"dead_client", part_dead_client},
-        {"dead_server", part_dead_server}, {"quiet", part_quiet}, {"waits", part_waits},
-        {"trickle", part_trickle}, {"inline", part_inline}, {"lockout", part_lockout},
+        {"stream", part_stream},
+        {"reconnect", part_reconnect},
+        {"hostile", part_hostile},
+        {"flow", part_flow},
+        {"peers", part_peers},
+        {"peers_reconnect", part_peers_reconnect},
+        {"empty", part_empty},
+        {"netns", part_netns},
+        {"dead_client", part_dead_client},
+        {"dead_server", part_dead_server},
+        {"quiet", part_quiet},
+        {"waits", part_waits},
+        {"trickle", part_trickle},
+        {"inline", part_inline},
+        {"lockout", part_lockout},
         {"close_cut", part_close_cut},
     };
     signal(SIGPIPE, SIG_IGN);

@@ -95,14 +95,14 @@ struct case_ {
 };
 
 static const struct case_ cases[] = {
-    {PSYNE_F32, 1, 1000, {777}, {0}},                        /* a vector resized within its capacity */
-    {PSYNE_F64, 2, 13 * 9, {13, 7}, {9, 1}},                 /* a matrix with leading dimension 9 */
-    {PSYNE_I8, 1, 4096, {4096}, {0}},                        /* quantized */
-    {PSYNE_U8, 1, 3, {3}, {0}},                              /* bytes */
+    {PSYNE_F32, 1, 1000, {777}, {0}},        /* a vector resized within its capacity */
+    {PSYNE_F64, 2, 13 * 9, {13, 7}, {9, 1}}, /* a matrix with leading dimension 9 */
+    {PSYNE_I8, 1, 4096, {4096}, {0}},        /* quantized */
+    {PSYNE_U8, 1, 3, {3}, {0}},              /* bytes */
     {PSYNE_I32, 3, 60, {3, 4, 5}, {0}},
-    {PSYNE_I64, 8, 256, {2, 2, 2, 2, 2, 2, 2, 2}, {0}},      /* the largest rank */
-    {PSYNE_F32, 2, 10, {0, 5}, {0}},                         /* empty */
-    {PSYNE_F64, 0, 1, {0}, {0}},                             /* a scalar */
+    {PSYNE_I64, 8, 256, {2, 2, 2, 2, 2, 2, 2, 2}, {0}}, /* the largest rank */
+    {PSYNE_F32, 2, 10, {0, 5}, {0}},                    /* empty */
+    {PSYNE_F64, 0, 1, {0}, {0}},                        /* a scalar */
 };
 
 static void send_case(psyne_channel *tx, const struct case_ *k)
@@ -242,7 +242,7 @@ static void hostile_descriptors(void)
     CHECK_RC(view_of(&d, 60, &v), -EPROTO);      /* shorter than its data offset */
     CHECK_RC(view_of(&d, 40, &v), -EPROTO);      /* shorter than its rank-2 header */
     CHECK_RC(view_of(&d, 10, &v), -EPROTO);      /* shorter than any header */
-    d.shape[0] = UINT64_MAX / 2;                  /* dimensions whose product overflows */
+    d.shape[0] = UINT64_MAX / 2;                 /* dimensions whose product overflows */
     d.shape[1] = 3;
     CHECK_RC(view_of(&d, 72 + 64, &v), -EPROTO);
     d = good;
@@ -301,7 +301,7 @@ static void sender_errors(void)
     CHECK_RC(psyne_tensor_reshape(&t, 2, big, NULL), -EINVAL);  /* 110 > 100 */
     CHECK_RC(psyne_tensor_reshape(&t, 2, huge, NULL), -EINVAL); /* overflow */
     CHECK_RC(psyne_tensor_reshape(&t, 9, ok, NULL), -EINVAL);
-    CHECK_RC(psyne_tensor_reshape(&t, 2, ok, ld), -EINVAL);     /* rows of 12: 9*12+10 > 100 */
+    CHECK_RC(psyne_tensor_reshape(&t, 2, ok, ld), -EINVAL); /* rows of 12: 9*12+10 > 100 */
     CHECK_RC(psyne_tensor_reshape(&t, 2, ok, NULL), 0);
     CHECK_RC(psyne_commit_tensor(tx, &t), 0);
     CHECK_RC(psyne_commit_tensor(tx, &t), -EINVAL); /* already committed */

@@ -188,11 +188,25 @@ static void test_options_and_uris(void)
     /* Malformed tcp:// addresses fail before any lookup or connection, at
      * either end: ports that would wrap, brackets that do not close, an
      * IPv6 address without them, signs, spaces' neighbours, empty parts. */
-    const char *bad_tcp[] = {"tcp://127.0.0.1:65536", "tcp://127.0.0.1:70000", "tcp://127.0.0.1:4294967297",
-                             "tcp://127.0.0.1:000065535", "tcp://127.0.0.1:-1", "tcp://127.0.0.1:+80",
-                             "tcp://127.0.0.1:", "tcp://127.0.0.1:80:80", "tcp://[::1", "tcp://[::1]",
-                             "tcp://[::1]80", "tcp://[]:80", "tcp://[::1]]:80", "tcp://::1:80", "tcp://a]b:80",
-                             "tcp://a[b:80", "tcp://:", "tcp://[::1]:0x50", "tcp://127.0.0.1:8O"};
+    const char *bad_tcp[] = {"tcp://127.0.0.1:65536",
+                             "tcp://127.0.0.1:70000",
+                             "tcp://127.0.0.1:4294967297",
+                             "tcp://127.0.0.1:000065535",
+                             "tcp://127.0.0.1:-1",
+                             "tcp://127.0.0.1:+80",
+                             "tcp://127.0.0.1:",
+                             "tcp://127.0.0.1:80:80",
+                             "tcp://[::1",
+                             "tcp://[::1]",
+                             "tcp://[::1]80",
+                             "tcp://[]:80",
+                             "tcp://[::1]]:80",
+                             "tcp://::1:80",
+                             "tcp://a]b:80",
+                             "tcp://a[b:80",
+                             "tcp://:",
+                             "tcp://[::1]:0x50",
+                             "tcp://127.0.0.1:8O"};
     for (int listen = 0; listen < 2; listen++) {
         quick.flags = listen ? PSYNE_F_LISTEN : 0;
         for (size_t i = 0; i < sizeof bad_tcp / sizeof bad_tcp[0]; i++) {
@@ -432,7 +446,7 @@ static void test_commit_abort_errors(int mode)
     CHECK_RC(psyne_commit(e.tx, &c, 1, T_MSG), -EINVAL);
 
     CHECK_RC(psyne_claim_to(e.tx, 1, 16, &c, PSYNE_NONBLOCK), -EINVAL); /* no peers here */
-    CHECK_RC(psyne_claim_to(e.tx, 0, 16, &c, PSYNE_NONBLOCK), 0);      /* peer 0: psyne_claim */
+    CHECK_RC(psyne_claim_to(e.tx, 0, 16, &c, PSYNE_NONBLOCK), 0);       /* peer 0: psyne_claim */
     memcpy(c.data, "world", 5);
     CHECK_RC(psyne_commit(e.tx, &c, 5, T_MSG + 1), 0);
 
@@ -580,10 +594,10 @@ static void test_stats_while_streaming(int mode)
         uint64_t msgs = atomic_load_explicit(&s.upto_msgs, memory_order_acquire);
         uint64_t bytes = atomic_load_explicit(&s.upto_bytes, memory_order_relaxed);
         if (st.msgs_out < last_msgs || st.bytes_out < last_bytes || st.msgs_out > msgs || st.bytes_out > bytes)
-            fprintf(stderr, "stats while streaming: %llu msgs %llu bytes, before %llu %llu, committed at most %llu %llu\n",
-                    (unsigned long long)st.msgs_out, (unsigned long long)st.bytes_out,
-                    (unsigned long long)last_msgs, (unsigned long long)last_bytes, (unsigned long long)msgs,
-                    (unsigned long long)bytes);
+            fprintf(stderr,
+                    "stats while streaming: %llu msgs %llu bytes, before %llu %llu, committed at most %llu %llu\n",
+                    (unsigned long long)st.msgs_out, (unsigned long long)st.bytes_out, (unsigned long long)last_msgs,
+                    (unsigned long long)last_bytes, (unsigned long long)msgs, (unsigned long long)bytes);
         CHECK(st.msgs_out >= last_msgs && st.bytes_out >= last_bytes);
         CHECK(st.msgs_out <= msgs && st.bytes_out <= bytes);
         last_msgs = st.msgs_out;

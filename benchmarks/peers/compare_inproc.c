@@ -123,8 +123,8 @@ static void *dpdk_spsc_producer(void *arg)
 
 static double dpdk_spsc_run(uint64_t count, unsigned burst, unsigned esize)
 {
-    struct dpdk_spsc d = {.r = dpdk_ring(esize, RING_F_SP_ENQ | RING_F_SC_DEQ), .count = count, .burst = burst,
-                          .esize = esize};
+    struct dpdk_spsc d = {
+        .r = dpdk_ring(esize, RING_F_SP_ENQ | RING_F_SC_DEQ), .count = count, .burst = burst, .esize = esize};
     pthread_t t;
     pthread_create(&t, NULL, dpdk_spsc_producer, &d);
     bench_pin(pin ? 1 : -1);
@@ -304,8 +304,8 @@ static void compare(const char *workload, size_t size, const char *metric, struc
         memcpy(tmp, sys[s].v, sizeof(double) * (size_t)runs);
         double med = bench_median(tmp, runs);
         if (!strcmp(metric, "mps"))
-            printf("RESULT system=%s workload=%s size=%zu mps=%.0f gbps=%.3f runs=%d\n", sys[s].name, workload,
-                   size, med, med * (double)size / 1e9, runs);
+            printf("RESULT system=%s workload=%s size=%zu mps=%.0f gbps=%.3f runs=%d\n", sys[s].name, workload, size,
+                   med, med * (double)size / 1e9, runs);
         else {
             struct lat_result m;
             char fields[BENCH_RTT_FIELDS_LEN];
@@ -315,35 +315,35 @@ static void compare(const char *workload, size_t size, const char *metric, struc
         }
     }
     for (int p = 0; p < n_sys; p++)
-    for (int s = 0; s < n_sys; s++) {
-        if ((p && !sys[p].subject) || s == p || sys[s].subject || (s == 0 && p == 0))
-            continue;
-        /* Ratios of the rounds in the usual placement, or of all rounds
+        for (int s = 0; s < n_sys; s++) {
+            if ((p && !sys[p].subject) || s == p || sys[s].subject || (s == 0 && p == 0))
+                continue;
+            /* Ratios of the rounds in the usual placement, or of all rounds
          * when none was (the table says how many rounds count). */
-        double ratio[MAX_RUNS];
-        int n = 0;
-        for (int r = 0; r < runs; r++)
-            if (usual[r] || n_usual == 0)
-                ratio[n++] = sys[p].v[r] / sys[s].v[r];
-        double lo = bench_min(ratio, n), hi = bench_max(ratio, n), med = bench_median(ratio, n);
-        printf("RATIO workload=%s size=%zu metric=%s %s/%s=%.3f min=%.3f max=%.3f rounds=%d placement=%s%s\n",
-               workload, size, metric, sys[p].name, sys[s].name, med, lo, hi, n, n_usual ? "usual" : "any",
-               sys[s].higher_is_better ? "" : " (latency: lower is better)");
-        if (n_rows < 64) {
-            struct row *w = &rows[n_rows++];
-            snprintf(w->system, sizeof w->system, "%s", sys[p].name);
-            snprintf(w->workload, sizeof w->workload, "%s", workload);
-            w->size = size;
-            snprintf(w->metric, sizeof w->metric, "%s", metric);
-            snprintf(w->ref, sizeof w->ref, "%s", sys[s].name);
-            w->ratio = med;
-            w->lo = lo;
-            w->hi = hi;
-            w->usual = n_usual;
-            w->rounds = n;
-            snprintf(w->target, sizeof w->target, "%s", s && targets && targets[s - 1] ? targets[s - 1] : "");
+            double ratio[MAX_RUNS];
+            int n = 0;
+            for (int r = 0; r < runs; r++)
+                if (usual[r] || n_usual == 0)
+                    ratio[n++] = sys[p].v[r] / sys[s].v[r];
+            double lo = bench_min(ratio, n), hi = bench_max(ratio, n), med = bench_median(ratio, n);
+            printf("RATIO workload=%s size=%zu metric=%s %s/%s=%.3f min=%.3f max=%.3f rounds=%d placement=%s%s\n",
+                   workload, size, metric, sys[p].name, sys[s].name, med, lo, hi, n, n_usual ? "usual" : "any",
+                   sys[s].higher_is_better ? "" : " (latency: lower is better)");
+            if (n_rows < 64) {
+                struct row *w = &rows[n_rows++];
+                snprintf(w->system, sizeof w->system, "%s", sys[p].name);
+                snprintf(w->workload, sizeof w->workload, "%s", workload);
+                w->size = size;
+                snprintf(w->metric, sizeof w->metric, "%s", metric);
+                snprintf(w->ref, sizeof w->ref, "%s", sys[s].name);
+                w->ratio = med;
+                w->lo = lo;
+                w->hi = hi;
+                w->usual = n_usual;
+                w->rounds = n;
+                snprintf(w->target, sizeof w->target, "%s", s && targets && targets[s - 1] ? targets[s - 1] : "");
+            }
         }
-    }
     fflush(stdout);
 }
 
@@ -437,9 +437,12 @@ int main(int argc, char **argv)
 {
     int quick = 0;
     const char *only = NULL;
-    static const struct option opts[] = {{"runs", required_argument, 0, 'r'}, {"quick", no_argument, 0, 'q'},
-                                         {"no-pin", no_argument, 0, 'n'}, {"only", required_argument, 0, 'o'},
-                                         {"usual-rtt-ns", required_argument, 0, 'u'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"runs", required_argument, 0, 'r'},
+                                         {"quick", no_argument, 0, 'q'},
+                                         {"no-pin", no_argument, 0, 'n'},
+                                         {"only", required_argument, 0, 'o'},
+                                         {"usual-rtt-ns", required_argument, 0, 'u'},
+                                         {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'o')

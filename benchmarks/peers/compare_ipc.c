@@ -46,7 +46,7 @@
 
 struct iox_run { /* in a memfd shared by the orchestrator and both sides */
     size_t size;
-    uint64_t count;       /* messages, or timed round trips */
+    uint64_t count; /* messages, or timed round trips */
     struct bench_gate gate;
     int64_t start, end;
     struct lat_result lat;
@@ -371,8 +371,10 @@ int main(int argc, char **argv)
         return 0;
     }
     int runs = 5, quick = 0;
-    static const struct option opts[] = {{"runs", required_argument, 0, 'r'}, {"quick", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"runs", required_argument, 0, 'r'},
+                                         {"quick", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (opt == 'r')
@@ -396,8 +398,7 @@ int main(int argc, char **argv)
         return 1;
     atexit(stop_roudi); /* whichever RouDi runs at exit (iox_run_pair may restart it) */
 
-    printf("# psyne_compare_ipc: psyne ipc:// vs iceoryx %s (C binding), %d alternating rounds per row\n",
-           "2.0", runs);
+    printf("# psyne_compare_ipc: psyne ipc:// vs iceoryx %s (C binding), %d alternating rounds per row\n", "2.0", runs);
     struct row rows[8];
     int n_rows = 0;
     static const size_t sizes[] = {64, 4096, 1048576};
@@ -424,10 +425,21 @@ int main(int argc, char **argv)
         printf("RESULT system=shm-slot-ring workload=ipc-spsc-tput size=%zu mps=%.0f gbps=%.3f runs=%d\n", size, sm,
                sm * (double)size / 1e9, runs);
         printf("RATIO workload=ipc-spsc-tput size=%zu metric=mps psyne/iceoryx=%.3f psyne/shm-slot-ring=%.3f "
-               "rounds=%d\n", size, ratio, shm_ratio, runs);
+               "rounds=%d\n",
+               size, ratio, shm_ratio, runs);
         double want = size == 64 ? 10.0 : size == 1048576 ? 1.0 : 0.0;
-        rows[n_rows++] = (struct row){"ipc-spsc-tput", "mps", size == 64 ? ">= 10" : size == 1048576 ? ">= 1" : "",
-                                      size, pm, im, ratio, sm, shm_ratio, want == 0.0 || ratio >= want};
+        rows[n_rows++] = (struct row){"ipc-spsc-tput",
+                                      "mps",
+                                      size == 64        ? ">= 10"
+                                      : size == 1048576 ? ">= 1"
+                                                        : "",
+                                      size,
+                                      pm,
+                                      im,
+                                      ratio,
+                                      sm,
+                                      shm_ratio,
+                                      want == 0.0 || ratio >= want};
         fflush(stdout);
     }
     {
@@ -454,9 +466,10 @@ int main(int argc, char **argv)
                    bench_rtt_fields(&m, fields), runs, (unsigned long long)trips);
         }
         printf("RATIO workload=ipc-pingpong size=64 metric=rtt_p50_ns psyne/iceoryx=%.3f psyne/shm-slot-ring=%.3f "
-               "rounds=%d (latency: lower is better)\n", ratio, shm_ratio, runs);
-        rows[n_rows++] = (struct row){"ipc-pingpong", "rtt_p50_ns", "<= 0.5", 64, pm, im, ratio, sm, shm_ratio,
-                                      ratio <= 0.5};
+               "rounds=%d (latency: lower is better)\n",
+               ratio, shm_ratio, runs);
+        rows[n_rows++] =
+            (struct row){"ipc-pingpong", "rtt_p50_ns", "<= 0.5", 64, pm, im, ratio, sm, shm_ratio, ratio <= 0.5};
     }
     stop_roudi();
 
@@ -466,6 +479,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_rows; i++)
         printf("| %s | %zu | %s | %.4g | %.4g | %.2f | %s | %s | %.4g | %.2f |\n", rows[i].workload, rows[i].size,
                rows[i].metric, rows[i].psyne, rows[i].iox, rows[i].ratio, rows[i].target,
-               !rows[i].target[0] ? "" : rows[i].met ? "yes" : "no", rows[i].shm, rows[i].shm_ratio);
+               !rows[i].target[0] ? ""
+               : rows[i].met      ? "yes"
+                                  : "no",
+               rows[i].shm, rows[i].shm_ratio);
     return 0;
 }

@@ -239,8 +239,7 @@ enum transport { T_INPROC, T_IPC, T_TCP };
 
 /* One run of a peer library: throughput in messages/s, or the p50 RTT in ns
  * (with every percentile in *lat). */
-static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, uint64_t count,
-                       struct lat_result *lat)
+static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, uint64_t count, struct lat_result *lat)
 {
     int ipc = tr == T_IPC; /* the peer side is a process of its own */
     struct run *r = run_state;
@@ -374,8 +373,8 @@ static void compare(enum transport ipc, int tput, size_t size, uint64_t count)
         else
             w->peer[s - 1] = med;
         if (tput)
-            printf("RESULT system=%s workload=%s size=%zu mps=%.0f gbps=%.3f runs=%d count=%llu\n", names[s],
-                   workload, size, med, med * (double)size / 1e9, runs, (unsigned long long)count);
+            printf("RESULT system=%s workload=%s size=%zu mps=%.0f gbps=%.3f runs=%d count=%llu\n", names[s], workload,
+                   size, med, med * (double)size / 1e9, runs, (unsigned long long)count);
         else {
             struct lat_result m;
             char fields[BENCH_RTT_FIELDS_LEN];
@@ -411,8 +410,10 @@ int main(int argc, char **argv)
         return 0;
     }
     int quick = 0, inproc = 1, ipc = 1, tcp = 1;
-    static const struct option opts[] = {{"runs", required_argument, 0, 'r'}, {"quick", no_argument, 0, 'q'},
-                                         {"transport", required_argument, 0, 't'}, {"no-pin", no_argument, 0, 'p'},
+    static const struct option opts[] = {{"runs", required_argument, 0, 'r'},
+                                         {"quick", no_argument, 0, 'q'},
+                                         {"transport", required_argument, 0, 't'},
+                                         {"no-pin", no_argument, 0, 'p'},
                                          {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         switch (c) {
@@ -436,8 +437,8 @@ int main(int argc, char **argv)
         die("mmap", "run state");
     int zmaj, zmin, zpat;
     zmq_version(&zmaj, &zmin, &zpat);
-    printf("# psyne vs ZeroMQ %d.%d.%d and nng %s: %d rounds, systems alternating\n", zmaj, zmin, zpat,
-           nng_version(), runs);
+    printf("# psyne vs ZeroMQ %d.%d.%d and nng %s: %d rounds, systems alternating\n", zmaj, zmin, zpat, nng_version(),
+           runs);
     uint64_t div = quick ? 20 : 1;
     static const size_t sizes[] = {64, 4096, 1048576};
     static const uint64_t counts[] = {500000, 100000, 2000};

@@ -111,8 +111,10 @@ static void slot_ping(void *ctx, uint64_t i)
 void slot_pingpong_run(uint64_t trips, int pin, int as_process, struct lat_result *out)
 {
     struct slot_pp *p = bench_shared_alloc(sizeof *p);
-    *p = (struct slot_pp){.ping = new_ring(4096, 64, as_process), .pong = new_ring(4096, 64, as_process),
-                          .total = bench_warmup_trips(trips) + trips, .pin = pin};
+    *p = (struct slot_pp){.ping = new_ring(4096, 64, as_process),
+                          .pong = new_ring(4096, 64, as_process),
+                          .total = bench_warmup_trips(trips) + trips,
+                          .pin = pin};
     struct bench_peer ponger;
     bench_peer_start(&ponger, as_process, slot_ponger, p);
     bench_pin(pin ? bench_cpu_producer : -1);

@@ -39,14 +39,14 @@
 
 /* What the SP fast path reads; written once, before the handle is used. */
 struct psy_lane {
-    _Atomic uint64_t *tail;          /* the ring's published position (pub.tail); NULL: no fast path */
-    _Atomic uint64_t *cached_head;   /* the producer's copy of the release position */
-    _Atomic uint32_t *data_waiters;  /* consumers asleep on the ring */
-    _Atomic uint32_t *closed;        /* set once by shutdown */
-    uint8_t *data;                   /* first of the two mirrored mappings */
-    uint64_t mask;                   /* header offsets: (capacity - 1) & ~7 */
+    _Atomic uint64_t *tail;         /* the ring's published position (pub.tail); NULL: no fast path */
+    _Atomic uint64_t *cached_head;  /* the producer's copy of the release position */
+    _Atomic uint32_t *data_waiters; /* consumers asleep on the ring */
+    _Atomic uint32_t *closed;       /* set once by shutdown */
+    uint8_t *data;                  /* first of the two mirrored mappings */
+    uint64_t mask;                  /* header offsets: (capacity - 1) & ~7 */
     uint64_t cap;
-    bool wake_fence;                 /* fence before reading data_waiters (no membarrier here) */
+    bool wake_fence; /* fence before reading data_waiters (no membarrier here) */
 };
 
 /* Every claim keeps this much free space after the record for the SP
@@ -133,7 +133,7 @@ PSYNE_INLINE int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_cla
 PSYNE_INLINE int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length, uint32_t type)
 {
     const struct psy_lane *l = (const struct psy_lane *)(const void *)ch;
-    if (psy_unlikely(c == NULL)) /* where c is a local, the compiler drops the test */
+    if (psy_unlikely(c == NULL))                        /* where c is a local, the compiler drops the test */
         return psy_commit_slow(ch, NULL, length, type); /* -EINVAL */
     uint64_t pos = c->psy_pos;
     /* The tail says that this claim is the open one (a second commit of it
@@ -142,8 +142,8 @@ PSYNE_INLINE int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t
     if (psy_likely(ch != NULL && l->tail != NULL && length <= c->capacity && type >= PSYNE_TYPE_USER_MIN &&
                    type <= PSYNE_TYPE_USER_MAX && c->psy_batch == 1) &&
         psy_likely(atomic_load_explicit(l->tail, memory_order_relaxed) == (pos | PSY_TAIL_CLAIMED))) {
-        if (psy_unlikely(psy_lane_publish(l, pos, (uint64_t)length | ((uint64_t)type << 32),
-                                          pos + PSYNE_RECORD_SIZE(length))))
+        if (psy_unlikely(
+                psy_lane_publish(l, pos, (uint64_t)length | ((uint64_t)type << 32), pos + PSYNE_RECORD_SIZE(length))))
             psy_lane_wake(ch);
         return 0;
     }

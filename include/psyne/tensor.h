@@ -30,15 +30,15 @@
 enum psyne_dtype {
     PSYNE_F32 = 1,
     PSYNE_F64 = 2,
-    PSYNE_I8 = 3,  /* quantized values */
-    PSYNE_U8 = 4,  /* quantized values, and byte vectors */
+    PSYNE_I8 = 3, /* quantized values */
+    PSYNE_U8 = 4, /* quantized values, and byte vectors */
     PSYNE_I32 = 5,
     PSYNE_I64 = 6,
 };
 
 #define PSYNE_TENSOR_MAX_RANK 8
-#define PSYNE_TENSOR_ALIGN 64                    /* the first element's address alignment */
-#define PSYNE_TYPE_TENSOR ((uint32_t)16)         /* record type of typed messages (psyne's range) */
+#define PSYNE_TENSOR_ALIGN 64                     /* the first element's address alignment */
+#define PSYNE_TYPE_TENSOR ((uint32_t)16)          /* record type of typed messages (psyne's range) */
 #define PSYNE_TENSOR_MAGIC ((uint32_t)0x524e5354) /* "TSNR" */
 
 /* The header at the start of a typed record (little endian, as the ring),
@@ -58,8 +58,8 @@ struct psyne_tensor_desc {
 /* A tensor being built in a claim, or one received (a view). data points
  * into the ring; shape and strides are this struct's own copies. */
 struct psyne_tensor {
-    void *data;      /* first element, PSYNE_TENSOR_ALIGN-aligned */
-    int dtype;       /* enum psyne_dtype */
+    void *data; /* first element, PSYNE_TENSOR_ALIGN-aligned */
+    int dtype;  /* enum psyne_dtype */
     int rank;
     uint64_t shape[PSYNE_TENSOR_MAX_RANK];
     uint64_t strides[PSYNE_TENSOR_MAX_RANK];
@@ -81,8 +81,8 @@ PSYNE_API size_t psyne_dtype_size(int dtype);
  * never fit the ring), or the errors and waiting of psyne_claim
  * (timeout_ns). Threads: as psyne_claim.
  */
-PSYNE_API int psyne_claim_tensor(psyne_channel *ch, int dtype, int max_rank, uint64_t capacity,
-                                 struct psyne_tensor *t, int64_t timeout_ns);
+PSYNE_API int psyne_claim_tensor(psyne_channel *ch, int dtype, int max_rank, uint64_t capacity, struct psyne_tensor *t,
+                                 int64_t timeout_ns);
 
 /*
  * Sets the shape (rank 0..t->max_rank) of a claimed tensor; strides NULL means
@@ -127,22 +127,22 @@ PSYNE_API int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, 
 #define PSYNE_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #define PSYNE_ALIGNOF(type) _Alignof(type)
 #endif
-#define PSYNE_MESSAGE_TYPE(name, ctype, id)                                                                   \
-    PSYNE_STATIC_ASSERT((id) >= PSYNE_TYPE_USER_MIN && (id) <= PSYNE_TYPE_USER_MAX, "type id out of range"); \
-    PSYNE_STATIC_ASSERT(PSYNE_ALIGNOF(ctype) <= 8, "more than the ring's 8-byte alignment");                      \
-    static inline int name##_claim(psyne_channel *ch, ctype **out, struct psyne_claimed *c, int64_t timeout_ns) \
-    {                                                                                                          \
-        int rc_ = psyne_claim(ch, sizeof(ctype), c, timeout_ns);                                               \
-        *out = rc_ == 0 ? (ctype *)c->data : (ctype *)0;                                                       \
-        return rc_;                                                                                            \
-    }                                                                                                          \
-    static inline int name##_commit(psyne_channel *ch, struct psyne_claimed *c)                               \
-    {                                                                                                          \
-        return psyne_commit(ch, c, sizeof(ctype), (id));                                                       \
-    }                                                                                                          \
-    static inline const ctype *name##_view(const struct psyne_msg *m)                                         \
-    {                                                                                                          \
-        return m->type == (id) && m->length == sizeof(ctype) ? (const ctype *)m->data : (const ctype *)0;      \
+#define PSYNE_MESSAGE_TYPE(name, ctype, id)                                                                            \
+    PSYNE_STATIC_ASSERT((id) >= PSYNE_TYPE_USER_MIN && (id) <= PSYNE_TYPE_USER_MAX, "type id out of range");           \
+    PSYNE_STATIC_ASSERT(PSYNE_ALIGNOF(ctype) <= 8, "more than the ring's 8-byte alignment");                           \
+    static inline int name##_claim(psyne_channel *ch, ctype **out, struct psyne_claimed *c, int64_t timeout_ns)        \
+    {                                                                                                                  \
+        int rc_ = psyne_claim(ch, sizeof(ctype), c, timeout_ns);                                                       \
+        *out = rc_ == 0 ? (ctype *)c->data : (ctype *)0;                                                               \
+        return rc_;                                                                                                    \
+    }                                                                                                                  \
+    static inline int name##_commit(psyne_channel *ch, struct psyne_claimed *c)                                        \
+    {                                                                                                                  \
+        return psyne_commit(ch, c, sizeof(ctype), (id));                                                               \
+    }                                                                                                                  \
+    static inline const ctype *name##_view(const struct psyne_msg *m)                                                  \
+    {                                                                                                                  \
+        return m->type == (id) && m->length == sizeof(ctype) ? (const ctype *)m->data : (const ctype *)0;              \
     }
 
 #endif /* PSYNE_TENSOR_H */

@@ -31,13 +31,13 @@ struct psyne_channel {
     _Atomic(uintptr_t) mp_owner; /* the thread that counts without a locked add (count_mp) and uses the
                                     lease, 0: none yet */
     alignas(PSY_CACHE_BLOCK) struct psy_ring *ring; /* consumer side: the ring we receive from */
-    struct psy_ring *tx;        /* producer side: the same ring, except for tcp:// */
-    struct psy_tcp_link *link;  /* tcp://: the connection that moves tx and ring */
-    struct psy_tcp_server *server; /* tcp:// with max_peers: many links; ring and tx are NULL */
-    struct psy_dyn *dyn;        /* dynamic ring: ring and tx are its segments, refreshed per call */
-    struct psy_ring *home;      /* what the handle attached to: handle counts, shutdown */
-    psy_atomic64 *mp_counts; /* {msgs, bytes, own msgs, own bytes}: mp_msgs here, or the ipc slot's */
-    struct psyne_channel *next; /* in tx->handles */
+    struct psy_ring *tx;                            /* producer side: the same ring, except for tcp:// */
+    struct psy_tcp_link *link;                      /* tcp://: the connection that moves tx and ring */
+    struct psy_tcp_server *server;                  /* tcp:// with max_peers: many links; ring and tx are NULL */
+    struct psy_dyn *dyn;                            /* dynamic ring: ring and tx are its segments, refreshed per call */
+    struct psy_ring *home;                          /* what the handle attached to: handle counts, shutdown */
+    psy_atomic64 *mp_counts;         /* {msgs, bytes, own msgs, own bytes}: mp_msgs here, or the ipc slot's */
+    struct psyne_channel *next;      /* in tx->handles */
     const struct psy_reader *reader; /* single consumer state, NULL in MC modes */
     bool sp_fast;                    /* may take the inline SP claim/commit */
     bool mp_fast;                    /* MP producer on a plain ring: psyne_claim goes straight to the ring */
@@ -112,14 +112,13 @@ static int check_options(const struct psyne_options *o)
         return psy_fail(-EINVAL, "a BROADCAST handle must be PSYNE_ROLE_PRODUCER or PSYNE_ROLE_CONSUMER");
     if (o->wait != PSYNE_WAIT_ADAPTIVE && o->wait != PSYNE_WAIT_SPIN)
         return psy_fail(-EINVAL, "wait %d is not a psyne_wait", o->wait);
-    const uint32_t known =
-        PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN | PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK | PSYNE_F_NUMA_BIND | PSYNE_F_LEASES |
-        PSYNE_F_IPC_OTHER_OWNER;
+    const uint32_t known = PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN | PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK |
+                           PSYNE_F_NUMA_BIND | PSYNE_F_LEASES | PSYNE_F_IPC_OTHER_OWNER;
     if (o->flags & ~known)
         return psy_fail(-EINVAL, "unknown option flags 0x%x", o->flags & ~known);
     if (o->capacity > PSYNE_MAX_CAPACITY)
-        return psy_fail(-EINVAL, "capacity %llu is above PSYNE_MAX_CAPACITY (%llu)",
-                        (unsigned long long)o->capacity, (unsigned long long)PSYNE_MAX_CAPACITY);
+        return psy_fail(-EINVAL, "capacity %llu is above PSYNE_MAX_CAPACITY (%llu)", (unsigned long long)o->capacity,
+                        (unsigned long long)PSYNE_MAX_CAPACITY);
     if (o->numa_node && !(o->flags & PSYNE_F_NUMA_BIND))
         return psy_fail(-EINVAL, "numa_node is set but PSYNE_F_NUMA_BIND is not");
     struct psy_place_request req;
@@ -138,8 +137,10 @@ static int check_options(const struct psyne_options *o)
         return psy_fail(-EINVAL, "max_peers %u is above PSYNE_MAX_PEERS (%u)", o->max_peers, PSYNE_MAX_PEERS);
     for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
         if (o->reserved[i])
-            return psy_fail(-EINVAL, "psyne_options.reserved[%zu] is set: an option of a later psyne version "
-                            "(or options not made with psyne_options_init)", i);
+            return psy_fail(-EINVAL,
+                            "psyne_options.reserved[%zu] is set: an option of a later psyne version "
+                            "(or options not made with psyne_options_init)",
+                            i);
     return 0;
 }
 
@@ -154,7 +155,8 @@ static void detach(struct psy_ring *r)
 /* The open-handle counts a handle of this role is in (ipc slot roles). */
 static unsigned role_bits(int role)
 {
-    return (role != PSYNE_ROLE_CONSUMER ? PSY_SLOT_PRODUCER : 0) | (role != PSYNE_ROLE_PRODUCER ? PSY_SLOT_CONSUMER : 0);
+    return (role != PSYNE_ROLE_CONSUMER ? PSY_SLOT_PRODUCER : 0) |
+           (role != PSYNE_ROLE_PRODUCER ? PSY_SLOT_CONSUMER : 0);
 }
 
 int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_options *opt)
@@ -395,9 +397,9 @@ static int claim_on(psyne_channel *ch, struct psy_ring *r, size_t max_len, struc
     if (!message_fits(r, max_len) && ch->dyn && max_len <= UINT32_MAX && psy_dyn_grow(ch->dyn, need) == 0)
         r = ch->tx = psy_dyn_producer(ch->dyn); /* a segment chained large enough */
     if (!message_fits(r, max_len))
-        return psy_fail(-EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu%s", max_len,
-                        (unsigned long long)need, (unsigned long long)(ch->dyn ? psy_dyn_max_capacity(ch->dyn) : r->cap),
-                        ch->dyn ? " at most" : "");
+        return psy_fail(
+            -EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu%s", max_len, (unsigned long long)need,
+            (unsigned long long)(ch->dyn ? psy_dyn_max_capacity(ch->dyn) : r->cap), ch->dyn ? " at most" : "");
     c[0].capacity = (uint32_t)max_len;
     struct claim_batch_try t = {r, need, c, n};
     int rc = claim_batch_once(&t);
@@ -421,10 +423,10 @@ static int claim_on(psyne_channel *ch, struct psy_ring *r, size_t max_len, struc
 
 /* A NULL handle or argument is -EINVAL everywhere (bindings pass what
  * their users give them); what kind of NULL, the detail says. */
-#define CHECK_NULL(p)                                                                                          \
-    do {                                                                                                       \
-        if (psy_unlikely((p) == NULL))                                                                         \
-            return psy_fail(-EINVAL, "%s: %s is NULL", __func__, #p);                                          \
+#define CHECK_NULL(p)                                                                                                  \
+    do {                                                                                                               \
+        if (psy_unlikely((p) == NULL))                                                                                 \
+            return psy_fail(-EINVAL, "%s: %s is NULL", __func__, #p);                                                  \
     } while (0)
 
 int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, unsigned n, int64_t timeout_ns)
@@ -694,9 +696,9 @@ int psyne_release(psyne_channel *ch, const struct psyne_msg *m)
     CHECK_NULL(ch);
     CHECK_NULL(m);
     int rc = psy_unlikely(ch->server != NULL) ? psy_tcp_server_release(ch->server, m, 1)
-             : psy_unlikely(ch->dyn != NULL) ? release_dynamic(ch, m->psy_end)
-             : ch->reader                  ? psy_sc_release(ch->ring, ch->reader, m->psy_end)
-                                           : psy_ring_release(ch->ring, NULL, m, 1);
+             : psy_unlikely(ch->dyn != NULL)  ? release_dynamic(ch, m->psy_end)
+             : ch->reader                     ? psy_sc_release(ch->ring, ch->reader, m->psy_end)
+                                              : psy_ring_release(ch->ring, NULL, m, 1);
     return rc ? psy_fail(rc, "release of a message this consumer does not hold") : 0;
 }
 
@@ -711,7 +713,7 @@ int psyne_release_batch(psyne_channel *ch, const struct psyne_msg *msgs, unsigne
             return psy_fail(-EINVAL, "release_batch of messages that are not one receive_batch result");
     int rc = ch->server ? psy_tcp_server_release(ch->server, msgs, n)
              : ch->dyn  ? release_dynamic(ch, msgs[n - 1].psy_end)
-                     : psy_ring_release(ch->ring, ch->reader, msgs, n);
+                        : psy_ring_release(ch->ring, ch->reader, msgs, n);
     return rc ? psy_fail(rc, "release of messages this consumer does not hold") : 0;
 }
 
@@ -784,8 +786,7 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     }
     pthread_mutex_unlock(&t->handles_lock);
     if (r->ipc) /* every process's open handles count in their slots */
-        psy_ipc_stats(r, &st->msgs_out, &st->bytes_out, &st->peers_lost, &st->claims_recovered,
-                      &st->views_recovered);
+        psy_ipc_stats(r, &st->msgs_out, &st->bytes_out, &st->peers_lost, &st->claims_recovered, &st->views_recovered);
     st->full_events = rd(&tsh->prod.full_events);
     st->msgs_in = rd(&sh->cons.msgs);
     st->bytes_in = rd(&sh->cons.bytes);

@@ -84,8 +84,8 @@ int psyne_claim_tensor(psyne_channel *ch, int dtype, int max_rank, uint64_t capa
     /* header, up to 56 bytes to reach the alignment, then the elements */
     uint64_t bytes;
     if (__builtin_mul_overflow(capacity, esize, &bytes) || bytes > UINT32_MAX)
-        return psy_fail(-EMSGSIZE, "%llu elements of %zu bytes can never fit a message",
-                        (unsigned long long)capacity, esize);
+        return psy_fail(-EMSGSIZE, "%llu elements of %zu bytes can never fit a message", (unsigned long long)capacity,
+                        esize);
     size_t head = PSYNE_TENSOR_DESC_SIZE(max_rank);
     size_t room = head + PSYNE_TENSOR_ALIGN - PSYNE_RECORD_HEADER + bytes;
     /* straight into t: a copy of the claim just written by psyne_claim
@@ -136,7 +136,7 @@ int psyne_commit_tensor(psyne_channel *ch, struct psyne_tensor *t)
     d->reserved16 = 0;
     d->data_offset = (uint32_t)((uintptr_t)t->data - (uintptr_t)d);
     d->reserved32 = 0;
-    uint64_t *dims = (uint64_t *)(d + 1); /* shape, then strides */
+    uint64_t *dims = (uint64_t *)(d + 1);             /* shape, then strides */
     for (int i = 0; i < PSYNE_TENSOR_MAX_RANK; i++) { /* a fixed count: see set_dims */
         if (i < t->rank) {
             dims[i] = t->shape[i];
@@ -171,16 +171,15 @@ int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, struct psy
             memcpy(&strides[i], dims + 8 * (d.rank + i), 8);
         }
     }
-    if (d.data_offset < head || d.data_offset > m->length ||
-        ((uintptr_t)m->data + d.data_offset) % PSYNE_TENSOR_ALIGN)
+    if (d.data_offset < head || d.data_offset > m->length || ((uintptr_t)m->data + d.data_offset) % PSYNE_TENSOR_ALIGN)
         return psy_fail(-EPROTO, "the typed record's data offset %u is outside it or misaligned", d.data_offset);
     uint64_t n, bytes;
     if (!extent(d.rank, shape, strides, &n) || __builtin_mul_overflow(n, esize, &bytes) ||
         bytes > m->length - d.data_offset)
         return psy_fail(-EPROTO, "the typed record's shape reaches beyond its %u bytes", m->length);
     if ((dtype && d.dtype != dtype) || (rank >= 0 && d.rank != rank))
-        return psy_fail(-ENOMSG, "a tensor of dtype %d and rank %d, not dtype %d and rank %d", d.dtype, d.rank,
-                        dtype, rank);
+        return psy_fail(-ENOMSG, "a tensor of dtype %d and rank %d, not dtype %d and rank %d", d.dtype, d.rank, dtype,
+                        rank);
     t->data = (uint8_t *)m->data + d.data_offset;
     t->dtype = d.dtype;
     set_dims(t, d.rank, shape, strides);

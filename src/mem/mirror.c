@@ -52,7 +52,8 @@ static int map_mirror(struct psy_mirror *m, int fd, off_t off, size_t ctl_len, s
         return -errno;
     int rc;
     off_t data_off = off + (off_t)ctl_len;
-    if ((rc = map_piece(base, ctl_len, fd, off)) != 0 || (rc = map_piece(base + ctl_len, data_len, fd, data_off)) != 0 ||
+    if ((rc = map_piece(base, ctl_len, fd, off)) != 0 ||
+        (rc = map_piece(base + ctl_len, data_len, fd, data_off)) != 0 ||
         (rc = map_piece(base + ctl_len + data_len, data_len, fd, data_off)) != 0 ||
         (rc = psy_place_before_fault(base, ctl_len + data_len, req, &m->got)) != 0 ||
         (rc = psy_place_after_map(base, map_len, req, &m->got)) != 0) {
@@ -68,8 +69,8 @@ static int map_mirror(struct psy_mirror *m, int fd, off_t off, size_t ctl_len, s
 
 static void normal_pages(struct psy_mirror *m)
 {
-    m->got = (struct psy_placement){.pages = PSYNE_PAGES_NORMAL, .page_size = (uint64_t)sysconf(_SC_PAGESIZE),
-                                    .numa_node = -1};
+    m->got = (struct psy_placement){
+        .pages = PSYNE_PAGES_NORMAL, .page_size = (uint64_t)sysconf(_SC_PAGESIZE), .numa_node = -1};
 }
 
 int psy_mirror_map(struct psy_mirror *m, int fd, size_t ctl_len, size_t data_len, const struct psy_place_request *req)

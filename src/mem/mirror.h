@@ -13,10 +13,10 @@
 #include "placement.h"
 
 struct psy_mirror {
-    void *base;       /* control area; data follows at base + ctl_len */
+    void *base; /* control area; data follows at base + ctl_len */
     size_t ctl_len;
     size_t data_len;
-    size_t map_len;   /* ctl_len + 2 * data_len, the whole mapping */
+    size_t map_len;           /* ctl_len + 2 * data_len, the whole mapping */
     struct psy_placement got; /* what the memory is backed by */
 };
 
@@ -28,8 +28,7 @@ struct psy_mirror {
 int psy_mirror_create(struct psy_mirror *m, size_t ctl_len, size_t data_len, const struct psy_place_request *req);
 /* Maps an existing file of ctl_len + data_len bytes the same way (ipc://:
  * transparent huge pages at most). */
-int psy_mirror_map(struct psy_mirror *m, int fd, size_t ctl_len, size_t data_len,
-                   const struct psy_place_request *req);
+int psy_mirror_map(struct psy_mirror *m, int fd, size_t ctl_len, size_t data_len, const struct psy_place_request *req);
 /* Maps [off, off + ctl_len + data_len) of fd (a slab) the same way; off,
  * ctl_len and data_len are multiples of page, the page size of fd. m->got is
  * left to the caller (what the slab got). */

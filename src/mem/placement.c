@@ -79,8 +79,7 @@ bool psy_thp_for_shared_memory(void)
         buf[0] = 0;
     fclose(f);
     /* The selected value is in brackets: "always within_size advise [never] deny force". */
-    return strstr(buf, "[always]") || strstr(buf, "[within_size]") || strstr(buf, "[advise]") ||
-           strstr(buf, "[force]");
+    return strstr(buf, "[always]") || strstr(buf, "[within_size]") || strstr(buf, "[advise]") || strstr(buf, "[force]");
 }
 
 int psy_place_before_fault(void *addr, size_t len, const struct psy_place_request *req, struct psy_placement *got)

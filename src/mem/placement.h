@@ -14,11 +14,11 @@
 struct psyne_options;
 
 struct psy_place_request {
-    bool huge;          /* PSYNE_F_HUGEPAGES */
-    bool explicit_ok;   /* the mapping may be a hugetlb memfd (memory://, tcp://; not ipc://) */
-    bool prefault;      /* not PSYNE_F_NO_PREFAULT */
-    bool lock;          /* PSYNE_F_MLOCK */
-    int numa_node;      /* PSYNE_F_NUMA_BIND: the node; else -1 */
+    bool huge;        /* PSYNE_F_HUGEPAGES */
+    bool explicit_ok; /* the mapping may be a hugetlb memfd (memory://, tcp://; not ipc://) */
+    bool prefault;    /* not PSYNE_F_NO_PREFAULT */
+    bool lock;        /* PSYNE_F_MLOCK */
+    int numa_node;    /* PSYNE_F_NUMA_BIND: the node; else -1 */
 };
 
 struct psy_placement {

@@ -111,9 +111,8 @@ static int map_slab(struct psyne_slabs *s, size_t len, struct slab *sl)
         return -errno;
     /* A shared hugetlb mapping reserves its pages at mmap: a shortage fails
      * here, never as SIGBUS later. */
-    uint8_t *base = ftruncate(fd, (off_t)len) == 0
-                        ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-                        : MAP_FAILED;
+    uint8_t *base =
+        ftruncate(fd, (off_t)len) == 0 ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
     if (base == MAP_FAILED) {
         int rc = -errno;
         close(fd);
@@ -329,8 +328,8 @@ int psyne_slabs_create(const struct psyne_slab_options *opt, psyne_slabs **out)
     for (;;) {
         s->page = s->hugetlb ? hpage : (size_t)sysconf(_SC_PAGESIZE);
         s->slab_size = round_up(size, s->page);
-        s->got = (struct psy_placement){.pages = s->hugetlb ? PSYNE_PAGES_EXPLICIT : PSYNE_PAGES_NORMAL,
-                                        .page_size = s->page, .numa_node = -1};
+        s->got = (struct psy_placement){
+            .pages = s->hugetlb ? PSYNE_PAGES_EXPLICIT : PSYNE_PAGES_NORMAL, .page_size = s->page, .numa_node = -1};
         rc = add_slab(s, 0);
         if (rc >= 0)
             break;
@@ -376,8 +375,7 @@ int psyne_slab_alloc(psyne_slabs *s, size_t len, void **out)
         s->st.failed++;
     pthread_mutex_unlock(&s->lock);
     if (rc)
-        return psy_fail(rc, "no room for %zu bytes in the slabs%s", len,
-                        s->max_bytes ? " within max_bytes" : "");
+        return psy_fail(rc, "no room for %zu bytes in the slabs%s", len, s->max_bytes ? " within max_bytes" : "");
     *out = c.addr;
     return 0;
 }
@@ -426,8 +424,10 @@ int psy_slabs_map_ring(struct psyne_slabs *s, size_t ctl_len, size_t data_len, b
 {
     ctl_len = round_up(ctl_len, s->page);
     if (data_len % s->page)
-        return psy_fail(-EINVAL, "a ring carved from slabs of %zu-byte pages needs a capacity that is a multiple "
-                                 "of it (asked: %zu bytes)", s->page, data_len);
+        return psy_fail(-EINVAL,
+                        "a ring carved from slabs of %zu-byte pages needs a capacity that is a multiple "
+                        "of it (asked: %zu bytes)",
+                        s->page, data_len);
     struct carved c;
     size_t clear;
     pthread_mutex_lock(&s->lock);

@@ -26,8 +26,8 @@
  * and sets *end past the last record walked, or -EPROTO on a header that
  * cannot be valid.
  */
-static int walk(struct psy_ring *r, uint64_t pos, uint64_t limit, struct psyne_msg *msgs, unsigned max,
-                uint64_t *end, uint64_t *bytes)
+static int walk(struct psy_ring *r, uint64_t pos, uint64_t limit, struct psyne_msg *msgs, unsigned max, uint64_t *end,
+                uint64_t *bytes)
 {
     uint8_t *data = r->data;
     const uint64_t mask = r->mask;
@@ -287,8 +287,8 @@ void psy_ring_reader_init(struct psy_ring *r, int sub, struct psy_reader *rd)
         struct psy_sub *s = &sh->subs[sub];
         *rd = (struct psy_reader){&s->read_pos, &s->head, &s->released, &s->msgs, &s->bytes};
     } else {
-        *rd = (struct psy_reader){&sh->cons.read_pos, &sh->rel.head, &sh->cons.released, &sh->cons.msgs,
-                                  &sh->cons.bytes};
+        *rd =
+            (struct psy_reader){&sh->cons.read_pos, &sh->rel.head, &sh->cons.released, &sh->cons.msgs, &sh->cons.bytes};
     }
 }
 

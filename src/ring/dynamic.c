@@ -100,8 +100,8 @@ static int new_segment(struct psy_dyn *d, uint64_t gen, uint64_t cap, uint64_t s
     return 0;
 }
 
-int psy_dyn_create_with(struct psy_dyn **out, const struct psyne_options *opt, const struct psy_dyn_ops *ops,
-                        void *ctx, struct psy_dyn_stats *st, bool consumes)
+int psy_dyn_create_with(struct psy_dyn **out, const struct psyne_options *opt, const struct psy_dyn_ops *ops, void *ctx,
+                        struct psy_dyn_stats *st, bool consumes)
 {
     struct psy_dyn *d = calloc(1, sizeof *d);
     if (!d)

@@ -55,8 +55,7 @@ _Static_assert(sizeof(struct psy_dyn_stats) <= 200, "a dynamic ring's statistics
 struct psy_dyn_ops {
     /* Makes the segment of generation gen: cap bytes from position start.
      * chained: by a resize, not at open. */
-    int (*make)(struct psy_dyn *d, uint64_t gen, uint64_t cap, uint64_t start, bool chained,
-                struct psy_dyn_seg **out);
+    int (*make)(struct psy_dyn *d, uint64_t gen, uint64_t cap, uint64_t start, bool chained, struct psy_dyn_seg **out);
     /* Consumer: opens the segment after s, which its producer made. */
     int (*open_next)(struct psy_dyn *d, const struct psy_dyn_seg *s, struct psy_dyn_seg **out);
     /* Producer: s, just chained, is where producers write from now on. */
@@ -78,14 +77,14 @@ struct psy_dyn {
     void *ctx;                     /* the ops' */
     bool consumes;                 /* this handle receives (ipc: each handle has its own psy_dyn) */
     pthread_mutex_t lock;
-    struct psy_dyn_seg *oldest;    /* list by next; the consumer unlinks from here */
+    struct psy_dyn_seg *oldest;         /* list by next; the consumer unlinks from here */
     _Atomic(struct psy_dyn_seg *) prod; /* the newest: where the producer writes */
-    struct psy_dyn_seg *cons;      /* where the consumer reads (consumer only) */
-    bool closed;                   /* under lock: no new segments */
+    struct psy_dyn_seg *cons;           /* where the consumer reads (consumer only) */
+    bool closed;                        /* under lock: no new segments */
     /* producer only: */
-    uint32_t ops_left;     /* claims until the next look at the usage */
-    uint32_t window_left;  /* claims until the window closes */
-    uint64_t window_high;  /* most bytes in use seen in this window */
+    uint32_t ops_left;        /* claims until the next look at the usage */
+    uint32_t window_left;     /* claims until the window closes */
+    uint64_t window_high;     /* most bytes in use seen in this window */
     struct psy_dyn_stats *st; /* own_st, or shared (ipc) */
     struct psy_dyn_stats own_st;
 };
@@ -96,8 +95,8 @@ int psy_dyn_check_options(const struct psyne_options *opt);
 int psy_dyn_create(struct psy_dyn **out, const struct psyne_options *opt);
 /* ipc: validates as psy_dyn_create but makes no segment; psy_dyn_append
  * adds those the handle opens, oldest first. st: shared statistics. */
-int psy_dyn_create_with(struct psy_dyn **out, const struct psyne_options *opt, const struct psy_dyn_ops *ops,
-                        void *ctx, struct psy_dyn_stats *st, bool consumes);
+int psy_dyn_create_with(struct psy_dyn **out, const struct psyne_options *opt, const struct psy_dyn_ops *ops, void *ctx,
+                        struct psy_dyn_stats *st, bool consumes);
 void psy_dyn_append(struct psy_dyn *d, struct psy_dyn_seg *s);
 /* Fills in what every segment has: reader, start, end, owner. */
 void psy_dyn_seg_init(struct psy_dyn *d, struct psy_dyn_seg *s, uint64_t gen, uint64_t start, psy_atomic64 *end);

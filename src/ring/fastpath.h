@@ -45,8 +45,8 @@ static inline int psy_sp_claim(struct psy_ring *r, uint64_t need, struct psyne_c
 /* SP publication of the records in [pos, end) (psy_lane_publish), which
  * closes the producer's claim. msgs/bytes are counted here only in rings
  * that count commits. */
-static inline void psy_sp_publish(struct psy_ring *r, uint64_t pos, uint64_t first_header, uint64_t end,
-                                  uint64_t msgs, uint64_t bytes)
+static inline void psy_sp_publish(struct psy_ring *r, uint64_t pos, uint64_t first_header, uint64_t end, uint64_t msgs,
+                                  uint64_t bytes)
 {
     if (!r->walk_counts) {
         psy_count(&r->sh->prod.msgs, msgs);

@@ -211,8 +211,8 @@ void psy_lease_give_back(struct psy_ring *r, struct psy_lease *l)
     atomic_fetch_and_explicit(&r->lease_slots, ~(1u << (l - r->leases)), memory_order_release);
 }
 
-bool psy_lease_commit(struct psy_ring *r, struct psy_lease *l, struct psyne_claimed *c, uint32_t length,
-                      uint32_t type, bool abort)
+bool psy_lease_commit(struct psy_ring *r, struct psy_lease *l, struct psyne_claimed *c, uint32_t length, uint32_t type,
+                      bool abort)
 {
     if (!l || atomic_load_explicit(&l->state, memory_order_relaxed) != (c->psy_pos | LEASE_CLAIMING))
         return false; /* a claim of the one-CAS path */

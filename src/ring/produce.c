@@ -112,7 +112,7 @@ static void sp_checkpoint(struct psy_ring *r, uint64_t walk_to, uint64_t to, uin
     atomic_thread_fence(memory_order_release); /* R7: odd before the new counts and any reuse of space */
     psy_count(&p->msgs, n);
     psy_count(&p->bytes, b);
-    atomic_store_explicit(&p->count_pos, to, memory_order_relaxed); /* past a corrupted header too */
+    atomic_store_explicit(&p->count_pos, to, memory_order_relaxed);      /* past a corrupted header too */
     atomic_store_explicit(&p->count_seq, seq + 2, memory_order_release); /* even: counts and position agree */
 }
 
@@ -357,7 +357,8 @@ void psy_ring_commit_batch(struct psy_ring *r, struct psyne_claimed *c, unsigned
             atomic_store_explicit(psy_hdr_at(r, end),
                                   psy_hdr_make((uint32_t)(reserved_end - end - PSYNE_RECORD_HEADER), PSY_TYPE_PAD),
                                   memory_order_relaxed);
-        atomic_store_explicit(psy_hdr_at(r, c[0].psy_pos), psy_hdr_make(lengths[0], type), memory_order_release); /* R2 */
+        atomic_store_explicit(psy_hdr_at(r, c[0].psy_pos), psy_hdr_make(lengths[0], type),
+                              memory_order_release); /* R2 */
         intent_clear(r);
         psy_wake_if_waiting(r, PSY_WAIT_DATA); /* MP counts: per handle, channel.c */
     }

@@ -52,9 +52,8 @@ static bool take_sweep_lock(struct psy_ring *r, uint64_t *head)
     psy_atomic64 *word = &r->sh->rel.head;
     for (unsigned tries = 0; tries < 100000; tries++) {
         uint64_t v = atomic_load_explicit(word, memory_order_relaxed);
-        if (!(v & PSY_LOCK_BIT) &&
-            atomic_compare_exchange_weak_explicit(word, &v, v | PSY_LOCK_BIT, memory_order_acquire,
-                                                  memory_order_relaxed)) {
+        if (!(v & PSY_LOCK_BIT) && atomic_compare_exchange_weak_explicit(word, &v, v | PSY_LOCK_BIT,
+                                                                         memory_order_acquire, memory_order_relaxed)) {
             *head = v & ~PSY_POS_FLAGS;
             return true;
         }

@@ -201,4 +201,3 @@ uint64_t psy_ring_in_use(const struct psy_ring *r)
     uint64_t used = tail - head <= r->cap ? tail - head : 0, unused = psy_lease_unused(r); /* reserved, not used */
     return used >= unused ? used - unused : 0;
 }
-

@@ -87,16 +87,16 @@
 #include "psyne.h"
 #include "../mem/placement.h"
 
-#define PSY_CACHE_BLOCK 128 /* two lines: keeps adjacent-line prefetch off the other side */
+#define PSY_CACHE_BLOCK 128                  /* two lines: keeps adjacent-line prefetch off the other side */
 #define PSY_RING_MAGIC 0x31454e5953505953ull /* "SYPSYNE1" */
-#define PSY_RING_VERSION 2u /* 2: armed words in the wait block */
+#define PSY_RING_VERSION 2u                  /* 2: armed words in the wait block */
 
-#define PSY_TYPE_PAD 1u                  /* filler: rest of an MP reservation */
-#define PSY_TYPE_TAKEN 0x100u            /* ipc MC: + slot, header of a record a consumer holds */
-#define PSY_MARKER_BIT (1ull << 63)      /* MC: header of a released span */
-#define PSY_LOCK_BIT 1ull                /* MC: bit 0 of read_pos / rel.head */
-#define PSY_PENDING_BIT 2ull             /* MC: rel.head - a release came during a sweep */
-#define PSY_POS_FLAGS 7ull               /* positions are 8-aligned: low bits are flags */
+#define PSY_TYPE_PAD 1u             /* filler: rest of an MP reservation */
+#define PSY_TYPE_TAKEN 0x100u       /* ipc MC: + slot, header of a record a consumer holds */
+#define PSY_MARKER_BIT (1ull << 63) /* MC: header of a released span */
+#define PSY_LOCK_BIT 1ull           /* MC: bit 0 of read_pos / rel.head */
+#define PSY_PENDING_BIT 2ull        /* MC: rel.head - a release came during a sweep */
+#define PSY_POS_FLAGS 7ull          /* positions are 8-aligned: low bits are flags */
 /* PSY_TAIL_CLAIMED (psyne/inline.h): SP, bit 0 of pub.tail, a claim is open */
 
 typedef _Atomic uint64_t psy_atomic64;
@@ -110,11 +110,11 @@ struct psy_pub {
 /* Producer-side private state and counters. */
 struct psy_prod {
     alignas(PSY_CACHE_BLOCK) psy_atomic64 cached_head; /* producer's copy of the release position */
-    psy_atomic64 msgs;        /* SP: up to count_pos (walk_counts) or every commit; MP: closed handles' totals (channel.c) */
+    psy_atomic64 msgs; /* SP: up to count_pos (walk_counts) or every commit; MP: closed handles' totals (channel.c) */
     psy_atomic64 bytes;
     psy_atomic64 full_events;
-    psy_atomic64 count_pos;   /* SP walk_counts: msgs/bytes count the records before this position */
-    psy_atomic64 count_seq;   /* SP walk_counts: odd while the producer moves count_pos (R7) */
+    psy_atomic64 count_pos; /* SP walk_counts: msgs/bytes count the records before this position */
+    psy_atomic64 count_seq; /* SP walk_counts: odd while the producer moves count_pos (R7) */
 };
 
 /* Consumer-side read state (MC: contended, lock bit in read_pos). */
@@ -134,21 +134,21 @@ struct psy_cons {
 /* Consumer's release position: the line producers read. */
 struct psy_rel {
     alignas(PSY_CACHE_BLOCK) psy_atomic64 head; /* MC: lock bit 0 while sweeping */
-    psy_atomic64 sweep_to;     /* MP MC: where the sweep holding the lock is going (crash recovery) */
-    psy_atomic32 sweep_owner;  /* ipc MC: taken_tag of the last sweep-lock holder */
+    psy_atomic64 sweep_to;                      /* MP MC: where the sweep holding the lock is going (crash recovery) */
+    psy_atomic32 sweep_owner;                   /* ipc MC: taken_tag of the last sweep-lock holder */
 };
 
 /* Waiting: read on every commit/release, written only by sleepers/wakers. */
 struct psy_wait_block {
-    alignas(PSY_CACHE_BLOCK) psy_atomic32 data_seq;  /* futex word: consumers sleep on it */
+    alignas(PSY_CACHE_BLOCK) psy_atomic32 data_seq; /* futex word: consumers sleep on it */
     psy_atomic32 data_waiters;
-    psy_atomic32 space_seq;                          /* futex word: producers sleep on it */
+    psy_atomic32 space_seq; /* futex word: producers sleep on it */
     psy_atomic32 space_waiters;
-    psy_atomic32 data_armed;                         /* a sleeper registered since the last wake (wait.c) */
+    psy_atomic32 data_armed; /* a sleeper registered since the last wake (wait.c) */
     psy_atomic32 space_armed;
-    psy_atomic32 closed;                             /* set once by shutdown */
-    psy_atomic32 producers;                          /* open handles that may produce */
-    psy_atomic32 consumers;                          /* open handles that may consume */
+    psy_atomic32 closed;    /* set once by shutdown */
+    psy_atomic32 producers; /* open handles that may produce */
+    psy_atomic32 consumers; /* open handles that may consume */
 };
 
 /* Slow-path counters. */
@@ -165,7 +165,7 @@ struct psy_sub {
     psy_atomic64 msgs;
     psy_atomic64 bytes;
     psy_atomic64 empty_events;
-    psy_atomic32 active; /* changed under bcast.lock */
+    psy_atomic32 active;   /* changed under bcast.lock */
     psy_atomic64 released; /* the subscriber's own copy of head, as psy_cons.released */
 };
 
@@ -217,8 +217,8 @@ struct psy_claim_intent {
     psy_atomic64 pos;
     psy_atomic64 end;
 };
-#define PSY_INTENT_NONE 1ull        /* positions are 8-aligned: never a position */
-#define PSY_INTENT_TENTATIVE 2ull   /* the CAS may not have happened */
+#define PSY_INTENT_NONE 1ull      /* positions are 8-aligned: never a position */
+#define PSY_INTENT_TENTATIVE 2ull /* the CAS may not have happened */
 
 /* An MP producer handle's lease of ring bytes (lease.c): in-process rings
  * only, in an array of the ring's process-local view (psy_ring.leases, the
@@ -229,7 +229,8 @@ struct psy_lease {
     psy_atomic64 end;                            /* the lease's end, fixed while it is IDLE or CLAIMING */
     _Atomic bool close_after;                    /* owner: the open claim's commit closes the lease */
 };
-#define PSY_MAX_LEASES 32     /* producer handles with a lease per ring (bits of lease_slots); more claim one message per CAS */
+#define PSY_MAX_LEASES                                                                                                 \
+    32 /* producer handles with a lease per ring (bits of lease_slots); more claim one message per CAS */
 #define PSY_LEASE_BYTES 4096u /* a lease: 56 records of 64 B (faster than 1 KiB and 16 KiB leases: the guide) */
 
 /* Process-local view of a ring. */
@@ -239,35 +240,35 @@ struct psy_ring {
      * publishers fence before reading waiter counts (no membarrier). */
     struct psy_lane lane;
     struct psy_ring_shared *sh;
-    uint8_t *data;     /* first of the two mirrored mappings */
+    uint8_t *data; /* first of the two mirrored mappings */
     uint64_t cap;
-    uint64_t mask;     /* (cap - 1) & ~7: header offsets only; byte offsets use cap - 1 */
+    uint64_t mask; /* (cap - 1) & ~7: header offsets only; byte offsets use cap - 1 */
     int mode;
-    bool mp;           /* many producers: CAS reservation, zeroed free space */
-    bool mc;           /* many competing consumers: lock bits, markers */
-    bool walk_counts;  /* SP: the producer's counts come from the headers (see the contract above) */
-    int wait_kind;     /* enum psyne_wait */
-    bool spin_yields;  /* PSYNE_WAIT_SPIN yields every 64 polls: waiters wait for a library thread (wait.c) */
+    bool mp;          /* many producers: CAS reservation, zeroed free space */
+    bool mc;          /* many competing consumers: lock bits, markers */
+    bool walk_counts; /* SP: the producer's counts come from the headers (see the contract above) */
+    int wait_kind;    /* enum psyne_wait */
+    bool spin_yields; /* PSYNE_WAIT_SPIN yields every 64 polls: waiters wait for a library thread (wait.c) */
     int64_t spin_ns;
     int64_t yield_ns;
-    void *map_base;    /* whole reservation, for unmapping */
+    void *map_base; /* whole reservation, for unmapping */
     size_t map_len;
-    struct psyne_slabs *slabs; /* the ring was carved from these (psyne_options.slabs), else NULL */
-    void *slab_block;          /* its range there */
-    struct psy_placement place; /* what backs this view's memory (psyne_stats) */
-    bool ipc;          /* lives in an ipc:// segment (src/transport/ipc.c) */
-    bool global_barrier; /* ipc: the sleeper's barrier must reach other processes */
-    struct psy_claim_intent *intent; /* ipc MP: this handle's claim, for crash recovery; else NULL */
-    uint32_t taken_tag;              /* ipc MC: PSY_TYPE_TAKEN + slot, tags what this handle holds; else 0 */
-    int64_t peer_timeout_ns;         /* ipc: how often a waiting call looks for dead peers */
+    struct psyne_slabs *slabs;               /* the ring was carved from these (psyne_options.slabs), else NULL */
+    void *slab_block;                        /* its range there */
+    struct psy_placement place;              /* what backs this view's memory (psyne_stats) */
+    bool ipc;                                /* lives in an ipc:// segment (src/transport/ipc.c) */
+    bool global_barrier;                     /* ipc: the sleeper's barrier must reach other processes */
+    struct psy_claim_intent *intent;         /* ipc MP: this handle's claim, for crash recovery; else NULL */
+    uint32_t taken_tag;                      /* ipc MC: PSY_TYPE_TAKEN + slot, tags what this handle holds; else 0 */
+    int64_t peer_timeout_ns;                 /* ipc: how often a waiting call looks for dead peers */
     void (*check_peers)(struct psy_ring *r); /* ipc: finds dead peers and recovers what they held */
-    psy_atomic32 polls;                /* ipc: non-blocking calls that found nothing (channel.c) */
-    _Atomic int64_t next_peer_check;   /* ipc: when such a call looks for dead peers next */
-    struct psy_lease *leases;        /* in-process MP rings: PSY_MAX_LEASES slots (lease.c); else NULL */
-    uint64_t lease_bytes;            /* how much a lease reserves at once */
-    psy_atomic32 lease_slots;        /* bit i: leases[i] belongs to a producer handle (consumers look there only) */
-    psy_atomic32 lease_polls;        /* fruitless non-blocking receives (channel.c poll_leases) */
-    pthread_mutex_t handles_lock; /* guards handles */
+    psy_atomic32 polls;                      /* ipc: non-blocking calls that found nothing (channel.c) */
+    _Atomic int64_t next_peer_check;         /* ipc: when such a call looks for dead peers next */
+    struct psy_lease *leases;                /* in-process MP rings: PSY_MAX_LEASES slots (lease.c); else NULL */
+    uint64_t lease_bytes;                    /* how much a lease reserves at once */
+    psy_atomic32 lease_slots;      /* bit i: leases[i] belongs to a producer handle (consumers look there only) */
+    psy_atomic32 lease_polls;      /* fruitless non-blocking receives (channel.c poll_leases) */
+    pthread_mutex_t handles_lock;  /* guards handles */
     struct psyne_channel *handles; /* this process's open handles (MP counters) */
 };
 
@@ -276,8 +277,14 @@ static inline uint64_t psy_hdr_make(uint32_t length, uint32_t type)
 {
     return (uint64_t)length | ((uint64_t)type << 32);
 }
-static inline uint32_t psy_hdr_length(uint64_t w) { return (uint32_t)w; }
-static inline uint32_t psy_hdr_type(uint64_t w) { return (uint32_t)(w >> 32); }
+static inline uint32_t psy_hdr_length(uint64_t w)
+{
+    return (uint32_t)w;
+}
+static inline uint32_t psy_hdr_type(uint64_t w)
+{
+    return (uint32_t)(w >> 32);
+}
 static inline psy_atomic64 *psy_hdr_at(const struct psy_ring *r, uint64_t pos)
 {
     return (psy_atomic64 *)(r->data + (pos & r->mask));
@@ -319,8 +326,8 @@ static inline void psy_ring_note_usage(struct psy_ring *r, uint64_t used)
 {
     psy_atomic64 *hw = &r->sh->slow.high_water;
     uint64_t cur = atomic_load_explicit(hw, memory_order_relaxed);
-    while (used > cur && !atomic_compare_exchange_weak_explicit(hw, &cur, used, memory_order_relaxed,
-                                                                memory_order_relaxed)) {
+    while (used > cur &&
+           !atomic_compare_exchange_weak_explicit(hw, &cur, used, memory_order_relaxed, memory_order_relaxed)) {
     }
 }
 
@@ -364,8 +371,8 @@ void psy_lease_stop(struct psy_ring *r, struct psy_lease *l);
  * with psy_ring_claim instead; the lease closes behind the open one). */
 int psy_lease_claim(struct psy_ring *r, struct psy_lease *l, uint64_t need, struct psyne_claimed *c);
 /* Commits (or aborts) c if it was claimed from l; false if it was not. */
-bool psy_lease_commit(struct psy_ring *r, struct psy_lease *l, struct psyne_claimed *c, uint32_t length,
-                      uint32_t type, bool abort);
+bool psy_lease_commit(struct psy_ring *r, struct psy_lease *l, struct psyne_claimed *c, uint32_t length, uint32_t type,
+                      bool abort);
 /* Bytes reserved by idle leases and not claimed yet (statistics). */
 uint64_t psy_lease_unused(const struct psy_ring *r);
 /* Consumers that found nothing: closes idle leases that hold records back

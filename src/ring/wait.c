@@ -148,7 +148,7 @@ static int wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try
      * common case for a consumer that keeps up) costs no clock_gettime. */
     int64_t start = 0, deadline = 0;
     unsigned poll_batch = r->spin_ns == 0 ? 1 : 64; /* no spinning asked for: yield, or sleep, at every poll */
-    int64_t next_peer_check = 0; /* ipc: when to look for dead peers next */
+    int64_t next_peer_check = 0;                    /* ipc: when to look for dead peers next */
     for (unsigned iter = 1;; iter++) {
         int rc = try_once(ctx);
         if (rc != -EAGAIN && rc != -EBUSY)

@@ -310,7 +310,7 @@ static int create_segment(struct ipc_attachment *a, const struct psyne_options *
     struct psy_mirror m = {0};
     struct psy_place_request req;
     psy_place_request_from(opt, false, &req); /* cannot fail: channel open checked the node */
-    if (fchmod(fd, perm) != 0) /* shm_open applied the umask */
+    if (fchmod(fd, perm) != 0)                /* shm_open applied the umask */
         rc = psy_fail(-errno, "%s: cannot set mode %o", uri, (unsigned)perm);
     else if ((rc = -posix_fallocate(fd, 0, (off_t)l.file_size)) != 0) /* tmpfs space now, not SIGBUS later */
         rc = psy_fail(rc, "%s: cannot allocate %llu bytes of shared memory", uri, (unsigned long long)l.file_size);
@@ -392,9 +392,10 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
     }
     if (st.st_uid != geteuid() && !(opt->flags & PSYNE_F_IPC_OTHER_OWNER)) {
         close(fd);
-        return psy_fail(-EACCES, "%s: the segment belongs to user %u, not to this process's user %u (set "
-                        "PSYNE_F_IPC_OTHER_OWNER to join it); left untouched", uri, (unsigned)st.st_uid,
-                        (unsigned)geteuid());
+        return psy_fail(-EACCES,
+                        "%s: the segment belongs to user %u, not to this process's user %u (set "
+                        "PSYNE_F_IPC_OTHER_OWNER to join it); left untouched",
+                        uri, (unsigned)st.st_uid, (unsigned)geteuid());
     }
     ssize_t got = pread(fd, &copy, sizeof copy, 0);
     rc = psy_ipc_validate(&copy, got > 0 ? (size_t)got : 0, (uint64_t)st.st_size, page, &l, &why);

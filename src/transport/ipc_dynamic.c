@@ -81,8 +81,8 @@ static void segment_check_peers(struct psy_ring *r)
 }
 
 /* This process's view of a mapped segment file. */
-static void view_segment(struct psy_dyn *d, struct psy_dyn_seg *s, struct psy_mirror *m,
-                         const struct psy_ipc_layout *l, uint64_t gen, uint64_t start)
+static void view_segment(struct psy_dyn *d, struct psy_dyn_seg *s, struct psy_mirror *m, const struct psy_ipc_layout *l,
+                         uint64_t gen, uint64_t start)
 {
     struct ipc_dyn *x = d->ctx;
     struct psy_ipc_header *h = m->base;
@@ -207,8 +207,7 @@ static int open_segment_gen(struct psy_dyn *d, uint64_t gen, struct psy_dyn_seg 
         why = "out of memory";
     }
     if (rc)
-        return psy_fail(rc, "ipc://%s: segment %llu of the dynamic ring: %s", x->name, (unsigned long long)gen,
-                        why);
+        return psy_fail(rc, "ipc://%s: segment %llu of the dynamic ring: %s", x->name, (unsigned long long)gen, why);
     view_segment(d, s, &m, &l, gen, copy.seg_start);
     if (psy_ring_closed(x->anchor)) /* its producer may have died before it could say so */
         psy_ring_shutdown(&s->ring);
@@ -224,8 +223,7 @@ static int open_next(struct psy_dyn *d, const struct psy_dyn_seg *s, struct psy_
         psy_ring_destroy(&n->ring);
         free(n);
         return psy_fail(-EPROTO, "ipc://%s: segment %llu does not start where %llu ended",
-                        ((struct ipc_dyn *)d->ctx)->name, (unsigned long long)s->gen + 1,
-                        (unsigned long long)s->gen);
+                        ((struct ipc_dyn *)d->ctx)->name, (unsigned long long)s->gen + 1, (unsigned long long)s->gen);
     }
     return rc == -ENOENT ? psy_fail(-EPROTO, "ipc://%s: segment %llu of the dynamic ring is missing",
                                     ((struct ipc_dyn *)d->ctx)->name, (unsigned long long)s->gen + 1)

@@ -123,8 +123,7 @@ int psy_ipc_validate_ring(const struct psy_ring_shared *sh, const struct psy_ipc
         return bad(why, "ring identity block is damaged");
     if (id.version != PSY_RING_VERSION)
         return bad(why, "ring of another psyne version");
-    if (id.mode != (uint32_t)l->mode || id.capacity != l->capacity ||
-        id.data_offset != l->data_offset - l->ring_offset)
+    if (id.mode != (uint32_t)l->mode || id.capacity != l->capacity || id.data_offset != l->data_offset - l->ring_offset)
         return bad(why, "ring identity disagrees with the segment header");
     return 0;
 }

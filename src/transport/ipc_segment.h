@@ -31,25 +31,26 @@
 #include "../ring/ring.h"
 
 #define PSY_IPC_MAGIC 0x3143504945505950ull /* "PYPEIPC1" */
-#define PSY_IPC_VERSION 2u /* 2: the ring's wait block has armed words (PSY_RING_VERSION 2) */
-#define PSY_IPC_F_DYNAMIC 1ull /* an anchor: the ring's records are in segment files */
-#define PSY_IPC_F_SEGMENT 2ull /* a segment of a dynamic ring, never a channel of its own */
+#define PSY_IPC_VERSION 2u                  /* 2: the ring's wait block has armed words (PSY_RING_VERSION 2) */
+#define PSY_IPC_F_DYNAMIC 1ull              /* an anchor: the ring's records are in segment files */
+#define PSY_IPC_F_SEGMENT 2ull              /* a segment of a dynamic ring, never a channel of its own */
 #define PSY_IPC_FEATURES (PSY_IPC_F_DYNAMIC | PSY_IPC_F_SEGMENT) /* feature bits this build understands */
 
 enum psy_slot_state {
     PSY_SLOT_FREE = 0,
-    PSY_SLOT_TAKEN = 1,   /* its owner is filling it in */
+    PSY_SLOT_TAKEN = 1, /* its owner is filling it in */
     PSY_SLOT_LIVE = 2,
     PSY_SLOT_REAPING = 3, /* a survivor is cleaning up after its dead owner */
 };
 
 struct psy_ipc_slot {
     alignas(PSY_CACHE_BLOCK) psy_atomic32 state;
-    psy_atomic32 roles;   /* PSY_SLOT_PRODUCER|CONSUMER (transport.h), set after the channel counted them, cleared before uncounting */
-    psy_atomic32 pid;     /* for people reading a dump; liveness is the byte lock */
-    psy_atomic32 sub;     /* BROADCAST subscriber slot + 1, 0 if none */
+    psy_atomic32
+        roles; /* PSY_SLOT_PRODUCER|CONSUMER (transport.h), set after the channel counted them, cleared before uncounting */
+    psy_atomic32 pid; /* for people reading a dump; liveness is the byte lock */
+    psy_atomic32 sub; /* BROADCAST subscriber slot + 1, 0 if none */
     struct psy_claim_intent intent;
-    psy_atomic64 msgs;    /* MP producer counters of this handle: any thread's, */
+    psy_atomic64 msgs; /* MP producer counters of this handle: any thread's, */
     psy_atomic64 bytes;
     psy_atomic64 own_msgs; /* and its owner thread's (channel.c, count_mp) */
     psy_atomic64 own_bytes;
@@ -57,27 +58,27 @@ struct psy_ipc_slot {
 
 struct psy_ipc_header {
     alignas(PSY_CACHE_BLOCK) uint64_t magic;
-    psy_atomic32 version;   /* stored last: the segment is ready */
-    uint32_t header_size;   /* sizeof(struct psy_ipc_header) */
-    uint64_t features;      /* PSY_IPC_F_* the segment requires */
-    uint64_t capacity;      /* data bytes, a power of two */
-    uint32_t mode;          /* enum psyne_mode */
-    uint32_t max_handles;   /* slots */
-    uint64_t ring_offset;   /* struct psy_ring_shared */
-    uint64_t data_offset;   /* the data region, mapped twice */
-    uint64_t file_size;     /* data_offset + capacity */
+    psy_atomic32 version; /* stored last: the segment is ready */
+    uint32_t header_size; /* sizeof(struct psy_ipc_header) */
+    uint64_t features;    /* PSY_IPC_F_* the segment requires */
+    uint64_t capacity;    /* data bytes, a power of two */
+    uint32_t mode;        /* enum psyne_mode */
+    uint32_t max_handles; /* slots */
+    uint64_t ring_offset; /* struct psy_ring_shared */
+    uint64_t data_offset; /* the data region, mapped twice */
+    uint64_t file_size;   /* data_offset + capacity */
     int32_t creator_pid;
     uint32_t page_size;
-    uint64_t dyn_id;        /* PSY_IPC_F_SEGMENT: the id of its anchor's directory */
-    uint64_t seg_gen;       /* PSY_IPC_F_SEGMENT: its generation */
-    uint64_t seg_start;     /* PSY_IPC_F_SEGMENT: its first position */
+    uint64_t dyn_id;    /* PSY_IPC_F_SEGMENT: the id of its anchor's directory */
+    uint64_t seg_gen;   /* PSY_IPC_F_SEGMENT: its generation */
+    uint64_t seg_start; /* PSY_IPC_F_SEGMENT: its first position */
     uint64_t reserved[2];
     /* survivors' bookkeeping */
-    alignas(PSY_CACHE_BLOCK) psy_atomic64 peers_lost;       /* dead handles reaped */
-    psy_atomic64 claims_recovered; /* dead producers' claims turned into pads */
-    psy_atomic64 views_recovered;  /* messages dead MC consumers held, released for them */
-    psy_atomic64 seg_end;          /* PSY_IPC_F_SEGMENT: where the producer left it, or PSY_SEG_OPEN */
-    psy_atomic32 seg_retired;      /* PSY_IPC_F_SEGMENT: finished, its counters folded (once) */
+    alignas(PSY_CACHE_BLOCK) psy_atomic64 peers_lost; /* dead handles reaped */
+    psy_atomic64 claims_recovered;                    /* dead producers' claims turned into pads */
+    psy_atomic64 views_recovered;                     /* messages dead MC consumers held, released for them */
+    psy_atomic64 seg_end;     /* PSY_IPC_F_SEGMENT: where the producer left it, or PSY_SEG_OPEN */
+    psy_atomic32 seg_retired; /* PSY_IPC_F_SEGMENT: finished, its counters folded (once) */
     struct psy_ipc_slot slots[PSYNE_IPC_MAX_HANDLES];
 };
 
@@ -121,8 +122,8 @@ int psy_ipc_check_segment(const struct psy_ipc_header *h, uint64_t id, uint64_t 
  * Every field is read as untrusted: generations only name files, and
  * what those files hold is validated before use. */
 struct psy_ipc_dyn_dir {
-    uint64_t id;           /* random per anchor: old segment files of a ring of the same name never match */
-    uint32_t perm;         /* mode bits of every segment file */
+    uint64_t id;   /* random per anchor: old segment files of a ring of the same name never match */
+    uint32_t perm; /* mode bits of every segment file */
     uint32_t reserved;
     psy_atomic64 prod_gen; /* the newest segment: where the producer writes */
     psy_atomic64 cons_gen; /* the oldest segment not yet finished */

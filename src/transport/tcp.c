@@ -71,22 +71,22 @@
 #define DEFAULT_LINK_TIMEOUT_NS (10 * 1000000000ll)
 #define DEFAULT_OPEN_TIMEOUT_NS (5 * 1000000000ll)
 #define HANDSHAKE_TIMEOUT_MS PSY_TCP_HELLO_TIMEOUT_MS
-#define POLL_MS 50                        /* how often blocked threads look at `stop` */
-#define RETRY_MAX_MS 200                  /* a client's longest pause between connection attempts */
-#define BYE_RETRY_NS 1000000000ll         /* after our BYE, how long a broken connection is restored to say it again */
-#define IDLE_CHECK_MS 200                 /* a receive that waits this long looks for a newer client */
-#define KEEPALIVE_IDLE_S 2                /* an idle connection is probed after this long, */
-#define KEEPALIVE_INTERVAL_S 1            /* then every second, */
-#define KEEPALIVE_PROBES 5                /* and declared dead after this many unanswered */
-#define SEND_MAX ((uint64_t)4 << 20)      /* bytes per sendmsg: keeps ACKs flowing */
-#define CONTROL_DROP_MAX_SHIFT 4096       /* publish(): bytes moved to drop trailing control records */
-#define PARK_NS (POLL_MS * 1000000ll)     /* the receiver thread looks again while users read inline */
-#define INLINE_SMALL 16384               /* a user's wait that read inline and brought less: latency, not a stream */
-#define ACK_DELAY_NS 2000000ll            /* an ACK waits at most about this long for a message to ride on */
-#define ACK_RIDE_MIN 2048                 /* received bytes unacknowledged before an ACK rides on a message of ours */
-#define INLINE_INFLIGHT_MAX 4096          /* tx bytes unacknowledged under which a commit is written inline */
+#define POLL_MS 50                    /* how often blocked threads look at `stop` */
+#define RETRY_MAX_MS 200              /* a client's longest pause between connection attempts */
+#define BYE_RETRY_NS 1000000000ll     /* after our BYE, how long a broken connection is restored to say it again */
+#define IDLE_CHECK_MS 200             /* a receive that waits this long looks for a newer client */
+#define KEEPALIVE_IDLE_S 2            /* an idle connection is probed after this long, */
+#define KEEPALIVE_INTERVAL_S 1        /* then every second, */
+#define KEEPALIVE_PROBES 5            /* and declared dead after this many unanswered */
+#define SEND_MAX ((uint64_t)4 << 20)  /* bytes per sendmsg: keeps ACKs flowing */
+#define CONTROL_DROP_MAX_SHIFT 4096   /* publish(): bytes moved to drop trailing control records */
+#define PARK_NS (POLL_MS * 1000000ll) /* the receiver thread looks again while users read inline */
+#define INLINE_SMALL 16384            /* a user's wait that read inline and brought less: latency, not a stream */
+#define ACK_DELAY_NS 2000000ll        /* an ACK waits at most about this long for a message to ride on */
+#define ACK_RIDE_MIN 2048             /* received bytes unacknowledged before an ACK rides on a message of ours */
+#define INLINE_INFLIGHT_MAX 4096      /* tx bytes unacknowledged under which a commit is written inline */
 _Static_assert(ACK_RIDE_MIN <= INLINE_INFLIGHT_MAX, "request/reply: each end's replies keep the other inline");
-#define RECVS_PER_YIELD 4                 /* a user spinning on the socket lets a peer on its CPU run */
+#define RECVS_PER_YIELD 4 /* a user spinning on the socket lets a peer on its CPU run */
 
 /* How a connection ended. LINK_INVALID: the peer sent what no psyne peer
  * sends (a bad header, an ACK of bytes never sent). */
@@ -98,11 +98,11 @@ struct psy_tcp_link {
     struct psy_reader tx_reader; /* the sender thread's consumer state of tx */
     bool server;
     int listen_fd;
-    struct addrinfo *addr;       /* where to connect (client) */
-    char where[300];             /* host:port, for messages */
-    int64_t link_timeout_ns;     /* PSYNE_FOREVER: no limit */
-    uint64_t max_send, max_recv; /* largest message of tx and of rx */
-    uint64_t session;            /* the client's id of this stream */
+    struct addrinfo *addr;        /* where to connect (client) */
+    char where[300];              /* host:port, for messages */
+    int64_t link_timeout_ns;      /* PSYNE_FOREVER: no limit */
+    uint64_t max_send, max_recv;  /* largest message of tx and of rx */
+    uint64_t session;             /* the client's id of this stream */
     struct psy_tcp_server *owner; /* a multi-peer server's link: it hands us connections */
     pthread_t sender, receiver;
     bool sender_started, receiver_started;
@@ -110,21 +110,21 @@ struct psy_tcp_link {
     /* Connection hand-over, guarded by lock and signalled on cond. */
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    int fd;              /* the connection, -1 when none */
-    uint64_t gen;        /* connections established so far */
+    int fd;                /* the connection, -1 when none */
+    uint64_t gen;          /* connections established so far */
     uint64_t sender_using; /* the gen whose connection the sender writes to, 0: none */
-    uint64_t resume_tx;  /* tx position the sender starts at on connection gen */
-    uint64_t hello_rx;   /* the rx offset our hello carried on connection gen */
-    bool ended;          /* the link is over: peer said BYE, it failed, or close */
+    uint64_t resume_tx;    /* tx position the sender starts at on connection gen */
+    uint64_t hello_rx;     /* the rx offset our hello carried on connection gen */
+    bool ended;            /* the link is over: peer said BYE, it failed, or close */
     bool bye_sent;
-    int failure;         /* why it ended, when it failed: -errno */
-    int64_t linger_until; /* close: the sender gives up on unacknowledged data then */
-    int64_t open_until;   /* a client's first connection must be made by then */
-    int64_t retry_ms;     /* client: the pause before the next attempt after a failed one (retry_pause) */
+    int failure;              /* why it ended, when it failed: -errno */
+    int64_t linger_until;     /* close: the sender gives up on unacknowledged data then */
+    int64_t open_until;       /* a client's first connection must be made by then */
+    int64_t retry_ms;         /* client: the pause before the next attempt after a failed one (retry_pause) */
     _Atomic int last_attempt; /* client: -errno of the last failed attempt, 0: none (what open reports) */
-    int handoff_fd;       /* owned link: the owner's next connection for us, -1: none */
+    int handoff_fd;           /* owned link: the owner's next connection for us, -1: none */
     uint8_t handoff_hello[PSY_WIRE_HELLO_SIZE]; /* its hello, read by the owner */
-    _Atomic uint64_t live;  /* gen of the connection the sender may use, 0: none */
+    _Atomic uint64_t live;                      /* gen of the connection the sender may use, 0: none */
     _Atomic int stop;
 
     /* Acknowledgements, between the two roles. */
@@ -138,18 +138,18 @@ struct psy_tcp_link {
     uint64_t rx_stream;          /* rx stream offset received (under rx_role) */
 
     /* Receiving in place (under rx_role). */
-    _Atomic int rx_role;          /* held by whoever reads the connection now */
-    _Atomic int rx_fd;            /* the connection inline readers may read, -1: none */
-    _Atomic int inline_end;       /* 1 + the link_end a user's read saw, 0: none */
+    _Atomic int rx_role;           /* held by whoever reads the connection now */
+    _Atomic int rx_fd;             /* the connection inline readers may read, -1: none */
+    _Atomic int inline_end;        /* 1 + the link_end a user's read saw, 0: none */
     _Atomic uint64_t inline_reads; /* turns users took at reading inline */
-    _Atomic uint64_t heard;       /* bytes received */
-    _Atomic bool inline_small;    /* the last wait a user read inline brought little: a request or reply */
-    _Atomic bool parked;          /* the receiver thread waits in park() (set under lock) */
-    _Atomic bool read_wanted;     /* a producer waits for tx space: the receiver thread reads ACKs now */
-    int stop_efd;                 /* eventfd made readable when rx shuts down: ends users' polls */
-    uint64_t frontier; /* rx position of the first record not yet published */
-    uint64_t have;     /* bytes received from there: the stash, then the ring */
-    uint64_t stash;    /* the first 8 of them: the header kept out of the ring */
+    _Atomic uint64_t heard;        /* bytes received */
+    _Atomic bool inline_small;     /* the last wait a user read inline brought little: a request or reply */
+    _Atomic bool parked;           /* the receiver thread waits in park() (set under lock) */
+    _Atomic bool read_wanted;      /* a producer waits for tx space: the receiver thread reads ACKs now */
+    int stop_efd;                  /* eventfd made readable when rx shuts down: ends users' polls */
+    uint64_t frontier;             /* rx position of the first record not yet published */
+    uint64_t have;                 /* bytes received from there: the stash, then the ring */
+    uint64_t stash;                /* the first 8 of them: the header kept out of the ring */
 
     /* Sending (under tx_role, but the atomics, which the sender thread's
      * wait reads without it). */
@@ -160,18 +160,18 @@ struct psy_tcp_link {
     _Atomic bool wake_pending;    /* the sender thread was woken and has not run yet */
     int send_fd;                  /* the connection of gen send_gen, -1: none */
     uint64_t send_gen;
-    _Atomic uint64_t send_pos;    /* the next tx byte to write; inside [.., send_end) after a partial write */
-    uint64_t send_end;            /* the end of the range of records being written */
-    _Atomic bool send_partial;    /* send_pos != send_end, or an ACK half written */
-    _Atomic uint64_t commits;     /* psy_tcp_committed calls */
-    _Atomic uint64_t commits_seen; /* of them, those whose records the last range looked for */
-    _Atomic uint64_t freed;       /* the peer_acked that tx was last released to */
-    _Atomic uint64_t due_at_send; /* ack_due when records were last written: the peer's data since moves it */
+    _Atomic uint64_t send_pos;          /* the next tx byte to write; inside [.., send_end) after a partial write */
+    uint64_t send_end;                  /* the end of the range of records being written */
+    _Atomic bool send_partial;          /* send_pos != send_end, or an ACK half written */
+    _Atomic uint64_t commits;           /* psy_tcp_committed calls */
+    _Atomic uint64_t commits_seen;      /* of them, those whose records the last range looked for */
+    _Atomic uint64_t freed;             /* the peer_acked that tx was last released to */
+    _Atomic uint64_t due_at_send;       /* ack_due when records were last written: the peer's data since moves it */
     uint8_t ack_out[PSY_WIRE_ACK_SIZE]; /* the ACK being written */
     unsigned ack_off, ack_len;
 
     _Atomic uint64_t reconnects, protocol_errors, send_calls, recv_calls;
-    _Atomic int pins;   /* owned link: claims open on tx (the owner frees no link with any) */
+    _Atomic int pins;            /* owned link: claims open on tx (the owner frees no link with any) */
     struct psy_reader rx_reader; /* owned link in an SC mode: the owner's consumer state of rx */
 };
 
@@ -799,7 +799,8 @@ static int receive_step(struct psy_tcp_link *l, int fd, bool sole_reader)
     }
     if (header_in_ring) { /* to the stash, and the ring ends at the frontier again */
         psy_atomic64 *slot = psy_hdr_at(r, l->frontier);
-        uint64_t bytes = atomic_load_explicit(slot, memory_order_relaxed); /* in memory order, as the stash keeps them */
+        uint64_t bytes =
+            atomic_load_explicit(slot, memory_order_relaxed); /* in memory order, as the stash keeps them */
         if (got < 8) /* the rest of the slot is the terminator's zeros anyway */
             memset((uint8_t *)&bytes + got, 0, 8 - (size_t)got);
         l->stash = bytes;
@@ -909,8 +910,8 @@ static enum link_end receive_loop(struct psy_tcp_link *l, int fd)
 
 /* How a user's turn at reading inline goes. */
 enum inline_read {
-    READ_NOW,        /* one non-blocking receive: the user spins on the socket */
-    READ_OR_SLEEP,   /* a receive, and if nothing was there, a poll() and a receive */
+    READ_NOW,      /* one non-blocking receive: the user spins on the socket */
+    READ_OR_SLEEP, /* a receive, and if nothing was there, a poll() and a receive */
 };
 
 /* One turn of a user's inline read (under the deadline `until`, INT64_MAX:
@@ -1003,7 +1004,9 @@ int psy_tcp_wait_data(struct psy_tcp_link *l, psy_try_fn try_once, void *ctx, in
         bool spin = r->wait_kind == PSYNE_WAIT_SPIN || waited < r->spin_ns + r->yield_ns;
         if (read_inline(l, until, spin ? READ_NOW : READ_OR_SLEEP) == -EAGAIN)
             return psy_wait_loop(&l->rx, PSY_WAIT_DATA, try_once, ctx,
-                                 until == INT64_MAX ? PSYNE_FOREVER : until - psy_now_ns() > 0 ? until - psy_now_ns() : 1);
+                                 until == INT64_MAX         ? PSYNE_FOREVER
+                                 : until - psy_now_ns() > 0 ? until - psy_now_ns()
+                                                            : 1);
         if (spin && r->wait_kind != PSYNE_WAIT_SPIN && ++polls % RECVS_PER_YIELD == 0)
             sched_yield();
     }
@@ -1015,7 +1018,7 @@ static void go_live(struct psy_tcp_link *l, int fd)
     l->fd = fd;
     l->gen++;
     l->retry_ms = 0; /* the next break retries at once */
-    l->have = 0; /* a partial record of the old connection comes again */
+    l->have = 0;     /* a partial record of the old connection comes again */
     l->stash = 0;
     atomic_store(&l->inline_end, 0);
     atomic_store_explicit(&l->ack_due, l->hello_rx, memory_order_relaxed);
@@ -1147,8 +1150,11 @@ static void *receiver_main(void *arg)
         bool said_bye = l->bye_sent;
         int64_t linger_until = l->linger_until;
         pthread_mutex_unlock(&l->lock);
-        static const char *const ends[] = {"broke", "was superseded by a newer one", "was closed by the peer",
-                                           "ended with the peer's goodbye", "was closed here",
+        static const char *const ends[] = {"broke",
+                                           "was superseded by a newer one",
+                                           "was closed by the peer",
+                                           "ended with the peer's goodbye",
+                                           "was closed here",
                                            "was dropped: the peer sent what no psyne peer sends"};
         psy_log(PSYNE_LOG_INFO, "tcp://%s: connection %llu %s%s", l->where, (unsigned long long)l->gen, ends[how],
                 said_bye ? " (after our goodbye)" : "");

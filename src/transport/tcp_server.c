@@ -55,7 +55,7 @@ struct psy_tcp_server {
     pthread_mutex_t lock;
     struct peer_slot *slots;
     uint32_t n_slots;
-    uint32_t next_id; /* ids handed out so far */
+    uint32_t next_id;   /* ids handed out so far */
     uint32_t next_slot; /* where the next receive starts looking */
     bool shut;          /* psyne_channel_shutdown: no new peers; receive ends once drained */
 

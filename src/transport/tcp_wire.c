@@ -19,8 +19,7 @@ static uint64_t get64(const uint8_t *p)
     return v;
 }
 
-void psy_wire_hello_encode(uint8_t *out, uint64_t max_message, uint64_t session, uint64_t rx_offset,
-                           uint32_t flags)
+void psy_wire_hello_encode(uint8_t *out, uint64_t max_message, uint64_t session, uint64_t rx_offset, uint32_t flags)
 {
     struct psy_wire_hello h = {
         .magic = PSY_WIRE_MAGIC,

@@ -27,7 +27,7 @@
 
 #define PSY_WIRE_MAGIC 0x5043544e59535000ull /* "\0PSYNTCP" read little endian */
 #define PSY_WIRE_VERSION 1u
-#define PSY_WIRE_BYTE_ORDER 0x01020304u      /* as the sender's CPU stores it */
+#define PSY_WIRE_BYTE_ORDER 0x01020304u /* as the sender's CPU stores it */
 #define PSY_WIRE_HELLO_SIZE 64u
 
 /* Control record types (psyne's reserved range; never in a ring). */
@@ -52,8 +52,7 @@ struct psy_wire_hello {
 _Static_assert(sizeof(struct psy_wire_hello) == PSY_WIRE_HELLO_SIZE, "hello is 64 bytes on the wire");
 
 /* Fills out[PSY_WIRE_HELLO_SIZE] with a hello. */
-void psy_wire_hello_encode(uint8_t *out, uint64_t max_message, uint64_t session, uint64_t rx_offset,
-                           uint32_t flags);
+void psy_wire_hello_encode(uint8_t *out, uint64_t max_message, uint64_t session, uint64_t rx_offset, uint32_t flags);
 
 /* Checks a received hello. max_send: the largest message this side may send,
  * which the peer must be able to receive. Returns 0 and fills *h, or -EPROTO
@@ -62,15 +61,15 @@ int psy_wire_hello_decode(const uint8_t *in, uint64_t max_send, struct psy_wire_
 
 /* What psy_wire_scan found in a run of received bytes. */
 struct psy_wire_scan {
-    uint64_t complete;  /* bytes of whole records from the start */
-    uint64_t stream;    /* of them, bytes of data records (stream offsets) */
-    uint64_t data_end;  /* bytes from the start to the end of the last data record;
+    uint64_t complete; /* bytes of whole records from the start */
+    uint64_t stream;   /* of them, bytes of data records (stream offsets) */
+    uint64_t data_end; /* bytes from the start to the end of the last data record;
                            the control records after it need no consumer */
-    uint64_t msgs;      /* data records that are messages (not pads) */
-    uint64_t payload;   /* their payload bytes */
-    uint64_t ack;       /* the highest ACK offset seen */
+    uint64_t msgs;     /* data records that are messages (not pads) */
+    uint64_t payload;  /* their payload bytes */
+    uint64_t ack;      /* the highest ACK offset seen */
     bool has_ack;
-    bool bye;           /* a BYE was seen; nothing after it is scanned */
+    bool bye; /* a BYE was seen; nothing after it is scanned */
 };
 
 /*
