@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sp_store_cost.c - what each store of the SP claim/commit path costs a
- * stream of 64 B messages. It found why psyne's 64 B single messages ran at
- * about 0.55x a fixed-slot ring on the AMD EPYC VM (issue 2): on x86 every
- * store queues behind the payload stores whose lines the consumer holds,
- * and the claim-open flag's two stores, the producer's per-message counters
- * and the call's register saves each cost the stream 10-40 %. The library
+ * stream of 64 B messages. It found why psyne's 64 B single messages ran
+ * well behind a fixed-slot ring (figures: docs/benchmarks/history.md): on x86
+ * every store queues behind the payload stores whose lines the consumer
+ * holds, and the claim-open flag's two stores, the producer's per-message
+ * counters and the call's register saves each cost the stream. The library
  * now keeps the flag in bit 0 of the tail, counts from the headers, and
  * inlines the SP path (psyne/inline.h).
  *
