@@ -8,7 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 
-#include "error.h"
+#include "../base/error.h"
 #include "psyne.h"
 
 int psyne_pin_thread(const int *cpus, unsigned n)

@@ -13,8 +13,8 @@
 #include "../transport/ipc_dynamic.h"
 #include "../transport/transport.h"
 #include "channel.h"
-#include "error.h"
-#include "uri.h"
+#include "../base/error.h"
+#include "../base/uri.h"
 
 struct psyne_channel {
     /* First, where the inline psyne_claim/psyne_commit find it: a copy of
@@ -122,7 +122,7 @@ static int check_options(const struct psyne_options *o)
     if (o->numa_node && !(o->flags & PSYNE_F_NUMA_BIND))
         return psy_fail(-EINVAL, "numa_node is set but PSYNE_F_NUMA_BIND is not");
     struct psy_place_request req;
-    int rc = psy_place_request_from(o, false, &req); /* a node that is not online */
+    int rc = psy_place_request_make(o->flags, o->numa_node, false, &req); /* a node that is not online */
     if (rc)
         return rc;
     if (o->link_timeout_ns < 0 && o->link_timeout_ns != PSYNE_FOREVER)

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "channel.h"
-#include "error.h"
+#include "../base/error.h"
 #include "psyne.h"
 
 size_t psyne_dtype_size(int dtype)

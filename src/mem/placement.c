@@ -13,7 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "../core/error.h"
+#include "../base/error.h"
 #include "psyne.h"
 
 #ifndef MPOL_BIND
@@ -34,18 +34,18 @@ static bool node_online(int node)
     return node == 0 && access("/sys/devices/system/node", F_OK) != 0;
 }
 
-int psy_place_request_from(const struct psyne_options *opt, bool explicit_ok, struct psy_place_request *req)
+int psy_place_request_make(uint32_t flags, uint32_t numa_node, bool explicit_ok, struct psy_place_request *req)
 {
     memset(req, 0, sizeof *req);
-    req->huge = (opt->flags & PSYNE_F_HUGEPAGES) != 0;
+    req->huge = (flags & PSYNE_F_HUGEPAGES) != 0;
     req->explicit_ok = explicit_ok;
-    req->prefault = !(opt->flags & PSYNE_F_NO_PREFAULT);
-    req->lock = (opt->flags & PSYNE_F_MLOCK) != 0;
+    req->prefault = !(flags & PSYNE_F_NO_PREFAULT);
+    req->lock = (flags & PSYNE_F_MLOCK) != 0;
     req->numa_node = -1;
-    if (opt->flags & PSYNE_F_NUMA_BIND) {
-        if (opt->numa_node > PSY_MAX_NUMA_NODE || !node_online((int)opt->numa_node))
-            return psy_fail(-EINVAL, "NUMA node %u is not online on this machine", opt->numa_node);
-        req->numa_node = (int)opt->numa_node;
+    if (flags & PSYNE_F_NUMA_BIND) {
+        if (numa_node > PSY_MAX_NUMA_NODE || !node_online((int)numa_node))
+            return psy_fail(-EINVAL, "NUMA node %u is not online on this machine", numa_node);
+        req->numa_node = (int)numa_node;
     }
     return 0;
 }

@@ -11,8 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct psyne_options;
-
 struct psy_place_request {
     bool huge;        /* PSYNE_F_HUGEPAGES */
     bool explicit_ok; /* the mapping may be a hugetlb memfd (memory://, tcp://; not ipc://) */
@@ -28,9 +26,10 @@ struct psy_placement {
     bool locked;
 };
 
-/* The request opt makes; explicit_ok as the transport allows. -EINVAL for a
- * node that is not online. */
-int psy_place_request_from(const struct psyne_options *opt, bool explicit_ok, struct psy_place_request *req);
+/* The request that option flags (PSYNE_F_HUGEPAGES, _NO_PREFAULT, _MLOCK,
+ * _NUMA_BIND; others are ignored) and numa_node make; explicit_ok as the
+ * transport allows. -EINVAL for a node that is not online. */
+int psy_place_request_make(uint32_t flags, uint32_t numa_node, bool explicit_ok, struct psy_place_request *req);
 
 /* The explicit huge page size (from /proc/meminfo), or 0 if unknown. */
 size_t psy_huge_page_size(void);

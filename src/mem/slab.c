@@ -30,7 +30,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../core/error.h"
+#include "../base/error.h"
 #include "placement.h"
 #include "psyne.h"
 
@@ -307,14 +307,10 @@ int psyne_slabs_create(const struct psyne_slab_options *opt, psyne_slabs **out)
     if (opt->max_bytes && opt->max_bytes < size)
         return psy_fail(-EINVAL, "max_bytes %llu is below the slab size %llu", (unsigned long long)opt->max_bytes,
                         (unsigned long long)size);
-    struct psyne_options as_ring;
-    psyne_options_init(&as_ring);
-    as_ring.flags = opt->flags;
-    as_ring.numa_node = opt->numa_node;
     struct psyne_slabs *s = calloc(1, sizeof *s);
     if (!s)
         return psy_fail(-ENOMEM, "out of memory");
-    int rc = psy_place_request_from(&as_ring, true, &s->req);
+    int rc = psy_place_request_make(opt->flags, opt->numa_node, true, &s->req);
     if (rc) {
         free(s);
         return rc;

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../core/error.h"
+#include "../base/error.h"
 
 static int fill_config(struct psy_dyn *d, const struct psyne_options *opt)
 {

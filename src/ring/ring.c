@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../core/error.h"
+#include "../base/error.h"
 #include "../mem/mirror.h"
 #include "../mem/slab.h"
 
@@ -91,7 +91,7 @@ int psy_ring_create(struct psy_ring *r, const struct psyne_options *opt)
     if (rc)
         return rc;
     struct psy_place_request req;
-    if ((rc = psy_place_request_from(opt, true, &req)) != 0)
+    if ((rc = psy_place_request_make(opt->flags, opt->numa_node, true, &req)) != 0)
         return rc;
     struct psy_mirror m = {0};
     void *slab_block = NULL;

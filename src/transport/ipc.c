@@ -29,8 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/error.h"
-#include "../core/uri.h"
+#include "../base/error.h"
+#include "../base/uri.h"
 #include "../mem/mirror.h"
 #include "ipc_dynamic.h"
 #include "ipc_segment.h"
@@ -309,8 +309,8 @@ static int create_segment(struct ipc_attachment *a, const struct psyne_options *
     psy_ipc_layout_for(cap, opt->mode, page, &l);
     struct psy_mirror m = {0};
     struct psy_place_request req;
-    psy_place_request_from(opt, false, &req); /* cannot fail: channel open checked the node */
-    if (fchmod(fd, perm) != 0)                /* shm_open applied the umask */
+    psy_place_request_make(opt->flags, opt->numa_node, false, &req); /* cannot fail: open checked the node */
+    if (fchmod(fd, perm) != 0)                                       /* shm_open applied the umask */
         rc = psy_fail(-errno, "%s: cannot set mode %o", uri, (unsigned)perm);
     else if ((rc = -posix_fallocate(fd, 0, (off_t)l.file_size)) != 0) /* tmpfs space now, not SIGBUS later */
         rc = psy_fail(rc, "%s: cannot allocate %llu bytes of shared memory", uri, (unsigned long long)l.file_size);
@@ -428,7 +428,7 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
     }
     struct psy_mirror m = {0};
     struct psy_place_request req;
-    if ((rc = psy_place_request_from(opt, false, &req)) != 0 ||
+    if ((rc = psy_place_request_make(opt->flags, opt->numa_node, false, &req)) != 0 ||
         (rc = psy_mirror_map(&m, fd, l.data_offset, l.capacity, &req)) != 0) {
         close(fd);
         return psy_fail(rc, "%s: cannot map the segment (or place it as asked)", uri);

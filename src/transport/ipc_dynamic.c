@@ -37,7 +37,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "../core/error.h"
+#include "../base/error.h"
 #include "../mem/mirror.h"
 #include "ipc_dynamic.h"
 
@@ -136,7 +136,7 @@ static int make_segment(struct psy_dyn *d, uint64_t gen, uint64_t cap, uint64_t 
         rc = -errno;
     if (!rc)
         rc = reserve(fd, l.file_size, chained);
-    if (!rc && !(rc = psy_place_request_from(&o, false, &req)))
+    if (!rc && !(rc = psy_place_request_make(o.flags, o.numa_node, false, &req)))
         rc = psy_mirror_map(&m, fd, l.data_offset, cap, &req);
     close(fd);
     if (rc) {
@@ -193,7 +193,7 @@ static int open_segment_gen(struct psy_dyn *d, uint64_t gen, struct psy_dyn_seg 
     }
     struct psy_mirror m = {0};
     struct psy_place_request req;
-    if (!rc && !(rc = psy_place_request_from(&d->opt, false, &req)) &&
+    if (!rc && !(rc = psy_place_request_make(d->opt.flags, d->opt.numa_node, false, &req)) &&
         (rc = psy_mirror_map(&m, fd, l.data_offset, l.capacity, &req)) != 0)
         why = "it cannot be mapped";
     close(fd);

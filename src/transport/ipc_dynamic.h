@@ -7,7 +7,7 @@
 #ifndef PSY_IPC_DYNAMIC_H
 #define PSY_IPC_DYNAMIC_H
 
-#include "../core/uri.h"
+#include "../base/uri.h"
 #include "ipc_segment.h"
 
 /* The creator of an anchor, before it is marked ready: writes the

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/error.h"
-#include "../core/uri.h"
+#include "../base/error.h"
+#include "../base/uri.h"
 #include "transport.h"
 #include "../ring/dynamic.h"
 

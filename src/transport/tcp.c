@@ -62,7 +62,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/error.h"
+#include "../base/error.h"
 #include "../ring/fastpath.h"
 #include "tcp_link.h"
 #include "tcp_wire.h"

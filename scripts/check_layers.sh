@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# check_layers.sh - the layers of src/ include downward only (DESIGN.md):
+#   core -> transport -> ring -> mem -> base
+# A file may include its own layer's headers, lower layers' and the public
+# headers (include/); an #include of a higher layer fails, and every such
+# line is listed. CI runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rank() {
+  case $1 in
+    base) echo 0 ;; mem) echo 1 ;; ring) echo 2 ;; transport) echo 3 ;; core) echo 4 ;; *) echo -1 ;;
+  esac
+}
+bad=0
+while IFS= read -r f; do
+  layer=${f#src/}
+  layer=${layer%%/*}
+  mine=$(rank "$layer")
+  [ "$mine" -ge 0 ] || { echo "check_layers: $f is in no layer (src/$layer/)" >&2; bad=1; continue; }
+  while IFS= read -r line; do
+    inc=$(sed -n 's/^#include "\([^"]*\)".*/\1/p' <<<"$line")
+    [ -n "$inc" ] || continue
+    case $inc in
+      ../*/*) their=$(rank "$(cut -d/ -f2 <<<"$inc")") ;;
+      */*) their=$mine ;; # psyne/inline.h and the like: public headers
+      *) their=$mine ;;   # same directory (or psyne.h)
+    esac
+    if [ "$their" -gt "$mine" ]; then
+      echo "check_layers: $f ($layer) includes $inc, a higher layer" >&2
+      bad=1
+    fi
+  done < <(grep '^#include "' "$f")
+done < <(git ls-files 'src/*.c' 'src/*.h')
+[ $bad -eq 0 ] && echo "check_layers: every include of src/ points down (core -> transport -> ring -> mem -> base)"
+exit $bad
