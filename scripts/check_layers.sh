@@ -21,11 +21,13 @@ while IFS= read -r f; do
   while IFS= read -r line; do
     inc=$(sed -n 's/^#include "\([^"]*\)".*/\1/p' <<<"$line")
     [ -n "$inc" ] || continue
-    case $inc in
-      ../*/*) their=$(rank "$(cut -d/ -f2 <<<"$inc")") ;;
-      */*) their=$mine ;; # psyne/inline.h and the like: public headers
-      *) their=$mine ;;   # same directory (or psyne.h)
-    esac
+    # the layer of the file the include names, if it is one of src/'s
+    target=$(realpath -m --relative-to=src "$(dirname "$f")/$inc")
+    if [ -e "src/$target" ]; then
+      their=$(rank "${target%%/*}")
+    else
+      their=$mine # psyne.h, psyne/inline.h: the public headers (include/)
+    fi
     if [ "$their" -gt "$mine" ]; then
       echo "check_layers: $f ($layer) includes $inc, a higher layer" >&2
       bad=1

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "psyne.h"
-#include "transport/tcp_wire.h"
+#include "transport/tcp/wire.h"
 
 #define BUF_MAX 4096
 

@@ -73,7 +73,7 @@
 
 #include "check.h"
 #include "free_port.h"
-#include "transport/tcp_wire.h"
+#include "transport/tcp/wire.h"
 
 #define MSG_TYPE 4242u
 

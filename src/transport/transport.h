@@ -45,7 +45,7 @@ void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t
                    uint64_t *claims_recovered, uint64_t *views_recovered);
 
 /* tcp://host:port: a connection with a send ring (tx) and a receive ring
- * (rx) of this process, and the two threads that move them (tcp.c). */
+ * (rx) of this process, and the two threads that move them (tcp/link.h). */
 struct psy_tcp_link;
 int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_tcp_link **out);
 struct psy_ring *psy_tcp_rx(struct psy_tcp_link *l);
@@ -71,7 +71,7 @@ void psy_tcp_close(struct psy_tcp_link *l);
 void psy_tcp_stats(struct psy_tcp_link *l, struct psyne_stats *st);
 
 /* tcp:// listening with max_peers: many clients, each a peer with a link of
- * its own (tcp_server.c). */
+ * its own (tcp/server.c). */
 struct psy_tcp_server;
 int psy_tcp_server_open(const char *name, const struct psyne_options *opt, struct psy_tcp_server **out);
 /* Records of one peer (msgs[i].peer set). Errors as psy_ring_receive's,

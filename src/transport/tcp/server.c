@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tcp_server.c - a listening tcp:// channel that serves many clients at once
+ * server.c - a listening tcp:// channel that serves many clients at once
  * (psyne_options.max_peers > 0).
  *
- * Every client is a peer: a link of its own (tcp.c) with its own two rings
+ * Every client is a peer: a link of its own (link.h) with its own two rings
  * and threads, numbered from 1 in the order clients first came. The acceptor
  * thread accepts each connection, reads the client's hello and hands the
  * connection to the link of that session: a new session gets a new link, a
@@ -15,7 +15,8 @@
  * and says whose they are (psyne_msg.peer); a reply goes to the peer named
  * (psyne_claim_to). A consumer that waits for any peer sleeps on `bell`, a
  * ring used only for its wait block: every link rings it when it publishes
- * records or ends (psy_tcp_server_poke), which costs a load when nobody waits.
+ * records or ends (poke, a callback it was given), which costs a load when
+ * nobody waits.
  *
  * Peer table: `lock` guards the slots. Receives and releases run under it,
  * so a link is only freed (by the acceptor, once it has ended, its records
@@ -30,9 +31,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../base/error.h"
-#include "tcp_link.h"
-#include "tcp_wire.h"
+#include "../../base/error.h"
+#include "peer.h"
+#include "wire.h"
 
 #define ACCEPT_POLL_MS 50 /* how often the acceptor looks at `stop` and frees ended peers */
 
@@ -64,7 +65,8 @@ struct psy_tcp_server {
     _Atomic uint64_t refused; /* connections dropped: a bad hello, too many peers */
 };
 
-void psy_tcp_server_poke(struct psy_tcp_server *s)
+/* A link's callback: it published records or ended (peer.h). */
+static void poke(struct psy_tcp_server *s)
 {
     psy_wake_if_waiting(&s->bell, PSY_WAIT_DATA);
 }
@@ -176,7 +178,7 @@ static void route(struct psy_tcp_server *s, int fd, const uint8_t *hello)
     } else {
         struct psy_tcp_link *l;
         uint32_t id = s->next_id + 1;
-        if (psy_tcp_peer_open(s->where, &s->opt, s, &l)) {
+        if (psy_tcp_peer_open(s->where, &s->opt, s, poke, &l)) {
             refuse(s, fd, psyne_last_error());
         } else {
             s->next_id = id;

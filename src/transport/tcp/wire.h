@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tcp_wire.h - the tcp:// wire protocol: the handshake and the checks of the
+ * wire.h - the tcp:// wire protocol: the handshake and the checks of the
  * record stream. Pure functions over bytes (no sockets), so the fuzz target
  * (tests/fuzz_tcp.c) drives exactly the code the receiver runs.
  *

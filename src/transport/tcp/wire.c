@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tcp_wire.c - the handshake and the record checks of tcp:// (tcp_wire.h).
+ * wire.c - the handshake and the record checks of tcp:// (wire.h).
  * Everything here reads bytes that came from the network: every length and
  * type is checked before anything is believed.
  */
-#include "tcp_wire.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "psyne.h"
-#include "../ring/ring.h"
+#include "../../ring/ring.h"
 
 static uint64_t get64(const uint8_t *p)
 {

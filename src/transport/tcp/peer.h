@@ -1,16 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tcp_link.h - what tcp.c offers tcp_server.c: links that a multi-peer
- * server makes for its clients and hands connections to. Internal.
+ * peer.h - what a tcp:// link offers a listening handle with max_peers
+ * (server.c): links it makes for its clients and hands connections to.
+ * Internal to src/transport/tcp/.
  */
-#ifndef PSY_TCP_LINK_H
-#define PSY_TCP_LINK_H
+#ifndef PSY_TCP_PEER_H
+#define PSY_TCP_PEER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../ring/fastpath.h"
-#include "transport.h"
+#include "../../ring/fastpath.h"
+#include "../transport.h"
 
 /* How long a new connection may take to send its hello. */
 #define PSY_TCP_HELLO_TIMEOUT_MS 5000
@@ -19,9 +20,10 @@
 int psy_tcp_listen(const char *name, int *fd);
 
 /* A link of owner for one client: rings and threads, no connection until
- * the owner hands it one. */
+ * the owner hands it one. The link calls poke(owner) when it publishes
+ * records and when it ends, from its own threads. */
 int psy_tcp_peer_open(const char *where, const struct psyne_options *opt, struct psy_tcp_server *owner,
-                      struct psy_tcp_link **out);
+                      void (*poke)(struct psy_tcp_server *owner), struct psy_tcp_link **out);
 /* Hands the link a connection whose client hello (PSY_WIRE_HELLO_SIZE bytes)
  * the owner has read; a connection the link has now is dropped (the client
  * came back on this one). Takes fd over. */
@@ -38,9 +40,5 @@ bool psy_tcp_peer_idle(struct psy_tcp_link *l);
 void psy_tcp_peer_close(struct psy_tcp_link *l);
 /* The link is over (BYE, failure or close): its rings are shut down. */
 bool psy_tcp_link_ended(struct psy_tcp_link *l);
-
-/* tcp_server.c: something happened on one of its links (records published,
- * a link ended): wake a consumer waiting on all of them. */
-void psy_tcp_server_poke(struct psy_tcp_server *s);
 
 #endif
