@@ -225,6 +225,18 @@ static inline void give_role(_Atomic int *role)
     atomic_store(role, 0);
 }
 
+/* Work for the sender thread (records, an ACK that cannot wait): wakes it
+ * if it sleeps, once until it runs again: a burst of commits while it wakes
+ * up makes one system call, not one each. The Dekker pairing of
+ * psy_wake_if_waiting (the thread re-checks after its barrier); and the
+ * thread takes wake_pending back (exchange) before it looks for work, so a
+ * waker that finds it still set has its records seen. */
+static inline void psy_tcp_wake_sender(struct psy_tcp_link *l)
+{
+    if (psy_ring_has_sleepers(l->sender_bell, PSY_WAIT_DATA) && !atomic_exchange(&l->wake_pending, true))
+        psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
+}
+
 /* conn.c: sockets and the handshake */
 int psy_tcp_parse_address(const char *name, bool server, char *host, size_t hostlen, char *port, size_t portlen);
 int psy_tcp_open_listener(const char *where, const char *host, const char *port, int *out);
@@ -244,8 +256,6 @@ int psy_tcp_handshake(struct psy_tcp_link *l, int fd, bool *fatal);
 enum link_end psy_tcp_receive_loop(struct psy_tcp_link *l, int fd);
 
 /* tx.c: the send side, and what the receive side may ask of it */
-/* Wakes the sender thread if it sleeps (once until it runs again). */
-void psy_tcp_wake_sender(struct psy_tcp_link *l);
 /* An ACK that cannot wait: written now if the send role is free, else by
  * the sender thread. */
 void psy_tcp_ack_now(struct psy_tcp_link *l);

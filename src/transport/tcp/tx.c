@@ -55,18 +55,6 @@
  * whoever holds the role, finishes that range first.
  */
 
-/* Work for the sender thread (records, an ACK that cannot wait): wakes it
- * if it sleeps, once until it runs again: a burst of commits while it wakes
- * up makes one system call, not one each. The Dekker pairing of
- * psy_wake_if_waiting (the thread re-checks after its barrier); and the
- * thread takes wake_pending back (exchange) before it looks for work, so a
- * waker that finds it still set has its records seen. */
-void psy_tcp_wake_sender(struct psy_tcp_link *l)
-{
-    if (psy_ring_has_sleepers(l->sender_bell, PSY_WAIT_DATA) && !atomic_exchange(&l->wake_pending, true))
-        psy_wake_slow(l->sender_bell, PSY_WAIT_DATA);
-}
-
 /* The end of the committed records from pos, at most SEND_MAX bytes on. */
 static uint64_t committed_end(const struct psy_ring *r, uint64_t pos)
 {
