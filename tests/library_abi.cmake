@@ -38,13 +38,24 @@ if(count LESS 30)
   message(FATAL_ERROR "only ${count} versioned symbols: is the version script applied?")
 endif()
 
-# 0.1.0 (ABI 0): sizeof(struct psyne_options) 96, sizeof(struct psyne_stats) 240
+# What programs compile in: the sizes of psyne_options and psyne_stats, and
+# the layout of the handle's psy_lane that the inline claim and commit read.
+# ABI 0 (0.1.0): options 96, stats 240. ABI 1 (0.2.0): options 160, stats
+# 368; lane 64 bytes, data at 32, cap at 48, wake_fence at 56. A change of
+# either line without a new ABI number (and soname) fails here.
 execute_process(COMMAND ${SIZES} OUTPUT_VARIABLE sizes OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "abi_sizes failed")
 endif()
-if(NOT sizes STREQUAL "96 240" AND ABI EQUAL 0)
-  message(FATAL_ERROR "psyne_options/psyne_stats are ${sizes} bytes, 0.1.0's were 96 240, and the soname is still libpsyne.so.0")
+string(REPLACE "\n" ";" sizes "${sizes}")
+list(GET sizes 0 structs)
+list(GET sizes 1 lane)
+if(ABI EQUAL 0 AND NOT structs STREQUAL "96 240")
+  message(FATAL_ERROR "psyne_options/psyne_stats are ${structs} bytes, 0.1.0's were 96 240, and the soname is still libpsyne.so.0")
 endif()
-message(STATUS "libpsyne.so.${ABI}: ${count} versioned symbols; options/stats ${sizes} bytes (0.1.0: 96 240): "
-               "programs of 0.1.0 (libpsyne.so.0) do not load it")
+if(ABI EQUAL 1 AND (NOT structs STREQUAL "160 368" OR NOT lane STREQUAL "64 32 48 56"))
+  message(FATAL_ERROR "options/stats '${structs}' and lane '${lane}' differ from ABI 1's '160 368' and "
+                      "'64 32 48 56': raise PSYNE_ABI (CMakeLists.txt), the soname goes with it")
+endif()
+message(STATUS "libpsyne.so.${ABI}: ${count} versioned symbols; options/stats ${structs} bytes (0.1.0: 96 240), "
+               "lane ${lane}: programs of 0.1.0 (libpsyne.so.0) do not load it")
