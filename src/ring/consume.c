@@ -351,11 +351,7 @@ int psy_ring_release(struct psy_ring *r, const struct psy_reader *rd, const stru
     uint64_t end = msgs[n - 1].psy_end;
     if (rd)
         return psy_sc_release(r, rd, end);
-    if (!mc_view_held(r, &msgs[0], end))
-        return -EINVAL;
-    psy_mc_mark_released(r, msgs[0].psy_begin, end - msgs[0].psy_begin);
-    psy_mc_sweep(r);
-    return 0;
+    return mc_view_held(r, &msgs[0], end) ? psy_mc_release(r, msgs[0].psy_begin, end) : -EINVAL;
 }
 
 int psy_ring_subscribe(struct psy_ring *r)
