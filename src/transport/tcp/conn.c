@@ -129,8 +129,12 @@ static int connect_once(struct psy_tcp_link *l, const struct addrinfo *a, int ti
     int64_t until = psy_now_ns() + timeout_ms * 1000000ll;
     while (rc == -EINPROGRESS) {
         int64_t left_ms = (until - psy_now_ns() + 999999) / 1000000;
-        if (left_ms <= 0 || atomic_load(&l->stop)) {
-            rc = atomic_load(&l->stop) ? -ECANCELED : -ETIMEDOUT;
+        if (atomic_load(&l->stop)) {
+            rc = -ECANCELED;
+            break;
+        }
+        if (left_ms <= 0) {
+            rc = -ETIMEDOUT;
             break;
         }
         struct pollfd p = {.fd = fd, .events = POLLOUT};
