@@ -4,7 +4,7 @@
 #   core -> transport -> ring -> mem -> base
 # A file may include its own layer's headers, lower layers' and the public
 # headers (include/); an #include of a higher layer fails, and every such
-# line is listed. CI runs it.
+# line is listed; so is a line of src/core/ that names a transport. CI runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rank() {
@@ -34,5 +34,11 @@ while IFS= read -r f; do
     fi
   done < <(grep '^#include "' "$f")
 done < <(git ls-files 'src/*.c' 'src/*.h')
+# core/ reaches transports only through their tables (transport/transport.h):
+# no transport's functions, types or headers by name.
+if grep -nE 'psy_(tcp|ipc|memory|dyn)_|transport/(tcp/|ipc|memory|dynamic)' src/core/*.c src/core/*.h; then
+  echo "check_layers: src/core/ names a transport (above); go through struct psy_transport" >&2
+  bad=1
+fi
 [ $bad -eq 0 ] && echo "check_layers: every include of src/ points down (core -> transport -> ring -> mem -> base)"
 exit $bad

@@ -7,16 +7,16 @@
 
 #include <stddef.h>
 
-enum psy_scheme { PSY_SCHEME_MEMORY, PSY_SCHEME_IPC, PSY_SCHEME_TCP };
-
+#define PSY_SCHEME_MAX 15
 #define PSY_NAME_MAX 255
 
 struct psy_uri {
-    enum psy_scheme scheme;
-    char name[PSY_NAME_MAX + 1]; /* everything after "://" */
+    char scheme[PSY_SCHEME_MAX + 1]; /* before "://": lower-case letters and digits */
+    char name[PSY_NAME_MAX + 1];     /* everything after "://" */
 };
 
-/* Parses uri into *out. Returns 0 or -EINVAL (with psyne_last_error set). */
+/* Parses uri into *out; which schemes exist, the transport registry says.
+ * Returns 0 or -EINVAL (with psyne_last_error set). */
 int psy_uri_parse(const char *uri, struct psy_uri *out);
 
 #endif

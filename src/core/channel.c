@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * channel.c - the public channel API: option checks, roles, blocking with
- * timeouts on top of the ring's non-blocking calls, and statistics.
+ * channel.c - the public channel API: argument and option checks, roles,
+ * blocking with timeouts on top of the ring's non-blocking calls, MP
+ * counting and statistics. What differs between transports is asked of the
+ * handle's port (transport/transport.h); this file names none of them.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ring/dynamic.h"
 #include "../ring/fastpath.h"
-#include "../transport/ipc_dynamic.h"
 #include "../transport/transport.h"
 #include "channel.h"
 #include "../base/error.h"
@@ -30,23 +30,24 @@ struct psyne_channel {
     psy_atomic64 mp_own_bytes;
     _Atomic(uintptr_t) mp_owner; /* the thread that counts without a locked add (count_mp) and uses the
                                     lease, 0: none yet */
-    alignas(PSY_CACHE_BLOCK) struct psy_ring *ring; /* consumer side: the ring we receive from */
-    struct psy_ring *tx;                            /* producer side: the same ring, except for tcp:// */
-    struct psy_tcp_link *link;                      /* tcp://: the connection that moves tx and ring */
-    struct psy_tcp_server *server;                  /* tcp:// with max_peers: many links; ring and tx are NULL */
-    struct psy_dyn *dyn;                            /* dynamic ring: ring and tx are its segments, refreshed per call */
-    struct psy_ring *home;                          /* what the handle attached to: handle counts, shutdown */
-    psy_atomic64 *mp_counts;         /* {msgs, bytes, own msgs, own bytes}: mp_msgs here, or the ipc slot's */
-    struct psyne_channel *next;      /* in tx->handles */
-    const struct psy_reader *reader; /* single consumer state, NULL in MC modes */
-    bool sp_fast;                    /* may take the inline SP claim/commit */
-    bool mp_fast;                    /* MP producer on a plain ring: psyne_claim goes straight to the ring */
-    struct psy_lease *lease;         /* mp_fast on an in-process ring: claims come from a lease (lease.c) */
-    bool sc_fast;                    /* may take the inline SC receive */
-    int role;
-    int sub; /* BROADCAST subscriber slot, else -1 */
+    /* The transport's: the rings we claim in (tx) and receive from (ring),
+     * the single-consumer reader (NULL in MC modes), the role, the table. */
+    alignas(PSY_CACHE_BLOCK) struct psy_port port;
+    psy_atomic64 *mp_counts;    /* {msgs, bytes, own msgs, own bytes}: mp_msgs here, or the port's counters */
+    struct psyne_channel *next; /* in tx->handles */
+    bool sp_fast;               /* may take the inline SP claim/commit */
+    bool mp_fast;               /* MP producer on a plain ring: psyne_claim goes straight to the ring */
+    bool sc_fast;               /* may take the inline SC receive */
+    struct psy_lease *lease;    /* mp_fast on an in-process ring: claims come from a lease (lease.c) */
+    int sub;                    /* BROADCAST subscriber slot, else -1 */
     struct psy_reader reader_state;
 };
+
+/* Whether the port asks for a step of its table on this path. */
+static inline bool port_is(const psyne_channel *ch, uint32_t flag)
+{
+    return (ch->port.flags & flag) != 0;
+}
 
 /*
  * Counts n messages of `bytes` committed on an MP handle. One thread, the
@@ -86,7 +87,7 @@ _Static_assert(offsetof(struct psyne_channel, mp_own_bytes) == offsetof(struct p
 
 struct psy_ring *psy_channel_ring(psyne_channel *ch)
 {
-    return ch->ring;
+    return ch->port.ring;
 }
 
 void psyne_options_init(struct psyne_options *opt)
@@ -131,10 +132,6 @@ static int check_options(const struct psyne_options *o)
         return psy_fail(-EINVAL, "open_timeout_ns must be > 0, 0 (default) or PSYNE_FOREVER");
     if (o->peer_timeout_ns < 0)
         return psy_fail(-EINVAL, "peer_timeout_ns must be >= 0");
-    if (o->max_peers && !(o->flags & PSYNE_F_LISTEN))
-        return psy_fail(-EINVAL, "max_peers is for listening tcp:// handles (PSYNE_F_LISTEN)");
-    if (o->max_peers > PSYNE_MAX_PEERS)
-        return psy_fail(-EINVAL, "max_peers %u is above PSYNE_MAX_PEERS (%u)", o->max_peers, PSYNE_MAX_PEERS);
     for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
         if (o->reserved[i])
             return psy_fail(-EINVAL,
@@ -144,19 +141,58 @@ static int check_options(const struct psyne_options *o)
     return 0;
 }
 
-static void detach(struct psy_ring *r)
-{
-    if (r->ipc)
-        psy_ipc_detach(r);
-    else
-        psy_memory_detach(r);
-}
-
-/* The open-handle counts a handle of this role is in (ipc slot roles). */
+/* The open-handle counts a handle of this role is in (PSY_SLOT_*). */
 static unsigned role_bits(int role)
 {
     return (role != PSYNE_ROLE_CONSUMER ? PSY_SLOT_PRODUCER : 0) |
            (role != PSYNE_ROLE_PRODUCER ? PSY_SLOT_CONSUMER : 0);
+}
+
+/* After the transport opened the port: the handle's part of its rings. A
+ * handle that is not its rings' only user is counted in them. */
+static int join_rings(psyne_channel *ch, const char *uri)
+{
+    struct psy_port *p = &ch->port;
+    struct psy_ring *r = p->ring;
+    if (r->mode == PSYNE_MODE_BROADCAST && p->role == PSYNE_ROLE_ANY) /* joined with NULL options */
+        return psy_fail(-EINVAL, "%s is a BROADCAST channel: open it with PSYNE_ROLE_PRODUCER or _CONSUMER", uri);
+    if (r->mode == PSYNE_MODE_BROADCAST && p->role == PSYNE_ROLE_CONSUMER) {
+        ch->sub = psy_ring_subscribe(r);
+        if (ch->sub < 0)
+            return psy_fail(-EBUSY, "%s already has %d subscribers", uri, PSYNE_MAX_SUBSCRIBERS);
+    }
+    ch->mp_counts = p->counters ? p->counters : &ch->mp_msgs;
+    if (!r->mc) {
+        psy_ring_reader_init(r, ch->sub, &ch->reader_state);
+        p->reader = &ch->reader_state;
+        if (p->role != PSYNE_ROLE_PRODUCER)
+            psy_ring_reader_attach(p->reader);
+    }
+    /* A plain ring: one that neither moves nor has a transport to tell of
+     * commits, where claims may go straight to the ring */
+    bool plain = !port_is(ch, PSY_PORT_MOVES | PSY_PORT_NOTIFY);
+    ch->sp_fast = !p->tx->mp && p->role != PSYNE_ROLE_CONSUMER;
+    ch->mp_fast = p->tx->mp && p->role != PSYNE_ROLE_CONSUMER && plain;
+    ch->sc_fast = p->reader && p->role != PSYNE_ROLE_PRODUCER;
+    if (ch->mp_fast)
+        ch->lease = psy_lease_take(p->tx);
+    /* The inline calls: plain rings whose producer does not count */
+    if (ch->sp_fast && plain && p->tx->walk_counts)
+        ch->lane = p->tx->lane;
+    pthread_mutex_lock(&p->tx->handles_lock);
+    ch->next = p->tx->handles;
+    p->tx->handles = ch;
+    pthread_mutex_unlock(&p->tx->handles_lock);
+    if (port_is(ch, PSY_PORT_ALONE)) /* the handle is the rings' only user: no counts to keep */
+        return 0;
+    struct psy_wait_block *w = &r->sh->wait;
+    if (p->role != PSYNE_ROLE_CONSUMER)
+        atomic_fetch_add_explicit(&w->producers, 1, memory_order_relaxed);
+    if (p->role != PSYNE_ROLE_PRODUCER)
+        atomic_fetch_add_explicit(&w->consumers, 1, memory_order_relaxed);
+    if (p->tp->set_roles)
+        p->tp->set_roles(p, role_bits(p->role), ch->sub);
+    return 0;
 }
 
 int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_options *opt)
@@ -177,121 +213,41 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
     struct psy_uri u;
     if ((rc = psy_uri_parse(uri, &u)) != 0)
         return rc;
-    if ((opt->flags & PSYNE_F_LISTEN) && u.scheme != PSY_SCHEME_TCP)
-        return psy_fail(-EINVAL, "PSYNE_F_LISTEN is for tcp:// channels");
-    if (opt->dynamic && u.scheme == PSY_SCHEME_TCP)
-        return psy_fail(-EINVAL, "dynamic rings are for memory:// and ipc://, not tcp://");
-    if (opt->dynamic && (rc = psy_dyn_check_options(opt)) != 0) /* before anything is made under the name */
+    const struct psy_transport *tp = psy_transport_find(u.scheme);
+    if (!tp)
+        return psy_fail(-EINVAL, "URI \"%.64s\" does not start with memory://, ipc:// or tcp://", uri);
+    if ((rc = tp->check_options(opt)) != 0)
         return rc;
-    if (opt->slabs && u.scheme == PSY_SCHEME_IPC) /* a slab is this process's memory */
-        return psy_fail(-EINVAL, "ipc:// rings live in shared-memory segments of their own, not in slabs");
 
     psy_wait_init();
     psyne_channel *ch = aligned_alloc(PSY_CACHE_BLOCK, sizeof *ch);
     if (!ch)
         return psy_fail(-ENOMEM, "out of memory");
     memset(ch, 0, sizeof *ch);
-    ch->role = opt->role;
     ch->sub = -1;
-    if (u.scheme == PSY_SCHEME_TCP && opt->max_peers) { /* no ring of its own: the slow paths ask the server */
-        ch->mp_counts = &ch->mp_msgs;
-        rc = psy_tcp_server_open(u.name, opt, &ch->server);
-        if (rc)
-            free(ch);
-        else
-            *out = ch;
-        return rc;
-    }
-    if (u.scheme == PSY_SCHEME_TCP) {
-        rc = psy_tcp_open(u.name, opt, &ch->link);
-        if (rc == 0)
-            ch->ring = psy_tcp_rx(ch->link);
-    } else {
-        rc = u.scheme == PSY_SCHEME_IPC ? psy_ipc_attach(u.name, opt, join_any, &ch->ring)
-                                        : psy_memory_attach(u.name, opt, join_any, &ch->ring);
-    }
-    if (rc != 0) {
+    ch->mp_counts = &ch->mp_msgs;
+    ch->port.tp = tp;
+    ch->port.role = opt->role;
+    if ((rc = tp->open(&ch->port, u.name, opt, join_any)) != 0) {
         free(ch);
         return rc;
     }
-    ch->tx = ch->link ? psy_tcp_tx(ch->link) : ch->ring;
-    ch->home = ch->ring;
-    if (u.scheme == PSY_SCHEME_MEMORY)
-        ch->dyn = psy_memory_dynamic(ch->home); /* ring and tx stay the anchor until the first call */
-    if (ch->ring->ipc && psy_ipc_is_dynamic(ch->ring) &&
-        (rc = psy_ipc_dyn_open(ch->ring, u.name, opt, ch->role, &ch->dyn)) != 0) {
-        detach(ch->ring);
+    if (!port_is(ch, PSY_PORT_PEERS) && (rc = join_rings(ch, uri)) != 0) {
+        if (ch->sub >= 0)
+            psy_ring_unsubscribe(ch->port.ring, ch->sub);
+        ch->port.tp->close(&ch->port);
         free(ch);
         return rc;
     }
-    if (ch->ring->mode == PSYNE_MODE_BROADCAST && ch->role == PSYNE_ROLE_ANY) { /* joined with NULL options */
-        detach(ch->ring);
-        free(ch);
-        return psy_fail(-EINVAL, "%s is a BROADCAST channel: open it with PSYNE_ROLE_PRODUCER or _CONSUMER", uri);
-    }
-    if (ch->ring->mode == PSYNE_MODE_BROADCAST && ch->role == PSYNE_ROLE_CONSUMER) {
-        ch->sub = psy_ring_subscribe(ch->ring);
-        if (ch->sub < 0) {
-            detach(ch->ring);
-            free(ch);
-            return psy_fail(-EBUSY, "%s already has %d subscribers", uri, PSYNE_MAX_SUBSCRIBERS);
-        }
-    }
-    struct psy_ring *r = ch->ring;
-    ch->mp_counts = r->ipc ? psy_ipc_counters(r) : &ch->mp_msgs;
-    if (!r->mc) {
-        psy_ring_reader_init(r, ch->sub, &ch->reader_state);
-        ch->reader = &ch->reader_state;
-        if (ch->role != PSYNE_ROLE_PRODUCER)
-            psy_ring_reader_attach(ch->reader);
-    }
-    ch->sp_fast = !ch->tx->mp && ch->role != PSYNE_ROLE_CONSUMER;
-    ch->mp_fast = ch->tx->mp && ch->role != PSYNE_ROLE_CONSUMER && !ch->dyn && !ch->link;
-    ch->sc_fast = ch->reader && ch->role != PSYNE_ROLE_PRODUCER;
-    if (ch->mp_fast)
-        ch->lease = psy_lease_take(ch->tx);
-    /* The inline calls: rings whose producer neither counts nor has a
-     * thread or segment chain to tell (tcp://, dynamic rings) */
-    if (ch->sp_fast && !ch->dyn && !ch->link && ch->tx->walk_counts)
-        ch->lane = ch->tx->lane;
-    pthread_mutex_lock(&ch->tx->handles_lock);
-    ch->next = ch->tx->handles;
-    ch->tx->handles = ch;
-    pthread_mutex_unlock(&ch->tx->handles_lock);
-    if (ch->link) { /* the handle is the link's only user: no counts to keep */
-        *out = ch;
-        return 0;
-    }
-    struct psy_wait_block *w = &r->sh->wait;
-    if (ch->role != PSYNE_ROLE_CONSUMER)
-        atomic_fetch_add_explicit(&w->producers, 1, memory_order_relaxed);
-    if (ch->role != PSYNE_ROLE_PRODUCER)
-        atomic_fetch_add_explicit(&w->consumers, 1, memory_order_relaxed);
-    if (r->ipc)
-        psy_ipc_set_roles(r, role_bits(ch->role), ch->sub);
     *out = ch;
     return 0;
-}
-
-/* The anchor's flag first: ipc segments made meanwhile look at it
- * (ipc_dynamic.c). */
-static void shutdown_ring(psyne_channel *ch)
-{
-    psy_ring_shutdown(ch->home);
-    if (ch->dyn)
-        psy_dyn_shutdown(ch->dyn);
 }
 
 int psyne_channel_shutdown(psyne_channel *ch)
 {
     if (!ch)
         return psy_fail(-EINVAL, "channel is NULL");
-    if (ch->server)
-        psy_tcp_server_shutdown(ch->server);
-    else if (ch->link)
-        psy_tcp_shutdown(ch->link);
-    else
-        shutdown_ring(ch);
+    ch->port.tp->shutdown(&ch->port);
     return 0;
 }
 
@@ -299,32 +255,30 @@ int psyne_channel_close(psyne_channel *ch)
 {
     if (!ch)
         return 0;
-    if (ch->server || ch->link) {
-        if (ch->server)
-            psy_tcp_server_close(ch->server);
-        else
-            psy_tcp_close(ch->link);
+    struct psy_port *p = &ch->port;
+    if (port_is(ch, PSY_PORT_ALONE | PSY_PORT_PEERS)) {
+        p->tp->close(p);
         free(ch);
         return 0;
     }
     /* Like a pipe: when the last handle that could produce (or consume) goes,
      * nobody can make progress on the other side any more. */
-    struct psy_ring *r = ch->home;
+    struct psy_ring *r = p->home;
     struct psy_wait_block *w = &r->sh->wait;
     bool last = false;
-    if (r->ipc) /* a survivor must not uncount us again if we die now */
-        psy_ipc_clear_roles(r);
+    if (p->tp->set_roles) /* a survivor must not uncount us again if we die now */
+        p->tp->set_roles(p, 0, -1);
     psy_lease_give_back(r, ch->lease); /* before the count: the last producer's close shuts the ring down */
-    if (ch->role != PSYNE_ROLE_CONSUMER)
+    if (p->role != PSYNE_ROLE_CONSUMER)
         last |= atomic_fetch_sub_explicit(&w->producers, 1, memory_order_acq_rel) == 1;
-    if (ch->role != PSYNE_ROLE_PRODUCER)
+    if (p->role != PSYNE_ROLE_PRODUCER)
         last |= atomic_fetch_sub_explicit(&w->consumers, 1, memory_order_acq_rel) == 1;
     if (last)
-        shutdown_ring(ch);
+        p->tp->shutdown(p);
     pthread_mutex_lock(&r->handles_lock); /* its counts stay in the ring's totals */
-    for (psyne_channel **p = &r->handles; *p; p = &(*p)->next) {
-        if (*p == ch) {
-            *p = ch->next;
+    for (psyne_channel **h = &r->handles; *h; h = &(*h)->next) {
+        if (*h == ch) {
+            *h = ch->next;
             break;
         }
     }
@@ -333,9 +287,7 @@ int psyne_channel_close(psyne_channel *ch)
     pthread_mutex_unlock(&r->handles_lock);
     if (ch->sub >= 0)
         psy_ring_unsubscribe(r, ch->sub);
-    if (r->ipc && ch->dyn) /* the handle's own view of the segments */
-        psy_ipc_dyn_close(ch->dyn);
-    detach(r);
+    p->tp->close(p);
     free(ch);
     return 0;
 }
@@ -389,22 +341,24 @@ static int claim_batch_once(void *ctx)
     return psy_ring_claim_batch(t->ring, t->need, t->claims, t->n);
 }
 
-/* Claims on ring r (ch->tx, or a peer's send ring), waiting as asked. */
+/* Claims on ring r (the port's tx, or a peer's send ring), waiting as asked. */
 static int claim_on(psyne_channel *ch, struct psy_ring *r, size_t max_len, struct psyne_claimed *c, unsigned n,
                     int64_t timeout_ns)
 {
+    struct psy_port *p = &ch->port;
     uint64_t need = PSYNE_RECORD_SIZE(max_len);
-    if (!message_fits(r, max_len) && ch->dyn && max_len <= UINT32_MAX && psy_dyn_grow(ch->dyn, need) == 0)
-        r = ch->tx = psy_dyn_producer(ch->dyn); /* a segment chained large enough */
+    if (!message_fits(r, max_len) && p->tp->grow && max_len <= UINT32_MAX && p->tp->grow(p, need) == 0)
+        r = p->tp->producer(p); /* a segment chained large enough */
     if (!message_fits(r, max_len))
-        return psy_fail(
-            -EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu%s", max_len, (unsigned long long)need,
-            (unsigned long long)(ch->dyn ? psy_dyn_max_capacity(ch->dyn) : r->cap), ch->dyn ? " at most" : "");
+        return psy_fail(-EMSGSIZE, "a %zu-byte message needs %llu bytes; the ring has %llu%s", max_len,
+                        (unsigned long long)need,
+                        (unsigned long long)(p->tp->max_capacity ? p->tp->max_capacity(p) : r->cap),
+                        p->tp->max_capacity ? " at most" : "");
     c[0].capacity = (uint32_t)max_len;
     struct claim_batch_try t = {r, need, c, n};
     int rc = claim_batch_once(&t);
-    if (rc == -EAGAIN && ch->dyn && psy_dyn_grow(ch->dyn, need) == 0) { /* full: chain a larger segment */
-        t.ring = r = ch->tx = psy_dyn_producer(ch->dyn);
+    if (rc == -EAGAIN && p->tp->grow && p->tp->grow(p, need) == 0) { /* full: chain a larger segment */
+        t.ring = r = p->tp->producer(p);
         rc = claim_batch_once(&t);
     }
     if (rc == -EBUSY)
@@ -412,8 +366,8 @@ static int claim_on(psyne_channel *ch, struct psy_ring *r, size_t max_len, struc
     if (rc != -EAGAIN)
         return rc;
     psy_ring_count_full(r);
-    if (ch->link) /* the ACKs that free tx must be read, even while users read inline */
-        psy_tcp_acks_wanted(ch->link);
+    if (p->tp->space_wanted)
+        p->tp->space_wanted(p);
     if (timeout_ns == PSYNE_NONBLOCK) {
         poll_peers(r);
         return -EAGAIN;
@@ -433,32 +387,34 @@ int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c
 {
     CHECK_NULL(ch);
     CHECK_NULL(c);
-    if (ch->role == PSYNE_ROLE_CONSUMER)
+    if (ch->port.role == PSYNE_ROLE_CONSUMER)
         return psy_fail(-EPERM, "claim on a consumer handle");
     if (n == 0)
         return psy_fail(-EINVAL, "claim of 0 messages");
-    if (ch->server)
+    if (port_is(ch, PSY_PORT_PEERS))
         return psy_fail(-EDESTADDRREQ, "a handle with max_peers sends to one peer: psyne_claim_to");
     if (ch->lease && owns_handle(ch)) /* what it claims now goes after what it claimed from the lease */
-        psy_lease_stop(ch->tx, ch->lease);
-    return claim_on(ch, ch->dyn ? (ch->tx = psy_dyn_producer(ch->dyn)) : ch->tx, max_len, c, n, timeout_ns);
+        psy_lease_stop(ch->port.tx, ch->lease);
+    struct psy_ring *r = port_is(ch, PSY_PORT_MOVES) ? ch->port.tp->producer(&ch->port) : ch->port.tx;
+    return claim_on(ch, r, max_len, c, n, timeout_ns);
 }
 
 int psyne_claim_to(psyne_channel *ch, uint32_t peer, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns)
 {
     CHECK_NULL(ch);
     CHECK_NULL(c);
-    if (!ch->server)
+    struct psy_port *p = &ch->port;
+    if (!port_is(ch, PSY_PORT_PEERS))
         return peer == 0 ? psyne_claim(ch, max_len, c, timeout_ns)
                          : psy_fail(-EINVAL, "peer %u: only a tcp:// handle with max_peers has peers", peer);
-    if (ch->role == PSYNE_ROLE_CONSUMER)
+    if (p->role == PSYNE_ROLE_CONSUMER)
         return psy_fail(-EPERM, "claim on a consumer handle");
-    struct psy_ring *r = psy_tcp_server_pin(ch->server, peer);
+    struct psy_ring *r = p->tp->peer_pin(p, peer);
     if (!r)
         return psy_fail(-ENOTCONN, "peer %u is not a client of this handle (any more)", peer);
     int rc = claim_on(ch, r, max_len, c, 1, timeout_ns);
     if (rc < 0) {
-        psy_tcp_server_unpin(ch->server, peer);
+        p->tp->peer_unpin(p, peer);
         return rc;
     }
     c->psy_peer = peer;
@@ -469,9 +425,9 @@ int psy_claim_slow(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, i
 {
     CHECK_NULL(ch);
     CHECK_NULL(c);
-    struct psy_ring *r = ch->tx;
-    if (psy_unlikely(ch->dyn != NULL) && ch->sp_fast)
-        r = ch->tx = psy_dyn_producer(ch->dyn);
+    struct psy_ring *r = ch->port.tx;
+    if (psy_unlikely(port_is(ch, PSY_PORT_MOVES)) && ch->sp_fast)
+        r = ch->port.tp->producer(&ch->port);
     if (psy_likely((ch->sp_fast || ch->mp_fast) && message_fits(r, max_len) && !psy_ring_closed(r))) {
         c->capacity = (uint32_t)max_len;
         c->psy_batch = 1;
@@ -500,7 +456,7 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
         return psy_fail(-EINVAL, "commit_batch of claims that are not one open psyne_claim_batch");
     if (n > c[0].psy_batch)
         return psy_fail(-EINVAL, "commit_batch of %u messages, the batch has %u", n, c[0].psy_batch);
-    if (ch->server)
+    if (port_is(ch, PSY_PORT_PEERS))
         return psy_fail(-EINVAL, "a claim of psyne_claim_to is committed with psyne_commit");
     if (n && (type < PSYNE_TYPE_USER_MIN || type > PSYNE_TYPE_USER_MAX))
         return psy_fail(-EINVAL, "type %u is outside %u..%u", type, PSYNE_TYPE_USER_MIN, PSYNE_TYPE_USER_MAX);
@@ -510,10 +466,10 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
             return psy_fail(-EINVAL, "message %u: %u bytes into a claim of %u", i, lengths[i], c[i].capacity);
         bytes += lengths[i];
     }
-    psy_ring_commit_batch(ch->tx, c, n, lengths, type, bytes);
-    if (ch->link)
-        psy_tcp_committed(ch->link);
-    if (ch->tx->mp && n)
+    psy_ring_commit_batch(ch->port.tx, c, n, lengths, type, bytes);
+    if (port_is(ch, PSY_PORT_NOTIFY))
+        ch->port.tp->committed(&ch->port);
+    if (ch->port.tx->mp && n)
         count_mp(ch, n, bytes);
     return 0;
 }
@@ -521,15 +477,16 @@ int psyne_commit_batch(psyne_channel *ch, struct psyne_claimed *c, unsigned n, c
 /* Commits (or aborts) a claim of psyne_claim_to on its peer's send ring. */
 static int commit_to_peer(psyne_channel *ch, struct psyne_claimed *c, uint32_t length, uint32_t type, bool abort)
 {
+    struct psy_port *p = &ch->port;
     uint32_t peer = c->psy_peer;
-    struct psy_ring *r = psy_tcp_server_tx(ch->server, peer);
+    struct psy_ring *r = p->tp->peer_ring(p, peer);
     if (!r)
         return psy_fail(-EINVAL, "a claim for peer %u that is not open", peer);
     int rc = abort ? psy_ring_abort(r, c) : psy_ring_commit(r, c, length, type);
     if (rc == 0 && r->mp && !abort)
         count_mp(ch, 1, length);
     if (rc == 0)
-        psy_tcp_server_unpin(ch->server, peer);
+        p->tp->peer_unpin(p, peer);
     return rc;
 }
 
@@ -541,16 +498,17 @@ int psy_channel_commit(psyne_channel *ch, struct psyne_claimed *c, size_t length
         return psy_fail(-EINVAL, "a claim of a batch is committed with psyne_commit_batch");
     if (length > c->capacity)
         return psy_fail(-EINVAL, "commit of %zu bytes into a claim of %u", length, c->capacity);
-    if (psy_unlikely(ch->server != NULL))
+    if (psy_unlikely(port_is(ch, PSY_PORT_PEERS)))
         return commit_to_peer(ch, c, (uint32_t)length, type, false);
+    struct psy_ring *tx = ch->port.tx;
     int rc = 0;
-    if (!ch->lease || !psy_lease_commit(ch->tx, ch->lease, c, (uint32_t)length, type, false))
-        rc = psy_ring_commit(ch->tx, c, (uint32_t)length, type);
+    if (!ch->lease || !psy_lease_commit(tx, ch->lease, c, (uint32_t)length, type, false))
+        rc = psy_ring_commit(tx, c, (uint32_t)length, type);
     if (rc)
         return psy_fail(rc, "commit of a claim that is not open");
-    if (ch->link)
-        psy_tcp_committed(ch->link);
-    if (ch->tx->mp)
+    if (port_is(ch, PSY_PORT_NOTIFY))
+        ch->port.tp->committed(&ch->port);
+    if (tx->mp)
         count_mp(ch, 1, length);
     return 0;
 }
@@ -566,7 +524,7 @@ int psy_commit_slow(psyne_channel *ch, struct psyne_claimed *c, size_t length, u
 
 void psy_lane_wake(psyne_channel *ch)
 {
-    psy_wake_sleepers(ch->tx, PSY_WAIT_DATA);
+    psy_wake_sleepers(ch->port.tx, PSY_WAIT_DATA);
 }
 
 int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)
@@ -577,13 +535,13 @@ int psyne_abort(psyne_channel *ch, struct psyne_claimed *c)
         return psy_fail(-EINVAL, "abort of a claim that is not open");
     if (c->psy_batch != 1)
         return psy_fail(-EINVAL, "a batch is given up with psyne_commit_batch(..., 0, ...)");
-    if (ch->server)
+    if (port_is(ch, PSY_PORT_PEERS))
         return commit_to_peer(ch, c, 0, 0, true);
-    if (ch->lease && psy_lease_commit(ch->tx, ch->lease, c, 0, 0, true))
+    if (ch->lease && psy_lease_commit(ch->port.tx, ch->lease, c, 0, 0, true))
         return 0;
-    int rc = psy_ring_abort(ch->tx, c);
-    if (rc == 0 && ch->link) /* an MP abort leaves a pad the sender must write */
-        psy_tcp_committed(ch->link);
+    int rc = psy_ring_abort(ch->port.tx, c);
+    if (rc == 0 && port_is(ch, PSY_PORT_NOTIFY)) /* an MP abort leaves a pad to be sent */
+        ch->port.tp->committed(&ch->port);
     return rc;
 }
 
@@ -595,30 +553,24 @@ struct receive_try {
     unsigned max;
 };
 
-/* A dynamic ring's consumer reads the segment the consumer side is in. */
-static void sync_consumer(psyne_channel *ch)
-{
-    ch->ring = &ch->dyn->cons->ring;
-    ch->reader = &ch->dyn->cons->reader;
-}
-
-/* receive_once: the consumer moved to the next segment of a dynamic ring
- * (wait there instead). */
+/* receive_once: the consumer moved to the next segment of a ring that
+ * moves (wait there instead). */
 #define FOLLOWED INT_MIN /* never a count or an -errno */
 
 static int receive_once(void *ctx)
 {
     struct receive_try *t = ctx;
     psyne_channel *ch = t->ch;
+    struct psy_port *p = &ch->port;
     int rc = -EAGAIN;
     if (t->max == 1 && ch->sc_fast) /* a poll as cheap as the fast path */
-        rc = psy_sc_receive_one(ch->ring, ch->reader, t->msgs);
-    if (rc != 0 && (rc != -EAGAIN || psy_ring_closed(ch->ring) || t->max != 1 || !ch->sc_fast))
-        rc = psy_ring_receive(ch->ring, ch->reader, t->msgs, t->max);
-    if (rc == -EPIPE && psy_lease_unblock(ch->ring, true)) /* shut down: nothing may stay behind an idle lease */
-        rc = psy_ring_receive(ch->ring, ch->reader, t->msgs, t->max);
-    if ((rc == -EAGAIN || rc == -EPIPE) && ch->dyn && psy_dyn_follow(ch->dyn)) {
-        sync_consumer(ch);
+        rc = psy_sc_receive_one(p->ring, p->reader, t->msgs);
+    if (rc != 0 && (rc != -EAGAIN || psy_ring_closed(p->ring) || t->max != 1 || !ch->sc_fast))
+        rc = psy_ring_receive(p->ring, p->reader, t->msgs, t->max);
+    if (rc == -EPIPE && psy_lease_unblock(p->ring, true)) /* shut down: nothing may stay behind an idle lease */
+        rc = psy_ring_receive(p->ring, p->reader, t->msgs, t->max);
+    if ((rc == -EAGAIN || rc == -EPIPE) && port_is(ch, PSY_PORT_MOVES) && p->tp->follow(p)) {
+        p->tp->sync(p);
         return FOLLOWED;
     }
     return rc;
@@ -628,26 +580,28 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
 {
     CHECK_NULL(ch);
     CHECK_NULL(msgs);
-    if (ch->role == PSYNE_ROLE_PRODUCER)
+    struct psy_port *p = &ch->port;
+    if (p->role == PSYNE_ROLE_PRODUCER)
         return psy_fail(-EPERM, "receive on a producer handle");
     if (max == 0)
         return psy_fail(-EINVAL, "receive of 0 messages");
-    if (ch->server) {
-        int rc = psy_tcp_server_receive(ch->server, msgs, max, timeout_ns);
+    if (port_is(ch, PSY_PORT_PEERS)) {
+        int rc = p->tp->receive(p, msgs, max, timeout_ns);
         return rc == -EPROTO ? psy_fail(rc, "the ring holds a record with an impossible header") : rc;
     }
-    if (ch->dyn) {
-        psy_dyn_reap(ch->dyn);
-        sync_consumer(ch);
+    bool moves = port_is(ch, PSY_PORT_MOVES);
+    if (moves) {
+        p->tp->reap(p);
+        p->tp->sync(p);
     }
     struct receive_try t = {ch, msgs, max};
     int rc;
     while ((rc = receive_once(&t)) == FOLLOWED) {
     }
-    if (rc == -EAGAIN && timeout_ns == PSYNE_NONBLOCK && poll_leases(ch->ring))
+    if (rc == -EAGAIN && timeout_ns == PSYNE_NONBLOCK && poll_leases(p->ring))
         rc = receive_once(&t);
     if (rc == -EBUSY && timeout_ns == PSYNE_NONBLOCK) {
-        poll_peers(ch->ring);
+        poll_peers(p->ring);
         return -EAGAIN; /* other consumers hold the read lock: try again */
     }
     if (rc != -EAGAIN && rc != -EBUSY) {
@@ -655,19 +609,19 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
             psy_fail(rc, "the ring holds a record with an impossible header");
         return rc;
     }
-    psy_ring_count_empty(ch->ring, ch->sub);
+    psy_ring_count_empty(p->ring, ch->sub);
     if (timeout_ns == PSYNE_NONBLOCK) {
-        poll_peers(ch->ring);
+        poll_peers(p->ring);
         return -EAGAIN;
     }
-    if (ch->link) /* reads the socket itself when no one else does */
-        return psy_tcp_wait_data(ch->link, receive_once, &t, timeout_ns);
-    if (!ch->dyn)
-        return psy_wait_loop(ch->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns);
-    /* A dynamic ring: wait on the consumer's segment; after following to the
-     * next one, wait there for what is left of the timeout. */
+    if (p->tp->wait_data)
+        return p->tp->wait_data(p, receive_once, &t, timeout_ns);
+    if (!moves)
+        return psy_wait_loop(p->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns);
+    /* Rings that move: wait on the consumer's segment; after following to
+     * the next one, wait there for what is left of the timeout. */
     int64_t deadline = timeout_ns > 0 ? psy_now_ns() + timeout_ns : 0;
-    while ((rc = psy_wait_loop(ch->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns)) == FOLLOWED) {
+    while ((rc = psy_wait_loop(p->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns)) == FOLLOWED) {
         if (deadline && (timeout_ns = deadline - psy_now_ns()) <= 0)
             timeout_ns = 1;
     }
@@ -678,27 +632,34 @@ int psyne_receive(psyne_channel *ch, struct psyne_msg *m, int64_t timeout_ns)
 {
     CHECK_NULL(ch);
     CHECK_NULL(m);
-    if (psy_unlikely(ch->dyn != NULL) && ch->sc_fast)
-        sync_consumer(ch);
-    if (psy_likely(ch->sc_fast) && psy_sc_receive_one(ch->ring, ch->reader, m) == 0)
+    struct psy_port *p = &ch->port;
+    if (psy_unlikely(port_is(ch, PSY_PORT_MOVES)) && ch->sc_fast)
+        p->tp->sync(p);
+    if (psy_likely(ch->sc_fast) && psy_sc_receive_one(p->ring, p->reader, m) == 0)
         return 0;
     int rc = psyne_receive_batch(ch, m, 1, timeout_ns);
     return rc < 0 ? rc : 0;
 }
 
-static int release_dynamic(psyne_channel *ch, uint64_t end)
+/* Releases msgs[0..n), one receive's: the transport's release where it
+ * keeps what was received (peers, rings that move), else the ring's; one
+ * message of psyne_release on a single-consumer ring, the fast way. */
+static int release_msgs(psyne_channel *ch, const struct psyne_msg *msgs, unsigned n, bool one)
 {
-    return ch->role == PSYNE_ROLE_PRODUCER ? -EINVAL : psy_dyn_release(ch->dyn, end);
+    struct psy_port *p = &ch->port;
+    if (psy_unlikely(port_is(ch, PSY_PORT_PEERS | PSY_PORT_MOVES)))
+        return p->tp->release(p, msgs, n);
+    if (one)
+        return p->reader ? psy_sc_release(p->ring, p->reader, msgs[0].psy_end)
+                         : psy_ring_release(p->ring, NULL, msgs, 1);
+    return psy_ring_release(p->ring, p->reader, msgs, n);
 }
 
 int psyne_release(psyne_channel *ch, const struct psyne_msg *m)
 {
     CHECK_NULL(ch);
     CHECK_NULL(m);
-    int rc = psy_unlikely(ch->server != NULL) ? psy_tcp_server_release(ch->server, m, 1)
-             : psy_unlikely(ch->dyn != NULL)  ? release_dynamic(ch, m->psy_end)
-             : ch->reader                     ? psy_sc_release(ch->ring, ch->reader, m->psy_end)
-                                              : psy_ring_release(ch->ring, NULL, m, 1);
+    int rc = release_msgs(ch, m, 1, true);
     return rc ? psy_fail(rc, "release of a message this consumer does not hold") : 0;
 }
 
@@ -711,9 +672,7 @@ int psyne_release_batch(psyne_channel *ch, const struct psyne_msg *msgs, unsigne
     for (unsigned i = 1; i < n; i++)
         if (msgs[i].psy_begin != msgs[i - 1].psy_end || msgs[i].peer != msgs[0].peer)
             return psy_fail(-EINVAL, "release_batch of messages that are not one receive_batch result");
-    int rc = ch->server ? psy_tcp_server_release(ch->server, msgs, n)
-             : ch->dyn  ? release_dynamic(ch, msgs[n - 1].psy_end)
-                        : psy_ring_release(ch->ring, ch->reader, msgs, n);
+    int rc = release_msgs(ch, msgs, n, false);
     return rc ? psy_fail(rc, "release of messages this consumer does not hold") : 0;
 }
 
@@ -748,29 +707,10 @@ static uint64_t rd(psy_atomic64 *v)
     return atomic_load_explicit(v, memory_order_relaxed);
 }
 
-int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
+/* The counters of the handle's rings: ring (consumer side) and tx. */
+static void ring_stats(psyne_channel *ch, struct psyne_stats *st)
 {
-    if (!ch || !st)
-        return psy_fail(-EINVAL, "NULL argument");
-    memset(st, 0, sizeof *st);
-    if (ch->server) {
-        psy_tcp_server_stats(ch->server, st);
-        st->msgs_out += psy_mp_counted(&ch->mp_msgs, 0); /* MP peers' send rings count per handle */
-        st->bytes_out += psy_mp_counted(&ch->mp_msgs, 1);
-        st->producers = ch->role != PSYNE_ROLE_CONSUMER;
-        st->consumers = ch->role != PSYNE_ROLE_PRODUCER;
-        st->numa_node = -1;
-        return 0;
-    }
-    if (ch->dyn) {
-        struct psy_wait_block *w = &ch->home->sh->wait;
-        st->mode = ch->home->mode;
-        st->producers = (int)atomic_load_explicit(&w->producers, memory_order_relaxed);
-        st->consumers = (int)atomic_load_explicit(&w->consumers, memory_order_relaxed);
-        psy_dyn_stats(ch->dyn, st);
-        return 0;
-    }
-    struct psy_ring *r = ch->ring, *t = ch->tx; /* consumer side, producer side (one ring but for tcp) */
+    struct psy_ring *r = ch->port.ring, *t = ch->port.tx;
     struct psy_ring_shared *sh = r->sh, *tsh = t->sh;
     st->capacity = r->cap;
     st->mode = r->mode;
@@ -785,8 +725,6 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
         st->bytes_out += psy_mp_counted(&h->mp_msgs, 1);
     }
     pthread_mutex_unlock(&t->handles_lock);
-    if (r->ipc) /* every process's open handles count in their slots */
-        psy_ipc_stats(r, &st->msgs_out, &st->bytes_out, &st->peers_lost, &st->claims_recovered, &st->views_recovered);
     st->full_events = rd(&tsh->prod.full_events);
     st->msgs_in = rd(&sh->cons.msgs);
     st->bytes_in = rd(&sh->cons.bytes);
@@ -805,12 +743,25 @@ int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
     st->page_size = r->place.page_size;
     st->numa_node = r->place.numa_node;
     st->locked = r->place.locked;
-    if (ch->link) { /* one handle, one connection: it produces and consumes as its role says */
-        st->waits += rd(&tsh->slow.waits);
-        st->wakeups += rd(&tsh->slow.wakeups);
-        st->producers = ch->role != PSYNE_ROLE_CONSUMER;
-        st->consumers = ch->role != PSYNE_ROLE_PRODUCER;
-        psy_tcp_stats(ch->link, st);
+}
+
+int psyne_channel_stats(psyne_channel *ch, struct psyne_stats *st)
+{
+    if (!ch || !st)
+        return psy_fail(-EINVAL, "NULL argument");
+    memset(st, 0, sizeof *st);
+    struct psy_port *p = &ch->port;
+    if (!port_is(ch, PSY_PORT_PEERS | PSY_PORT_MOVES)) /* those fill the ring counters themselves */
+        ring_stats(ch, st);
+    if (p->tp->stats)
+        p->tp->stats(p, st);
+    if (port_is(ch, PSY_PORT_PEERS)) { /* MP peers' send rings count per handle */
+        st->msgs_out += psy_mp_counted(&ch->mp_msgs, 0);
+        st->bytes_out += psy_mp_counted(&ch->mp_msgs, 1);
+    }
+    if (port_is(ch, PSY_PORT_ALONE | PSY_PORT_PEERS)) { /* one handle: it produces and consumes as its role says */
+        st->producers = p->role != PSYNE_ROLE_CONSUMER;
+        st->consumers = p->role != PSYNE_ROLE_PRODUCER;
     }
     return 0;
 }

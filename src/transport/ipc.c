@@ -32,7 +32,9 @@
 #include "../base/error.h"
 #include "../base/uri.h"
 #include "../mem/mirror.h"
+#include "../ring/dynamic.h"
 #include "ipc_dynamic.h"
+#include "dynamic_source.h"
 #include "ipc_segment.h"
 #include "transport.h"
 
@@ -59,7 +61,7 @@ static const char *channel_name(const struct ipc_attachment *a)
     return a->shm_name + strlen("/psyne.");
 }
 
-bool psy_ipc_is_dynamic(struct psy_ring *r)
+static bool is_dynamic(struct psy_ring *r)
 {
     return (attachment_of(r)->hdr->features & PSY_IPC_F_DYNAMIC) != 0;
 }
@@ -102,7 +104,7 @@ static bool remove_if_alone(int fd, const char *shm_name)
  * segment files) if a was the last one attached. Returns whether it did. */
 static bool unmap_and_remove_if_alone(struct ipc_attachment *a)
 {
-    bool dynamic = psy_ipc_is_dynamic(&a->ring);
+    bool dynamic = is_dynamic(&a->ring);
     struct psy_ipc_dyn_names names;
     if (dynamic)
         psy_ipc_dyn_names(&a->ring, &names);
@@ -456,7 +458,7 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
     return 0;
 }
 
-int psy_ipc_attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out)
+static int attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out)
 {
     char uri[PSY_NAME_MAX + 16];
     snprintf(uri, sizeof uri, "ipc://%s", name);
@@ -504,41 +506,44 @@ static struct psy_ipc_slot *own_slot(struct psy_ring *r)
     return &a->hdr->slots[a->slot];
 }
 
-void psy_ipc_set_roles(struct psy_ring *r, unsigned roles, int sub)
+static void set_roles(struct psy_ring *r, unsigned roles, int sub)
 {
     struct psy_ipc_slot *s = own_slot(r);
     atomic_store(&s->sub, sub >= 0 ? (uint32_t)sub + 1 : 0);
     atomic_store(&s->roles, roles);
 }
 
-void psy_ipc_clear_roles(struct psy_ring *r)
+/* Before the channel uncounts the roles at close: roles first, so that a
+ * survivor that still sees them sees the subscriber slot too. */
+static void clear_roles(struct psy_ring *r)
 {
     struct psy_ipc_slot *s = own_slot(r);
     atomic_store(&s->roles, 0);
     atomic_store(&s->sub, 0);
 }
 
-psy_atomic64 *psy_ipc_counters(struct psy_ring *r)
+static psy_atomic64 *counters_of(struct psy_ring *r)
 {
     return &own_slot(r)->msgs;
 }
 
-void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t *peers_lost,
-                   uint64_t *claims_recovered, uint64_t *views_recovered)
+/* Adds the open handles' MP counters, every process's, and the segment's
+ * crash counters. */
+static void ipc_stats(struct psy_port *p, struct psyne_stats *st)
 {
-    struct psy_ipc_header *h = attachment_of(r)->hdr;
+    struct psy_ipc_header *h = attachment_of(p->home)->hdr;
     for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
         if (atomic_load_explicit(&h->slots[i].state, memory_order_acquire) != PSY_SLOT_LIVE)
             continue;
-        *msgs += psy_mp_counted(&h->slots[i].msgs, 0);
-        *bytes += psy_mp_counted(&h->slots[i].msgs, 1);
+        st->msgs_out += psy_mp_counted(&h->slots[i].msgs, 0);
+        st->bytes_out += psy_mp_counted(&h->slots[i].msgs, 1);
     }
-    *peers_lost = atomic_load_explicit(&h->peers_lost, memory_order_relaxed);
-    *claims_recovered = atomic_load_explicit(&h->claims_recovered, memory_order_relaxed);
-    *views_recovered = atomic_load_explicit(&h->views_recovered, memory_order_relaxed);
+    st->peers_lost = atomic_load_explicit(&h->peers_lost, memory_order_relaxed);
+    st->claims_recovered = atomic_load_explicit(&h->claims_recovered, memory_order_relaxed);
+    st->views_recovered = atomic_load_explicit(&h->views_recovered, memory_order_relaxed);
 }
 
-void psy_ipc_detach(struct psy_ring *r)
+static void detach(struct psy_ring *r)
 {
     struct ipc_attachment *a = attachment_of(r);
     struct psy_ipc_slot *s = &a->hdr->slots[a->slot];
@@ -549,3 +554,83 @@ void psy_ipc_detach(struct psy_ring *r)
     close(a->fd);
     free(a);
 }
+
+/* ---- the transport ---- */
+
+static int ipc_check_options(const struct psyne_options *opt)
+{
+    int rc = psy_transport_refuse_tcp_options(opt, "ipc");
+    if (rc == 0 && opt->dynamic) /* before anything is made under the name */
+        rc = psy_dyn_check_options(opt);
+    if (rc == 0 && opt->slabs) /* a slab is this process's memory */
+        rc = psy_fail(-EINVAL, "ipc:// rings live in shared-memory segments of their own, not in slabs");
+    return rc;
+}
+
+static void ipc_set_roles(struct psy_port *p, unsigned roles, int sub)
+{
+    if (roles)
+        set_roles(p->home, roles, sub);
+    else
+        clear_roles(p->home);
+}
+
+static void ipc_shutdown(struct psy_port *p)
+{
+    psy_ring_shutdown(p->home);
+}
+
+static void ipc_close(struct psy_port *p)
+{
+    detach(p->home);
+}
+
+static void ipc_dynamic_close(struct psy_port *p)
+{
+    psy_ipc_dyn_close(p->priv); /* the handle's own view of the segments */
+    detach(p->home);
+}
+
+static const struct psy_transport ipc_dynamic_transport;
+
+/* Each handle its own mapping and slot; a dynamic ring, its own view of
+ * the segments its role needs. */
+static int ipc_open(struct psy_port *p, const char *name, const struct psyne_options *opt, bool join_any)
+{
+    struct psy_ring *r;
+    int rc = attach(name, opt, join_any, &r);
+    if (rc)
+        return rc;
+    p->ring = p->tx = p->home = r; /* a dynamic ring's until the first call */
+    p->counters = counters_of(r);
+    if (is_dynamic(r)) {
+        struct psy_dyn *dyn;
+        if ((rc = psy_ipc_dyn_open(r, name, opt, p->role, &dyn)) != 0) {
+            detach(r);
+            return rc;
+        }
+        p->tp = &ipc_dynamic_transport;
+        p->priv = dyn;
+        p->flags |= PSY_PORT_MOVES;
+    }
+    return 0;
+}
+
+const struct psy_transport psy_ipc_transport = {
+    .scheme = "ipc",
+    .check_options = ipc_check_options,
+    .open = ipc_open,
+    .shutdown = ipc_shutdown,
+    .close = ipc_close,
+    .set_roles = ipc_set_roles,
+    .stats = ipc_stats,
+};
+
+static const struct psy_transport ipc_dynamic_transport = {
+    .scheme = "ipc",
+    .check_options = ipc_check_options,
+    .open = ipc_open,
+    .close = ipc_dynamic_close,
+    .set_roles = ipc_set_roles,
+    PSY_DYNAMIC_SOURCE_OPS,
+};

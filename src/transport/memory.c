@@ -12,8 +12,9 @@
 
 #include "../base/error.h"
 #include "../base/uri.h"
-#include "transport.h"
 #include "../ring/dynamic.h"
+#include "dynamic_source.h"
+#include "transport.h"
 
 struct memory_entry {
     struct psy_ring ring; /* first: detach gets the entry back from the ring. For a
@@ -84,12 +85,8 @@ static int create_ring(struct memory_entry *e, const struct psyne_options *opt)
     return rc;
 }
 
-struct psy_dyn *psy_memory_dynamic(struct psy_ring *r)
-{
-    return ((struct memory_entry *)r)->dyn;
-}
-
-int psy_memory_attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out)
+/* join_any: accept the existing ring whatever its mode and capacity. */
+static int attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out)
 {
     int rc = 0;
     pthread_mutex_lock(&registry_lock);
@@ -124,7 +121,7 @@ int psy_memory_attach(const char *name, const struct psyne_options *opt, bool jo
     return rc;
 }
 
-void psy_memory_detach(struct psy_ring *r)
+static void detach(struct psy_ring *r)
 {
     struct memory_entry *e = (struct memory_entry *)r;
     pthread_mutex_lock(&registry_lock);
@@ -138,3 +135,59 @@ void psy_memory_detach(struct psy_ring *r)
         free(e);
     }
 }
+
+/* ---- the transport ---- */
+
+static int memory_check_options(const struct psyne_options *opt)
+{
+    int rc = psy_transport_refuse_tcp_options(opt, "memory");
+    if (rc == 0 && opt->dynamic) /* before anything is made under the name */
+        rc = psy_dyn_check_options(opt);
+    return rc;
+}
+
+static void memory_shutdown(struct psy_port *p)
+{
+    psy_ring_shutdown(p->home);
+}
+
+static void memory_close(struct psy_port *p)
+{
+    detach(p->home);
+}
+
+static const struct psy_transport memory_dynamic_transport;
+
+/* One ring for every handle of the name; a dynamic ring's segments too, so
+ * its handles share one psy_dyn. */
+static int memory_open(struct psy_port *p, const char *name, const struct psyne_options *opt, bool join_any)
+{
+    struct psy_ring *r;
+    int rc = attach(name, opt, join_any, &r);
+    if (rc)
+        return rc;
+    p->ring = p->tx = p->home = r; /* a dynamic ring's until the first call */
+    struct psy_dyn *dyn = ((struct memory_entry *)r)->dyn;
+    if (dyn) {
+        p->tp = &memory_dynamic_transport;
+        p->priv = dyn;
+        p->flags |= PSY_PORT_MOVES;
+    }
+    return 0;
+}
+
+const struct psy_transport psy_memory_transport = {
+    .scheme = "memory",
+    .check_options = memory_check_options,
+    .open = memory_open,
+    .shutdown = memory_shutdown,
+    .close = memory_close,
+};
+
+static const struct psy_transport memory_dynamic_transport = {
+    .scheme = "memory",
+    .check_options = memory_check_options,
+    .open = memory_open,
+    .close = memory_close,
+    PSY_DYNAMIC_SOURCE_OPS,
+};

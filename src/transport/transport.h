@@ -1,92 +1,137 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * transport.h - what a URI scheme provides to the channel layer: a ring to
- * attach to by name, and the release of that attachment.
+ * transport.h - what a URI scheme gives the channel layer: a table of
+ * operations (struct psy_transport) and, per handle, a port (struct
+ * psy_port) that says which rings the handle claims in and receives from.
+ *
+ * The channel layer (core/channel.c) checks arguments, takes the inline
+ * fast paths on the port's rings, counts MP commits and waits; everything
+ * that differs between transports goes through the port's table. It names
+ * no transport: a scheme is found by name in the registry (transport.c).
+ *
+ * The tables (one file each, the table at the end):
+ *   memory://  memory.c    rings of this process, found by name
+ *   ipc://     ipc.c       a ring in a shared-memory segment per name
+ *   tcp://     tcp/port.c  a link (one connection, tcp/link.h), or a
+ *                          listening handle with max_peers (tcp/server.c)
+ * and a dynamic ring, for memory:// and ipc:// alike, is a ring source
+ * whose segments change under the handle (dynamic_source.c).
+ *
+ * A port's ring and tx are read by the fast paths without a call; the
+ * flags say which of the table's optional steps a handle needs, so a
+ * handle on a plain ring makes no indirect call on any path.
  */
 #ifndef PSY_TRANSPORT_H
 #define PSY_TRANSPORT_H
 
 #include "../ring/ring.h"
 
-/* memory://name: rings of this process, found by name (memory.c). */
-/* join_any: accept the existing ring whatever its mode and capacity. */
-int psy_memory_attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out);
-void psy_memory_detach(struct psy_ring *r);
-/* The segments of a dynamic memory:// ring whose anchor is r, or NULL. */
-struct psy_dyn;
-struct psy_dyn *psy_memory_dynamic(struct psy_ring *r);
+/* The port's rings change between calls (a dynamic ring): claims ask
+ * producer(), receives sync() and follow(). */
+#define PSY_PORT_MOVES 1u
+/* After each commit (or MP abort) on tx the transport must hear of it
+ * (committed()): the inline calls and the MP fast claim are off. */
+#define PSY_PORT_NOTIFY 2u
+/* The handle is its rings' only user (a tcp:// link): no open-handle
+ * counts, no roles to record; close is the transport's alone. */
+#define PSY_PORT_ALONE 4u
+/* Many peers and no ring of its own (tcp:// with max_peers): claims name a
+ * peer (psyne_claim_to), the transport receives and releases. */
+#define PSY_PORT_PEERS 8u
 
-/* Roles of an ipc handle, as counted in the ring's wait block. */
+struct psy_transport;
+
+/* What a transport gives one channel handle. */
+struct psy_port {
+    const struct psy_transport *tp;  /* the handle's table: the scheme's, or a variant of it open() chose */
+    struct psy_ring *ring;           /* consumer side: where receives read (NULL with PSY_PORT_PEERS) */
+    struct psy_ring *tx;             /* producer side: the same ring, but for a tcp:// link */
+    const struct psy_reader *reader; /* single-consumer state in ring (the channel's, or the source's) */
+    struct psy_ring *home;           /* what the handle attached to: open-handle counts, shutdown */
+    psy_atomic64 *counters;          /* MP counters other processes add up (ipc slot), NULL: the handle's */
+    uint32_t flags;                  /* PSY_PORT_* */
+    int role;                        /* the handle's psyne_role */
+    void *priv;                      /* the transport's state for this handle */
+};
+
+struct psy_transport {
+    const char *scheme; /* as in URIs, without "://" */
+
+    /* Options this scheme refuses or must check before anything is made
+     * under the name (the channel checked the generic ones). */
+    int (*check_options)(const struct psyne_options *opt);
+    /* Opens or joins `name` for a handle of p->role: fills the rest of p.
+     * join_any: the caller gave no options, accept what exists. */
+    int (*open)(struct psy_port *p, const char *name, const struct psyne_options *opt, bool join_any);
+    /* Shuts the channel down for every handle (psyne_channel_shutdown). */
+    void (*shutdown)(struct psy_port *p);
+    /* Detaches the handle and frees p->priv; the channel has uncounted it. */
+    void (*close)(struct psy_port *p);
+    /* Optional: records the roles (PSY_SLOT_*) and BROADCAST slot the
+     * channel counted for the handle, where a survivor undoes them if the
+     * process dies (ipc://); roles 0 before close. */
+    void (*set_roles)(struct psy_port *p, unsigned roles, int sub);
+    /* Optional: adds what the transport knows to the statistics; with
+     * PSY_PORT_MOVES or _PEERS it fills the ring counters too. */
+    void (*stats)(struct psy_port *p, struct psyne_stats *st);
+
+    /* ---- producer side ---- */
+    /* PSY_PORT_MOVES: the ring claims go to now (also sets p->tx). */
+    struct psy_ring *(*producer)(struct psy_port *p);
+    /* Optional: make room for a record of `need` bytes that does not fit
+     * (chain a larger segment): 0, then producer() is where it fits. */
+    int (*grow)(struct psy_port *p, uint64_t need);
+    /* Optional: the largest record span the handle can ever take, when it
+     * is not tx->cap (error messages). */
+    uint64_t (*max_capacity)(struct psy_port *p);
+    /* PSY_PORT_NOTIFY: records were committed (or an MP claim aborted). */
+    void (*committed)(struct psy_port *p);
+    /* Optional: a producer found tx full and is about to wait for space. */
+    void (*space_wanted)(struct psy_port *p);
+    /* PSY_PORT_PEERS: the send ring of a peer, pinned until unpinned (NULL:
+     * no such peer); the ring of a pinned peer; the unpin. */
+    struct psy_ring *(*peer_pin)(struct psy_port *p, uint32_t peer);
+    struct psy_ring *(*peer_ring)(struct psy_port *p, uint32_t peer);
+    void (*peer_unpin)(struct psy_port *p, uint32_t peer);
+
+    /* ---- consumer side ---- */
+    /* PSY_PORT_MOVES: ring and reader are the consumer's segment. */
+    void (*sync)(struct psy_port *p);
+    /* PSY_PORT_MOVES: inside a wait, moves on to the next segment if the
+     * current one is finished: 1 (synced), 0, or < 0. */
+    int (*follow)(struct psy_port *p);
+    /* PSY_PORT_MOVES: outside any wait, frees the segments left behind. */
+    void (*reap)(struct psy_port *p);
+    /* Optional: a blocking receive's wait for data (default psy_wait_loop
+     * on ring): a tcp:// link reads its socket from the waiting thread. */
+    int (*wait_data)(struct psy_port *p, psy_try_fn try_once, void *ctx, int64_t timeout_ns);
+    /* PSY_PORT_PEERS: receives records of one peer (msgs[i].peer set). */
+    int (*receive)(struct psy_port *p, struct psyne_msg *msgs, unsigned max, int64_t timeout_ns);
+    /* PSY_PORT_PEERS and _MOVES: releases msgs[0..n), one receive's. 0 or
+     * -EINVAL. */
+    int (*release)(struct psy_port *p, const struct psyne_msg *msgs, unsigned n);
+    /* To come: a readiness descriptor for event loops. */
+};
+
+/* The table of a scheme ("memory", "ipc", "tcp"), NULL if none. */
+const struct psy_transport *psy_transport_find(const char *scheme);
+
+extern const struct psy_transport psy_memory_transport;
+extern const struct psy_transport psy_ipc_transport;
+extern const struct psy_transport psy_tcp_transport;
+
+/* Roles of a handle, as counted in the ring's wait block (set_roles). */
 #define PSY_SLOT_PRODUCER 1u /* counted in wait.producers */
 #define PSY_SLOT_CONSUMER 2u /* counted in wait.consumers */
 
-/* ipc://name: a ring in a shared-memory segment (ipc.c). Each attach is
- * one handle's own mapping and slot. */
-int psy_ipc_attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out);
-void psy_ipc_detach(struct psy_ring *r);
-/* The handle's roles (PSY_SLOT_*) after the channel counted them, and its
- * BROADCAST subscriber slot (-1: none): what a survivor undoes if we die. */
-void psy_ipc_set_roles(struct psy_ring *r, unsigned roles, int sub);
-/* Before the channel uncounts the roles at close. */
-void psy_ipc_clear_roles(struct psy_ring *r);
-/* Whether the segment is a dynamic ring's anchor (ipc_dynamic.h). */
-bool psy_ipc_is_dynamic(struct psy_ring *r);
-/* The handle's MP counters {msgs, bytes, own msgs, own bytes} in its slot,
- * visible to every process (channel.c, count_mp). */
-psy_atomic64 *psy_ipc_counters(struct psy_ring *r);
 /* Messages (i = 0) or bytes (i = 1) that a handle's four MP counters hold:
- * other threads' count plus the owner thread's. */
+ * other threads' count plus the owner thread's (channel.c, count_mp). */
 static inline uint64_t psy_mp_counted(const psy_atomic64 *c, int i)
 {
     return atomic_load_explicit(&c[i], memory_order_relaxed) + atomic_load_explicit(&c[i + 2], memory_order_relaxed);
 }
-/* Adds the open handles' MP counters; the segment's crash counters. */
-void psy_ipc_stats(struct psy_ring *r, uint64_t *msgs, uint64_t *bytes, uint64_t *peers_lost,
-                   uint64_t *claims_recovered, uint64_t *views_recovered);
 
-/* tcp://host:port: a connection with a send ring (tx) and a receive ring
- * (rx) of this process, and the two threads that move them (tcp/link.h). */
-struct psy_tcp_link;
-int psy_tcp_open(const char *name, const struct psyne_options *opt, struct psy_tcp_link **out);
-struct psy_ring *psy_tcp_rx(struct psy_tcp_link *l);
-struct psy_ring *psy_tcp_tx(struct psy_tcp_link *l);
-/* After each commit (or MP abort) on tx: writes the records from this
- * thread when the sender thread sleeps and nothing is in flight, or little
- * and the peer answered (never blocks), else wakes the sender thread if it
- * sleeps. */
-void psy_tcp_committed(struct psy_tcp_link *l);
-/* A consumer's wait for rx to have records (psyne_receive's blocking wait):
- * reads the connection from this thread, sleeping in poll() on the socket,
- * when no one else reads it; else waits as psy_wait_loop does. */
-int psy_tcp_wait_data(struct psy_tcp_link *l, psy_try_fn try_once, void *ctx, int64_t timeout_ns);
-/* ACKs are needed (a producer is about to wait for tx space): the receiver
- * thread, if it keeps out of the way of users who read inline, reads now.
- * Costs a lock only when the thread waits. Never blocks otherwise. */
-void psy_tcp_acks_wanted(struct psy_tcp_link *l);
-/* Shuts both rings down; the sender still finishes what was committed. */
-void psy_tcp_shutdown(struct psy_tcp_link *l);
-/* Sends what is committed, waits up to the link timeout (PSYNE_FOREVER: no
- * limit) for the peer to acknowledge it, says BYE, stops the threads, frees l. */
-void psy_tcp_close(struct psy_tcp_link *l);
-void psy_tcp_stats(struct psy_tcp_link *l, struct psyne_stats *st);
-
-/* tcp:// listening with max_peers: many clients, each a peer with a link of
- * its own (tcp/server.c). */
-struct psy_tcp_server;
-int psy_tcp_server_open(const char *name, const struct psyne_options *opt, struct psy_tcp_server **out);
-/* Records of one peer (msgs[i].peer set). Errors as psy_ring_receive's,
- * -EPIPE only after psy_tcp_server_shutdown once every peer is drained. */
-int psy_tcp_server_receive(struct psy_tcp_server *s, struct psyne_msg *msgs, unsigned max, int64_t timeout_ns);
-/* Releases msgs[0..n) (one receive's, of one peer). Returns 0 or -EINVAL. */
-int psy_tcp_server_release(struct psy_tcp_server *s, const struct psyne_msg *msgs, unsigned n);
-/* The send ring of a peer, pinned (not freed until unpinned), or NULL. */
-struct psy_ring *psy_tcp_server_pin(struct psy_tcp_server *s, uint32_t peer);
-/* The send ring of a pinned peer. */
-struct psy_ring *psy_tcp_server_tx(struct psy_tcp_server *s, uint32_t peer);
-void psy_tcp_server_unpin(struct psy_tcp_server *s, uint32_t peer);
-void psy_tcp_server_shutdown(struct psy_tcp_server *s);
-void psy_tcp_server_close(struct psy_tcp_server *s);
-/* Fills the counters of st that a server has (capacity, traffic, tcp_*). */
-void psy_tcp_server_stats(struct psy_tcp_server *s, struct psyne_stats *st);
+/* Options that only tcp:// takes, refused by the other schemes (-EINVAL). */
+int psy_transport_refuse_tcp_options(const struct psyne_options *opt, const char *scheme);
 
 #endif

@@ -69,7 +69,7 @@
 #include <time.h>
 
 #include "../../ring/fastpath.h"
-#include "../transport.h"
+#include "tcp.h"
 #include "peer.h"
 #include "wire.h"
 

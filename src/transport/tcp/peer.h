@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "../../ring/fastpath.h"
-#include "../transport.h"
+#include "tcp.h"
 
 /* How long a new connection may take to send its hello. */
 #define PSY_TCP_HELLO_TIMEOUT_MS 5000
