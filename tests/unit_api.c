@@ -1,23 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * unit_api.c - every public call of psyne.h, its success path and each error
- * it documents, on memory:// channels (usage: unit_api [tcp|ipc]).
+ * it documents (usage: unit_api [TRANSPORT], default memory).
  *
- * With "ipc", the tests of the calls a channel's two ends make (claims,
- * commits, batches, receives, releases, timeouts, full and empty rings,
- * shutdown) run over an ipc:// segment instead. With "tcp" they run
- * over tcp:// on loopback: the producing end a client connected to
- * the consuming end, a listening handle of this process, each end with rings
- * and threads of its own. What the tests wait for differs only in time: a
- * message committed on one end is on the other once it has crossed the
- * socket, and space comes back once the peer acknowledged it.
+ * The conformance suite: the tests of the calls a channel's two ends make
+ * (claims, commits, batches, receives, releases, timeouts, full and empty
+ * rings, shutdown) run over each transport of the table `transports`
+ * below; a new transport passes them by adding its line there (and its
+ * name to unit_api's list in tests/CMakeLists.txt). The tests of the rest
+ * of the API (options, URIs, NULL arguments, roles, statistics) run on the
+ * first line, memory://.
+ *
+ * Over a linked transport (tcp:// on loopback) the producing end is a
+ * client connected to the consuming end, a listening handle of this
+ * process, each end with rings and threads of its own. What the tests wait
+ * for differs only in time: a message committed on one end is on the other
+ * once it has crossed the socket, and space comes back once the peer
+ * acknowledged it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,8 +42,39 @@
 
 #define T_MSG PSYNE_TYPE_USER_MIN
 
-static int over_tcp; /* the two-ended tests run over tcp:// */
-static int over_ipc; /* ... or over ipc:// (one process, a shared-memory segment) */
+/* A transport the two-ended tests run over. */
+struct transport {
+    const char *name;
+    /* the URI of the channel `name` of this run */
+    void (*uri)(char *buf, size_t size, const char *name);
+    /* the two ends are two handles joined by a connection: what one
+     * commits reaches the other later, the consuming end listens */
+    bool linked;
+};
+
+static void memory_uri(char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "memory://%s", name);
+}
+
+static void ipc_uri(char *buf, size_t size, const char *name) /* one process, a shared-memory segment */
+{
+    snprintf(buf, size, "ipc://unit-api-%d-%s", (int)getpid(), name);
+}
+
+static void tcp_uri(char *buf, size_t size, const char *name)
+{
+    (void)name;
+    snprintf(buf, size, "tcp://127.0.0.1:%d", test_free_port());
+}
+
+static const struct transport transports[] = {
+    {"memory", memory_uri, false},
+    {"ipc", ipc_uri, false},
+    {"tcp", tcp_uri, true},
+};
+
+static const struct transport *tr; /* this run's */
 
 /* How long a call may wait for what is already on its way: nothing on
  * memory:// (a commit is visible at once, a release frees space at once);
@@ -43,7 +82,7 @@ static int over_ipc; /* ... or over ipc:// (one process, a shared-memory segment
  * (generous: a loaded machine stalls). */
 static int64_t settle_ns(void)
 {
-    return over_tcp ? 20 * 1000000000ll : PSYNE_NONBLOCK;
+    return tr->linked ? 20 * 1000000000ll : PSYNE_NONBLOCK;
 }
 
 static struct psyne_options opts(int mode, uint64_t capacity)
@@ -74,9 +113,9 @@ static void send_bytes(psyne_channel *ch, const void *p, size_t n, uint32_t type
     CHECK_RC(psyne_commit(ch, &c, n, type), 0);
 }
 
-/* The two ends of a channel: tx produces, rx consumes. On memory:// one
- * handle is both (or, with roles, two handles of the same name); over
- * tcp:// tx is a client connected to rx, which listens on loopback. */
+/* The two ends of a channel: tx produces, rx consumes. One handle is both
+ * (or, with roles, two handles of the same name); over a linked transport
+ * tx is a client connected to rx, which listens on loopback. */
 struct ends {
     psyne_channel *tx, *rx;
 };
@@ -86,19 +125,15 @@ static struct ends open_ends(const char *name, int mode, uint64_t capacity, int 
     struct ends e = {NULL, NULL};
     struct psyne_options o = opts(mode, capacity);
     char uri[96];
-    if (over_tcp) {
-        snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", test_free_port());
+    tr->uri(uri, sizeof uri, name);
+    if (tr->linked) {
         o.link_timeout_ns = 30 * 1000000000ll; /* a loaded machine may stall a while */
         o.flags = PSYNE_F_LISTEN;
-    } else if (over_ipc) {
-        snprintf(uri, sizeof uri, "ipc://unit-api-%d-%s", (int)getpid(), name);
-    } else {
-        snprintf(uri, sizeof uri, "memory://%s", name);
     }
     if (with_roles)
         o.role = PSYNE_ROLE_CONSUMER;
     CHECK_RC(psyne_channel_open(&e.rx, uri, &o), 0); /* listening: returns at once */
-    if (!over_tcp && !with_roles) {
+    if (!tr->linked && !with_roles) {
         e.tx = e.rx;
         return e;
     }
@@ -131,7 +166,7 @@ static struct psyne_stats stats_of(psyne_channel *ch)
  * memory:// they are there at once. */
 static void await_arrival(psyne_channel *rx, uint64_t bytes, uint64_t padding)
 {
-    for (int i = 0; over_tcp && i < 20000 && stats_of(rx).in_use < bytes; i++)
+    for (int i = 0; tr->linked && i < 20000 && stats_of(rx).in_use < bytes; i++)
         usleep(1000);
     uint64_t in_use = stats_of(rx).in_use;
     if (in_use < bytes || in_use > bytes + padding)
@@ -150,12 +185,12 @@ static int fill_until_full(psyne_channel *tx, uint32_t len)
 {
     struct psyne_claimed c;
     int sent = 0, rc;
-    while ((rc = psyne_claim(tx, len, &c, over_tcp ? 1000000000ll : PSYNE_NONBLOCK)) == 0) {
+    while ((rc = psyne_claim(tx, len, &c, tr->linked ? 1000000000ll : PSYNE_NONBLOCK)) == 0) {
         memset(c.data, (uint8_t)sent, len);
         CHECK_RC(psyne_commit(tx, &c, len, T_MSG), 0);
         CHECK(++sent < 1000000);
     }
-    CHECK_RC(rc, over_tcp ? -ETIMEDOUT : -EAGAIN); /* full, not broken */
+    CHECK_RC(rc, tr->linked ? -ETIMEDOUT : -EAGAIN); /* full, not broken */
     return sent;
 }
 
@@ -401,7 +436,7 @@ static void test_full_empty_timeouts(int mode)
     /* the largest message that fits an empty ring (one fills it) */
     CHECK_RC(psyne_claim(e.tx, PSYNE_MAX_MESSAGE(4096) + 1, &c, PSYNE_NONBLOCK), -EMSGSIZE);
     int sent = fill_until_full(e.tx, PSYNE_MAX_MESSAGE(4096));
-    CHECK(over_tcp ? sent >= 2 : sent == 1); /* tcp: one in each ring, more in the sockets */
+    CHECK(tr->linked ? sent >= 2 : sent == 1); /* tcp: one in each ring, more in the sockets */
     CHECK_RC(psyne_claim(e.tx, 0, &c, PSYNE_NONBLOCK), -EAGAIN);
     CHECK_RC(psyne_claim(e.tx, 0, &c, 2000000), -ETIMEDOUT);
     for (int i = 0; i < sent; i++) { /* nothing was dropped */
@@ -849,7 +884,7 @@ static void test_release_misuse(int mode)
      * not caught while an earlier one is held, and frees nothing that was
      * not free */
     int rc = psyne_release(e.rx, &batch[1]);
-    CHECK(rc == -EINVAL || (mc && (mode == PSYNE_MODE_SPMC || over_tcp) && rc == 0));
+    CHECK(rc == -EINVAL || (mc && (mode == PSYNE_MODE_SPMC || tr->linked) && rc == 0));
     CHECK_RC(psyne_release(e.rx, &b), mc ? 0 : -EINVAL); /* SC: the batch's release freed b */
     CHECK_RC(psyne_release(e.rx, &b), -EINVAL);
 
@@ -873,7 +908,7 @@ static void test_release_misuse(int mode)
             CHECK_RC(psyne_release(e.rx, &rest), 0);
         }
     }
-    CHECK(over_tcp || lapped > 0);
+    CHECK(tr->linked || lapped > 0);
     CHECK_RC(psyne_receive(e.rx, &rest, PSYNE_NONBLOCK), -EAGAIN);
     struct psyne_stats st = stats_of(e.rx);
     CHECK(st.in_use == 0 && st.msgs_in == 68);
@@ -1009,14 +1044,14 @@ static void *commit_one_and_close(void *arg)
  * before) loses it when both land in between. */
 static void test_last_message_before_epipe(int mode)
 {
-    int rounds = over_tcp ? 20 : 2000; /* tcp: a connection each */
+    int rounds = tr->linked ? 20 : 2000; /* tcp: a connection each */
     for (int i = 0; i < rounds; i++) {
         struct ends e = open_ends("last", mode, 4096, 1);
         pthread_t t;
         pthread_create(&t, NULL, commit_one_and_close, e.tx);
         struct psyne_msg m;
         int rc;
-        if (over_tcp) /* a spinning receiver would starve the link's threads */
+        if (tr->linked) /* a spinning receiver would starve the link's threads */
             rc = psyne_receive(e.rx, &m, settle_ns());
         else
             while ((rc = psyne_receive(e.rx, &m, PSYNE_NONBLOCK)) == -EAGAIN) {
@@ -1042,7 +1077,7 @@ static void test_sleep_and_wake(void)
     CHECK_RC(psyne_release(e.rx, &m), 0);
     pthread_join(t, NULL);
     struct psyne_stats st = stats_of(e.rx);
-    CHECK(st.waits >= 1 && (over_tcp || st.wakeups >= 1));
+    CHECK(st.waits >= 1 && (tr->linked || st.wakeups >= 1));
     close_ends(&e);
 }
 
@@ -1115,17 +1150,19 @@ static void test_broadcast(void)
 
 int main(int argc, char **argv)
 {
-    over_tcp = argc > 1 && strcmp(argv[1], "tcp") == 0;
-    over_ipc = argc > 1 && strcmp(argv[1], "ipc") == 0;
-    if (argc > 1 && !over_tcp && !over_ipc) {
-        fprintf(stderr, "usage: unit_api [tcp|ipc]\n");
+    const char *name = argc > 1 ? argv[1] : transports[0].name;
+    for (size_t i = 0; i < sizeof transports / sizeof transports[0] && !tr; i++)
+        if (strcmp(transports[i].name, name) == 0)
+            tr = &transports[i];
+    if (!tr) {
+        fprintf(stderr, "usage: unit_api [memory|ipc|tcp]\n");
         return 2;
     }
     int modes[] = {PSYNE_MODE_SPSC, PSYNE_MODE_SPMC, PSYNE_MODE_MPSC, PSYNE_MODE_MPMC};
-    if (over_tcp) {
+    if (tr->linked) {
         test_lengths_link();
         test_sleep_and_wake();
-    } else if (!over_ipc) {
+    } else if (tr == &transports[0]) { /* the rest of the API, once */
         test_options_and_uris();
         test_null_arguments();
         test_round_trip_and_sharing();
@@ -1148,11 +1185,11 @@ int main(int argc, char **argv)
         test_claim_batch(modes[i]);
         test_release_misuse(modes[i]);
         test_last_message_before_epipe(modes[i]);
-        if (over_tcp)
+        if (tr->linked)
             test_shutdown_link(modes[i]);
         else
             test_shutdown(modes[i]);
     }
-    printf("unit_api%s: all checks passed\n", over_tcp ? " over tcp://" : over_ipc ? " over ipc://" : "");
+    printf("unit_api over %s://: all checks passed\n", tr->name);
     return 0;
 }

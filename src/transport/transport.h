@@ -20,6 +20,13 @@
  * A port's ring and tx are read by the fast paths without a call; the
  * flags say which of the table's optional steps a handle needs, so a
  * handle on a plain ring makes no indirect call on any path.
+ *
+ * Adding a transport: its files in src/transport/ (a folder when it has
+ * several), ending in its `const struct psy_transport` with at least
+ * scheme, check_options, open, shutdown and close; an extern line below and
+ * its row in transport.c's registry; its sources in CMakeLists.txt; its line
+ * in the table of tests/unit_api.c (the conformance suite) and its name in
+ * unit_api's list in tests/CMakeLists.txt.
  */
 #ifndef PSY_TRANSPORT_H
 #define PSY_TRANSPORT_H
