@@ -33,7 +33,7 @@
  * changes with the API; the shared library's soname (libpsyne.so.N) changes
  * whenever a program built against an older header would break. */
 #define PSYNE_VERSION_MAJOR 0
-#define PSYNE_VERSION_MINOR 2
+#define PSYNE_VERSION_MINOR 3
 #define PSYNE_VERSION_PATCH 0
 #define PSYNE_VERSION_NUMBER (PSYNE_VERSION_MAJOR * 10000 + PSYNE_VERSION_MINOR * 100 + PSYNE_VERSION_PATCH)
 

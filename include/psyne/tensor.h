@@ -123,7 +123,15 @@ PSYNE_API int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, 
 #ifdef __cplusplus
 #define PSYNE_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
 #define PSYNE_ALIGNOF(type) alignof(type)
+/* psyne.hpp's claim<T>() and receive<T>() find the id by this function
+ * (argument-dependent lookup: use the macro in ctype's namespace). */
+#define PSYNE_CXX_TYPE_ID(ctype, id)                                                                                   \
+    static constexpr uint32_t psyne_type_id_of(const ctype *)                                                          \
+    {                                                                                                                  \
+        return (id);                                                                                                   \
+    }
 #else
+#define PSYNE_CXX_TYPE_ID(ctype, id)
 #define PSYNE_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #define PSYNE_ALIGNOF(type) _Alignof(type)
 #endif
@@ -143,6 +151,7 @@ PSYNE_API int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, 
     static inline const ctype *name##_view(const struct psyne_msg *m)                                                  \
     {                                                                                                                  \
         return m->type == (id) && m->length == sizeof(ctype) ? (const ctype *)m->data : (const ctype *)0;              \
-    }
+    }                                                                                                                  \
+    PSYNE_CXX_TYPE_ID(ctype, id)
 
 #endif /* PSYNE_TENSOR_H */
