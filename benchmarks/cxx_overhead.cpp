@@ -45,6 +45,8 @@ static double run_c(std::size_t size, std::uint64_t n, int round)
         fail("open");
     auto t0 = std::chrono::steady_clock::now();
     std::thread producer([&uri, size, n] { // its handle on its own stack, as the C++ run's
+        const std::size_t bytes = size;    // on this thread's stack: the closure may share a line with
+        const std::uint64_t count = n;     // what the consumer writes
         pin(0);
         psyne_options po;
         psyne_options_init(&po);
@@ -52,12 +54,12 @@ static double run_c(std::size_t size, std::uint64_t n, int round)
         psyne_channel *tx;
         if (psyne_channel_open(&tx, uri.c_str(), &po))
             fail("open");
-        for (std::uint64_t i = 0; i < n; i++) {
+        for (std::uint64_t i = 0; i < count; i++) {
             psyne_claimed c;
-            if (psyne_claim(tx, size, &c, PSYNE_FOREVER))
+            if (psyne_claim(tx, bytes, &c, PSYNE_FOREVER))
                 fail("claim");
             std::memcpy(c.data, &i, 8);
-            psyne_commit(tx, &c, size, PSYNE_TYPE_USER_MIN);
+            psyne_commit(tx, &c, bytes, PSYNE_TYPE_USER_MIN);
         }
         psyne_channel_close(tx);
     });
@@ -83,14 +85,16 @@ static double run_cxx(std::size_t size, std::uint64_t n, int round)
     psyne::channel rx(uri, psyne::options().capacity(1 << 20).role(psyne::consumer));
     auto t0 = std::chrono::steady_clock::now();
     std::thread producer([&uri, size, n] {
+        const std::size_t bytes = size; // on this thread's stack: the closure may share a line with
+        const std::uint64_t count = n;  // what the consumer writes
         pin(0);
         psyne::channel tx(uri, psyne::options().role(psyne::producer));
-        for (std::uint64_t i = 0; i < n; i++) {
-            auto c = tx.claim(size);
+        for (std::uint64_t i = 0; i < count; i++) {
+            auto c = tx.claim(bytes);
             if (!c)
                 fail("claim");
             std::memcpy(c.data(), &i, 8);
-            c.commit(size);
+            c.commit(bytes);
         }
     });
     for (std::uint64_t i = 0; i < n; i++) {
