@@ -3,7 +3,8 @@
 // same SPSC stream over memory:// (a producer thread claims, fills the first
 // 8 bytes with a sequence number and commits; the consumer receives, checks
 // and releases), once through psyne.h and once through psyne.hpp, the two
-// alternating round by round. Prints a RESULT line per system and size and
+// alternating round by round; then the same calls in one thread (their own
+// cost, without the traffic between two cores). Prints a RESULT line per system and size and
 // the median of the per-round ratios (C++ / C, higher is better). The
 // producer runs on CPU 0, the consumer on CPU 1 (as psyne_bench's default).
 //
@@ -110,6 +111,59 @@ static double run_cxx(std::size_t size, std::uint64_t n, int round)
     return double(n) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// One thread: claim, fill, commit, receive, check, release, n times (the
+// calls' own cost, without the cache-line traffic between two cores).
+static double one_thread_c(std::size_t size, std::uint64_t n, int round)
+{
+    std::string uri = "memory://cxx-overhead-1c-" + std::to_string(round);
+    psyne_options o;
+    psyne_options_init(&o);
+    o.capacity = 1 << 20;
+    psyne_channel *ch;
+    if (psyne_channel_open(&ch, uri.c_str(), &o))
+        fail("open");
+    auto t0 = std::chrono::steady_clock::now();
+    for (std::uint64_t i = 0; i < n; i++) {
+        psyne_claimed c;
+        if (psyne_claim(ch, size, &c, PSYNE_NONBLOCK))
+            fail("claim");
+        std::memcpy(c.data, &i, 8);
+        psyne_commit(ch, &c, size, PSYNE_TYPE_USER_MIN);
+        psyne_msg m;
+        if (psyne_receive(ch, &m, PSYNE_NONBLOCK))
+            fail("receive");
+        std::uint64_t seq;
+        std::memcpy(&seq, m.data, 8);
+        if (seq != i)
+            fail("a message out of order");
+        psyne_release(ch, &m);
+    }
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    psyne_channel_close(ch);
+    return double(n) / s;
+}
+
+static double one_thread_cxx(std::size_t size, std::uint64_t n, int round)
+{
+    psyne::channel ch("memory://cxx-overhead-1cxx-" + std::to_string(round), psyne::options().capacity(1 << 20));
+    auto t0 = std::chrono::steady_clock::now();
+    for (std::uint64_t i = 0; i < n; i++) {
+        auto c = ch.claim(size, psyne::nonblock);
+        if (!c)
+            fail("claim");
+        std::memcpy(c.data(), &i, 8);
+        c.commit(size);
+        auto m = ch.receive(psyne::nonblock);
+        if (!m)
+            fail("receive");
+        std::uint64_t seq;
+        std::memcpy(&seq, m.data(), 8);
+        if (seq != i)
+            fail("a message out of order");
+    }
+    return double(n) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 static double median(std::vector<double> v)
 {
     std::sort(v.begin(), v.end());
@@ -140,28 +194,35 @@ int main(int argc, char **argv)
         }
     }
     pin(1); // the consumer: this thread
-    for (std::size_t size : sizes) {
-        std::uint64_t n = messages ? messages : size <= 256 ? 2000000 : 300000;
-        std::vector<double> c, cxx, ratio;
-        for (int r = 0; r < rounds; r++) { // alternating, each first in every other round
-            double a, b;
-            if (r % 2) {
-                b = run_cxx(size, n, r);
-                a = run_c(size, n, r);
-            } else {
-                a = run_c(size, n, r);
-                b = run_cxx(size, n, r);
+    struct workload {
+        const char *name;
+        double (*c)(std::size_t, std::uint64_t, int);
+        double (*cxx)(std::size_t, std::uint64_t, int);
+    } workloads[] = {{"inproc-spsc-tput", run_c, run_cxx}, {"one-thread-round-trip", one_thread_c, one_thread_cxx}};
+    for (const workload &w : workloads) {
+        for (std::size_t size : sizes) {
+            std::uint64_t n = messages ? messages : size <= 256 ? 2000000 : 300000;
+            std::vector<double> c, cxx, ratio;
+            for (int r = 0; r < rounds; r++) { // alternating, each first in every other round
+                double a, b;
+                if (r % 2) {
+                    b = w.cxx(size, n, r);
+                    a = w.c(size, n, r);
+                } else {
+                    a = w.c(size, n, r);
+                    b = w.cxx(size, n, r);
+                }
+                c.push_back(a);
+                cxx.push_back(b);
+                ratio.push_back(b / a);
             }
-            c.push_back(a);
-            cxx.push_back(b);
-            ratio.push_back(b / a);
+            std::printf("RESULT system=psyne-c workload=%s size=%zu mps=%.0f runs=%d\n", w.name, size, median(c),
+                        rounds);
+            std::printf("RESULT system=psyne-cxx workload=%s size=%zu mps=%.0f runs=%d vs_c=%.3f vs_c_min=%.3f "
+                        "vs_c_max=%.3f\n",
+                        w.name, size, median(cxx), rounds, median(ratio), *std::min_element(ratio.begin(), ratio.end()),
+                        *std::max_element(ratio.begin(), ratio.end()));
         }
-        std::printf("RESULT system=psyne-c workload=inproc-spsc-tput size=%zu mps=%.0f runs=%d\n", size, median(c),
-                    rounds);
-        std::printf("RESULT system=psyne-cxx workload=inproc-spsc-tput size=%zu mps=%.0f runs=%d vs_c=%.3f "
-                    "vs_c_min=%.3f vs_c_max=%.3f\n",
-                    size, median(cxx), rounds, median(ratio), *std::min_element(ratio.begin(), ratio.end()),
-                    *std::max_element(ratio.begin(), ratio.end()));
     }
     return 0;
 }
