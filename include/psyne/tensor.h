@@ -120,13 +120,20 @@ PSYNE_API int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, 
  *   int name##_commit(psyne_channel *, struct psyne_claimed *)
  *   const ctype *name##_view(const struct psyne_msg *)   NULL if another type or size
  */
+/* The functions a message type defines may go unused in a file that uses
+ * only some of them (clang's -Wunused-function). */
+#if defined(__GNUC__) || defined(__clang__)
+#define PSYNE_MAYBE_UNUSED __attribute__((unused))
+#else
+#define PSYNE_MAYBE_UNUSED
+#endif
 #ifdef __cplusplus
 #define PSYNE_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
 #define PSYNE_ALIGNOF(type) alignof(type)
 /* psyne.hpp's claim<T>() and receive<T>() find the id by this function
  * (argument-dependent lookup: use the macro in ctype's namespace). */
 #define PSYNE_CXX_TYPE_ID(ctype, id)                                                                                   \
-    static constexpr uint32_t psyne_type_id_of(const ctype *)                                                          \
+    PSYNE_MAYBE_UNUSED static constexpr uint32_t psyne_type_id_of(const ctype *)                                       \
     {                                                                                                                  \
         return (id);                                                                                                   \
     }
@@ -138,17 +145,18 @@ PSYNE_API int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, 
 #define PSYNE_MESSAGE_TYPE(name, ctype, id)                                                                            \
     PSYNE_STATIC_ASSERT((id) >= PSYNE_TYPE_USER_MIN && (id) <= PSYNE_TYPE_USER_MAX, "type id out of range");           \
     PSYNE_STATIC_ASSERT(PSYNE_ALIGNOF(ctype) <= 8, "more than the ring's 8-byte alignment");                           \
-    static inline int name##_claim(psyne_channel *ch, ctype **out, struct psyne_claimed *c, int64_t timeout_ns)        \
+    PSYNE_MAYBE_UNUSED static inline int name##_claim(psyne_channel *ch, ctype **out, struct psyne_claimed *c,         \
+                                                      int64_t timeout_ns)                                              \
     {                                                                                                                  \
         int rc_ = psyne_claim(ch, sizeof(ctype), c, timeout_ns);                                                       \
         *out = rc_ == 0 ? (ctype *)c->data : (ctype *)0;                                                               \
         return rc_;                                                                                                    \
     }                                                                                                                  \
-    static inline int name##_commit(psyne_channel *ch, struct psyne_claimed *c)                                        \
+    PSYNE_MAYBE_UNUSED static inline int name##_commit(psyne_channel *ch, struct psyne_claimed *c)                     \
     {                                                                                                                  \
         return psyne_commit(ch, c, sizeof(ctype), (id));                                                               \
     }                                                                                                                  \
-    static inline const ctype *name##_view(const struct psyne_msg *m)                                                  \
+    PSYNE_MAYBE_UNUSED static inline const ctype *name##_view(const struct psyne_msg *m)                               \
     {                                                                                                                  \
         return m->type == (id) && m->length == sizeof(ctype) ? (const ctype *)m->data : (const ctype *)0;              \
     }                                                                                                                  \
