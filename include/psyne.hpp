@@ -9,10 +9,12 @@
 //   psyne::channel ch("memory://v", psyne::options().mode(psyne::spsc).capacity(1 << 20));
 //   psyne::FloatVector msg(ch);             // a typed message of this channel
 //   msg.resize(100);                        // claims room for 100 floats in the ring
-//   msg.as_eigen().setLinSpaced(0, 1);      // written in place (an aligned Eigen::Map)
+//   msg.as_eigen().setLinSpaced(0.0f, 1.0f);  // written in place (an aligned Eigen::Map)
 //   msg.send();
 //   while (auto m = ch.receive<psyne::FloatVector>(psyne::nonblock))
-//       process(*m);                        // m releases the message at the end of the block
+//       process(m.as_eigen());              // m releases the message at the end of the block
+//   while (auto p = ch.receive<Pose>())     // a user type of PSYNE_MESSAGE_TYPE
+//       use(*p);                            // the Pose in the ring
 //
 // Errors. Four outcomes are results, not errors: nothing to receive, no room
 // to claim (psyne::nonblock, or the timeout passed), the channel shut down.
