@@ -160,9 +160,7 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         free(ch);
         return rc;
     }
-    if (!port_is(ch, PSY_PORT_PEERS) && (rc = join_rings(ch, uri)) != 0) {
-        if (ch->sub >= 0)
-            psy_ring_unsubscribe(ch->port.ring, ch->sub);
+    if (!port_is(ch, PSY_PORT_PEERS) && (rc = join_rings(ch, uri)) != 0) { /* before it subscribed */
         ch->port.tp->close(&ch->port);
         free(ch);
         return rc;

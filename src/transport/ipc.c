@@ -575,11 +575,6 @@ static void ipc_set_roles(struct psy_port *p, unsigned roles, int sub)
         clear_roles(p->home);
 }
 
-static void ipc_shutdown(struct psy_port *p)
-{
-    psy_ring_shutdown(p->home);
-}
-
 static void ipc_close(struct psy_port *p)
 {
     detach(p->home);
@@ -620,7 +615,7 @@ const struct psy_transport psy_ipc_transport = {
     .scheme = "ipc",
     .check_options = ipc_check_options,
     .open = ipc_open,
-    .shutdown = ipc_shutdown,
+    .shutdown = psy_transport_shutdown_home,
     .close = ipc_close,
     .set_roles = ipc_set_roles,
     .stats = ipc_stats,

@@ -146,11 +146,6 @@ static int memory_check_options(const struct psyne_options *opt)
     return rc;
 }
 
-static void memory_shutdown(struct psy_port *p)
-{
-    psy_ring_shutdown(p->home);
-}
-
 static void memory_close(struct psy_port *p)
 {
     detach(p->home);
@@ -180,7 +175,7 @@ const struct psy_transport psy_memory_transport = {
     .scheme = "memory",
     .check_options = memory_check_options,
     .open = memory_open,
-    .shutdown = memory_shutdown,
+    .shutdown = psy_transport_shutdown_home,
     .close = memory_close,
 };
 

@@ -31,3 +31,8 @@ int psy_transport_refuse_tcp_options(const struct psyne_options *opt, const char
         return psy_fail(-EINVAL, "max_peers is for listening tcp:// handles (PSYNE_F_LISTEN)");
     return 0;
 }
+
+void psy_transport_shutdown_home(struct psy_port *p)
+{
+    psy_ring_shutdown(p->home);
+}

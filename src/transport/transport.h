@@ -138,6 +138,10 @@ static inline uint64_t psy_mp_counted(const psy_atomic64 *c, int i)
     return atomic_load_explicit(&c[i], memory_order_relaxed) + atomic_load_explicit(&c[i + 2], memory_order_relaxed);
 }
 
+/* The shutdown of a port with one ring of its own (memory://, ipc://):
+ * the flag every handle of the ring sees. */
+void psy_transport_shutdown_home(struct psy_port *p);
+
 /* Options that only tcp:// takes, refused by the other schemes (-EINVAL). */
 int psy_transport_refuse_tcp_options(const struct psyne_options *opt, const char *scheme);
 
