@@ -287,3 +287,43 @@ void bench_peer_join(struct bench_peer *p)
         abort();
     }
 }
+
+/* ---- segments removed on a signal ---- */
+
+#define MAX_SEGMENTS 64
+static char segment_paths[MAX_SEGMENTS][128]; /* "/dev/shm/psyne.<name>" */
+static _Atomic int segments_made;
+
+void bench_segment_made(const char *uri)
+{
+    if (strncmp(uri, "ipc://", 6) != 0)
+        return;
+    for (int i = 0; i < atomic_load(&segments_made); i++)
+        if (strcmp(segment_paths[i] + strlen("/dev/shm/psyne."), uri + 6) == 0)
+            return;
+    int i = atomic_load(&segments_made);
+    if (i == MAX_SEGMENTS)
+        return;
+    snprintf(segment_paths[i], sizeof segment_paths[i], "/dev/shm/psyne.%s", uri + 6);
+    atomic_store(&segments_made, i + 1); /* after the path: the handler reads only whole ones */
+}
+
+/* Only async-signal-safe calls: unlink, then the signal's own end. */
+static void remove_segments(int sig)
+{
+    int n = atomic_load(&segments_made);
+    for (int i = 0; i < n; i++)
+        unlink(segment_paths[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void bench_remove_on_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = remove_segments;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}

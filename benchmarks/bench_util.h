@@ -13,6 +13,12 @@
 #include <sys/types.h>
 
 int64_t bench_now_ns(void);
+/* ipc:// channels this run opens ("ipc://name"): their segments are removed
+ * if SIGINT, SIGTERM or SIGHUP stops the run (bench_remove_on_signals
+ * installs the handler; a dynamic ring's segment files, whose names the
+ * handler cannot know, go with the next psyne_ipc_cleanup). */
+void bench_segment_made(const char *uri);
+void bench_remove_on_signals(void);
 /* Pins the calling thread to cpu (modulo the CPUs present); no-op if cpu < 0. */
 void bench_pin(int cpu);
 /* Lets the calling thread run on every CPU the program was started with
@@ -21,7 +27,11 @@ void bench_unpin(void);
 /* Where two-sided workloads pin their sides (psyne_bench --pin P,C). */
 extern int bench_cpu_producer, bench_cpu_consumer;
 /* How the ping-pong workloads' psyne channels wait (psyne_bench --pingpong-wait):
- * PSYNE_WAIT_SPIN (default) or PSYNE_WAIT_ADAPTIVE. */
+ * PSYNE_WAIT_SPIN (default), PSYNE_WAIT_ADAPTIVE, BENCH_WAIT_EPOLL (non-blocking
+ * receives, and epoll_wait on the readiness descriptor when they find nothing)
+ * or BENCH_WAIT_SLEEP (adaptive with no spin: straight to the futex). */
+#define BENCH_WAIT_EPOLL 100
+#define BENCH_WAIT_SLEEP 101
 extern int bench_pingpong_wait;
 /* tcp-tput and tcp-pingpong: how psyne's tcp:// handles wait (psyne_bench
  * --tcp-wait; default PSYNE_WAIT_ADAPTIVE), and the listening end's

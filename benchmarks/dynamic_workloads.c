@@ -78,6 +78,7 @@ void psyne_dynamic_resize(uint64_t capacity, psyne_slabs *slabs, struct resize_r
     const char *mem = "memory://psyne-bench-resize";
     char ipc[64];
     snprintf(ipc, sizeof ipc, "ipc://psyne-bench-resize-%d", (int)getpid());
+    bench_segment_made(ipc);
     out->grow_ns = one_resize(mem, capacity, 1, NULL);
     out->shrink_ns = one_resize(mem, capacity, 0, NULL);
     /* ipc://: the producer makes a shared-memory file (shm_open, fallocate)

@@ -257,7 +257,20 @@ enum pingpong_kind { PINGPONG_INPROC, PINGPONG_IPC, PINGPONG_TCP };
 static const char *pingpong_workloads[] = {"inproc-pingpong", "ipc-pingpong", "tcp-pingpong"};
 #define MAX_REFERENCES 2
 
-/* reference 0: psyne; 1, 2: the references in the order of ratio_keys */
+/* With --pingpong-wait epoll, inproc and ipc alternate with the same
+ * transport waiting on the futex as the library does by default (adaptive:
+ * spin, then sleep; p50_vs_futex) and sleeping at once (p50_vs_futex_sleep:
+ * the same hand-off through the kernel as epoll's). */
+static const char *ratio_keys[][MAX_REFERENCES] = {
+    {NULL}, {"p50_vs_inproc"}, {"p50_vs_raw_socket", "p50_vs_raw_socket_busy"}};
+static const char *epoll_ratio_keys[MAX_REFERENCES] = {"p50_vs_futex", "p50_vs_futex_sleep"};
+
+static const char *ratio_key(enum pingpong_kind k, int j)
+{
+    return k != PINGPONG_TCP && bench_pingpong_wait == BENCH_WAIT_EPOLL ? epoll_ratio_keys[j] : ratio_keys[k][j];
+}
+
+/* reference 0: psyne; 1, 2: the references in the order of ratio_key */
 static void pingpong_once(enum pingpong_kind k, int reference, size_t size, uint64_t trips, int pin,
                           struct lat_result *out)
 {
@@ -265,14 +278,19 @@ static void pingpong_once(enum pingpong_kind k, int reference, size_t size, uint
         raw_tcp_pingpong(size, trips, reference == 2, out);
     else if (k == PINGPONG_TCP)
         psyne_tcp_pingpong(size, trips, out);
+    else if (bench_pingpong_wait == BENCH_WAIT_EPOLL)
+        psyne_pingpong(k == PINGPONG_IPC ? BENCH_IPC : BENCH_MEMORY, size, trips, pin,
+                       reference == 0   ? BENCH_WAIT_EPOLL
+                       : reference == 1 ? PSYNE_WAIT_ADAPTIVE
+                                        : BENCH_WAIT_SLEEP,
+                       out);
     else
-        psyne_pingpong(k == PINGPONG_IPC && !reference ? BENCH_IPC : BENCH_MEMORY, size, trips, pin, out);
+        psyne_pingpong(k == PINGPONG_IPC && !reference ? BENCH_IPC : BENCH_MEMORY, size, trips, pin,
+                       bench_pingpong_wait, out);
 }
 
 static void run_pingpong(const struct config *c, enum pingpong_kind k, size_t size)
 {
-    static const char *ratio_keys[][MAX_REFERENCES] = {
-        {NULL}, {"p50_vs_inproc"}, {"p50_vs_raw_socket", "p50_vs_raw_socket_busy"}};
     uint64_t by_default = k == PINGPONG_TCP ? 20000 : 200000;
     double p50[MAX_RUNS], ratio[MAX_REFERENCES][MAX_RUNS];
     struct lat_result r, ref, run[MAX_RUNS], med;
@@ -286,7 +304,7 @@ static void run_pingpong(const struct config *c, enum pingpong_kind k, size_t si
         perf_end(c, trips + bench_warmup_trips(trips));
         hist_keep(c);
         p50[i] = (double)run[i].p50;
-        for (int j = 0; j < MAX_REFERENCES && ratio_keys[k][j]; j++) {
+        for (int j = 0; j < MAX_REFERENCES && ratio_key(k, j); j++) {
             pingpong_once(k, j + 1, size, trips, c->pin, &ref);
             ratio[j][i] = (double)run[i].p50 / (double)ref.p50;
         }
@@ -296,10 +314,12 @@ static void run_pingpong(const struct config *c, enum pingpong_kind k, size_t si
     bench_out("system=psyne workload=%s size=%zu %s rtt_p50_min_ns=%.0f rtt_p50_max_ns=%.0f runs=%d round_trips=%llu",
               pingpong_workloads[k], size, bench_rtt_fields(&med, fields), bench_min(p50, c->runs),
               bench_max(p50, c->runs), c->runs, (unsigned long long)trips);
-    for (int j = 0; j < MAX_REFERENCES && ratio_keys[k][j]; j++)
-        bench_out(" %s=%.3f", ratio_keys[k][j], bench_median(ratio[j], c->runs));
+    for (int j = 0; j < MAX_REFERENCES && ratio_key(k, j); j++)
+        bench_out(" %s=%.3f", ratio_key(k, j), bench_median(ratio[j], c->runs));
     if (k == PINGPONG_TCP)
         tcp_options_out();
+    else if (bench_pingpong_wait == BENCH_WAIT_EPOLL)
+        bench_out(" wait=epoll");
     perf_out(c, "rtt");
     bench_out_end();
     hist_print(c, pingpong_workloads[k], size);
@@ -519,9 +539,11 @@ static void usage(FILE *f)
             "  --pin P,C          pin the producer (pinger) to CPU P and the consumer (ponger) to CPU C\n"
             "                     (default 0,1)\n"
             "  --no-pin           do not pin producer and consumer\n"
-            "  --pingpong-wait spin|adaptive  how inproc- and ipc-pingpong's psyne channels wait (default spin: never\n"
-            "                     sleep; adaptive: the library default, spin with yields then sleep; with\n"
-            "                     --pin 0,0 it shows a hand-off between two threads sharing one CPU)\n"
+            "  --pingpong-wait spin|adaptive|epoll  how inproc- and ipc-pingpong's psyne channels wait (default\n"
+            "                     spin: never sleep; adaptive: the library default, spin with yields then sleep;\n"
+            "                     with --pin 0,0 it shows a hand-off between two threads sharing one CPU; epoll:\n"
+            "                     an event loop's wait on the readiness descriptors, against the futex waits\n"
+            "                     in the same run: p50_vs_futex (adaptive), p50_vs_futex_sleep (no spin))\n"
             "  --tcp-wait spin|adaptive  how tcp-*'s psyne handles wait (default adaptive; RESULT wait=spin)\n"
             "  --max-peers N      tcp-*: the listening end serves up to N clients (max_peers) and the ponger\n"
             "                     replies with psyne_claim_to; RESULT max_peers=N (default 0: a channel link)\n"
@@ -583,7 +605,8 @@ int main(int argc, char **argv)
 {
     static const struct psyne_dynamic default_dynamic; /* zero: every default */
     struct config c = {.runs = 5, .pin = 1, .producers = 2, .consumers = 2};
-    int table = -1; /* -1: when stdout is a terminal */
+    int table = -1;            /* -1: when stdout is a terminal */
+    bench_remove_on_signals(); /* Ctrl-C leaves no ipc:// segment behind */
     static const struct option opts[] = {{"workload", required_argument, 0, 'w'},
                                          {"size", required_argument, 0, 's'},
                                          {"iterations", required_argument, 0, 'i'},
@@ -636,6 +659,10 @@ int main(int argc, char **argv)
         case 'n': c.pin = 0; break;
         case 'W':
         case 'X':
+            if (opt == 'W' && !strcmp(optarg, "epoll")) {
+                bench_pingpong_wait = BENCH_WAIT_EPOLL;
+                break;
+            }
             if (strcmp(optarg, "spin") && strcmp(optarg, "adaptive")) {
                 usage(stderr);
                 return 2;

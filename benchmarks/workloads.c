@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,7 +49,9 @@ static psyne_channel *open_channel(const char *uri, int mode, int role, uint64_t
     o.mode = mode;
     o.role = role;
     o.capacity = capacity;
-    o.wait = wait;
+    o.wait = wait == PSYNE_WAIT_SPIN ? PSYNE_WAIT_SPIN : PSYNE_WAIT_ADAPTIVE;
+    if (wait == BENCH_WAIT_SLEEP)
+        o.spin_ns = o.yield_ns = 0;
     o.flags |= bench_channel_flags;
     o.numa_node = bench_numa_node;
     struct psyne_dynamic fixed;
@@ -76,6 +79,7 @@ static void channel_uri(char *buf, size_t len, enum bench_transport t, const cha
         snprintf(buf, len, "memory://%s", what);
     else
         snprintf(buf, len, "ipc://%s-%d", what, (int)getpid());
+    bench_segment_made(buf);
 }
 
 /* ---- inproc-spsc-tput / ipc-spsc-tput ---- */
@@ -257,22 +261,51 @@ struct pingpong_run {
     size_t size;
     uint64_t total;
     int pin;
+    int wait; /* bench_pingpong_wait's kinds */
     struct bench_gate gate;
 };
+
+/* BENCH_WAIT_EPOLL: an epoll set over rx's readiness descriptor; else -1. */
+static int pingpong_epoll(psyne_channel *rx, int wait)
+{
+    if (wait != BENCH_WAIT_EPOLL)
+        return -1;
+    int ep = epoll_create1(EPOLL_CLOEXEC), fd = psyne_channel_fd(rx, PSYNE_READY_RECV);
+    must(fd, "psyne_channel_fd");
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+        must(-errno, "epoll");
+    return ep;
+}
+
+/* A blocking receive, or (ep >= 0) an event loop's: non-blocking receives
+ * until one succeeds, epoll_wait whenever one finds nothing. */
+static int pingpong_receive(psyne_channel *rx, struct psyne_msg *m, int ep)
+{
+    if (ep < 0)
+        return psyne_receive(rx, m, PSYNE_FOREVER);
+    int rc;
+    while ((rc = psyne_receive(rx, m, PSYNE_NONBLOCK)) == -EAGAIN) {
+        struct epoll_event ev;
+        epoll_wait(ep, &ev, 1, -1);
+    }
+    return rc;
+}
 
 static void *ponger(void *arg)
 {
     struct pingpong_run *p = arg;
     psyne_channel *ping_rx = p->ping_rx, *pong_tx = p->pong_tx;
     if (!ping_rx) {
-        ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, 0, bench_pingpong_wait);
-        pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, 0, bench_pingpong_wait);
+        ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, 0, p->wait);
+        pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, 0, p->wait);
     }
+    int ep = pingpong_epoll(ping_rx, p->wait);
     bench_pin(p->pin ? bench_cpu_consumer : -1);
     bench_gate_arrive(&p->gate, 2);
     for (uint64_t i = 0; i < p->total; i++) {
         struct psyne_msg m;
-        must(psyne_receive(ping_rx, &m, PSYNE_FOREVER), "receive ping");
+        must(pingpong_receive(ping_rx, &m, ep), "receive ping");
         bench_read_payload(m.data, m.length, i, "psyne pong");
         struct psyne_claimed c;
         must(psyne_claim(pong_tx, p->size, &c, PSYNE_FOREVER), "claim pong");
@@ -280,6 +313,8 @@ static void *ponger(void *arg)
         must(psyne_commit(pong_tx, &c, p->size, T_BENCH), "commit pong");
         must(psyne_release(ping_rx, &m), "release ping");
     }
+    if (ep >= 0)
+        close(ep);
     if (!p->ping_rx) {
         psyne_channel_close(pong_tx);
         psyne_channel_close(ping_rx);
@@ -290,6 +325,7 @@ static void *ponger(void *arg)
 struct pinger {
     psyne_channel *ping_tx, *pong_rx;
     size_t size;
+    int ep; /* pingpong_epoll's */
 };
 
 static void psyne_ping(void *ctx, uint64_t i)
@@ -300,31 +336,35 @@ static void psyne_ping(void *ctx, uint64_t i)
     bench_write_payload(c.data, g->size, i);
     must(psyne_commit(g->ping_tx, &c, g->size, T_BENCH), "commit ping");
     struct psyne_msg m;
-    must(psyne_receive(g->pong_rx, &m, PSYNE_FOREVER), "receive pong");
+    must(pingpong_receive(g->pong_rx, &m, g->ep), "receive pong");
     bench_read_payload(m.data, m.length, i, "psyne ping");
     must(psyne_release(g->pong_rx, &m), "release pong");
 }
 
-void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin, struct lat_result *out)
+void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin, int wait,
+                    struct lat_result *out)
 {
     struct pingpong_run *p = bench_shared_alloc(sizeof *p);
-    *p = (struct pingpong_run){.size = size, .total = bench_warmup_trips(round_trips) + round_trips, .pin = pin};
+    *p = (struct pingpong_run){
+        .size = size, .total = bench_warmup_trips(round_trips) + round_trips, .pin = pin, .wait = wait};
     channel_uri(p->ping_uri, sizeof p->ping_uri, transport, "bench-ping");
     channel_uri(p->pong_uri, sizeof p->pong_uri, transport, "bench-pong");
     uint64_t cap = workload_capacity(size);
-    psyne_channel *ping_tx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, bench_pingpong_wait);
-    psyne_channel *pong_rx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, bench_pingpong_wait);
+    psyne_channel *ping_tx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, wait);
+    psyne_channel *pong_rx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, wait);
     if (transport == BENCH_MEMORY) {
-        p->ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, bench_pingpong_wait);
-        p->pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, bench_pingpong_wait);
+        p->ping_rx = open_channel(p->ping_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_CONSUMER, cap, wait);
+        p->pong_tx = open_channel(p->pong_uri, PSYNE_MODE_SPSC, PSYNE_ROLE_PRODUCER, cap, wait);
     }
     struct bench_peer ponger_side;
     bench_peer_start(&ponger_side, transport == BENCH_IPC, ponger, p);
     bench_pin(pin ? bench_cpu_producer : -1);
     bench_gate_arrive(&p->gate, 2);
-    struct pinger g = {ping_tx, pong_rx, size};
+    struct pinger g = {ping_tx, pong_rx, size, pingpong_epoll(pong_rx, wait)};
     bench_time_round_trips(round_trips, psyne_ping, &g, out);
     bench_peer_join(&ponger_side);
+    if (g.ep >= 0)
+        close(g.ep);
     psyne_channel_close(ping_tx);
     psyne_channel_close(pong_rx);
     if (p->ping_rx) {

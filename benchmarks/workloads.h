@@ -46,7 +46,9 @@ void psyne_spsc_tput_as(enum bench_transport transport, size_t size, uint64_t co
                         struct tput_result *out);
 
 /* inproc-pingpong / ipc-pingpong: round trips over two SPSC channels, busy-polling. */
-void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin, struct lat_result *out);
+/* wait: as bench_pingpong_wait says. */
+void psyne_pingpong(enum bench_transport transport, size_t size, uint64_t round_trips, int pin, int wait,
+                    struct lat_result *out);
 
 /* inproc-mpmc-tput: producers -> consumers on one MPMC channel (count in all). */
 void psyne_mpmc_tput(size_t size, uint64_t count, int producers, int consumers, struct tput_result *out);

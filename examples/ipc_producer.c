@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ipc_producer.c - sends readings to another process over ipc://NAME.
- * Run the consumer and the producer in two terminals, in either order:
+ * Run the consumer and the producer in two terminals, in either order (a
+ * producer that is done before the consumer starts leaves its readings in
+ * the segment for it):
  *
  *   ./build/examples/ipc_consumer sensors
  *   ./build/examples/ipc_producer sensors 10
@@ -9,10 +11,8 @@
  * Each reading is built in place in the shared ring; the consumer process
  * reads it where this process wrote it.
  */
-#define _DEFAULT_SOURCE /* usleep */
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <psyne.h>
 
@@ -38,15 +38,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "open %s: %s (%s)\n", uri, psyne_strerror(rc), psyne_last_error());
         return 1;
     }
-    /* Closing the last handle removes the segment: if no consumer were
-     * attached yet, the messages would go with it. Wait for one. */
-    struct psyne_stats st;
-    for (psyne_channel_stats(tx, &st); st.consumers == 0; psyne_channel_stats(tx, &st)) {
-        static int told;
-        if (!told++)
-            printf("waiting for a consumer on %s\n", uri);
-        usleep(10000);
-    }
     for (unsigned i = 0; i < count; i++) {
         struct psyne_claimed c;
         if ((rc = psyne_claim(tx, sizeof(struct reading), &c, PSYNE_FOREVER)) < 0)
@@ -60,6 +51,11 @@ int main(int argc, char **argv)
     if (rc < 0)
         fprintf(stderr, "claim: %s\n", psyne_strerror(rc));
     printf("sent %u readings\n", count);
-    psyne_channel_close(tx); /* the last producer: the consumer drains, then gets -EPIPE */
+    /* The last producer: the consumer drains, then gets -EPIPE. If no
+     * consumer has read them yet, the segment keeps them for one that opens
+     * the name within linger_ns (default 60 s), and close says how many. */
+    int left = psyne_channel_close(tx);
+    if (left > 0)
+        printf("%d readings kept for a consumer of %s\n", left, uri);
     return rc < 0;
 }

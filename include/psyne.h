@@ -33,7 +33,7 @@
  * changes with the API; the shared library's soname (libpsyne.so.N) changes
  * whenever a program built against an older header would break. */
 #define PSYNE_VERSION_MAJOR 0
-#define PSYNE_VERSION_MINOR 3
+#define PSYNE_VERSION_MINOR 4
 #define PSYNE_VERSION_PATCH 0
 #define PSYNE_VERSION_NUMBER (PSYNE_VERSION_MAJOR * 10000 + PSYNE_VERSION_MINOR * 100 + PSYNE_VERSION_PATCH)
 
@@ -59,8 +59,9 @@ extern "C" {
 #endif
 
 /* Timeouts of the waiting calls, in nanoseconds. */
-#define PSYNE_NONBLOCK ((int64_t)0) /* never wait: -EAGAIN when full/empty */
-#define PSYNE_FOREVER ((int64_t)-1) /* wait until it succeeds or -EPIPE */
+#define PSYNE_NONBLOCK ((int64_t)0)   /* never wait: -EAGAIN when full/empty */
+#define PSYNE_FOREVER ((int64_t)-1)   /* wait until it succeeds or -EPIPE */
+#define PSYNE_NO_LINGER ((int64_t)-2) /* psyne_options.linger_ns: keep nothing after the last close */
 
 /* Message type ids: 0 is invalid, 1..PSYNE_TYPE_USER_MIN-1 are reserved for
  * psyne, user types go up to PSYNE_TYPE_USER_MAX. */
@@ -232,10 +233,16 @@ struct psyne_options {
     struct psyne_slabs *slabs; /* non-NULL: carve the ring (and every segment of a dynamic ring)
                                   out of these slabs instead of mapping memory of its own; the
                                   slabs' placement replaces PSYNE_F_HUGEPAGES/NUMA_BIND */
+    /* ipc:// only: */
+    int64_t linger_ns; /* when the last handle to close may produce and leaves committed
+                          messages unread, the segment is kept this long for a consumer
+                          that opens the name (it reads them, then gets -EPIPE); 0 =
+                          default (60 s), PSYNE_FOREVER = until one comes (or
+                          psyne_ipc_cleanup), PSYNE_NO_LINGER = removed at once */
     /* Room for the options of later versions within this ABI: must be zero
      * (psyne_options_init zeroes it; -EINVAL otherwise, as for an option this
      * version does not know). */
-    uint64_t reserved[8];
+    uint64_t reserved[7];
 };
 
 /* Fills *opt with the defaults (SPSC, default capacity, adaptive waiting).
@@ -310,7 +317,13 @@ PSYNE_API int psyne_channel_shutdown(psyne_channel *ch);
  * that may consume (CONSUMER or ANY) shuts the channel down as
  * psyne_channel_shutdown does: consumers drain and then get -EPIPE, producers
  * get -EPIPE. Give handles their role to get this end-of-stream signal (two
- * ANY handles keep each other open). Returns 0 (NULL is accepted).
+ * ANY handles keep each other open). Returns 0 (NULL is accepted), or, when
+ * this is the channel's last handle and committed messages were never read,
+ * how many (> 0, not an error): ipc:// keeps them, if this handle may
+ * produce, for opt->linger_ns (a consumer that opens the name then reads
+ * them and gets -EPIPE; a producer that opens it goes on after them);
+ * memory:// frees them with the ring. Closes the handle's readiness
+ * descriptors.
  * Threads: no other thread may use this same handle during or after the
  * call; wake such threads with psyne_channel_shutdown first.
  */
@@ -484,6 +497,107 @@ typedef void (*psyne_handler)(void *arg, const struct psyne_msg *m);
  * psyne_receive. Threads: as psyne_receive.
  */
 PSYNE_API int psyne_drain(psyne_channel *ch, psyne_handler fn, void *arg, unsigned max, int64_t timeout_ns);
+
+/*
+ * Readiness descriptors: waiting for a channel inside an event loop (epoll,
+ * poll, select, libuv, asio, io_uring POLL_ADD, asyncio's add_reader).
+ *
+ * psyne_channel_fd(ch, PSYNE_READY_RECV) returns a descriptor that polls
+ * readable (POLLIN) when a receive on ch may succeed; PSYNE_READY_SEND, one
+ * that polls readable when a claim may succeed. Both are POLLIN, as nng's
+ * RECVFD and SENDFD: never poll them for POLLOUT, and never read or write
+ * them. The rule, for level- and edge-triggered polling alike:
+ *   - a new descriptor starts readable;
+ *   - it stays readable until a call on the handle finds nothing: a
+ *     receive (or claim) that returns -EAGAIN or -ETIMEDOUT re-arms it, and
+ *     it becomes readable again when the next message (room) comes, at once
+ *     if one came meanwhile;
+ *   - so, when it polls readable, receive with PSYNE_NONBLOCK until -EAGAIN
+ *     (or stop earlier and leave it readable: a level-triggered loop comes
+ *     back at once, an edge-triggered one does not);
+ *   - it may poll readable and the call still find nothing (another consumer
+ *     took the message): that call re-arms it.
+ * A handle with no descriptor pays nothing; with one, a publisher makes a
+ * system call only when the descriptor is armed (one per arming, not per
+ * message), as for a thread asleep in a blocking call. Shutdown, close of
+ * the other side and tcp:// link failure make it readable (the call then
+ * returns -EPIPE). Every scheme: memory://, ipc:// (the process that makes
+ * it readable may be another; processes must share a network namespace, as
+ * the descriptor is an abstract unix socket), tcp:// links, and listening
+ * handles with max_peers for PSYNE_READY_RECV (their claims name a peer:
+ * PSYNE_READY_SEND is -EOPNOTSUPP there).
+ * The descriptor belongs to the handle: psyne_channel_close closes it (take
+ * it out of your event loop first). Calling again returns the same one.
+ * Returns the descriptor (>= 0), or -EINVAL (bad event), -EPERM (RECV on a
+ * producer handle, SEND on a consumer one), -EOPNOTSUPP, -ENOSPC (more than
+ * 32 descriptors wait on one ring), -EMFILE and other socket errors.
+ * Thread-safe; never blocks.
+ */
+enum psyne_ready_event {
+    PSYNE_READY_RECV = 1, /* a message to receive */
+    PSYNE_READY_SEND = 2, /* room to claim */
+};
+PSYNE_API int psyne_channel_fd(psyne_channel *ch, int event);
+
+/*
+ * A wait set: waits for several channels (and descriptors of the caller's
+ * own, such as timers) in one call, for programs without an event loop. It
+ * is an epoll instance over the channels' readiness descriptors, so the rule
+ * above holds: a channel it reports is drained with PSYNE_NONBLOCK calls
+ * until -EAGAIN, and is reported again as long as it is not.
+ */
+typedef struct psyne_waitset psyne_waitset;
+
+/* What psyne_waitset_wait reports: a channel (ch non-NULL, events one of
+ * PSYNE_READY_*) or a descriptor added with psyne_waitset_add_fd (ch NULL,
+ * fd). user: as given when it was added. */
+struct psyne_ready {
+    psyne_channel *ch;
+    int fd;
+    int events;
+    void *user;
+};
+
+/* Creates an empty wait set. 0, -EINVAL, -ENOMEM, -EMFILE. Thread-safe. */
+PSYNE_API int psyne_waitset_create(psyne_waitset **out);
+/* Adds ch for events (PSYNE_READY_RECV, _SEND or both): its descriptors are
+ * made as psyne_channel_fd makes them. 0, -EEXIST (already there), or the
+ * errors of psyne_channel_fd. Remove a channel before closing it. */
+PSYNE_API int psyne_waitset_add(psyne_waitset *ws, psyne_channel *ch, int events, void *user);
+/* Adds a descriptor of the caller's, reported when it polls readable
+ * (level-triggered). 0, -EEXIST, -EBADF. */
+PSYNE_API int psyne_waitset_add_fd(psyne_waitset *ws, int fd, void *user);
+/* Takes ch (or fd) out. 0, or -ENOENT. */
+PSYNE_API int psyne_waitset_remove(psyne_waitset *ws, psyne_channel *ch);
+PSYNE_API int psyne_waitset_remove_fd(psyne_waitset *ws, int fd);
+/*
+ * Waits up to timeout_ns (PSYNE_NONBLOCK: only looks; PSYNE_FOREVER) until
+ * something in the set is ready, and fills up to max entries of ready.
+ * Returns how many (>= 1), -ETIMEDOUT, -EINTR (a signal came: Ctrl-C can
+ * stop a program that waits here), -EINVAL. Threads: a wait set is used by
+ * one thread at a time (its add, remove, wait and destroy), like an
+ * epoll_wait loop; the channels in it may be used by any threads.
+ */
+PSYNE_API int psyne_waitset_wait(psyne_waitset *ws, struct psyne_ready *ready, unsigned max, int64_t timeout_ns);
+/* Frees the set (not its channels). NULL is accepted. */
+PSYNE_API void psyne_waitset_destroy(psyne_waitset *ws);
+
+/*
+ * Removes the ipc:// segments (/dev/shm/psyne.*, and a dynamic ring's
+ * /dev/shm/psyne-seg.*) of this process's user that no live process has
+ * open: what programs killed with SIGKILL leave behind. A segment some live
+ * process holds is never touched, nor one kept for a consumer by a
+ * producer's close until its linger_ns is up (PSYNE_CLEAN_LINGERING: those
+ * too), nor one that fails validation (PSYNE_CLEAN_INVALID: those too). The
+ * first ipc:// open of each process runs it with flags 0; the next open of
+ * a name reclaims that name's dead segment anyway. Returns how many
+ * channels' segments it removed (>= 0), or -EINVAL (flags), or -errno
+ * (/dev/shm cannot be listed). Thread-safe; never blocks (it takes no lock
+ * that a live process holds).
+ */
+#define PSYNE_CLEAN_LINGERING 1 /* also segments kept for a consumer */
+#define PSYNE_CLEAN_INVALID 2   /* also segments that fail validation */
+PSYNE_API int psyne_ipc_cleanup(int flags);
 
 /* Counters of a channel, summed over every handle of it. */
 struct psyne_stats {

@@ -118,6 +118,7 @@ class options
     options &link_timeout_ns(std::int64_t ns) noexcept { return o_.link_timeout_ns = ns, *this; }
     options &open_timeout_ns(std::int64_t ns) noexcept { return o_.open_timeout_ns = ns, *this; }
     options &peer_timeout_ns(std::int64_t ns) noexcept { return o_.peer_timeout_ns = ns, *this; }
+    options &linger_ns(std::int64_t ns) noexcept { return o_.linger_ns = ns, *this; }
     options &numa_node(int node) noexcept
     {
         o_.numa_node = node;
@@ -659,11 +660,19 @@ class channel
 
     psyne_channel *get() const noexcept { return ch_; }
     // Closes the handle now (blocking as psyne_channel_close); idempotent.
-    void close() noexcept
+    // Returns psyne_channel_close's count of messages nobody read (0 if
+    // other handles remain).
+    int close() noexcept
     {
-        psyne_channel_close(ch_);
+        int left = psyne_channel_close(ch_);
         ch_ = nullptr;
+        return left;
     }
+    // The readiness descriptor for an event loop (psyne_channel_fd):
+    // PSYNE_READY_RECV or PSYNE_READY_SEND; polls readable (POLLIN) when a
+    // receive (claim) may succeed; re-armed by a call that finds nothing.
+    // Owned by the handle.
+    int fd(int event = PSYNE_READY_RECV) const { return check(psyne_channel_fd(ch_, event)); }
     void shutdown() { check(psyne_channel_shutdown(ch_)); }
     psyne_stats stats() const
     {

@@ -5,7 +5,7 @@
 # scripts/check.sh and .ci/run all call this. Groups:
 #   build   compile psyne and psyne_bench
 #   test    everything the test suite uses: clang and its runtimes (the
-#           sanitizer builds and libFuzzer), Eigen and OpenBLAS (the tests
+#           sanitizer builds and libFuzzer), Eigen, OpenBLAS and libuv (the tests
 #           and examples that use them), iproute2 and nftables (tcp_netns)
 #   peers   the libraries psyne is compared with (benchmarks/compare)
 #   format  clang-format-14 (scripts/format.sh)
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 build=(gcc g++ make cmake pkg-config)
-test=("${build[@]}" clang libclang-rt-14-dev libeigen3-dev libopenblas-dev iproute2 nftables)
+test=("${build[@]}" clang libclang-rt-14-dev libeigen3-dev libopenblas-dev libuv1-dev iproute2 nftables)
 peers=(dpdk-dev iceoryx libiceoryx-binding-c-dev libzmq3-dev libnng-dev gnuplot-nox)
 format=(clang-format-14)
 

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <poll.h>
 #include <unistd.h>
 
 #include "free_port.h" /* and CHECK (check.h) */
@@ -267,6 +268,37 @@ static void peers()
     CHECK(got && std::strcmp((const char *)got.data(), "reply") == 0);
 }
 
+// The readiness descriptor: readable, cleared by a receive that finds
+// nothing, readable again when a message comes.
+static bool readable(int fd, int ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    return poll(&p, 1, ms) == 1;
+}
+
+static void readiness()
+{
+    ends e = open_ends(psyne::options().capacity(4096));
+    int fd = e.rx->fd();
+    CHECK(fd >= 0 && fd == e.rx->fd(PSYNE_READY_RECV));
+    CHECK(readable(fd, 0));
+    CHECK(!e.rx->receive(psyne::nonblock));
+    CHECK(!readable(fd, 0));
+    auto c = e.tx->claim(16);
+    c.commit(16, PSYNE_TYPE_USER_MIN);
+    CHECK(readable(fd, 10000));
+    bool got = false;
+    for (int i = 0; i < 1000 && !got; i++) { // tcp: readable may come before the whole record
+        auto m = e.rx->receive(psyne::nonblock);
+        got = bool(m);
+        if (!got)
+            CHECK(readable(fd, 10000));
+    }
+    CHECK(got);
+    CHECK_THROWS(e.tx->fd(PSYNE_READY_RECV), -EPERM);
+    CHECK_THROWS(e.rx->fd(7), -EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     transport = argc > 1 ? argv[1] : "memory";
@@ -282,6 +314,7 @@ int main(int argc, char **argv)
     raw_and_batches();
     tensors();
     peers();
+    readiness();
     std::printf("cxx_api over %s://: ok\n", transport.c_str());
     return 0;
 }

@@ -57,7 +57,7 @@ static void close_ends(struct ends *e)
 {
     CHECK_RC(psyne_channel_close(e->a), 0);
     CHECK_RC(psyne_channel_close(e->b), 0);
-    CHECK_RC(psyne_channel_close(e->rx), 0);
+    CHECK(psyne_channel_close(e->rx) >= 0); /* the last: how many messages a test left unread */
 }
 
 static void send(psyne_channel *tx, uint32_t value, size_t len, int64_t timeout)

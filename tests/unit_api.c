@@ -148,9 +148,10 @@ static struct ends open_ends(const char *name, int mode, uint64_t capacity, int 
  * acknowledged everything (the tests release all they receive). */
 static void close_ends(struct ends *e)
 {
-    CHECK_RC(psyne_channel_close(e->tx), 0);
+    /* >= 0: the last one says how many messages a test left unread */
+    CHECK(psyne_channel_close(e->tx) >= 0);
     if (e->rx != e->tx)
-        CHECK_RC(psyne_channel_close(e->rx), 0);
+        CHECK(psyne_channel_close(e->rx) >= 0);
 }
 
 static struct psyne_stats stats_of(psyne_channel *ch)

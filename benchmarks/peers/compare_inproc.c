@@ -380,7 +380,7 @@ static double memcpy_fn(void *c, struct lat_result *lat)
 
 static double psyne_pp_fn(void *c, struct lat_result *lat)
 {
-    psyne_pingpong(BENCH_MEMORY, 64, *(uint64_t *)c, pin, lat);
+    psyne_pingpong(BENCH_MEMORY, 64, *(uint64_t *)c, pin, bench_pingpong_wait, lat);
     return (double)lat->p50;
 }
 

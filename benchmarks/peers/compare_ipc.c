@@ -447,7 +447,7 @@ int main(int argc, char **argv)
         double ps[MAX_RUNS], io[MAX_RUNS], sh[MAX_RUNS];
         struct lat_result lat[3][MAX_RUNS]; /* psyne, iceoryx, shm slot ring */
         for (int i = 0; i < runs; i++) {
-            psyne_pingpong(BENCH_IPC, 64, trips, 1, &lat[0][i]);
+            psyne_pingpong(BENCH_IPC, 64, trips, 1, bench_pingpong_wait, &lat[0][i]);
             iox_run_pair("pinger", "ponger", 64, trips);
             lat[1][i] = run->lat;
             slot_pingpong_run(trips, 1, 1, &lat[2][i]);

@@ -308,7 +308,7 @@ static double psyne_run(enum transport tr, int tput, size_t size, uint64_t count
         psyne_spsc_tput_as(t, size, count, BENCH_SINGLE, pin, &res);
         return res.mps;
     }
-    psyne_pingpong(t, size, count, pin, lat);
+    psyne_pingpong(t, size, count, pin, bench_pingpong_wait, lat);
     return (double)lat->p50;
 }
 

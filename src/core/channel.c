@@ -60,6 +60,8 @@ static int check_options(const struct psyne_options *o)
         return psy_fail(-EINVAL, "open_timeout_ns must be > 0, 0 (default) or PSYNE_FOREVER");
     if (o->peer_timeout_ns < 0)
         return psy_fail(-EINVAL, "peer_timeout_ns must be >= 0");
+    if (o->linger_ns < 0 && o->linger_ns != PSYNE_FOREVER && o->linger_ns != PSYNE_NO_LINGER)
+        return psy_fail(-EINVAL, "linger_ns must be > 0, 0 (default), PSYNE_FOREVER or PSYNE_NO_LINGER");
     for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
         if (o->reserved[i])
             return psy_fail(-EINVAL,
@@ -182,10 +184,11 @@ int psyne_channel_close(psyne_channel *ch)
     if (!ch)
         return 0;
     struct psy_port *p = &ch->port;
+    psy_ready_close(ch);
     if (port_is(ch, PSY_PORT_ALONE | PSY_PORT_PEERS)) {
-        p->tp->close(p);
+        int left = p->tp->close(p);
         free(ch);
-        return 0;
+        return left;
     }
     /* Like a pipe: when the last handle that could produce (or consume) goes,
      * nobody can make progress on the other side any more. */
@@ -197,8 +200,10 @@ int psyne_channel_close(psyne_channel *ch)
     psy_lease_give_back(r, ch->lease); /* before the count: the last producer's close shuts the ring down */
     if (p->role != PSYNE_ROLE_CONSUMER)
         last |= atomic_fetch_sub_explicit(&w->producers, 1, memory_order_acq_rel) == 1;
-    if (p->role != PSYNE_ROLE_PRODUCER)
-        last |= atomic_fetch_sub_explicit(&w->consumers, 1, memory_order_acq_rel) == 1;
+    if (p->role != PSYNE_ROLE_PRODUCER && atomic_fetch_sub_explicit(&w->consumers, 1, memory_order_acq_rel) == 1) {
+        atomic_store_explicit(&w->consumers_left, 1, memory_order_relaxed); /* before the shutdown's release */
+        last = true;
+    }
     if (last)
         p->tp->shutdown(p);
     pthread_mutex_lock(&r->handles_lock); /* its counts stay in the ring's totals */
@@ -213,9 +218,9 @@ int psyne_channel_close(psyne_channel *ch)
     pthread_mutex_unlock(&r->handles_lock);
     if (ch->sub >= 0)
         psy_ring_unsubscribe(r, ch->sub);
-    p->tp->close(p);
+    int left = p->tp->close(p);
     free(ch);
-    return 0;
+    return left;
 }
 /* ipc: a caller that polls without ever waiting must also notice dead
  * peers (or it would poll at a dead producer's claim forever): every 1024th

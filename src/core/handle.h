@@ -41,6 +41,7 @@ struct psyne_channel {
     struct psy_lease *lease;    /* mp_fast on an in-process ring: claims come from a lease (lease.c) */
     int sub;                    /* BROADCAST subscriber slot, else -1 */
     struct psy_reader reader_state;
+    _Atomic(struct psy_ready *) ready; /* readiness descriptors (ready.c), NULL until asked for */
 };
 
 /* Whether the port asks for a step of its table on this path. */
@@ -60,6 +61,27 @@ _Static_assert(offsetof(struct psyne_channel, mp_own_bytes) == offsetof(struct p
         if (psy_unlikely((p) == NULL))                                                                                 \
             return psy_fail(-EINVAL, "%s: %s is NULL", __func__, #p);                                                  \
     } while (0)
+
+/* Readiness descriptors of a handle (ready.c). */
+struct psy_ready {
+    pthread_mutex_t lock;     /* making and closing them */
+    _Atomic bool open[2];     /* [side]: the descriptor exists */
+    struct psy_notifier n[2]; /* [PSY_WAIT_DATA]: receives, [PSY_WAIT_SPACE]: claims */
+};
+
+/* Whether a descriptor for side exists: a call that finds nothing arms it. */
+static inline bool psy_ready_wanted(const psyne_channel *ch, enum psy_wait_side side)
+{
+    struct psy_ready *rd = atomic_load_explicit(&ch->ready, memory_order_acquire);
+    return psy_unlikely(rd != NULL) && atomic_load_explicit(&rd->open[side], memory_order_acquire);
+}
+/* Arms the side's descriptor on r (the ring that call found empty or
+ * full): 0, then the caller must look once more. */
+int psy_ready_arm(psyne_channel *ch, enum psy_wait_side side, struct psy_ring *r);
+/* Makes the side's descriptor readable (a look that could not finish). */
+void psy_ready_kick(psyne_channel *ch, enum psy_wait_side side);
+/* Closes the handle's descriptors (channel close, before the transport's). */
+void psy_ready_close(psyne_channel *ch);
 
 /* ipc: a caller that polls without ever waiting must also notice dead
  * peers (channel.c). */

@@ -49,6 +49,28 @@ static int receive_once(void *ctx)
     return rc;
 }
 
+/* A receive found nothing and the handle has a readiness descriptor: arm
+ * it on the ring we read, then look once more (what came before the arming
+ * woke nobody). A ring that moves is followed, and the arming with it.
+ * Returns what the look found, or `nothing` (-EAGAIN, -ETIMEDOUT). */
+static int arm_and_look(struct receive_try *t, int nothing)
+{
+    psyne_channel *ch = t->ch;
+    struct psy_port *p = &ch->port;
+    int rc;
+    do {
+        if (psy_ready_arm(ch, PSY_WAIT_DATA, p->ring) != 0)
+            return nothing;
+        if (p->ring->leases)
+            psy_lease_unblock(p->ring, true); /* records behind an idle lease woke nobody (wait.c does the same) */
+    } while ((rc = receive_once(t)) == FOLLOWED);
+    if (rc == -EBUSY) { /* another consumer holds the lock and may leave records: come back */
+        psy_ready_kick(ch, PSY_WAIT_DATA);
+        return nothing;
+    }
+    return rc == -EAGAIN ? nothing : rc;
+}
+
 int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max, int64_t timeout_ns)
 {
     CHECK_NULL(ch);
@@ -60,6 +82,11 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
         return psy_fail(-EINVAL, "receive of 0 messages");
     if (port_is(ch, PSY_PORT_PEERS)) {
         int rc = p->tp->receive(p, msgs, max, timeout_ns);
+        if ((rc == -EAGAIN || rc == -ETIMEDOUT) && psy_ready_wanted(ch, PSY_WAIT_DATA) &&
+            psy_ready_arm(ch, PSY_WAIT_DATA, NULL) == 0) {
+            int again = p->tp->receive(p, msgs, max, PSYNE_NONBLOCK);
+            rc = again == -EAGAIN ? rc : again;
+        }
         return rc == -EPROTO ? psy_fail(rc, "the ring holds a record with an impossible header") : rc;
     }
     bool moves = port_is(ch, PSY_PORT_MOVES);
@@ -75,7 +102,9 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
         rc = receive_once(&t);
     if (rc == -EBUSY && timeout_ns == PSYNE_NONBLOCK) {
         psy_channel_poll_peers(p->ring);
-        return -EAGAIN; /* other consumers hold the read lock: try again */
+        if (psy_ready_wanted(ch, PSY_WAIT_DATA))
+            psy_ready_kick(ch, PSY_WAIT_DATA); /* never armed on contention: come back */
+        return -EAGAIN;                        /* other consumers hold the read lock: try again */
     }
     if (rc != -EAGAIN && rc != -EBUSY) {
         if (rc == -EPROTO)
@@ -85,20 +114,22 @@ int psyne_receive_batch(psyne_channel *ch, struct psyne_msg *msgs, unsigned max,
     psy_ring_count_empty(p->ring, ch->sub);
     if (timeout_ns == PSYNE_NONBLOCK) {
         psy_channel_poll_peers(p->ring);
-        return -EAGAIN;
+        return psy_ready_wanted(ch, PSY_WAIT_DATA) ? arm_and_look(&t, -EAGAIN) : -EAGAIN;
     }
     if (p->tp->wait_data)
-        return p->tp->wait_data(p, receive_once, &t, timeout_ns);
-    if (!moves)
-        return psy_wait_loop(p->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns);
-    /* Rings that move: wait on the consumer's segment; after following to
-     * the next one, wait there for what is left of the timeout. */
-    int64_t deadline = timeout_ns > 0 ? psy_now_ns() + timeout_ns : 0;
-    while ((rc = psy_wait_loop(p->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns)) == FOLLOWED) {
-        if (deadline && (timeout_ns = deadline - psy_now_ns()) <= 0)
-            timeout_ns = 1;
+        rc = p->tp->wait_data(p, receive_once, &t, timeout_ns);
+    else if (!moves)
+        rc = psy_wait_loop(p->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns);
+    else {
+        /* Rings that move: wait on the consumer's segment; after following
+         * to the next one, wait there for what is left of the timeout. */
+        int64_t deadline = timeout_ns > 0 ? psy_now_ns() + timeout_ns : 0;
+        while ((rc = psy_wait_loop(p->ring, PSY_WAIT_DATA, receive_once, &t, timeout_ns)) == FOLLOWED) {
+            if (deadline && (timeout_ns = deadline - psy_now_ns()) <= 0)
+                timeout_ns = 1;
+        }
     }
-    return rc;
+    return rc == -ETIMEDOUT && psy_ready_wanted(ch, PSY_WAIT_DATA) ? arm_and_look(&t, rc) : rc;
 }
 
 int psyne_receive(psyne_channel *ch, struct psyne_msg *m, int64_t timeout_ns)

@@ -90,11 +90,18 @@ static int claim_on(psyne_channel *ch, struct psy_ring *r, size_t max_len, struc
     psy_ring_count_full(r);
     if (p->tp->space_wanted)
         p->tp->space_wanted(p);
-    if (timeout_ns == PSYNE_NONBLOCK) {
+    if (timeout_ns != PSYNE_NONBLOCK)
+        rc = psy_wait_loop(r, PSY_WAIT_SPACE, claim_batch_once, &t, timeout_ns);
+    else
         psy_channel_poll_peers(r);
-        return -EAGAIN;
+    /* A readiness descriptor: armed on the ring that is full, then one more
+     * look (room made before the arming woke nobody). */
+    if ((rc == -EAGAIN || rc == -ETIMEDOUT) && !port_is(ch, PSY_PORT_PEERS) && psy_ready_wanted(ch, PSY_WAIT_SPACE) &&
+        psy_ready_arm(ch, PSY_WAIT_SPACE, r) == 0) {
+        int again = claim_batch_once(&t);
+        rc = again == -EAGAIN ? rc : again;
     }
-    return psy_wait_loop(r, PSY_WAIT_SPACE, claim_batch_once, &t, timeout_ns);
+    return rc;
 }
 
 int psyne_claim_batch(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, unsigned n, int64_t timeout_ns)

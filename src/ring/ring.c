@@ -201,3 +201,14 @@ uint64_t psy_ring_in_use(const struct psy_ring *r)
     uint64_t used = tail - head <= r->cap ? tail - head : 0, unused = psy_lease_unused(r); /* reserved, not used */
     return used >= unused ? used - unused : 0;
 }
+
+uint64_t psy_ring_unread(const struct psy_ring *r)
+{
+    uint64_t out, bytes, in = atomic_load_explicit(&r->sh->cons.msgs, memory_order_relaxed);
+    psy_ring_produced(r, &out, &bytes);
+    for (int i = 0; i < PSYNE_MAX_SUBSCRIBERS; i++) {
+        uint64_t sub = atomic_load_explicit(&r->sh->subs[i].msgs, memory_order_relaxed);
+        in = sub > in ? sub : in;
+    }
+    return out > in ? out - in : 0;
+}

@@ -89,7 +89,7 @@
 
 #define PSY_CACHE_BLOCK 128                  /* two lines: keeps adjacent-line prefetch off the other side */
 #define PSY_RING_MAGIC 0x31454e5953505953ull /* "SYPSYNE1" */
-#define PSY_RING_VERSION 2u                  /* 2: armed words in the wait block */
+#define PSY_RING_VERSION 3u                  /* 3: the readiness descriptors' table */
 
 #define PSY_TYPE_PAD 1u             /* filler: rest of an MP reservation */
 #define PSY_TYPE_TAKEN 0x100u       /* ipc MC: + slot, header of a record a consumer holds */
@@ -101,6 +101,9 @@
 
 typedef _Atomic uint64_t psy_atomic64;
 typedef _Atomic uint32_t psy_atomic32;
+
+/* What a waiter waits for: records to receive, or room to claim. */
+enum psy_wait_side { PSY_WAIT_DATA, PSY_WAIT_SPACE };
 
 /* Producer's published position (the line consumers read). */
 struct psy_pub {
@@ -141,14 +144,38 @@ struct psy_rel {
 /* Waiting: read on every commit/release, written only by sleepers/wakers. */
 struct psy_wait_block {
     alignas(PSY_CACHE_BLOCK) psy_atomic32 data_seq; /* futex word: consumers sleep on it */
-    psy_atomic32 data_waiters;
-    psy_atomic32 space_seq; /* futex word: producers sleep on it */
+    psy_atomic32 data_waiters;                      /* futex sleepers + PSY_ARMED_FD per armed descriptor (notify.c) */
+    psy_atomic32 space_seq;                         /* futex word: producers sleep on it */
     psy_atomic32 space_waiters;
     psy_atomic32 data_armed; /* a sleeper registered since the last wake (wait.c) */
     psy_atomic32 space_armed;
-    psy_atomic32 closed;    /* set once by shutdown */
-    psy_atomic32 producers; /* open handles that may produce */
-    psy_atomic32 consumers; /* open handles that may consume */
+    psy_atomic32 closed;         /* set once by shutdown */
+    psy_atomic32 producers;      /* open handles that may produce */
+    psy_atomic32 consumers;      /* open handles that may consume */
+    psy_atomic32 consumers_left; /* the last consumer closed or died: what is unread is for nobody */
+};
+
+/* A waiters word counts futex sleepers in its low 16 bits and armed
+ * readiness descriptors above them: publishers test the whole word, the
+ * waker makes the system calls each kind needs. */
+#define PSY_ARMED_FD (1u << 16)
+#define PSY_SLEEPERS_MASK (PSY_ARMED_FD - 1)
+
+/* Readiness descriptors (notify.c) registered on the ring: read by wakers
+ * only on their slow path, after they took an arming. */
+#define PSY_NOTIFY_SLOTS 32
+#define PSY_NOTIFY_NAME 16 /* bytes of a descriptor's abstract socket name */
+struct psy_notify_slot {
+    psy_atomic32 state; /* PSY_NOTIFY_FREE, _BUSY (being filled or taken back), or side + 1 */
+    psy_atomic32 armed; /* the owner waits: the next wake sends it a datagram */
+    psy_atomic32 pid;   /* the owner's process (for tools; liveness is the socket's) */
+    uint32_t unused;
+    psy_atomic64 name[2]; /* PSY_NOTIFY_NAME bytes */
+};
+#define PSY_NOTIFY_FREE 0u
+#define PSY_NOTIFY_BUSY 0xffffffffu
+struct psy_notify_table {
+    alignas(PSY_CACHE_BLOCK) struct psy_notify_slot slots[PSY_NOTIFY_SLOTS];
 };
 
 /* Slow-path counters. */
@@ -198,6 +225,7 @@ struct psy_ring_shared {
     struct psy_slow_stats slow;
     struct psy_bcast bcast;
     struct psy_sub subs[PSYNE_MAX_SUBSCRIBERS];
+    struct psy_notify_table notify;
 };
 
 _Static_assert(offsetof(struct psy_ring_shared, pub) % PSY_CACHE_BLOCK == 0, "pub block aligned");
@@ -318,6 +346,9 @@ static inline bool psy_ring_closed(const struct psy_ring *r)
     return atomic_load_explicit(&r->sh->wait.closed, memory_order_acquire) != 0;
 }
 uint64_t psy_ring_in_use(const struct psy_ring *r);
+/* Committed messages no consumer has released (BROADCAST: than the
+ * subscriber that read most), from the counters, for the last close. */
+uint64_t psy_ring_unread(const struct psy_ring *r);
 /* BROADCAST: the position of the slowest active subscriber, or floor if none. */
 uint64_t psy_bcast_slowest(const struct psy_ring *r, uint64_t floor, uint64_t tail);
 /* Raises the high-water mark to `used` bytes. The mark's line is only
@@ -415,7 +446,6 @@ void psy_ring_unsubscribe(struct psy_ring *r, int sub);
 void psy_ring_count_empty(struct psy_ring *r, int sub);
 
 /* Waiting (wait.c). */
-enum psy_wait_side { PSY_WAIT_DATA, PSY_WAIT_SPACE };
 typedef int (*psy_try_fn)(void *ctx);
 int psy_wait_loop(struct psy_ring *r, enum psy_wait_side side, psy_try_fn try_once, void *ctx, int64_t timeout_ns);
 /* The same for the library's own threads (tcp:// links): PSYNE_WAIT_SPIN
@@ -428,9 +458,39 @@ int psy_wait_loop_helper(struct psy_ring *r, enum psy_wait_side side, psy_try_fn
                          int64_t timeout_ns);
 /* Wakes every sleeper of side, unconditionally (shutdown, bells). */
 void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side);
+/* The sleeper's half of the Dekker pairing (wait.c): after registering,
+ * before the last look. */
+void psy_wait_barrier(const struct psy_ring *r);
 /* Wakes the sleepers of side if one registered since the last wake: the
  * call for publishers that saw a waiter count (psy_ring_has_sleepers). */
 void psy_wake_sleepers(struct psy_ring *r, enum psy_wait_side side);
+
+/* Readiness descriptors (notify.c): a waiter that sleeps in the user's
+ * event loop rather than on the futex. The descriptor is an AF_UNIX
+ * datagram socket bound to a random abstract name, registered in a slot of
+ * the ring's notify table; a waker that finds it armed disarms it and
+ * sends it one byte, which makes it readable. */
+struct psy_notifier {
+    int fd;                /* what the user polls (POLLIN) */
+    uint64_t name[2];      /* its abstract name, PSY_NOTIFY_NAME random bytes */
+    struct psy_ring *ring; /* where it was last registered, or NULL */
+    enum psy_wait_side side;
+    int slot;
+    unsigned quiet_arms; /* arms that found it still armed, since the last drain */
+};
+/* A new descriptor, registered nowhere (-errno if no socket). */
+int psy_notifier_open(struct psy_notifier *n, enum psy_wait_side side);
+/* Makes it readable now (a new descriptor starts so: its user looks first). */
+void psy_notifier_signal(struct psy_notifier *n);
+/* Arms it on r (registering there first if it is not): the next wake of its
+ * side sends. The caller must look again afterwards: what was published
+ * before the arming woke nobody. 0, or -ENOSPC (no free slot in r). */
+int psy_notifier_arm(struct psy_notifier *n, struct psy_ring *r);
+/* Takes it out of `current` (if registered there: a ring it left may be
+ * gone) and closes it. */
+void psy_notifier_close(struct psy_notifier *n, struct psy_ring *current);
+/* The waker's part (psy_wake_slow): every armed descriptor of side. */
+void psy_notify_wake(struct psy_ring *r, enum psy_wait_side side);
 void psy_wait_init(void);
 extern bool psy_wake_needs_fence;        /* memory://: no membarrier(PRIVATE_EXPEDITED) */
 extern bool psy_wake_needs_fence_global; /* ipc://: no membarrier(GLOBAL_EXPEDITED) */

@@ -61,7 +61,7 @@ void psy_wait_init(void)
 }
 
 /* The sleeper's half of the Dekker pairing described above. */
-static void heavy_barrier(const struct psy_ring *r)
+void psy_wait_barrier(const struct psy_ring *r)
 {
     int cmd = r->global_barrier ? MEMBARRIER_CMD_GLOBAL_EXPEDITED : MEMBARRIER_CMD_PRIVATE_EXPEDITED;
     if (r->lane.wake_fence || syscall(SYS_membarrier, cmd, 0, 0) != 0)
@@ -98,12 +98,20 @@ void psy_wake_sleepers(struct psy_ring *r, enum psy_wait_side side)
         psy_wake_slow(r, side);
 }
 
+/* Wakes futex sleepers and armed readiness descriptors (notify.c). The
+ * word is read after the bump: a futex sleeper that registers later reads
+ * the new sequence, and in its last look sees what we published (the
+ * Dekker pairing); one counted before is seen here. */
 void psy_wake_slow(struct psy_ring *r, enum psy_wait_side side)
 {
-    psy_atomic32 *seq = wait_words(r, side).seq;
-    atomic_fetch_add_explicit(seq, 1, memory_order_seq_cst);
+    struct wait_words ww = wait_words(r, side);
+    atomic_fetch_add_explicit(ww.seq, 1, memory_order_seq_cst);
+    uint32_t waiting = atomic_load_explicit(ww.waiters, memory_order_seq_cst);
     /* Not FUTEX_PRIVATE: the ring may be shared with other processes. */
-    syscall(SYS_futex, seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (waiting & PSY_SLEEPERS_MASK)
+        syscall(SYS_futex, ww.seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (waiting >= PSY_ARMED_FD)
+        psy_notify_wake(r, side);
     atomic_fetch_add_explicit(&r->sh->slow.wakeups, 1, memory_order_relaxed);
 }
 
@@ -116,7 +124,7 @@ static int sleep_once(struct psy_ring *r, enum psy_wait_side side, psy_try_fn tr
     atomic_fetch_add_explicit(ww.waiters, 1, memory_order_seq_cst);
     uint32_t seen = atomic_load_explicit(ww.seq, memory_order_seq_cst);
     atomic_store_explicit(ww.armed, 1, memory_order_seq_cst); /* after seen: a taker bumps seq past it */
-    heavy_barrier(r);
+    psy_wait_barrier(r);
     int rc = try_once(ctx);
     /* A lease left idle before we registered holds back what its owner's
      * commit woke nobody for: close it (lease.c). One left idle after, woke us. */

@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@
 
 #define DEFAULT_OPEN_TIMEOUT_NS 5000000000ll
 #define DEFAULT_PEER_TIMEOUT_NS 1000000000ll
+#define DEFAULT_LINGER_NS 60000000000ll
 #define RETRY_PAUSE_NS 1000000l
 
 struct ipc_attachment {
@@ -48,6 +50,8 @@ struct ipc_attachment {
     int slot;
     struct psy_ipc_header *hdr;
     char shm_name[PSY_NAME_MAX + 8]; /* "/psyne.<name>" */
+    bool may_produce;                /* the handle's role: its last close may leave the segment lingering */
+    int64_t linger_ns;               /* psyne_options.linger_ns */
 };
 
 static struct ipc_attachment *attachment_of(struct psy_ring *r)
@@ -100,14 +104,24 @@ static bool remove_if_alone(int fd, const char *shm_name)
     return removed;
 }
 
-/* Unmaps a's ring; removes the segment's name (and a dynamic ring's
- * segment files) if a was the last one attached. Returns whether it did. */
-static bool unmap_and_remove_if_alone(struct ipc_attachment *a)
+/* Unmaps a's ring; if a was the last one attached, removes the segment's
+ * name (and a dynamic ring's segment files), or, with linger_until, keeps
+ * it and stamps the deadline in its header. Returns whether a was the last. */
+static bool unmap_and_remove_if_alone(struct ipc_attachment *a, int64_t linger_until)
 {
     bool dynamic = is_dynamic(&a->ring);
     struct psy_ipc_dyn_names names;
     if (dynamic)
         psy_ipc_dyn_names(&a->ring, &names);
+    if (linger_until) { /* the stamp needs the mapping and the exclusive lock */
+        flock(a->fd, LOCK_UN);
+        bool alone = flock(a->fd, LOCK_EX | LOCK_NB) == 0 && still_named(a->fd, a->shm_name);
+        if (alone)
+            atomic_store(&a->hdr->linger_until, linger_until);
+        flock(a->fd, LOCK_UN);
+        psy_ring_destroy(&a->ring);
+        return alone;
+    }
     psy_ring_destroy(&a->ring);
     bool removed = remove_if_alone(a->fd, a->shm_name);
     if (removed && dynamic)
@@ -218,8 +232,10 @@ static void reap(struct ipc_attachment *a, int i)
     bool last = false;
     if (roles & PSY_SLOT_PRODUCER)
         last |= atomic_fetch_sub(&sh->wait.producers, 1) == 1;
-    if (roles & PSY_SLOT_CONSUMER)
-        last |= atomic_fetch_sub(&sh->wait.consumers, 1) == 1;
+    if ((roles & PSY_SLOT_CONSUMER) && atomic_fetch_sub(&sh->wait.consumers, 1) == 1) {
+        atomic_store(&sh->wait.consumers_left, 1);
+        last = true;
+    }
     if (last) /* as if it had closed: the other side learns nobody is left */
         psy_ring_shutdown(r);
     atomic_fetch_add(&a->hdr->peers_lost, 1);
@@ -442,11 +458,14 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
     }
     view_ring(a, &m, &l, opt);
     bool stale = !any_live_slot(a, -1);
-    if (stale || psy_ring_closed(&a->ring)) {
-        /* Left by processes that all died: reclaim it. Shut down with
-         * handles still open: wait for them to close it. */
+    int64_t linger_until = (int64_t)atomic_load(&a->hdr->linger_until);
+    bool lingering = stale && linger_until && psy_now_ns() < linger_until;
+    if (!lingering && (stale || psy_ring_closed(&a->ring))) {
+        /* Left by processes that all died (or kept by a close for longer
+         * than its linger): reclaim it. Shut down with handles still open:
+         * wait for them to close it. */
         *waiting_for = "the handles of the shut-down channel to close";
-        *pause = !(unmap_and_remove_if_alone(a) && stale);
+        *pause = !(unmap_and_remove_if_alone(a, 0) && stale);
         close(fd);
         return -EAGAIN;
     }
@@ -455,10 +474,36 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
         close(fd);
         return psy_fail(rc, "%s: all %d handle slots are in use", uri, PSYNE_IPC_MAX_HANDLES);
     }
+    if (lingering) {
+        /* Kept by a producer's last close. The first opener takes it over:
+         * a consumer drains it (then -EPIPE: that stream ended), a producer
+         * opens the channel again and writes after what is there. Any other
+         * opener meanwhile is a handle of whatever the first one made. */
+        uint64_t expected = (uint64_t)linger_until;
+        if (atomic_compare_exchange_strong(&a->hdr->linger_until, &expected, 0)) {
+            if (a->may_produce) /* nobody is attached who saw the shutdown */
+                atomic_store(&a->ring.sh->wait.closed, 0);
+        } else if (a->may_produce && psy_ring_closed(&a->ring)) {
+            release_slot(a); /* a consumer took it over: wait until it is done */
+            psy_ring_destroy(&a->ring);
+            close(fd);
+            *waiting_for = "the consumer of the kept messages to finish";
+            return -EAGAIN;
+        }
+    }
     return 0;
 }
 
-static int attach(const char *name, const struct psyne_options *opt, bool join_any, struct psy_ring **out)
+/* The first ipc:// open of a process removes what dead programs left. */
+static pthread_once_t cleanup_once = PTHREAD_ONCE_INIT;
+
+static void cleanup_dead_segments(void)
+{
+    psyne_ipc_cleanup(0);
+}
+
+static int attach(const char *name, const struct psyne_options *opt, bool join_any, bool may_produce,
+                  struct psy_ring **out)
 {
     char uri[PSY_NAME_MAX + 16];
     snprintf(uri, sizeof uri, "ipc://%s", name);
@@ -472,7 +517,10 @@ static int attach(const char *name, const struct psyne_options *opt, bool join_a
     if (!a)
         return psy_fail(-ENOMEM, "out of memory");
     snprintf(a->shm_name, sizeof a->shm_name, "/psyne.%s", name);
+    a->may_produce = may_produce;
+    a->linger_ns = opt->linger_ns;
 
+    pthread_once(&cleanup_once, cleanup_dead_segments);
     int64_t timeout = opt->open_timeout_ns ? opt->open_timeout_ns : DEFAULT_OPEN_TIMEOUT_NS;
     int64_t deadline = timeout > 0 ? psy_now_ns() + timeout : 0;
     const char *waiting_for = "the segment";
@@ -543,16 +591,27 @@ static void ipc_stats(struct psy_port *p, struct psyne_stats *st)
     st->views_recovered = atomic_load_explicit(&h->views_recovered, memory_order_relaxed);
 }
 
-static void detach(struct psy_ring *r)
+/* Returns the messages nobody read if a was the last one attached. */
+static int detach(struct psy_ring *r)
 {
     struct ipc_attachment *a = attachment_of(r);
     struct psy_ipc_slot *s = &a->hdr->slots[a->slot];
     fold_counters(r, s);
     psy_ring_recover_consumer(r, r->taken_tag); /* MC views still held: given back, not kept forever */
+    uint64_t unread = is_dynamic(r) ? 0 : psy_ring_unread(r);
     release_slot(a);
-    unmap_and_remove_if_alone(a); /* the last one out removes the segment */
+    /* The last one out removes the segment, unless a producer leaves
+     * messages nobody read (and no consumer ended the stream first: then
+     * they are for nobody): kept for linger_ns. */
+    int64_t linger_until = 0;
+    bool consumers_left = atomic_load(&r->sh->wait.consumers_left) != 0;
+    if (unread && a->may_produce && !consumers_left && a->linger_ns != PSYNE_NO_LINGER)
+        linger_until = a->linger_ns == PSYNE_FOREVER ? INT64_MAX
+                                                     : psy_now_ns() + (a->linger_ns ? a->linger_ns : DEFAULT_LINGER_NS);
+    bool last = unmap_and_remove_if_alone(a, linger_until);
     close(a->fd);
     free(a);
+    return last ? psy_close_count(unread) : 0;
 }
 
 /* ---- the transport ---- */
@@ -575,15 +634,15 @@ static void ipc_set_roles(struct psy_port *p, unsigned roles, int sub)
         clear_roles(p->home);
 }
 
-static void ipc_close(struct psy_port *p)
+static int ipc_close(struct psy_port *p)
 {
-    detach(p->home);
+    return detach(p->home);
 }
 
-static void ipc_dynamic_close(struct psy_port *p)
+static int ipc_dynamic_close(struct psy_port *p)
 {
     psy_ipc_dyn_close(p->priv); /* the handle's own view of the segments */
-    detach(p->home);
+    return detach(p->home);
 }
 
 static const struct psy_transport ipc_dynamic_transport;
@@ -593,7 +652,7 @@ static const struct psy_transport ipc_dynamic_transport;
 static int ipc_open(struct psy_port *p, const char *name, const struct psyne_options *opt, bool join_any)
 {
     struct psy_ring *r;
-    int rc = attach(name, opt, join_any, &r);
+    int rc = attach(name, opt, join_any, p->role != PSYNE_ROLE_CONSUMER, &r);
     if (rc)
         return rc;
     p->ring = p->tx = p->home = r; /* a dynamic ring's until the first call */

@@ -31,7 +31,7 @@
 #include "../ring/ring.h"
 
 #define PSY_IPC_MAGIC 0x3143504945505950ull /* "PYPEIPC1" */
-#define PSY_IPC_VERSION 2u                  /* 2: the ring's wait block has armed words (PSY_RING_VERSION 2) */
+#define PSY_IPC_VERSION 3u                  /* 3: readiness descriptors' table (PSY_RING_VERSION 3), linger_until */
 #define PSY_IPC_F_DYNAMIC 1ull              /* an anchor: the ring's records are in segment files */
 #define PSY_IPC_F_SEGMENT 2ull              /* a segment of a dynamic ring, never a channel of its own */
 #define PSY_IPC_FEATURES (PSY_IPC_F_DYNAMIC | PSY_IPC_F_SEGMENT) /* feature bits this build understands */
@@ -79,6 +79,10 @@ struct psy_ipc_header {
     psy_atomic64 views_recovered;                     /* messages dead MC consumers held, released for them */
     psy_atomic64 seg_end;     /* PSY_IPC_F_SEGMENT: where the producer left it, or PSY_SEG_OPEN */
     psy_atomic32 seg_retired; /* PSY_IPC_F_SEGMENT: finished, its counters folded (once) */
+    /* Non-zero: the last close (a producer's) left unread messages, and the
+     * segment is kept for a consumer until this CLOCK_MONOTONIC time in ns
+     * (INT64_MAX: no limit); the first open takes it back to 0. */
+    psy_atomic64 linger_until;
     struct psy_ipc_slot slots[PSYNE_IPC_MAX_HANDLES];
 };
 

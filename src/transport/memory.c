@@ -121,7 +121,8 @@ static int attach(const char *name, const struct psyne_options *opt, bool join_a
     return rc;
 }
 
-static void detach(struct psy_ring *r)
+/* Returns the messages nobody read, if this was the ring's last handle. */
+static int detach(struct psy_ring *r)
 {
     struct memory_entry *e = (struct memory_entry *)r;
     pthread_mutex_lock(&registry_lock);
@@ -129,11 +130,13 @@ static void detach(struct psy_ring *r)
     if (last && e->linked)
         unlink_entry(e);
     pthread_mutex_unlock(&registry_lock);
-    if (last) {
-        psy_dyn_destroy(e->dyn);
-        psy_ring_destroy(&e->ring);
-        free(e);
-    }
+    if (!last)
+        return 0;
+    uint64_t unread = e->dyn ? 0 : psy_ring_unread(&e->ring);
+    psy_dyn_destroy(e->dyn);
+    psy_ring_destroy(&e->ring);
+    free(e);
+    return psy_close_count(unread);
 }
 
 /* ---- the transport ---- */
@@ -146,9 +149,9 @@ static int memory_check_options(const struct psyne_options *opt)
     return rc;
 }
 
-static void memory_close(struct psy_port *p)
+static int memory_close(struct psy_port *p)
 {
-    detach(p->home);
+    return detach(p->home);
 }
 
 static const struct psy_transport memory_dynamic_transport;

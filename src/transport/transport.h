@@ -31,6 +31,8 @@
 #ifndef PSY_TRANSPORT_H
 #define PSY_TRANSPORT_H
 
+#include <limits.h>
+
 #include "../ring/ring.h"
 
 /* The port's rings change between calls (a dynamic ring): claims ask
@@ -72,8 +74,10 @@ struct psy_transport {
     int (*open)(struct psy_port *p, const char *name, const struct psyne_options *opt, bool join_any);
     /* Shuts the channel down for every handle (psyne_channel_shutdown). */
     void (*shutdown)(struct psy_port *p);
-    /* Detaches the handle and frees p->priv; the channel has uncounted it. */
-    void (*close)(struct psy_port *p);
+    /* Detaches the handle and frees p->priv; the channel has uncounted it.
+     * Returns the committed messages nobody read if this was the ring's
+     * last handle (psy_ring_unread, at most INT_MAX), else 0. */
+    int (*close)(struct psy_port *p);
     /* Optional: records the roles (PSY_SLOT_*) and BROADCAST slot the
      * channel counted for the handle, where a survivor undoes them if the
      * process dies (ipc://); roles 0 before close. */
@@ -117,7 +121,15 @@ struct psy_transport {
     /* PSY_PORT_PEERS and _MOVES: releases msgs[0..n), one receive's. 0 or
      * -EINVAL. */
     int (*release)(struct psy_port *p, const struct psyne_msg *msgs, unsigned n);
-    /* To come: a readiness descriptor for event loops. */
+
+    /* ---- readiness descriptors (core/ready.c, ring/notify.c) ---- */
+    /* PSY_PORT_PEERS: the ring whose data side is woken when some peer
+     * has records (a descriptor for receives is armed there). */
+    struct psy_ring *(*ready_ring)(struct psy_port *p);
+    /* Optional: a descriptor of side is being armed; the transport makes
+     * sure that what it waits for comes without the user's calls (tcp://:
+     * the receiver thread reads the socket). */
+    void (*arming)(struct psy_port *p, enum psy_wait_side side);
 };
 
 /* The table of a scheme ("memory", "ipc", "tcp"), NULL if none. */
@@ -141,6 +153,12 @@ static inline uint64_t psy_mp_counted(const psy_atomic64 *c, int i)
 /* The shutdown of a port with one ring of its own (memory://, ipc://):
  * the flag every handle of the ring sees. */
 void psy_transport_shutdown_home(struct psy_port *p);
+
+/* An unread count as close returns it. */
+static inline int psy_close_count(uint64_t unread)
+{
+    return unread > INT_MAX ? INT_MAX : (int)unread;
+}
 
 /* Options that only tcp:// takes, refused by the other schemes (-EINVAL). */
 int psy_transport_refuse_tcp_options(const struct psyne_options *opt, const char *scheme);

@@ -32,9 +32,10 @@ static void link_shutdown(struct psy_port *p)
     psy_tcp_shutdown(link_of(p));
 }
 
-static void link_close(struct psy_port *p)
+static int link_close(struct psy_port *p)
 {
     psy_tcp_close(link_of(p));
+    return 0;
 }
 
 /* One handle, one connection: waits on both rings count, then the link's own. */
@@ -63,6 +64,14 @@ static int link_wait_data(struct psy_port *p, psy_try_fn try_once, void *ctx, in
     return psy_tcp_wait_data(link_of(p), try_once, ctx, timeout_ns);
 }
 
+/* A readiness descriptor waits for records: the receiver thread must read
+ * the socket, even if a user read it inline before. */
+static void link_arming(struct psy_port *p, enum psy_wait_side side)
+{
+    if (side == PSY_WAIT_DATA)
+        psy_tcp_acks_wanted(link_of(p));
+}
+
 static const struct psy_transport tcp_link_transport = {
     .scheme = "tcp",
     .check_options = tcp_check_options,
@@ -72,6 +81,7 @@ static const struct psy_transport tcp_link_transport = {
     .committed = link_committed,
     .space_wanted = link_space_wanted,
     .wait_data = link_wait_data,
+    .arming = link_arming,
 };
 
 /* ---- a listening handle with max_peers ---- */
@@ -86,9 +96,10 @@ static void server_shutdown(struct psy_port *p)
     psy_tcp_server_shutdown(server_of(p));
 }
 
-static void server_close(struct psy_port *p)
+static int server_close(struct psy_port *p)
 {
     psy_tcp_server_close(server_of(p));
+    return 0;
 }
 
 static void server_stats(struct psy_port *p, struct psyne_stats *st)
@@ -122,6 +133,11 @@ static int server_release(struct psy_port *p, const struct psyne_msg *msgs, unsi
     return psy_tcp_server_release(server_of(p), msgs, n);
 }
 
+static struct psy_ring *server_ready_ring(struct psy_port *p)
+{
+    return psy_tcp_server_bell(server_of(p));
+}
+
 static const struct psy_transport tcp_server_transport = {
     .scheme = "tcp",
     .check_options = tcp_check_options,
@@ -133,6 +149,7 @@ static const struct psy_transport tcp_server_transport = {
     .peer_unpin = server_peer_unpin,
     .receive = server_receive,
     .release = server_release,
+    .ready_ring = server_ready_ring,
 };
 
 /* ---- the scheme ---- */

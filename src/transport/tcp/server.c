@@ -351,6 +351,11 @@ int psy_tcp_server_receive(struct psy_tcp_server *s, struct psyne_msg *msgs, uns
     return psy_wait_loop(&s->bell, PSY_WAIT_DATA, receive_once, &t, timeout_ns);
 }
 
+struct psy_ring *psy_tcp_server_bell(struct psy_tcp_server *s)
+{
+    return &s->bell;
+}
+
 int psy_tcp_server_release(struct psy_tcp_server *s, const struct psyne_msg *msgs, unsigned n)
 {
     pthread_mutex_lock(&s->lock);

@@ -49,6 +49,8 @@ struct psy_ring *psy_tcp_server_pin(struct psy_tcp_server *s, uint32_t peer);
 /* The send ring of a pinned peer. */
 struct psy_ring *psy_tcp_server_tx(struct psy_tcp_server *s, uint32_t peer);
 void psy_tcp_server_unpin(struct psy_tcp_server *s, uint32_t peer);
+/* The ring whose data side is woken when some peer has records. */
+struct psy_ring *psy_tcp_server_bell(struct psy_tcp_server *s);
 void psy_tcp_server_shutdown(struct psy_tcp_server *s);
 void psy_tcp_server_close(struct psy_tcp_server *s);
 /* Fills the counters of st that a server has (capacity, traffic, tcp_*). */
