@@ -793,7 +793,9 @@ static void test_batches(int mode)
     CHECK_RC(psyne_release_batch(e.rx, msgs, 40), 0);
 
     struct drain_ctx d = {0, 40};
-    CHECK_RC(psyne_drain(e.rx, drain_fn, &d, 50, PSYNE_NONBLOCK), 50);
+    CHECK_RC(psyne_drain(e.rx, drain_fn, &d, 1, PSYNE_NONBLOCK), 1); /* a batch of one: counted, handled */
+    CHECK(d.seen == 1 && d.next == 41);
+    CHECK_RC(psyne_drain(e.rx, drain_fn, &d, 49, PSYNE_NONBLOCK), 49);
     CHECK_RC(psyne_drain(e.rx, drain_fn, &d, 1000, PSYNE_NONBLOCK), 10);
     CHECK(d.seen == 60 && d.next == 100);
     CHECK_RC(psyne_drain(e.rx, drain_fn, &d, 10, PSYNE_NONBLOCK), -EAGAIN);

@@ -62,6 +62,11 @@ _Static_assert(offsetof(struct psyne_channel, mp_own_bytes) == offsetof(struct p
             return psy_fail(-EINVAL, "%s: %s is NULL", __func__, #p);                                                  \
     } while (0)
 
+/* A function of a rare path: kept out of line, so that it adds nothing to
+ * the code of the calls it is reached from (the compiler inlines across
+ * files under LTO). */
+#define PSY_COLD __attribute__((cold, noinline))
+
 /* Readiness descriptors of a handle (ready.c). */
 struct psy_ready {
     pthread_mutex_t lock;     /* making and closing them */
@@ -77,9 +82,9 @@ static inline bool psy_ready_wanted(const psyne_channel *ch, enum psy_wait_side 
 }
 /* Arms the side's descriptor on r (the ring that call found empty or
  * full): 0, then the caller must look once more. */
-int psy_ready_arm(psyne_channel *ch, enum psy_wait_side side, struct psy_ring *r);
+PSY_COLD int psy_ready_arm(psyne_channel *ch, enum psy_wait_side side, struct psy_ring *r);
 /* Makes the side's descriptor readable (a look that could not finish). */
-void psy_ready_kick(psyne_channel *ch, enum psy_wait_side side);
+PSY_COLD void psy_ready_kick(psyne_channel *ch, enum psy_wait_side side);
 /* Closes the handle's descriptors (channel close, before the transport's). */
 void psy_ready_close(psyne_channel *ch);
 

@@ -36,8 +36,8 @@ static int receive_once(void *ctx)
     psyne_channel *ch = t->ch;
     struct psy_port *p = &ch->port;
     int rc = -EAGAIN;
-    if (t->max == 1 && ch->sc_fast) /* a poll as cheap as the fast path */
-        rc = psy_sc_receive_one(p->ring, p->reader, t->msgs);
+    if (t->max == 1 && ch->sc_fast && (rc = psy_sc_receive_one(p->ring, p->reader, t->msgs)) == 0)
+        return 1; /* a poll as cheap as the fast path; a count, as psy_ring_receive's */
     if (rc != 0 && (rc != -EAGAIN || psy_ring_closed(p->ring) || t->max != 1 || !ch->sc_fast))
         rc = psy_ring_receive(p->ring, p->reader, t->msgs, t->max);
     if (rc == -EPIPE && psy_lease_unblock(p->ring, true)) /* shut down: nothing may stay behind an idle lease */
@@ -53,7 +53,7 @@ static int receive_once(void *ctx)
  * it on the ring we read, then look once more (what came before the arming
  * woke nobody). A ring that moves is followed, and the arming with it.
  * Returns what the look found, or `nothing` (-EAGAIN, -ETIMEDOUT). */
-static int arm_and_look(struct receive_try *t, int nothing)
+PSY_COLD static int arm_and_look(struct receive_try *t, int nothing)
 {
     psyne_channel *ch = t->ch;
     struct psy_port *p = &ch->port;

@@ -63,6 +63,17 @@ static int claim_batch_once(void *ctx)
     return psy_ring_claim_batch(t->ring, t->need, t->claims, t->n);
 }
 
+/* A claim found no room and the handle has a readiness descriptor: armed on
+ * the ring that is full, then one more look (room made before the arming
+ * woke nobody). Returns what the look got, or `nothing`. */
+PSY_COLD static int arm_and_claim(psyne_channel *ch, struct claim_batch_try *t, int nothing)
+{
+    if (psy_ready_arm(ch, PSY_WAIT_SPACE, t->ring) != 0)
+        return nothing;
+    int rc = claim_batch_once(t);
+    return rc == -EAGAIN ? nothing : rc;
+}
+
 /* Claims on ring r (the port's tx, or a peer's send ring), waiting as asked. */
 static int claim_on(psyne_channel *ch, struct psy_ring *r, size_t max_len, struct psyne_claimed *c, unsigned n,
                     int64_t timeout_ns)
@@ -94,13 +105,8 @@ static int claim_on(psyne_channel *ch, struct psy_ring *r, size_t max_len, struc
         rc = psy_wait_loop(r, PSY_WAIT_SPACE, claim_batch_once, &t, timeout_ns);
     else
         psy_channel_poll_peers(r);
-    /* A readiness descriptor: armed on the ring that is full, then one more
-     * look (room made before the arming woke nobody). */
-    if ((rc == -EAGAIN || rc == -ETIMEDOUT) && !port_is(ch, PSY_PORT_PEERS) && psy_ready_wanted(ch, PSY_WAIT_SPACE) &&
-        psy_ready_arm(ch, PSY_WAIT_SPACE, r) == 0) {
-        int again = claim_batch_once(&t);
-        rc = again == -EAGAIN ? rc : again;
-    }
+    if ((rc == -EAGAIN || rc == -ETIMEDOUT) && !port_is(ch, PSY_PORT_PEERS) && psy_ready_wanted(ch, PSY_WAIT_SPACE))
+        rc = arm_and_claim(ch, &t, rc);
     return rc;
 }
 
