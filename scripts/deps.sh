@@ -13,7 +13,7 @@
 set -euo pipefail
 
 build=(gcc g++ make cmake pkg-config)
-test=("${build[@]}" clang libclang-rt-14-dev libeigen3-dev libopenblas-dev libuv1-dev python3-dev python3-numpy python3-pytest iproute2 nftables)
+test=("${build[@]}" clang libclang-rt-14-dev libeigen3-dev libopenblas-dev libuv1-dev python3-dev python3-numpy python3-pytest python3-setuptools python3-venv iproute2 nftables)
 peers=(dpdk-dev iceoryx libiceoryx-binding-c-dev libzmq3-dev libnng-dev gnuplot-nox python3-zmq)
 format=(clang-format-14)
 
