@@ -13,6 +13,8 @@
  *                          memory://: the count is returned, nothing kept
  *   linger cleanup         psyne_ipc_cleanup removes a SIGKILLed process's
  *                          segment, never a live one's or a kept one
+ *   linger cleanup-race    sweeps in a loop never take a segment file of a
+ *                          dynamic ring that is being made
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -195,7 +198,7 @@ static void cleanup(void)
     /* 1. the explicit call (this process has opened no ipc:// channel yet) */
     use_name("dead1");
     killed_producer();
-    CHECK(psyne_ipc_cleanup(0) >= 1); /* other programs' dead segments may go too */
+    CHECK(psyne_ipc_cleanup(0) >= 0); /* >= 1, unless another program's first open swept it first */
     CHECK(!segment_exists());
 
     /* 2. the first ipc:// open of a process, of any name */
@@ -232,6 +235,50 @@ static void cleanup(void)
            "and a kept one left\n");
 }
 
+/* Sweeps in a loop (another process) while dynamic rings are made and
+ * opened: a sweep must never take a segment file whose anchor is still
+ * being made (its first segment exists before the anchor is ready). */
+static void cleanup_race(void)
+{
+    fflush(NULL);
+    pid_t sweeper = fork();
+    if (sweeper == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives a failed test */
+        for (;;)
+            psyne_ipc_cleanup(0);
+    }
+    struct psyne_dynamic dyn;
+    memset(&dyn, 0, sizeof dyn);
+    int rounds = (int)test_scale(300);
+    for (int i = 0; i < rounds; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "race%d", i);
+        use_name(what);
+        struct psyne_options o;
+        psyne_options_init(&o);
+        o.role = PSYNE_ROLE_PRODUCER;
+        o.capacity = 1 << 16;
+        o.dynamic = &dyn;
+        psyne_channel *tx, *rx;
+        CHECK_RC(psyne_channel_open(&tx, uri, &o), 0);
+        o.role = PSYNE_ROLE_CONSUMER;
+        CHECK_RC(psyne_channel_open(&rx, uri, &o), 0); /* -EPROTO "a segment ... is missing" if one was swept */
+        send_range(tx, 0, 1);
+        receive_range(rx, 0, 1, 0);
+        CHECK_RC(psyne_channel_close(rx), 0);
+        CHECK_RC(psyne_channel_close(tx), 0);
+        /* the last close removes it, or (if the sweeper held the lock that
+         * moment) the sweeper does */
+        for (int wait = 0; wait < 1000 && segment_exists(); wait++)
+            usleep(1000);
+        CHECK(!segment_exists());
+    }
+    kill(sweeper, SIGKILL);
+    int status;
+    CHECK(waitpid(sweeper, &status, 0) == sweeper);
+    printf("linger cleanup-race: %d dynamic rings made and opened while another process swept\n", rounds);
+}
+
 int main(int argc, char **argv)
 {
     const char *what = argc > 1 ? argv[1] : "";
@@ -247,8 +294,10 @@ int main(int argc, char **argv)
         none();
     else if (strcmp(what, "cleanup") == 0)
         cleanup();
+    else if (strcmp(what, "cleanup-race") == 0)
+        cleanup_race();
     else {
-        fprintf(stderr, "usage: linger producer-first|revive|timeout|none|cleanup\n");
+        fprintf(stderr, "usage: linger producer-first|revive|timeout|none|cleanup|cleanup-race\n");
         return 2;
     }
     return 0;

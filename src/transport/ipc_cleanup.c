@@ -55,6 +55,19 @@ static int lock_unused(const char *shm_name)
     return fd;
 }
 
+/* Whether a handle's slot is held (ipc.c: its owner holds byte <slot> of
+ * the file with an OFD lock): a creator that turns its exclusive flock into
+ * a shared one drops the flock for a moment, never the slot. */
+static bool any_slot_held(int fd)
+{
+    for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
+        if (fcntl(fd, F_OFD_GETLK, &fl) != 0 || fl.l_type != F_UNLCK)
+            return true; /* held, or cannot tell */
+    }
+    return false;
+}
+
 /* Whether fd (locked) still has the name: removing it then is ours to do. */
 static bool named(int fd, const char *shm_name)
 {
@@ -120,7 +133,7 @@ static int clean_anchor(const char *file, int flags)
         id = anchor_id(fd, &l);
     }
     int removed = 0;
-    if (remove && named(fd, shm_name) && shm_unlink(shm_name) == 0) {
+    if (remove && !any_slot_held(fd) && named(fd, shm_name) && shm_unlink(shm_name) == 0) {
         removed = 1;
         remove_segments_of(file + strlen(ANCHOR_PREFIX), id);
     }
@@ -146,6 +159,11 @@ static int clean_orphan_segment(const char *file)
     name[name_len] = 0;
     uint64_t id = strtoull(id_dot + 1, NULL, 16);
 
+    /* An orphan only if no anchor has the name, or a finished dynamic one
+     * of another id has it (a newer ring of the same name). An anchor that
+     * is still being made already has its first segment file (its creator
+     * makes the directory before it marks the anchor ready), and one that
+     * does not validate is not ours to judge: leave the file to them. */
     char anchor[NAME_MAX + 2];
     snprintf(anchor, sizeof anchor, "/" ANCHOR_PREFIX "%s", name);
     int afd = shm_open(anchor, O_RDONLY | O_CLOEXEC, 0);
@@ -155,13 +173,15 @@ static int clean_orphan_segment(const char *file)
         struct psy_ipc_layout l;
         const char *why;
         ssize_t got = pread(afd, &h, sizeof h, 0);
-        bool ours = fstat(afd, &st) == 0 &&
-                    psy_ipc_validate(&h, got > 0 ? (size_t)got : 0, (uint64_t)st.st_size, (size_t)sysconf(_SC_PAGESIZE),
-                                     &l, &why) != -EPROTO &&
-                    (l.features & PSY_IPC_F_DYNAMIC ? anchor_id(afd, &l) == id : true);
+        bool newer = fstat(afd, &st) == 0 &&
+                     psy_ipc_validate(&h, got > 0 ? (size_t)got : 0, (uint64_t)st.st_size,
+                                      (size_t)sysconf(_SC_PAGESIZE), &l, &why) == 0 &&
+                     (l.features & PSY_IPC_F_DYNAMIC) && anchor_id(afd, &l) != id;
         close(afd);
-        if (ours) /* its anchor lives (or is being made): the anchor decides */
+        if (!newer)
             return 0;
+    } else if (errno != ENOENT) {
+        return 0;
     }
     char shm_name[NAME_MAX + 2];
     snprintf(shm_name, sizeof shm_name, "/%s", file);
