@@ -107,6 +107,14 @@ static int wait_call(wait_fn call, void *ctx, int64_t timeout_ns)
     }
 }
 
+/* __enter__ of every type here: the object itself. */
+static PyObject *return_self(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    Py_INCREF(self);
+    return self;
+}
+
 /* ---- Channel ---- */
 
 struct held {
@@ -401,13 +409,6 @@ static PyObject *message_release(MessageObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *message_enter(PyObject *self, PyObject *unused)
-{
-    (void)unused;
-    Py_INCREF(self);
-    return self;
-}
-
 static PyObject *message_exit(MessageObject *self, PyObject *args)
 {
     (void)args;
@@ -507,7 +508,7 @@ static PyMethodDef message_methods[] = {
     {"tobytes", (PyCFunction)message_bytes, METH_NOARGS, "A copy of the payload."},
     {"array", (PyCFunction)message_array, METH_NOARGS,
      "A typed message (vector, matrix, tensor) as a read-only numpy array over the ring, no copy."},
-    {"__enter__", message_enter, METH_NOARGS, NULL},
+    {"__enter__", return_self, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)message_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -664,13 +665,6 @@ static PyObject *claim_abort(ClaimObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static PyObject *claim_enter(PyObject *self, PyObject *unused)
-{
-    (void)unused;
-    Py_INCREF(self);
-    return self;
-}
-
 /* The block ends: an exception aborts, else what is still open is committed
  * whole. */
 static PyObject *claim_exit(ClaimObject *self, PyObject *args)
@@ -741,7 +735,7 @@ static PyMethodDef claim_methods[] = {
     {"commit", (PyCFunction)(void (*)(void))claim_commit, METH_VARARGS | METH_KEYWORDS,
      "commit(length=None, type=PSYNE_TYPE_USER_MIN): publishes the first length bytes (all by default)."},
     {"abort", (PyCFunction)claim_abort, METH_NOARGS, "Gives the claimed space back unsent."},
-    {"__enter__", claim_enter, METH_NOARGS, NULL},
+    {"__enter__", return_self, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)claim_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -786,6 +780,19 @@ static int do_claim_tensor(void *ctx, int64_t timeout_ns)
     return psyne_claim_tensor(k->ch, k->dtype, k->rank, k->elements, k->t, timeout_ns);
 }
 
+/* A claim that did not happen: the object goes (nothing to give back);
+ * full or timed out is None, else the error (INT_MIN: one is set). */
+static PyObject *claim_failed(ClaimObject *cl, int rc)
+{
+    cl->state = CLAIM_ABORTED;
+    Py_DECREF(cl);
+    if (rc == INT_MIN)
+        return NULL;
+    if (rc == -EAGAIN || rc == -ETIMEDOUT)
+        Py_RETURN_NONE;
+    return raise_rc(rc);
+}
+
 static PyObject *channel_claim(ChannelObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"nbytes", "timeout", NULL};
@@ -806,13 +813,7 @@ static PyObject *channel_claim(ChannelObject *self, PyObject *args, PyObject *kw
     int rc = wait_call(do_claim, &k, ns);
     if (rc == 0)
         return (PyObject *)cl;
-    cl->state = CLAIM_ABORTED; /* nothing to give back */
-    Py_DECREF(cl);
-    if (rc == INT_MIN)
-        return NULL;
-    if (rc == -EAGAIN || rc == -ETIMEDOUT)
-        Py_RETURN_NONE;
-    return raise_rc(rc);
+    return claim_failed(cl, rc);
 }
 
 /* _claim_tensor(dtype_code, shape, timeout): a typed claim shaped so. */
@@ -856,13 +857,7 @@ static PyObject *channel_claim_tensor(ChannelObject *self, PyObject *args)
         psyne_abort(self->ch, &cl->t.claim);
     if (rc == 0)
         return (PyObject *)cl;
-    cl->state = CLAIM_ABORTED;
-    Py_DECREF(cl);
-    if (rc == INT_MIN)
-        return NULL;
-    if (rc == -EAGAIN || rc == -ETIMEDOUT)
-        Py_RETURN_NONE;
-    return raise_rc(rc);
+    return claim_failed(cl, rc);
 }
 
 struct receive_call {
@@ -987,23 +982,33 @@ static PyObject *channel_stats(ChannelObject *self, PyObject *unused)
         s.tcp_connected, "page_size", s.page_size, "segments", s.segments, "tcp_peers", s.tcp_peers);
 }
 
-static PyObject *channel_fd(ChannelObject *self, PyObject *args)
+/* The descriptor fileno() gives: a producer's for claims, any other
+ * handle's for receives. */
+static int default_event(const ChannelObject *self)
 {
-    int event = self->role == PSYNE_ROLE_PRODUCER ? PSYNE_READY_SEND : PSYNE_READY_RECV;
-    if (!PyArg_ParseTuple(args, "|i", &event) || !channel_usable(self))
+    return self->role == PSYNE_ROLE_PRODUCER ? PSYNE_READY_SEND : PSYNE_READY_RECV;
+}
+
+static PyObject *fd_of(ChannelObject *self, int event)
+{
+    if (!channel_usable(self))
         return NULL;
     int fd = psyne_channel_fd(self->ch, event);
     return fd < 0 ? raise_rc(fd) : PyLong_FromLong(fd);
 }
 
+static PyObject *channel_fd(ChannelObject *self, PyObject *args)
+{
+    int event = default_event(self);
+    if (!PyArg_ParseTuple(args, "|i", &event))
+        return NULL;
+    return fd_of(self, event);
+}
+
 static PyObject *channel_fileno(ChannelObject *self, PyObject *unused)
 {
     (void)unused;
-    int event = self->role == PSYNE_ROLE_PRODUCER ? PSYNE_READY_SEND : PSYNE_READY_RECV;
-    if (!channel_usable(self))
-        return NULL;
-    int fd = psyne_channel_fd(self->ch, event);
-    return fd < 0 ? raise_rc(fd) : PyLong_FromLong(fd);
+    return fd_of(self, default_event(self));
 }
 
 static PyObject *channel_shutdown(ChannelObject *self, PyObject *unused)
@@ -1031,13 +1036,6 @@ static PyObject *channel_close(ChannelObject *self, PyObject *unused)
         channel_really_close(self);
     }
     Py_RETURN_NONE;
-}
-
-static PyObject *channel_enter(PyObject *self, PyObject *unused)
-{
-    (void)unused;
-    Py_INCREF(self);
-    return self;
 }
 
 static PyObject *channel_exit(ChannelObject *self, PyObject *args)
@@ -1068,7 +1066,7 @@ static PyMethodDef channel_methods[] = {
      "The readiness descriptor for receives (for a producer: for claims), for select and asyncio."},
     {"shutdown", (PyCFunction)channel_shutdown, METH_NOARGS, "Shuts the channel down for every handle."},
     {"close", (PyCFunction)channel_close, METH_NOARGS, "Closes the handle (once its messages and claims are gone)."},
-    {"__enter__", channel_enter, METH_NOARGS, NULL},
+    {"__enter__", return_self, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)channel_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

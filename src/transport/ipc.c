@@ -78,19 +78,6 @@ static void pause_briefly(void)
 
 /* ---- names and locks ---- */
 
-/* Whether shm_name still names the file open as fd. */
-static bool still_named(int fd, const char *shm_name)
-{
-    struct stat mine, named;
-    int other = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
-    if (other < 0)
-        return false;
-    bool same = fstat(fd, &mine) == 0 && fstat(other, &named) == 0 && mine.st_dev == named.st_dev &&
-                mine.st_ino == named.st_ino;
-    close(other);
-    return same;
-}
-
 /* Removes the name of the file open as fd if we are its only user: drops our
  * shared lock, and removes only with the exclusive lock and the name still
  * ours. Returns whether it removed. Leaves fd without any flock. */
@@ -99,7 +86,7 @@ static bool remove_if_alone(int fd, const char *shm_name)
     flock(fd, LOCK_UN);
     if (flock(fd, LOCK_EX | LOCK_NB) != 0)
         return false;
-    bool removed = still_named(fd, shm_name) && shm_unlink(shm_name) == 0;
+    bool removed = psy_ipc_still_named(fd, shm_name) && shm_unlink(shm_name) == 0;
     flock(fd, LOCK_UN);
     return removed;
 }
@@ -115,7 +102,7 @@ static bool unmap_and_remove_if_alone(struct ipc_attachment *a, int64_t linger_u
         psy_ipc_dyn_names(&a->ring, &names);
     if (linger_until) { /* the stamp needs the mapping and the exclusive lock */
         flock(a->fd, LOCK_UN);
-        bool alone = flock(a->fd, LOCK_EX | LOCK_NB) == 0 && still_named(a->fd, a->shm_name);
+        bool alone = flock(a->fd, LOCK_EX | LOCK_NB) == 0 && psy_ipc_still_named(a->fd, a->shm_name);
         if (alone)
             atomic_store(&a->hdr->linger_until, linger_until);
         flock(a->fd, LOCK_UN);
@@ -135,14 +122,6 @@ static int lock_slot_byte(int fd, int i)
 {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
     return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : -errno;
-}
-
-static bool slot_owner_alive(int fd, int i)
-{
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
-    if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
-        return true; /* cannot tell: never reap on a guess */
-    return fl.l_type != F_UNLCK;
 }
 
 /* ---- slots ---- */
@@ -188,7 +167,7 @@ static bool someone_else_claims(struct ipc_attachment *a, int dead, uint64_t pos
         uint64_t p = atomic_load_explicit(&s->intent.pos, memory_order_acquire);
         if (p == PSY_INTENT_NONE || (p & ~PSY_POS_FLAGS) != pos)
             continue;
-        bool alive = i == a->slot || slot_owner_alive(a->fd, i);
+        bool alive = i == a->slot || psy_ipc_slot_owner_alive(a->fd, i);
         if (alive || (!dead_confirmed && !(p & PSY_INTENT_TENTATIVE)))
             return true;
     }
@@ -249,7 +228,7 @@ static void check_peers(struct psy_ring *r)
     for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
         struct psy_ipc_slot *s = &a->hdr->slots[i];
         uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
-        if (i == a->slot || (st != PSY_SLOT_LIVE && st != PSY_SLOT_TAKEN) || slot_owner_alive(a->fd, i))
+        if (i == a->slot || (st != PSY_SLOT_LIVE && st != PSY_SLOT_TAKEN) || psy_ipc_slot_owner_alive(a->fd, i))
             continue;
         if (atomic_compare_exchange_strong(&s->state, &st, PSY_SLOT_REAPING))
             reap(a, i);
@@ -261,7 +240,7 @@ static bool any_live_slot(struct ipc_attachment *a, int except)
 {
     for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
         uint32_t st = atomic_load_explicit(&a->hdr->slots[i].state, memory_order_acquire);
-        if (i != except && st != PSY_SLOT_FREE && slot_owner_alive(a->fd, i))
+        if (i != except && st != PSY_SLOT_FREE && psy_ipc_slot_owner_alive(a->fd, i))
             return true;
     }
     return false;
@@ -319,7 +298,7 @@ static int create_segment(struct ipc_attachment *a, const struct psyne_options *
     a->fd = fd;
     /* Exclusive while we build it: openers wait, and nobody can remove it
      * unless it is still empty (then our name check below sees that). */
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || !still_named(fd, a->shm_name)) {
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || !psy_ipc_still_named(fd, a->shm_name)) {
         close(fd);
         return -EAGAIN;
     }
@@ -363,7 +342,7 @@ static int create_segment(struct ipc_attachment *a, const struct psyne_options *
     /* Exclusive to shared. Linux converts a flock by dropping the old lock
      * first, so somebody may have taken it in between and removed our fresh
      * segment (only if it saw no live slot, but be sure): check the name. */
-    if (flock(fd, LOCK_SH) != 0 || !still_named(fd, a->shm_name)) {
+    if (flock(fd, LOCK_SH) != 0 || !psy_ipc_still_named(fd, a->shm_name)) {
         release_slot(a);
         psy_ring_destroy(&a->ring);
         close(fd);
@@ -392,7 +371,7 @@ static int open_segment(struct ipc_attachment *a, const struct psyne_options *op
         close(fd);
         return -EAGAIN;
     }
-    if (!still_named(fd, a->shm_name)) {
+    if (!psy_ipc_still_named(fd, a->shm_name)) {
         close(fd);
         *pause = false;
         return -EAGAIN;

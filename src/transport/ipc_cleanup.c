@@ -55,30 +55,14 @@ static int lock_unused(const char *shm_name)
     return fd;
 }
 
-/* Whether a handle's slot is held (ipc.c: its owner holds byte <slot> of
- * the file with an OFD lock): a creator that turns its exclusive flock into
- * a shared one drops the flock for a moment, never the slot. */
+/* Whether a handle's slot is held: a creator that turns its exclusive
+ * flock into a shared one drops the flock for a moment, never the slot. */
 static bool any_slot_held(int fd)
 {
-    for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++) {
-        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
-        if (fcntl(fd, F_OFD_GETLK, &fl) != 0 || fl.l_type != F_UNLCK)
-            return true; /* held, or cannot tell */
-    }
+    for (int i = 0; i < PSYNE_IPC_MAX_HANDLES; i++)
+        if (psy_ipc_slot_owner_alive(fd, i))
+            return true;
     return false;
-}
-
-/* Whether fd (locked) still has the name: removing it then is ours to do. */
-static bool named(int fd, const char *shm_name)
-{
-    struct stat mine, now;
-    int other = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
-    if (other < 0)
-        return false;
-    bool same =
-        fstat(fd, &mine) == 0 && fstat(other, &now) == 0 && mine.st_ino == now.st_ino && mine.st_dev == now.st_dev;
-    close(other);
-    return same;
 }
 
 /* The segment files of the anchor `name` with this id (none if id is 0). */
@@ -133,7 +117,7 @@ static int clean_anchor(const char *file, int flags)
         id = anchor_id(fd, &l);
     }
     int removed = 0;
-    if (remove && !any_slot_held(fd) && named(fd, shm_name) && shm_unlink(shm_name) == 0) {
+    if (remove && !any_slot_held(fd) && psy_ipc_still_named(fd, shm_name) && shm_unlink(shm_name) == 0) {
         removed = 1;
         remove_segments_of(file + strlen(ANCHOR_PREFIX), id);
     }
@@ -188,7 +172,7 @@ static int clean_orphan_segment(const char *file)
     int fd = lock_unused(shm_name);
     if (fd < 0)
         return 0;
-    int removed = named(fd, shm_name) && shm_unlink(shm_name) == 0;
+    int removed = psy_ipc_still_named(fd, shm_name) && shm_unlink(shm_name) == 0;
     close(fd);
     return removed;
 }

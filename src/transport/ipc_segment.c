@@ -8,7 +8,10 @@
 #include "ipc_segment.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../mem/mirror.h"
@@ -141,4 +144,24 @@ void psy_ipc_view(struct psy_ring *r, const struct psy_mirror *m, const struct p
     r->lane.wake_fence = psy_wake_needs_fence_global;
     r->peer_timeout_ns = peer_timeout_ns;
     r->check_peers = check_peers;
+}
+
+bool psy_ipc_still_named(int fd, const char *shm_name)
+{
+    struct stat mine, named;
+    int other = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
+    if (other < 0)
+        return false;
+    bool same = fstat(fd, &mine) == 0 && fstat(other, &named) == 0 && mine.st_dev == named.st_dev &&
+                mine.st_ino == named.st_ino;
+    close(other);
+    return same;
+}
+
+bool psy_ipc_slot_owner_alive(int fd, int i)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+        return true;
+    return fl.l_type != F_UNLCK;
 }

@@ -142,6 +142,14 @@ struct psy_mirror;
 void psy_ipc_view(struct psy_ring *r, const struct psy_mirror *m, const struct psy_ipc_layout *l,
                   const struct psyne_options *opt, int64_t peer_timeout_ns, void (*check_peers)(struct psy_ring *r));
 
+/* The segment file open as fd: whether shm_name still names it (a name
+ * is removed only by whoever checked this under the exclusive flock), and
+ * whether the owner of slot i lives (it holds byte i with an OFD lock,
+ * which the kernel drops when its process dies; true when that cannot be
+ * told: never reap on a guess). */
+bool psy_ipc_still_named(int fd, const char *shm_name);
+bool psy_ipc_slot_owner_alive(int fd, int i);
+
 /* Checks the ring's own identity block against the validated layout. */
 int psy_ipc_validate_ring(const struct psy_ring_shared *sh, const struct psy_ipc_layout *l, const char **why);
 
