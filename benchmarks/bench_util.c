@@ -62,6 +62,7 @@ int bench_pingpong_wait = PSYNE_WAIT_SPIN;
 int bench_tcp_wait = PSYNE_WAIT_ADAPTIVE;
 uint32_t bench_tcp_max_peers;
 uint32_t bench_channel_flags, bench_numa_node;
+int bench_publish;
 const struct psyne_dynamic *bench_dynamic;
 int bench_dynamic_fixed;
 

@@ -136,21 +136,30 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
     int vs_inproc = t == BENCH_IPC, vs_raw = api == BENCH_TYPED;
     /* --dynamic: dynamic rings against static ones of the same initial size */
     int vs_static = bench_dynamic && t == BENCH_MEMORY && !vs_raw;
+    /* --publish: handles that publish their counters (PSYNE_F_PUBLISH)
+     * against the same handles that do not */
+    int vs_unpublished = bench_publish && !vs_raw && !vs_static;
+    uint32_t flags = bench_channel_flags, published = flags | (vs_unpublished ? PSYNE_F_PUBLISH : 0);
+    if (vs_unpublished)
+        vs_inproc = 0;
     const struct psyne_dynamic *dynamic = bench_dynamic;
     enum bench_transport ref_t = vs_inproc ? BENCH_MEMORY : t;
     enum bench_api ref_api = vs_raw ? BENCH_SINGLE : api;
     struct tput_result r, ref;
     bench_progress_run(0, c->runs);
+    bench_channel_flags = published;
     psyne_spsc_tput_as(t, size, warm_count(c, default_count(size)), api, c->pin, &r);
     uint64_t count = run_count(c, default_count(size), r.mps);
     for (int i = 0; i < c->runs; i++) {
         bench_progress_run(i + 1, c->runs);
+        bench_channel_flags = published;
         perf_begin(c);
         psyne_spsc_tput_as(t, size, count, api, c->pin, &r);
         perf_end(c, count);
+        bench_channel_flags = flags;
         mps[i] = r.mps;
         gbps[i] = r.gbps;
-        if (vs_inproc || vs_raw || vs_static) {
+        if (vs_inproc || vs_raw || vs_static || vs_unpublished) {
             bench_dynamic = vs_static ? NULL : dynamic;
             psyne_spsc_tput_as(ref_t, size, count, ref_api, c->pin, &ref);
             bench_dynamic = dynamic;
@@ -159,13 +168,19 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
     }
     double lo = bench_min(mps, c->runs), hi = bench_max(mps, c->runs);
     bench_out("system=%s workload=%s size=%zu mps=%.0f gbps=%.3f mps_min=%.0f mps_max=%.0f api=%s runs=%d count=%llu",
-              vs_raw      ? "psyne-typed"
-              : vs_static ? "psyne-dynamic"
-                          : "psyne",
+              vs_raw           ? "psyne-typed"
+              : vs_static      ? "psyne-dynamic"
+              : vs_unpublished ? "psyne-published"
+                               : "psyne",
               t == BENCH_IPC ? "ipc-spsc-tput" : "inproc-spsc-tput", size, bench_median(mps, c->runs),
               bench_median(gbps, c->runs), lo, hi, api_names[api], c->runs, (unsigned long long)count);
-    if (vs_inproc || vs_raw || vs_static)
-        bench_out(" %s=%.3f", vs_inproc ? "vs_inproc" : vs_raw ? "vs_raw" : "vs_static", bench_median(ratio, c->runs));
+    if (vs_inproc || vs_raw || vs_static || vs_unpublished)
+        bench_out(" %s=%.3f",
+                  vs_inproc        ? "vs_inproc"
+                  : vs_raw         ? "vs_raw"
+                  : vs_unpublished ? "vs_unpublished"
+                                   : "vs_static",
+                  bench_median(ratio, c->runs));
     if (bench_copy_check && t == BENCH_MEMORY) /* every message of every run was read where it was written */
         bench_out(" copy_check=pass");
     perf_out(c, "msg");
@@ -557,6 +572,8 @@ static void usage(FILE *f)
             "                     static rings of the same initial size: vs_static. =fixed: a dynamic ring that\n"
             "                     may not resize (min = max = capacity), so vs_static is the cost of its usage\n"
             "                     tracking alone\n"
+            "  --publish          *-spsc-tput with both handles publishing their counters for psyne-stat\n"
+            "                     (PSYNE_F_PUBLISH), alternating with handles that do not: vs_unpublished\n"
             "  --histogram        after each *-pingpong result, the distribution of its round trips\n"
             "  --perf             counters per message (round trip) of psyne's runs, setup included: CPU time,\n"
             "                     context switches, page faults, and instructions, cycles and cache misses where\n"
@@ -629,6 +646,7 @@ int main(int argc, char **argv)
                                          {"mode", required_argument, 0, 'm'},
                                          {"duration", required_argument, 0, 'd'},
                                          {"histogram", no_argument, 0, 'g'},
+                                         {"publish", no_argument, 0, 'B'},
                                          {"perf", no_argument, 0, 'f'},
                                          {"table", no_argument, 0, 'T'},
                                          {"no-table", no_argument, 0, 'U'},
@@ -681,6 +699,7 @@ int main(int argc, char **argv)
             break;
         case 'H': bench_channel_flags |= PSYNE_F_HUGEPAGES; break;
         case 'L': bench_channel_flags |= PSYNE_F_LEASES; break;
+        case 'B': bench_publish = 1; break;
         case 'C': bench_copy_check_enable(); break;
         case 'I': bench_inject_copy_at = strtoull(optarg, NULL, 10); break;
         case 'D':

@@ -150,6 +150,13 @@ enum psyne_wait {
                                          segment whose owner is not this process's effective user
                                          fails with -EACCES, root included: another user cannot
                                          plant a segment under a name a program then trusts */
+#define PSYNE_F_PUBLISH                                                                                                \
+    (1u << 7) /* publish this handle's counters for psyne-stat: a library
+                                         thread copies its psyne_channel_stats into the process's
+                                         counters segment (/dev/shm/psyne-stats.<pid>) every
+                                         PSYNE_PUBLISH_INTERVAL_MS (default 100) while such a handle
+                                         is open. PSYNE_PUBLISH=1 in the environment publishes
+                                         every handle. Costs no call on any message path */
 
 /* Pages backing a ring (psyne_stats.pages). */
 enum psyne_pages {

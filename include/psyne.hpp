@@ -114,6 +114,8 @@ class options
     options &yield_ns(std::int64_t ns) noexcept { return o_.yield_ns = ns, *this; }
     options &flags(std::uint32_t f) noexcept { return o_.flags |= f, *this; }
     options &listen() noexcept { return flags(PSYNE_F_LISTEN); }
+    /* the handle's counters appear in psyne-stat (PSYNE_F_PUBLISH) */
+    options &publish() noexcept { return flags(PSYNE_F_PUBLISH); }
     options &max_peers(std::uint32_t n) noexcept { return o_.max_peers = n, *this; }
     options &link_timeout_ns(std::int64_t ns) noexcept { return o_.link_timeout_ns = ns, *this; }
     options &open_timeout_ns(std::int64_t ns) noexcept { return o_.open_timeout_ns = ns, *this; }

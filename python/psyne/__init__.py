@@ -20,13 +20,13 @@ calls release the GIL and return on Ctrl-C. Errors raise psyne.Error (an
 OSError with errno); the end of a stream raises psyne.Closed; empty, full and
 timed out are None.
 """
-from ._psyne import (CLEAN_INVALID, CLEAN_LINGERING, F_HUGEPAGES, F_LEASES, F_LISTEN, READY_RECV, READY_SEND,
-                     TYPE_TENSOR, TYPE_USER_MIN, Claim, Closed, Error, Message, __version__, ipc_cleanup)
+from ._psyne import (CLEAN_INVALID, CLEAN_LINGERING, F_HUGEPAGES, F_LEASES, F_LISTEN, F_PUBLISH, READY_RECV,
+                     READY_SEND, TYPE_TENSOR, TYPE_USER_MIN, Claim, Closed, Error, Message, __version__, ipc_cleanup)
 from ._psyne import Channel as _Channel
 
 __all__ = ["Channel", "Claim", "ClaimedArray", "Closed", "Error", "Message", "ipc_cleanup", "READY_RECV",
-           "READY_SEND", "TYPE_USER_MIN", "TYPE_TENSOR", "F_LISTEN", "F_HUGEPAGES", "F_LEASES", "CLEAN_LINGERING",
-           "CLEAN_INVALID"]
+           "READY_SEND", "TYPE_USER_MIN", "TYPE_TENSOR", "F_LISTEN", "F_HUGEPAGES", "F_LEASES", "F_PUBLISH",
+           "CLEAN_LINGERING", "CLEAN_INVALID"]
 
 # psyne's element types (psyne/tensor.h) by numpy dtype name.
 _DTYPES = {"float32": 1, "float64": 2, "int8": 3, "uint8": 4, "int32": 5, "int64": 6}

@@ -1135,6 +1135,7 @@ PyMODINIT_FUNC PyInit__psyne(void)
     PyModule_AddIntConstant(m, "F_LISTEN", PSYNE_F_LISTEN);
     PyModule_AddIntConstant(m, "F_HUGEPAGES", PSYNE_F_HUGEPAGES);
     PyModule_AddIntConstant(m, "F_LEASES", PSYNE_F_LEASES);
+    PyModule_AddIntConstant(m, "F_PUBLISH", PSYNE_F_PUBLISH);
     PyModule_AddIntConstant(m, "CLEAN_LINGERING", PSYNE_CLEAN_LINGERING);
     PyModule_AddIntConstant(m, "CLEAN_INVALID", PSYNE_CLEAN_INVALID);
     return m;

@@ -12,6 +12,7 @@
 #include "../base/uri.h"
 #include "channel.h"
 #include "handle.h"
+#include "publish.h"
 
 struct psy_ring *psy_channel_ring(psyne_channel *ch)
 {
@@ -42,7 +43,7 @@ static int check_options(const struct psyne_options *o)
     if (o->wait != PSYNE_WAIT_ADAPTIVE && o->wait != PSYNE_WAIT_SPIN)
         return psy_fail(-EINVAL, "wait %d is not a psyne_wait", o->wait);
     const uint32_t known = PSYNE_F_NO_PREFAULT | PSYNE_F_LISTEN | PSYNE_F_HUGEPAGES | PSYNE_F_MLOCK |
-                           PSYNE_F_NUMA_BIND | PSYNE_F_LEASES | PSYNE_F_IPC_OTHER_OWNER;
+                           PSYNE_F_NUMA_BIND | PSYNE_F_LEASES | PSYNE_F_IPC_OTHER_OWNER | PSYNE_F_PUBLISH;
     if (o->flags & ~known)
         return psy_fail(-EINVAL, "unknown option flags 0x%x", o->flags & ~known);
     if (o->capacity > PSYNE_MAX_CAPACITY)
@@ -167,6 +168,7 @@ int psyne_channel_open(psyne_channel **out, const char *uri, const struct psyne_
         free(ch);
         return rc;
     }
+    psy_publish_opened(ch, uri, opt);
     *out = ch;
     return 0;
 }
@@ -184,6 +186,7 @@ int psyne_channel_close(psyne_channel *ch)
     if (!ch)
         return 0;
     struct psy_port *p = &ch->port;
+    psy_publish_closing(ch); /* never sampled after this */
     psy_ready_close(ch);
     if (port_is(ch, PSY_PORT_ALONE | PSY_PORT_PEERS)) {
         int left = p->tp->close(p);

@@ -25,11 +25,29 @@
 
 #include "../base/error.h"
 #include "../base/uri.h"
+#include "ipc_inspect.h"
 #include "ipc_segment.h"
+#include "transport.h"
 
 #define SHM_DIR "/dev/shm"
 #define ANCHOR_PREFIX "psyne."
 #define SEGMENT_PREFIX "psyne-seg."
+
+/* Who hears of each file removed (psyne-stat --clean prints them). */
+struct report {
+    void (*removed)(const char *file, void *ctx);
+    void *ctx;
+};
+
+/* Removes /dev/shm/<file> (shm_name "/<file>"); tells the reporter. */
+static int unlink_reported(const char *shm_name, const struct report *rep)
+{
+    if (shm_unlink(shm_name) != 0)
+        return 0;
+    if (rep->removed)
+        rep->removed(shm_name + 1, rep->ctx);
+    return 1;
+}
 
 /* A dynamic ring's anchor: the id its segment files carry, or 0. */
 static uint64_t anchor_id(int fd, const struct psy_ipc_layout *l)
@@ -66,7 +84,7 @@ static bool any_slot_held(int fd)
 }
 
 /* The segment files of the anchor `name` with this id (none if id is 0). */
-static int remove_segments_of(const char *name, uint64_t id)
+static int remove_segments_of(const char *name, uint64_t id, const struct report *rep)
 {
     if (!id)
         return 0;
@@ -80,7 +98,7 @@ static int remove_segments_of(const char *name, uint64_t id)
             continue;
         char shm_name[NAME_MAX + 2];
         snprintf(shm_name, sizeof shm_name, "/%s", e->d_name);
-        removed += shm_unlink(shm_name) == 0;
+        removed += unlink_reported(shm_name, rep);
     }
     if (d)
         closedir(d);
@@ -88,7 +106,7 @@ static int remove_segments_of(const char *name, uint64_t id)
 }
 
 /* One anchor (a channel's segment): removed if unused, with its files. */
-static int clean_anchor(const char *file, int flags)
+static int clean_anchor(const char *file, int flags, const struct report *rep)
 {
     char shm_name[NAME_MAX + 2];
     snprintf(shm_name, sizeof shm_name, "/%s", file);
@@ -117,9 +135,9 @@ static int clean_anchor(const char *file, int flags)
         id = anchor_id(fd, &l);
     }
     int removed = 0;
-    if (remove && !any_slot_held(fd) && psy_ipc_still_named(fd, shm_name) && shm_unlink(shm_name) == 0) {
+    if (remove && !any_slot_held(fd) && psy_ipc_still_named(fd, shm_name) && unlink_reported(shm_name, rep)) {
         removed = 1;
-        remove_segments_of(file + strlen(ANCHOR_PREFIX), id);
+        remove_segments_of(file + strlen(ANCHOR_PREFIX), id, rep);
     }
     close(fd); /* drops the lock */
     return removed;
@@ -127,7 +145,7 @@ static int clean_anchor(const char *file, int flags)
 
 /* A dynamic ring's segment file whose anchor is gone (or is a newer ring
  * of the same name): "psyne-seg.<name>.<id>.<generation>". */
-static int clean_orphan_segment(const char *file)
+static int clean_orphan_segment(const char *file, const struct report *rep)
 {
     const char *gen_dot = strrchr(file, '.');
     if (!gen_dot || gen_dot - file < (ptrdiff_t)strlen(SEGMENT_PREFIX) + 18)
@@ -172,13 +190,33 @@ static int clean_orphan_segment(const char *file)
     int fd = lock_unused(shm_name);
     if (fd < 0)
         return 0;
-    int removed = psy_ipc_still_named(fd, shm_name) && shm_unlink(shm_name) == 0;
+    int removed = psy_ipc_still_named(fd, shm_name) && unlink_reported(shm_name, rep);
+    close(fd);
+    return removed;
+}
+
+/* A counters segment (core/publish.h) whose process is gone: its
+ * publisher held a shared flock while it lived. */
+static int clean_counters(const char *file, const struct report *rep)
+{
+    char shm_name[NAME_MAX + 2];
+    snprintf(shm_name, sizeof shm_name, "/%s", file);
+    int fd = lock_unused(shm_name);
+    if (fd < 0)
+        return 0;
+    int removed = psy_ipc_still_named(fd, shm_name) && unlink_reported(shm_name, rep);
     close(fd);
     return removed;
 }
 
 int psyne_ipc_cleanup(int flags)
 {
+    return psy_ipc_cleanup_report(flags, NULL, NULL);
+}
+
+int psy_ipc_cleanup_report(int flags, void (*removed_file)(const char *file, void *ctx), void *ctx)
+{
+    struct report rep = {removed_file, ctx};
     if (flags & ~(PSYNE_CLEAN_LINGERING | PSYNE_CLEAN_INVALID))
         return psy_fail(-EINVAL, "psyne_ipc_cleanup: unknown flags 0x%x", (unsigned)flags);
     DIR *d = opendir(SHM_DIR);
@@ -190,7 +228,8 @@ int psyne_ipc_cleanup(int flags)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (strncmp(e->d_name, ANCHOR_PREFIX, strlen(ANCHOR_PREFIX)) != 0 &&
-            strncmp(e->d_name, SEGMENT_PREFIX, strlen(SEGMENT_PREFIX)) != 0)
+            strncmp(e->d_name, SEGMENT_PREFIX, strlen(SEGMENT_PREFIX)) != 0 &&
+            strncmp(e->d_name, PSY_PUB_PREFIX, strlen(PSY_PUB_PREFIX)) != 0)
             continue;
         if (n == cap) {
             size_t bigger = cap ? cap * 2 : 64;
@@ -207,10 +246,12 @@ int psyne_ipc_cleanup(int flags)
     int removed = 0;
     for (size_t i = 0; i < n; i++) /* anchors first: they take their segment files along */
         if (strncmp(names[i], ANCHOR_PREFIX, strlen(ANCHOR_PREFIX)) == 0)
-            removed += clean_anchor(names[i], flags);
+            removed += clean_anchor(names[i], flags, &rep);
     for (size_t i = 0; i < n; i++) {
         if (strncmp(names[i], SEGMENT_PREFIX, strlen(SEGMENT_PREFIX)) == 0)
-            removed += clean_orphan_segment(names[i]);
+            removed += clean_orphan_segment(names[i], &rep);
+        else if (strncmp(names[i], PSY_PUB_PREFIX, strlen(PSY_PUB_PREFIX)) == 0)
+            clean_counters(names[i], &rep); /* not a channel: not in the count */
         free(names[i]);
     }
     free(names);

@@ -50,6 +50,22 @@
 
 struct psy_transport;
 
+/* A process's counters segment, /dev/shm/psyne-stats.<pid> (core/publish.h);
+ * psyne_ipc_cleanup removes those of dead processes. */
+#define PSY_PUB_PREFIX "psyne-stats."
+
+/* One peer of a tcp:// handle, as published for psyne-stat (core/publish.c):
+ * plain bytes, the same in every process. */
+#define PSY_PEER_ADDR 64
+struct psy_peer_info {
+    uint32_t peer;            /* psyne_msg.peer (listening with max_peers), else 0 */
+    int32_t connected;        /* 1 while a connection is up */
+    char addr[PSY_PEER_ADDR]; /* the other end, host:port */
+    uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+    uint64_t reconnects;
+    uint64_t protocol_errors;
+};
+
 /* What a transport gives one channel handle. */
 struct psy_port {
     const struct psy_transport *tp;  /* the handle's table: the scheme's, or a variant of it open() chose */
@@ -130,6 +146,11 @@ struct psy_transport {
      * sure that what it waits for comes without the user's calls (tcp://:
      * the receiver thread reads the socket). */
     void (*arming)(struct psy_port *p, enum psy_wait_side side);
+
+    /* Optional (tcp://): fills out[0..max) with the handle's peers and
+     * returns how many it has (which may exceed max). Never blocks for long
+     * (statistics' locks only). */
+    unsigned (*peers)(struct psy_port *p, struct psy_peer_info *out, unsigned max);
 };
 
 /* The table of a scheme ("memory", "ipc", "tcp"), NULL if none. */

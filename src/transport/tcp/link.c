@@ -514,6 +514,29 @@ void psy_tcp_peer_close(struct psy_tcp_link *l)
     link_close(l, down && psy_tcp_all_acked(l) ? 0 : l->link_timeout_ns);
 }
 
+void psy_tcp_peer_info(struct psy_tcp_link *l, uint32_t peer, struct psy_peer_info *out)
+{
+    memset(out, 0, sizeof *out);
+    out->peer = peer;
+    out->reconnects = atomic_load_explicit(&l->reconnects, memory_order_relaxed);
+    out->protocol_errors = atomic_load_explicit(&l->protocol_errors, memory_order_relaxed);
+    out->msgs_in = atomic_load_explicit(&l->rx.sh->cons.msgs, memory_order_relaxed);
+    out->bytes_in = atomic_load_explicit(&l->rx.sh->cons.bytes, memory_order_relaxed);
+    psy_ring_produced(&l->tx, &out->msgs_out, &out->bytes_out);
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    pthread_mutex_lock(&l->lock);
+    out->connected = l->fd >= 0 && !l->ended;
+    bool named = out->connected && getpeername(l->fd, (struct sockaddr *)&sa, &len) == 0;
+    pthread_mutex_unlock(&l->lock);
+    char host[NI_MAXHOST], port[NI_MAXSERV];
+    if (named && getnameinfo((struct sockaddr *)&sa, len, host, sizeof host, port, sizeof port,
+                             NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        snprintf(out->addr, sizeof out->addr, sa.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+    else if (!l->server) /* a client names where it connects, connected or not */
+        snprintf(out->addr, sizeof out->addr, "%.63s", l->where);
+}
+
 void psy_tcp_stats(struct psy_tcp_link *l, struct psyne_stats *st)
 {
     st->tcp_reconnects = atomic_load_explicit(&l->reconnects, memory_order_relaxed);

@@ -72,6 +72,13 @@ static void link_arming(struct psy_port *p, enum psy_wait_side side)
         psy_tcp_acks_wanted(link_of(p));
 }
 
+static unsigned link_peers(struct psy_port *p, struct psy_peer_info *out, unsigned max)
+{
+    if (max)
+        psy_tcp_peer_info(link_of(p), 0, out);
+    return 1;
+}
+
 static const struct psy_transport tcp_link_transport = {
     .scheme = "tcp",
     .check_options = tcp_check_options,
@@ -82,6 +89,7 @@ static const struct psy_transport tcp_link_transport = {
     .space_wanted = link_space_wanted,
     .wait_data = link_wait_data,
     .arming = link_arming,
+    .peers = link_peers,
 };
 
 /* ---- a listening handle with max_peers ---- */
@@ -138,6 +146,11 @@ static struct psy_ring *server_ready_ring(struct psy_port *p)
     return psy_tcp_server_bell(server_of(p));
 }
 
+static unsigned server_peers(struct psy_port *p, struct psy_peer_info *out, unsigned max)
+{
+    return psy_tcp_server_peers(server_of(p), out, max);
+}
+
 static const struct psy_transport tcp_server_transport = {
     .scheme = "tcp",
     .check_options = tcp_check_options,
@@ -150,6 +163,7 @@ static const struct psy_transport tcp_server_transport = {
     .receive = server_receive,
     .release = server_release,
     .ready_ring = server_ready_ring,
+    .peers = server_peers,
 };
 
 /* ---- the scheme ---- */

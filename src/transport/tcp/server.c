@@ -431,6 +431,21 @@ void psy_tcp_server_close(struct psy_tcp_server *s)
     free(s);
 }
 
+unsigned psy_tcp_server_peers(struct psy_tcp_server *s, struct psy_peer_info *out, unsigned max)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&s->lock);
+    for (uint32_t i = 0; i < s->n_slots; i++) {
+        if (!s->slots[i].link)
+            continue;
+        if (n < max)
+            psy_tcp_peer_info(s->slots[i].link, s->slots[i].id, &out[n]);
+        n++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
 void psy_tcp_server_stats(struct psy_tcp_server *s, struct psyne_stats *st)
 {
     pthread_mutex_lock(&s->lock);

@@ -34,6 +34,8 @@ void psy_tcp_shutdown(struct psy_tcp_link *l);
  * limit) for the peer to acknowledge it, says BYE, stops the threads, frees l. */
 void psy_tcp_close(struct psy_tcp_link *l);
 void psy_tcp_stats(struct psy_tcp_link *l, struct psyne_stats *st);
+/* The link's other end and what went each way (published statistics). */
+void psy_tcp_peer_info(struct psy_tcp_link *l, uint32_t peer, struct psy_peer_info *out);
 
 /* tcp:// listening with max_peers: many clients, each a peer with a link of
  * its own (server.c). */
@@ -55,5 +57,7 @@ void psy_tcp_server_shutdown(struct psy_tcp_server *s);
 void psy_tcp_server_close(struct psy_tcp_server *s);
 /* Fills the counters of st that a server has (capacity, traffic, tcp_*). */
 void psy_tcp_server_stats(struct psy_tcp_server *s, struct psyne_stats *st);
+/* Each peer's psy_tcp_peer_info, up to max; returns how many peers there are. */
+unsigned psy_tcp_server_peers(struct psy_tcp_server *s, struct psy_peer_info *out, unsigned max);
 
 #endif
