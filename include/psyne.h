@@ -33,7 +33,7 @@
  * changes with the API; the shared library's soname (libpsyne.so.N) changes
  * whenever a program built against an older header would break. */
 #define PSYNE_VERSION_MAJOR 0
-#define PSYNE_VERSION_MINOR 4
+#define PSYNE_VERSION_MINOR 5
 #define PSYNE_VERSION_PATCH 0
 #define PSYNE_VERSION_NUMBER (PSYNE_VERSION_MAJOR * 10000 + PSYNE_VERSION_MINOR * 100 + PSYNE_VERSION_PATCH)
 
@@ -597,7 +597,8 @@ PSYNE_API void psyne_waitset_destroy(psyne_waitset *ws);
  * producer's close until its linger_ns is up (PSYNE_CLEAN_LINGERING: those
  * too), nor one that fails validation (PSYNE_CLEAN_INVALID: those too). The
  * first ipc:// open of each process runs it with flags 0; the next open of
- * a name reclaims that name's dead segment anyway. Returns how many
+ * a name reclaims that name's dead segment anyway. Dead processes' counters
+ * segments (PSYNE_F_PUBLISH) go too, without being counted. Returns how many
  * channels' segments it removed (>= 0), or -EINVAL (flags), or -errno
  * (/dev/shm cannot be listed). Thread-safe; never blocks (it takes no lock
  * that a live process holds).

@@ -282,10 +282,11 @@ static void json_str(FILE *f, const char *s)
 #define STATS_U64(X)                                                                                                   \
     X(capacity)                                                                                                        \
     X(in_use)                                                                                                          \
-    X(high_water) X(msgs_out) X(bytes_out) X(msgs_in) X(bytes_in) X(full_events) X(empty_events) X(waits) X(wakeups)   \
-        X(peers_lost) X(claims_recovered) X(views_recovered) X(tcp_reconnects) X(tcp_protocol_errors)                  \
-            X(tcp_send_calls) X(tcp_recv_calls) X(page_size) X(resizes_up) X(resizes_down) X(resize_ns)                \
-                X(failed_claims) X(window_high_water) X(tcp_peers)
+    X(high_water)                                                                                                      \
+    X(msgs_out) X(bytes_out) X(msgs_in) X(bytes_in) X(full_events) X(empty_events) X(waits) X(wakeups) X(peers_lost)   \
+        X(claims_recovered) X(views_recovered) X(tcp_reconnects) X(tcp_protocol_errors) X(tcp_send_calls)              \
+            X(tcp_recv_calls) X(page_size) X(resizes_up) X(resizes_down) X(resize_ns) X(failed_claims)                 \
+                X(window_high_water) X(tcp_peers)
 #define STATS_INT(X)                                                                                                   \
     X(mode) X(subscribers) X(producers) X(consumers) X(tcp_connected) X(pages) X(numa_node) X(locked) X(segments)
 
@@ -734,7 +735,7 @@ static int clean(bool force, bool json)
     if (json)
         printf("]}\n");
     else if (rc >= 0)
-        printf("%d files removed\n", l.n);
+        printf("%d file%s removed\n", l.n, l.n == 1 ? "" : "s");
     if (rc < 0) {
         fprintf(stderr, "psyne-stat: --clean: %s (%s)\n", psyne_strerror(rc), psyne_last_error());
         return 1;

@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,9 +197,13 @@ static int clean_orphan_segment(const char *file, const struct report *rep)
 }
 
 /* A counters segment (core/publish.h) whose process is gone: its
- * publisher held a shared flock while it lived. */
+ * publisher holds a shared flock while it lives, and the file is named
+ * by its pid, which also covers the moment while it makes the file. */
 static int clean_counters(const char *file, const struct report *rep)
 {
+    long pid = strtol(file + strlen(PSY_PUB_PREFIX), NULL, 10);
+    if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+        return 0;
     char shm_name[NAME_MAX + 2];
     snprintf(shm_name, sizeof shm_name, "/%s", file);
     int fd = lock_unused(shm_name);
