@@ -104,3 +104,45 @@ void bench_hist_print(const struct bench_hist *h, const char *what, FILE *f)
                 (unsigned long long)octave[j], share, bar);
     }
 }
+
+/* Samples at or below value v (whole buckets: exact below 128 ns). */
+static uint64_t count_at_or_below(const struct bench_hist *h, uint64_t v)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i <= index_of(v) && i < BENCH_HIST_BUCKETS; i++)
+        n += h->bucket[i];
+    return n;
+}
+
+int bench_hist_write_hgrm(const struct bench_hist *h, const char *what, FILE *f)
+{
+    if (h->count == 0)
+        return -1;
+    double sum = 0, sum_sq = 0;
+    for (unsigned i = 0; i < BENCH_HIST_BUCKETS; i++) {
+        if (!h->bucket[i])
+            continue;
+        uint64_t width, mid = bucket_low(i, &width) + width / 2;
+        sum += (double)h->bucket[i] * (double)mid;
+        sum_sq += (double)h->bucket[i] * (double)mid * (double)mid;
+    }
+    double n = (double)h->count, mean = sum / n, var = sum_sq / n - mean * mean;
+    fprintf(f, "# %s\n", what);
+    fprintf(f, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    /* HdrHistogram's ticks: 5 per half of the distance left to 100 % */
+    for (double p = 0; p < 100;) {
+        uint64_t v = p == 0 ? h->min : bench_hist_percentile(h, p);
+        uint64_t total = count_at_or_below(h, v);
+        if (total >= h->count)
+            break; /* the rest is the last line */
+        fprintf(f, "%12.3f %2.12f %10llu %14.2f\n", (double)v / 1e3, p / 100, (unsigned long long)total,
+                1 / (1 - p / 100));
+        double halvings = floor(log2(100 / (100 - p)));
+        p += 100 / (5 * pow(2, halvings + 1));
+    }
+    fprintf(f, "%12.3f %2.12f %10llu\n", (double)h->max / 1e3, 1.0, (unsigned long long)h->count);
+    fprintf(f, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n", mean / 1e3, (var > 0 ? sqrt(var) : 0) / 1e3);
+    fprintf(f, "#[Max     = %12.3f, Total count    = %12llu]\n", (double)h->max / 1e3, (unsigned long long)h->count);
+    fprintf(f, "#[Buckets = %12d, SubBuckets     = %12d]\n", 64 - BENCH_HIST_SUB_BITS + 1, 1 << BENCH_HIST_SUB_BITS);
+    return ferror(f) ? -1 : 0;
+}

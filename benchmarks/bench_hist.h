@@ -32,5 +32,12 @@ uint64_t bench_hist_percentile(const struct bench_hist *h, double p);
 /* Prints the distribution as "# " comment lines, one per power of two that
  * holds samples: range, count, share and a bar. */
 void bench_hist_print(const struct bench_hist *h, const char *what, FILE *f);
+/* Writes the distribution in HdrHistogram's percentile-distribution text
+ * format (what its outputPercentileDistribution prints and its plotter
+ * reads): a "#" line naming it, the column header, one line per percentile
+ * tick (5 ticks per half distance to 100 %, as HdrHistogram's default),
+ * values in microseconds, then the mean, standard deviation, maximum and
+ * count. Returns 0, or -1 if nothing was recorded or the write failed. */
+int bench_hist_write_hgrm(const struct bench_hist *h, const char *what, FILE *f);
 
 #endif

@@ -106,31 +106,61 @@ static void cell(const char *kvs, const char *key, double scale, const char *fmt
         snprintf(buf, len, "-");
 }
 
+/* A rate in messages per second with a unit that keeps three digits
+ * (1 MiB messages move thousands a second, 64 B ones tens of millions). */
+static void rate_cell(const char *kvs, char *buf, size_t len)
+{
+    char v[64];
+    if (!get(kvs, "mps", v, sizeof v)) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    double r = strtod(v, NULL);
+    if (r >= 1e6)
+        snprintf(buf, len, "%.2f M", r / 1e6);
+    else if (r >= 1e3)
+        snprintf(buf, len, "%.2f k", r / 1e3);
+    else
+        snprintf(buf, len, "%.1f", r);
+}
+
+/* The variant column of a row: the system, then the API, or the ring mode
+ * and thread counts (what distinguishes rows of one workload). */
+static void variant_of(const char *r, char *variant, size_t len)
+{
+    char sys[48], v[64], mode[16], prod[8], cons[8];
+    if (!get(r, "system", sys, sizeof sys))
+        snprintf(sys, sizeof sys, "?");
+    if (get(r, "api", v, sizeof v))
+        snprintf(variant, len, "%s %s", sys, v);
+    else if (get(r, "mode", mode, sizeof mode) && get(r, "producers", prod, sizeof prod) &&
+             get(r, "consumers", cons, sizeof cons))
+        snprintf(variant, len, "%s %s %sx%s", sys, mode, prod, cons);
+    else
+        snprintf(variant, len, "%s", sys);
+}
+
 void bench_table_print(FILE *f)
 {
     if (!n_kept)
         return;
-    fprintf(f, "\n%-17s %-8s %-24s %9s %8s %9s %9s %9s %9s %9s  %s\n", "workload", "size", "system / variant",
-            "M msgs/s", "GB/s", "p50 us", "p99 us", "p99.9 us", "p99.99 us", "max us", "compared");
+    int width = (int)strlen("system / variant"); /* the widest variant: columns stay aligned */
+    for (size_t i = 0; i < n_kept; i++) {
+        char variant[128];
+        variant_of(kept[i], variant, sizeof variant);
+        width = (int)strlen(variant) > width ? (int)strlen(variant) : width;
+    }
+    fprintf(f, "\n%-17s %-8s %-*s %10s %8s %9s %9s %9s %9s %9s  %s\n", "workload", "size", width, "system / variant",
+            "msgs/s", "GB/s", "p50 us", "p99 us", "p99.9 us", "p99.99 us", "max us", "compared");
     for (size_t i = 0; i < n_kept; i++) {
         const char *r = kept[i];
-        char workload[64], size[32], variant[128], sys[48], v[64], mps[16], gbps[16], p50[16], p99[16], p999[16],
-            p9999[16], mx[16], vs[160] = "";
+        char workload[64], size[32], variant[128], v[64], mps[24], gbps[16], p50[16], p99[16], p999[16], p9999[16],
+            mx[16], vs[160] = "";
         if (!get(r, "workload", workload, sizeof workload))
             snprintf(workload, sizeof workload, "?");
         human_size(get(r, "size", v, sizeof v) ? v : "0", size, sizeof size);
-        if (!get(r, "system", sys, sizeof sys))
-            snprintf(sys, sizeof sys, "?");
-        /* what distinguishes rows of one workload: the API, or the ring mode and thread counts */
-        char mode[16], prod[8], cons[8];
-        if (get(r, "api", v, sizeof v))
-            snprintf(variant, sizeof variant, "%s %s", sys, v);
-        else if (get(r, "mode", mode, sizeof mode) && get(r, "producers", prod, sizeof prod) &&
-                 get(r, "consumers", cons, sizeof cons))
-            snprintf(variant, sizeof variant, "%s %s %sx%s", sys, mode, prod, cons);
-        else
-            snprintf(variant, sizeof variant, "%s", sys);
-        cell(r, "mps", 1e6, "%.2f", mps, sizeof mps);
+        variant_of(r, variant, sizeof variant);
+        rate_cell(r, mps, sizeof mps);
         cell(r, "gbps", 1, "%.2f", gbps, sizeof gbps);
         cell(r, "rtt_p50_ns", 1e3, "%.2f", p50, sizeof p50);
         cell(r, "rtt_p99_ns", 1e3, "%.2f", p99, sizeof p99);
@@ -144,8 +174,8 @@ void bench_table_print(FILE *f)
         for (char *save, *kv = strtok_r(copy, " ", &save); kv; kv = strtok_r(NULL, " ", &save))
             if (strstr(kv, "vs_") || !strncmp(kv, "grow_us=", 8) || !strncmp(kv, "shrink_us=", 10))
                 n += (size_t)snprintf(vs + n, n < sizeof vs ? sizeof vs - n : 0, "%s%s", n ? " " : "", kv);
-        fprintf(f, "%-17s %-8s %-24s %9s %8s %9s %9s %9s %9s %9s  %s\n", workload, size, variant, mps, gbps, p50, p99,
-                p999, p9999, mx, vs);
+        fprintf(f, "%-17s %-8s %-*s %10s %8s %9s %9s %9s %9s %9s  %s\n", workload, size, width, variant, mps, gbps, p50,
+                p99, p999, p9999, mx, vs);
     }
 }
 

@@ -179,6 +179,7 @@ static void latency_from(const struct bench_hist *h, struct lat_result *out)
     out->p999 = bench_hist_percentile(h, 99.9);
     out->p9999 = bench_hist_percentile(h, 99.99);
     out->max = h->max;
+    out->samples = h->count;
 }
 
 uint64_t bench_warmup_trips(uint64_t trips)
@@ -213,17 +214,23 @@ void bench_lat_median(const struct lat_result *runs, int n, struct lat_result *o
         v[3][i] = (double)runs[i].p9999;
         v[4][i] = (double)runs[i].max;
     }
+    uint64_t fewest = n > 0 ? runs[0].samples : 0;
+    for (int i = 1; i < n; i++)
+        fewest = runs[i].samples < fewest ? runs[i].samples : fewest;
     *out = (struct lat_result){(uint64_t)bench_median(v[0], n), (uint64_t)bench_median(v[1], n),
                                (uint64_t)bench_median(v[2], n), (uint64_t)bench_median(v[3], n),
-                               (uint64_t)bench_median(v[4], n)};
+                               (uint64_t)bench_median(v[4], n), fewest};
 }
 
 const char *bench_rtt_fields(const struct lat_result *r, char buf[BENCH_RTT_FIELDS_LEN])
 {
+    char p9999[48] = "";
+    if (r->samples >= BENCH_P9999_SAMPLES)
+        snprintf(p9999, sizeof p9999, " rtt_p9999_ns=%llu", (unsigned long long)r->p9999);
     snprintf(buf, BENCH_RTT_FIELDS_LEN,
-             "rtt_p50_ns=%llu rtt_p99_ns=%llu rtt_p999_ns=%llu oneway_p50_ns=%llu rtt_p9999_ns=%llu rtt_max_ns=%llu",
+             "rtt_p50_ns=%llu rtt_p99_ns=%llu rtt_p999_ns=%llu oneway_p50_ns=%llu%s rtt_max_ns=%llu",
              (unsigned long long)r->p50, (unsigned long long)r->p99, (unsigned long long)r->p999,
-             (unsigned long long)(r->p50 / 2), (unsigned long long)r->p9999, (unsigned long long)r->max);
+             (unsigned long long)(r->p50 / 2), p9999, (unsigned long long)r->max);
     return buf;
 }
 

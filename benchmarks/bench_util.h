@@ -80,6 +80,7 @@ double bench_max(const double *v, int n);
 /* Round-trip percentiles, read from a histogram of the samples (bench_hist.h). */
 struct lat_result {
     uint64_t p50, p99, p999, p9999, max; /* ns */
+    uint64_t samples;                    /* round trips timed (of several runs: the fewest of one run) */
 };
 struct bench_hist;
 
@@ -98,8 +99,11 @@ const struct bench_hist *bench_last_round_trips(void);
 void bench_lat_median(const struct lat_result *runs, int n, struct lat_result *out);
 /* The RTT metrics of a RESULT line, as WORKLOADS.md names them:
  * "rtt_p50_ns=.. rtt_p99_ns=.. rtt_p999_ns=.. oneway_p50_ns=..
- * rtt_p9999_ns=.. rtt_max_ns=..". Returns buf. */
+ * [rtt_p9999_ns=..] rtt_max_ns=..", p99.99 only when r->samples is at least
+ * BENCH_P9999_SAMPLES (with fewer it is among the last ten samples: the
+ * maximum, not a percentile). Returns buf. */
 #define BENCH_RTT_FIELDS_LEN 192
+#define BENCH_P9999_SAMPLES 100000
 const char *bench_rtt_fields(const struct lat_result *r, char buf[BENCH_RTT_FIELDS_LEN]);
 
 /* A run of a two-sided workload: start both sides together. */

@@ -12,6 +12,7 @@
  *   psyne_bench --workload inproc-mpmc-tput --mode mpsc,broadcast --producers 3
  */
 #define _GNU_SOURCE /* strtok_r */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +48,8 @@ struct config {
     int api;       /* 0 default (single; batch at <= 256 B; typed at >= 4 KiB), 1 single, 2 batch, 3 typed, 4 array */
     int json;      /* JSON objects instead of RESULT lines */
     int histogram; /* print the round-trip distribution of *-pingpong */
-    int perf;      /* count instructions, cache misses, CPU time, ... per message */
+    const char *hgrm; /* write it there in HdrHistogram's .hgrm text format */
+    int perf;         /* count instructions, cache misses, CPU time, ... per message */
 };
 
 static int in_list(const char *list, const char *word)
@@ -226,22 +228,29 @@ static void run_resize(const struct config *c, size_t size)
     bench_out_end();
 }
 
-/* --histogram: the distribution of every measured round trip of a result. */
+/* --histogram and --hgrm: the distribution of every measured round trip of
+ * a result. */
 static struct bench_hist rtt_all;
 
 static void hist_keep(const struct config *c)
 {
-    if (c->histogram && bench_last_round_trips())
+    if ((c->histogram || c->hgrm) && bench_last_round_trips())
         bench_hist_merge(&rtt_all, bench_last_round_trips());
 }
 
 static void hist_print(const struct config *c, const char *workload, size_t size)
 {
-    if (!c->histogram)
-        return;
     char what[96];
     snprintf(what, sizeof what, "%s %zu B round trips of all %d runs", workload, size, c->runs);
-    bench_hist_print(&rtt_all, what, c->json ? stderr : stdout); /* JSON lines stay JSON */
+    if (c->histogram)
+        bench_hist_print(&rtt_all, what, c->json ? stderr : stdout); /* JSON lines stay JSON */
+    if (c->hgrm) {                                                   /* appended: one block per result */
+        FILE *f = fopen(c->hgrm, "a");
+        if (!f || bench_hist_write_hgrm(&rtt_all, what, f) != 0 || fclose(f) != 0) {
+            fprintf(stderr, "psyne_bench: --hgrm %s: cannot write it\n", c->hgrm);
+            exit(1);
+        }
+    }
     bench_hist_reset(&rtt_all);
 }
 
@@ -575,6 +584,10 @@ static void usage(FILE *f)
             "  --publish          *-spsc-tput with both handles publishing their counters for psyne-stat\n"
             "                     (PSYNE_F_PUBLISH), alternating with handles that do not: vs_unpublished\n"
             "  --histogram        after each *-pingpong result, the distribution of its round trips\n"
+            "  --hgrm FILE        write each *-pingpong result's round trips (all runs) to FILE in\n"
+            "                     HdrHistogram's percentile-distribution text format (.hgrm, values in\n"
+            "                     microseconds), for its plotter; the file is truncated first, and each\n"
+            "                     result is a block of its own (one workload and size: one histogram)\n"
             "  --perf             counters per message (round trip) of psyne's runs, setup included: CPU time,\n"
             "                     context switches, page faults, and instructions, cycles and cache misses where\n"
             "                     the machine has hardware counters (perf_event_open, as perf stat)\n"
@@ -646,6 +659,7 @@ int main(int argc, char **argv)
                                          {"mode", required_argument, 0, 'm'},
                                          {"duration", required_argument, 0, 'd'},
                                          {"histogram", no_argument, 0, 'g'},
+                                         {"hgrm", required_argument, 0, 'G'},
                                          {"publish", no_argument, 0, 'B'},
                                          {"perf", no_argument, 0, 'f'},
                                          {"table", no_argument, 0, 'T'},
@@ -729,6 +743,16 @@ int main(int argc, char **argv)
             break;
         case 'd': c.duration = strtod(optarg, NULL); break;
         case 'g': c.histogram = 1; break;
+        case 'G': {
+            c.hgrm = optarg;
+            FILE *f = fopen(c.hgrm, "w"); /* truncated once: the results are appended */
+            if (!f) {
+                fprintf(stderr, "psyne_bench: --hgrm %s: %s\n", c.hgrm, strerror(errno));
+                return 2;
+            }
+            fclose(f);
+            break;
+        }
         case 'f': c.perf = 1; break;
         case 'T': table = 1; break;
         case 'U': table = 0; break;

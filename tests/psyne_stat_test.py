@@ -366,6 +366,8 @@ class PsyneStat(unittest.TestCase):
             self.assertGreaterEqual(len(lines), 3)
             rates = [c["msgs_per_s"] for doc in lines[1:] for c in doc["channels"] if c["name"] == name]
             self.assertTrue(rates and max(rates) > 0, rates)
+            idle = [c["idle_s"] for doc in lines[1:] for c in doc["channels"] if c["name"] == name]
+            self.assertLess(min(idle), 1.0, "messages flow: never idle for long")
             w = subprocess.Popen([TOOL, "--watch", "0.2"], stdout=subprocess.PIPE, text=True)
             time.sleep(0.7)
             w.send_signal(signal.SIGINT)

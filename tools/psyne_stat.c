@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,8 @@ static const char usage[] = "usage: psyne-stat [--json] [--watch [SECONDS]] [NAM
                             "  memory://N, tcp://H:P  the published handles of that URI, in detail\n"
                             "  --json           machine-readable output (with --watch: one object a line)\n"
                             "  --watch [SECS]   refresh every SECS seconds (default 1), with rates:\n"
-                            "                   messages/s and bytes/s per channel; Ctrl-C ends it\n"
+                            "                   messages/s and bytes/s per channel, and IDLE: seconds\n"
+                            "                   since a message was last committed; Ctrl-C ends it\n"
                             "  --clean          remove the segments no live process holds (channels of\n"
                             "                   killed programs, their dynamic segments, dead processes'\n"
                             "                   counters), printing each; a live one is never touched\n"
@@ -279,31 +281,69 @@ static void json_str(FILE *f, const char *s)
 }
 
 /* Every field of psyne_stats, by the name the header gives it. */
-#define STATS_U64(X)                                                                                                   \
-    X(capacity)                                                                                                        \
-    X(in_use)                                                                                                          \
-    X(high_water)                                                                                                      \
-    X(msgs_out) X(bytes_out) X(msgs_in) X(bytes_in) X(full_events) X(empty_events) X(waits) X(wakeups) X(peers_lost)   \
-        X(claims_recovered) X(views_recovered) X(tcp_reconnects) X(tcp_protocol_errors) X(tcp_send_calls)              \
-            X(tcp_recv_calls) X(page_size) X(resizes_up) X(resizes_down) X(resize_ns) X(failed_claims)                 \
-                X(window_high_water) X(tcp_peers)
-#define STATS_INT(X)                                                                                                   \
-    X(mode) X(subscribers) X(producers) X(consumers) X(tcp_connected) X(pages) X(numa_node) X(locked) X(segments)
+struct stats_field {
+    const char *name;
+    size_t offset;
+    bool is_int; /* int, else uint64_t */
+};
+#define U64(field)                                                                                                     \
+    {                                                                                                                  \
+#field, offsetof(struct psyne_stats, field), false                                                             \
+    }
+#define INT(field)                                                                                                     \
+    {                                                                                                                  \
+#field, offsetof(struct psyne_stats, field), true                                                              \
+    }
+static const struct stats_field stats_fields[] = {
+    U64(capacity),
+    U64(in_use),
+    U64(high_water),
+    U64(msgs_out),
+    U64(bytes_out),
+    U64(msgs_in),
+    U64(bytes_in),
+    U64(full_events),
+    U64(empty_events),
+    U64(waits),
+    U64(wakeups),
+    U64(peers_lost),
+    U64(claims_recovered),
+    U64(views_recovered),
+    U64(tcp_reconnects),
+    U64(tcp_protocol_errors),
+    U64(tcp_send_calls),
+    U64(tcp_recv_calls),
+    U64(page_size),
+    U64(resizes_up),
+    U64(resizes_down),
+    U64(resize_ns),
+    U64(failed_claims),
+    U64(window_high_water),
+    U64(tcp_peers),
+    INT(mode),
+    INT(subscribers),
+    INT(producers),
+    INT(consumers),
+    INT(tcp_connected),
+    INT(pages),
+    INT(numa_node),
+    INT(locked),
+    INT(segments),
+};
+#undef U64
+#undef INT
 
 static void json_stats(FILE *f, const struct psyne_stats *st)
 {
     fputc('{', f);
-    const char *sep = "";
-#define U64(field)                                                                                                     \
-    fprintf(f, "%s\"" #field "\": %llu", sep, (unsigned long long)st->field);                                          \
-    sep = ", ";
-#define INT(field)                                                                                                     \
-    fprintf(f, "%s\"" #field "\": %d", sep, st->field);                                                                \
-    sep = ", ";
-    STATS_U64(U64)
-    STATS_INT(INT)
-#undef U64
-#undef INT
+    for (size_t i = 0; i < sizeof stats_fields / sizeof stats_fields[0]; i++) {
+        const struct stats_field *k = &stats_fields[i];
+        const char *at = (const char *)st + k->offset;
+        if (k->is_int)
+            fprintf(f, "%s\"%s\": %d", i ? ", " : "", k->name, *(const int *)at);
+        else
+            fprintf(f, "%s\"%s\": %llu", i ? ", " : "", k->name, (unsigned long long)*(const uint64_t *)at);
+    }
     fputc('}', f);
 }
 
@@ -313,6 +353,8 @@ struct rate {
     char key[PSY_PUB_URI + 32];
     uint64_t msgs, bytes; /* out, at the last refresh */
     double msgs_s, bytes_s;
+    struct timespec changed; /* when msgs last moved (or when first seen) */
+    double idle_s;           /* since then: no message committed for this long */
     bool seen;
 };
 
@@ -336,8 +378,14 @@ static struct rate *rate_of(const char *key, uint64_t msgs, uint64_t bytes)
         snprintf(r->key, sizeof r->key, "%s", key);
         r->msgs = msgs;
         r->bytes = bytes;
+        clock_gettime(CLOCK_MONOTONIC, &r->changed);
     }
     r->seen = true;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (msgs != r->msgs)
+        r->changed = now;
+    r->idle_s = (double)(now.tv_sec - r->changed.tv_sec) + (double)(now.tv_nsec - r->changed.tv_nsec) / 1e9;
     if (refresh_s > 0 && msgs >= r->msgs && bytes >= r->bytes) {
         r->msgs_s = (double)(msgs - r->msgs) / refresh_s;
         r->bytes_s = (double)(bytes - r->bytes) / refresh_s;
@@ -404,7 +452,7 @@ static void json_channel(FILE *f, const struct psy_inspect *in, const struct rat
         fputc(']', f);
     }
     if (r)
-        fprintf(f, ", \"msgs_per_s\": %.1f, \"bytes_per_s\": %.1f", r->msgs_s, r->bytes_s);
+        fprintf(f, ", \"msgs_per_s\": %.1f, \"bytes_per_s\": %.1f, \"idle_s\": %.1f", r->msgs_s, r->bytes_s, r->idle_s);
     fputc('}', f);
 }
 
@@ -431,7 +479,7 @@ static void json_entry(FILE *f, const struct psy_pub_entry *e, const struct rate
     }
     fputc(']', f);
     if (r)
-        fprintf(f, ", \"msgs_per_s\": %.1f, \"bytes_per_s\": %.1f", r->msgs_s, r->bytes_s);
+        fprintf(f, ", \"msgs_per_s\": %.1f, \"bytes_per_s\": %.1f, \"idle_s\": %.1f", r->msgs_s, r->bytes_s, r->idle_s);
     fputc('}', f);
 }
 
@@ -484,7 +532,7 @@ static void text_channel_row(const struct psy_inspect *in, const struct view *v,
         char ms[16], bs[32];
         human_count(ms, sizeof ms, r->msgs_s);
         human_bytes(bs, sizeof bs, r->bytes_s);
-        printf(" %9s %10s/s", ms, bs);
+        printf(" %9s %10s/s %6.0f", ms, bs, r->idle_s);
     }
     putchar('\n');
 }
@@ -569,7 +617,7 @@ static void text_entry_row(const struct published *p, const struct psy_pub_entry
         char ms[16], bs[32];
         human_count(ms, sizeof ms, r->msgs_s);
         human_bytes(bs, sizeof bs, r->bytes_s);
-        printf(" %9s %10s/s", ms, bs);
+        printf(" %9s %10s/s %6.0f", ms, bs, r->idle_s);
     }
     putchar('\n');
 }
@@ -655,7 +703,7 @@ static int show(const struct view *v)
             if (!header)
                 printf("%-20s %-9s %9s %6s %9s %9s %10s %-16s %-9s%s\n", "IPC CHANNEL", "MODE", "CAPACITY", "FILL",
                        "MSGS OUT", "MSGS IN", "BYTES OUT", "HANDLES", "STATE",
-                       v->watch ? "     MSG/S      BYTES/S" : "");
+                       v->watch ? "     MSG/S      BYTES/S IDLE S" : "");
             header = true;
             text_channel_row(in, v, r);
         }
@@ -691,7 +739,7 @@ static int show(const struct view *v)
             }
             if (!header)
                 printf("\n%7s %-12s %-28s %-8s %6s %9s %9s %5s%s\n", "PID", "PROCESS", "PUBLISHED HANDLE", "ROLE",
-                       "FILL", "MSGS OUT", "MSGS IN", "PEERS", v->watch ? "     MSG/S      BYTES/S" : "");
+                       "FILL", "MSGS OUT", "MSGS IN", "PEERS", v->watch ? "     MSG/S      BYTES/S IDLE S" : "");
             header = true;
             text_entry_row(p, e, v, r);
         }
