@@ -8,9 +8,14 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
+#include "bench_commit.h" /* PSYNE_BENCH_COMMIT, written at build time (commit.cmake) */
+#include "psyne.h"
+
 static int json_out;
+static char *context; /* JSON members every object ends with (bench_output_describe) */
 static char line[1024];
 static size_t line_len;
 static char **kept; /* every result so far, "key=value ..." */
@@ -31,6 +36,62 @@ void bench_out(const char *fmt, ...)
         line_len = line_len + (size_t)n < sizeof line ? line_len + (size_t)n : sizeof line - 1;
 }
 
+/* s as a JSON string's contents (quotes, backslashes, control characters). */
+static size_t json_escape(char *out, size_t len, const char *s)
+{
+    size_t n = 0;
+    for (; *s && n + 7 < len; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            n += (size_t)snprintf(out + n, len - n, "\\%c", c);
+        else if (c < 0x20)
+            n += (size_t)snprintf(out + n, len - n, "\\u%04x", c);
+        else
+            out[n++] = (char)c;
+    }
+    out[n] = 0;
+    return n;
+}
+
+static void cpu_model(char *out, size_t len)
+{
+    snprintf(out, len, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char text[512];
+    while (f && fgets(text, sizeof text, f)) {
+        if (strncmp(text, "model name", 10) == 0 && strchr(text, ':')) {
+            const char *v = strchr(text, ':') + 1;
+            v += strspn(v, " \t");
+            snprintf(out, len, "%.*s", (int)strcspn(v, "\n"), v);
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+}
+
+void bench_output_describe(int argc, char **argv)
+{
+    char cpu[256], ecpu[512], args[1024] = "", eargs[2048];
+    struct utsname u;
+    cpu_model(cpu, sizeof cpu);
+    json_escape(ecpu, sizeof ecpu, cpu);
+    if (uname(&u) != 0)
+        snprintf(u.release, sizeof u.release, "unknown");
+    size_t n = 0;
+    for (int i = 0; i < argc && n < sizeof args; i++)
+        n += (size_t)snprintf(args + n, sizeof args - n, "%s%s", i ? " " : "", argv[i]);
+    json_escape(eargs, sizeof eargs, args);
+    char buf[4096];
+    snprintf(buf, sizeof buf,
+             "\"machine\": {\"cpu\": \"%s\", \"cpus\": %ld, \"kernel\": \"%s\"}, "
+             "\"psyne\": {\"version\": \"%d.%d.%d\", \"library\": %d, \"commit\": \"%s\"}, \"command\": \"%s\"",
+             ecpu, sysconf(_SC_NPROCESSORS_ONLN), u.release, PSYNE_VERSION_MAJOR, PSYNE_VERSION_MINOR,
+             PSYNE_VERSION_PATCH, psyne_version(), PSYNE_BENCH_COMMIT, eargs);
+    free(context);
+    context = strdup(buf);
+}
+
 static void print_json(char *kvs)
 {
     printf("{");
@@ -46,6 +107,8 @@ static void print_json(char *kvs)
         printf("%s\"%s\": %s%s%s", first ? "" : ", ", kv, number ? "" : "\"", eq + 1, number ? "" : "\"");
         first = 0;
     }
+    if (context)
+        printf("%s%s", first ? "" : ", ", context);
     printf("}\n");
 }
 

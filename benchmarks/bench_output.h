@@ -14,13 +14,17 @@
 
 /* --json: one JSON object per result instead of a RESULT line. */
 void bench_output_json(int on);
+/* What every JSON result carries besides its measurement: the machine (CPU
+ * model, CPUs online, kernel), psyne's version and the commit psyne_bench
+ * was built from, and the command line (the options used). */
+void bench_output_describe(int argc, char **argv);
 /* Appends to the result being built: "key=value key=value ...". */
 void bench_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints the result as a RESULT line (or JSON) and keeps it for the table. */
 void bench_out_end(void);
 
 /* A table of every result printed so far: one row per result, throughput
- * in M msgs/s and GB/s, round trips in microseconds, and the result's
+ * in msgs/s (k, M) and GB/s, round trips in microseconds, and the result's
  * comparison against its reference (vs_* keys). */
 void bench_table_print(FILE *f);
 

@@ -25,6 +25,7 @@
 #include "bench_util.h"
 #include "psyne.h"
 #include "dynamic_workloads.h"
+#include "remote.h"
 #include "tcp_workloads.h"
 #include "workloads.h"
 
@@ -48,8 +49,9 @@ struct config {
     int api;       /* 0 default (single; batch at <= 256 B; typed at >= 4 KiB), 1 single, 2 batch, 3 typed, 4 array */
     int json;      /* JSON objects instead of RESULT lines */
     int histogram; /* print the round-trip distribution of *-pingpong */
-    const char *hgrm; /* write it there in HdrHistogram's .hgrm text format */
-    int perf;         /* count instructions, cache misses, CPU time, ... per message */
+    const char *hgrm;                       /* write it there in HdrHistogram's .hgrm text format */
+    int perf;                               /* count instructions, cache misses, CPU time, ... per message */
+    const char *listen_addr, *connect_addr; /* two hosts (remote.h) */
 };
 
 static int in_list(const char *list, const char *word)
@@ -583,6 +585,10 @@ static void usage(FILE *f)
             "                     tracking alone\n"
             "  --publish          *-spsc-tput with both handles publishing their counters for psyne-stat\n"
             "                     (PSYNE_F_PUBLISH), alternating with handles that do not: vs_unpublished\n"
+            "  --listen ADDR:PORT  two machines: wait there for psyne_bench --connect, run what it asks\n"
+            "                     (tcp-tput: receive and time; tcp-pingpong: answer) and print the results\n"
+            "  --connect ADDR:PORT  two machines: run --workload tcp-tput,tcp-pingpong (default both), --size,\n"
+            "                     --iterations and --runs against psyne_bench --listen there; RESULT two_host=1\n"
             "  --histogram        after each *-pingpong result, the distribution of its round trips\n"
             "  --hgrm FILE        write each *-pingpong result's round trips (all runs) to FILE in\n"
             "                     HdrHistogram's percentile-distribution text format (.hgrm, values in\n"
@@ -660,6 +666,8 @@ int main(int argc, char **argv)
                                          {"duration", required_argument, 0, 'd'},
                                          {"histogram", no_argument, 0, 'g'},
                                          {"hgrm", required_argument, 0, 'G'},
+                                         {"listen", required_argument, 0, 'A'},
+                                         {"connect", required_argument, 0, 'K'},
                                          {"publish", no_argument, 0, 'B'},
                                          {"perf", no_argument, 0, 'f'},
                                          {"table", no_argument, 0, 'T'},
@@ -753,6 +761,8 @@ int main(int argc, char **argv)
             fclose(f);
             break;
         }
+        case 'A': c.listen_addr = optarg; break;
+        case 'K': c.connect_addr = optarg; break;
         case 'f': c.perf = 1; break;
         case 'T': table = 1; break;
         case 'U': table = 0; break;
@@ -770,6 +780,17 @@ int main(int argc, char **argv)
         return 2;
     }
     bench_output_json(c.json);
+    bench_output_describe(argc, argv);
+    if (c.listen_addr && c.connect_addr) {
+        fprintf(stderr, "psyne_bench: --listen or --connect, not both\n");
+        return 2;
+    }
+    if (c.listen_addr)
+        return bench_remote_listen(c.listen_addr);
+    if (c.connect_addr) {
+        struct remote_plan plan = {c.workloads, c.sizes, c.n_sizes, c.iterations, c.runs};
+        return bench_remote_connect(c.connect_addr, &plan);
+    }
     if (table < 0)
         table = !c.json && isatty(STDOUT_FILENO);
     bench_hist_reset(&rtt_all);
@@ -782,7 +803,8 @@ int main(int argc, char **argv)
                "# Each RESULT line is the median of %d runs after a warm-up run: mps = messages/s,\n"
                "# gbps = payload GB/s, rtt_* = round-trip percentiles in ns. The producer writes every\n"
                "# payload byte in place and the consumer checks the sequence number and reads every byte.\n"
-               "# This machine is shared and noisy: compare systems with benchmarks/compare (ratios).\n",
+               "# Absolute figures move with CPU placement and load (more so on a shared or virtual\n"
+               "# machine): compare systems with benchmarks/compare (ratios measured in one run).\n",
                c.runs);
     if (c.perf) {
         const char *why;
