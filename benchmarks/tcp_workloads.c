@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -176,6 +177,88 @@ void psyne_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out)
     bench_time_round_trips(trips, psyne_ping, &ctx, out);
     pthread_join(t, NULL);
     psyne_disconnect(&p);
+}
+
+/* ---- psyne, the two ends in two processes ---- */
+
+struct procs_run {
+    char uri[64];
+    size_t size;
+    uint64_t count; /* messages, or round trips after the warm-up */
+    int pingpong;
+};
+
+static psyne_channel *open_end(const char *uri, int listen)
+{
+    struct psyne_options o;
+    psyne_options_init(&o);
+    o.capacity = 4u << 20;
+    o.wait = bench_tcp_wait;
+    o.flags = (listen ? PSYNE_F_LISTEN : 0) | bench_channel_flags;
+    o.open_timeout_ns = 20000000000ll; /* the client retries until the listener is up */
+    psyne_channel *ch;
+    must(psyne_channel_open(&ch, uri, &o) == 0, listen ? "tcp:// listen" : "tcp:// connect");
+    return ch;
+}
+
+/* The child: connects, says hello, then sends or answers. */
+static void *procs_peer(void *arg)
+{
+    struct procs_run *r = arg;
+    psyne_channel *ch = open_end(r->uri, 0);
+    psyne_send_one(ch, 0, 8, UINT64_MAX); /* hello: the connection exists before the clock starts */
+    if (r->pingpong) {
+        for (uint64_t i = 0, n = bench_warmup_trips(r->count) + r->count; i < n; i++) {
+            psyne_receive_one(ch, r->size, i, "tcp-pingpong");
+            psyne_send_one(ch, 0, r->size, i);
+        }
+    } else {
+        for (uint64_t seq = 0; seq < r->count; seq++)
+            psyne_send_one(ch, 0, r->size, seq);
+    }
+    psyne_channel_close(ch); /* waits until the receiver has everything */
+    return NULL;
+}
+
+static psyne_channel *procs_start(struct procs_run *r, struct bench_peer *peer)
+{
+    bench_unpin();
+    snprintf(r->uri, sizeof r->uri, "tcp://127.0.0.1:%d", bench_free_tcp_port());
+    bench_peer_start(peer, 1, procs_peer, r); /* forked before this process opens anything */
+    psyne_channel *ch = open_end(r->uri, 1);
+    psyne_receive_one(ch, 8, UINT64_MAX, "hello");
+    return ch;
+}
+
+void psyne_tcp_tput_procs(size_t size, uint64_t count, struct tcp_tput_result *out)
+{
+    struct procs_run *r = bench_shared_alloc(sizeof *r);
+    *r = (struct procs_run){.size = size, .count = count};
+    struct bench_peer peer;
+    psyne_channel *ch = procs_start(r, &peer);
+    int64_t t0 = bench_now_ns();
+    for (uint64_t seq = 0; seq < count; seq++)
+        psyne_receive_one(ch, size, seq, "tcp-tput");
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    bench_peer_join(&peer);
+    psyne_channel_close(ch);
+    out->mps = (double)count / secs;
+    out->gbps = (double)count * (double)size / secs / 1e9;
+    out->msgs_per_send = 0; /* counted in the sender's process */
+    munmap(r, sizeof *r);
+}
+
+void psyne_tcp_pingpong_procs(size_t size, uint64_t trips, struct lat_result *out)
+{
+    struct procs_run *r = bench_shared_alloc(sizeof *r);
+    *r = (struct procs_run){.size = size, .count = trips, .pingpong = 1};
+    struct bench_peer peer;
+    psyne_channel *ch = procs_start(r, &peer);
+    struct psyne_ping_ctx ctx = {ch, size};
+    bench_time_round_trips(trips, psyne_ping, &ctx, out);
+    bench_peer_join(&peer);
+    psyne_channel_close(ch);
+    munmap(r, sizeof *r);
 }
 
 /* ---- the raw socket reference ---- */

@@ -32,4 +32,10 @@ void raw_tcp_tput(size_t size, uint64_t count, struct tcp_tput_result *out);
 void psyne_tcp_pingpong(size_t size, uint64_t trips, struct lat_result *out);
 void raw_tcp_pingpong(size_t size, uint64_t trips, bool busy_poll, struct lat_result *out);
 
+/* The same two psyne workloads with the sender (ponger) a process of its
+ * own, forked before either end opens its channel: how the peers' tcp runs
+ * of psyne_compare_sockets are made, and how users run tcp://. */
+void psyne_tcp_tput_procs(size_t size, uint64_t count, struct tcp_tput_result *out);
+void psyne_tcp_pingpong_procs(size_t size, uint64_t trips, struct lat_result *out);
+
 #endif

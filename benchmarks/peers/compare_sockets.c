@@ -2,25 +2,36 @@
 /*
  * compare_sockets.c - psyne side by side with ZeroMQ and nng on the inproc,
  * ipc and tcp workloads of WORKLOADS.md: throughput at 64 B, 4 KiB and
- * 1 MiB, and ping-pong RTT at 64 B (tcp: both ends in this process, over
- * 127.0.0.1; psyne's tcp:// channels against the libraries' tcp transports).
+ * 1 MiB, and ping-pong RTT at 64 B.
  *
  *   psyne_compare_sockets [--runs N] [--quick] [--transport inproc,ipc,tcp] [--no-pin]
  *
+ * Every peer runs as its users run it: for ipc and tcp the sender (or
+ * ponger) is a process of its own, this program started anew (fork + exec:
+ * neither library's state survives a bare fork); psyne's is a forked process
+ * that opens its own channel. Each library is measured with each of its
+ * send/receive APIs, and the fastest for the size is the headline:
+ *   ZeroMQ  msg       zmq_msg_init_size, written in place, zmq_msg_send /
+ *                     zmq_msg_recv read in place (the API shape of psyne's)
+ *           send      zmq_send from the sender's buffer, zmq_recv into the
+ *                     receiver's (a copy each way; small messages live
+ *                     inside zmq_msg_t, no allocation)
+ *           msg-data  zmq_msg_init_data on a buffer the sender wrote (no copy
+ *                     on sending; 4 KiB and up)
+ *   nng     msg       nng_msg_alloc / nng_sendmsg / nng_recvmsg
+ *           send      nng_send / nng_recv with the caller's buffers
  * The rules of every psyne benchmark hold for the peers too: the sender
- * writes every payload byte in place, here into the library's own message
- * buffer (zmq_msg_init_size / nng_msg_alloc, the least-copy path both
- * offer), and the receiver checks the sequence number and reads every byte.
- * ZeroMQ runs PUSH/PULL (throughput) and PAIR (ping-pong), nng push0/pull0
- * and pair0; both queue about 1000 messages per direction (ZeroMQ's default
- * high-water mark; nng's buffers are set to match). For ipc the sender (or
- * ponger) is this program started anew (fork + exec: neither library's
- * state survives a bare fork), and psyne's peer is a forked process.
+ * writes every payload byte, the receiver checks the sequence number and
+ * reads every byte. ZeroMQ runs PUSH/PULL (throughput) and PAIR (ping-pong),
+ * nng push0/pull0 and pair0. Queues, as the libraries' guides advise for
+ * throughput: ZeroMQ's high-water marks (default 1000 messages) and nng's
+ * buffers are raised to hold 32 MiB or 1000 messages, whichever is more
+ * (nng: at most 8192 messages).
  *
  * Systems run alternately, one run each per round, and each ratio is the
- * median of the per-round ratios (this VM's figures swing with vCPU
- * placement; only neighbouring runs compare). Prints RESULT lines (medians),
- * RATIO lines and a Markdown table.
+ * median of the per-round ratios (figures swing with CPU placement; only
+ * neighbouring runs compare). Prints RESULT lines (medians), RATIO lines and
+ * a Markdown table.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -48,6 +59,9 @@
 enum lib { LIB_ZMQ, LIB_NNG };
 enum kind { K_PUSH, K_PULL, K_PAIR };
 static const char *lib_name[] = {"zeromq", "nng"};
+/* How a peer sends and receives (the header comment). */
+enum api { API_MSG, API_SEND, API_MSG_DATA };
+static const char *api_name[] = {"msg", "send", "msg-data"};
 
 static int runs = 5;
 static int pin = 1;
@@ -62,26 +76,44 @@ static void die(const char *what, const char *detail)
 
 struct sock {
     enum lib lib;
+    enum api api;
     void *zctx, *z; /* ZeroMQ */
     nng_socket n;   /* nng */
+    uint8_t *buf;   /* API_SEND: the caller's buffer */
+    size_t buf_len;
 };
 
-static void sock_open(struct sock *s, enum lib lib, enum kind kind, void *zctx)
+/* Messages a queue holds: 32 MiB, at least the libraries' 1000. */
+static int queue_depth(size_t size)
+{
+    size_t n = (32u << 20) / (size ? size : 1);
+    return n < QUEUE_DEPTH ? QUEUE_DEPTH : n > 1000000 ? 1000000 : (int)n;
+}
+
+static void sock_open(struct sock *s, enum lib lib, enum api api, enum kind kind, void *zctx, size_t size)
 {
     s->lib = lib;
+    s->api = api;
+    s->buf_len = size > 8 ? size : 8;
+    if (!(s->buf = malloc(s->buf_len)))
+        die("malloc", "buffer");
+    int depth = queue_depth(size);
     if (lib == LIB_ZMQ) {
         static const int types[] = {ZMQ_PUSH, ZMQ_PULL, ZMQ_PAIR};
         s->zctx = zctx;
         if (!(s->z = zmq_socket(zctx, types[kind])))
             die("zmq_socket", zmq_strerror(zmq_errno()));
+        zmq_setsockopt(s->z, ZMQ_SNDHWM, &depth, sizeof depth);
+        zmq_setsockopt(s->z, ZMQ_RCVHWM, &depth, sizeof depth);
         return;
     }
     int rc = kind == K_PUSH ? nng_push0_open(&s->n) : kind == K_PULL ? nng_pull0_open(&s->n) : nng_pair0_open(&s->n);
     if (rc)
         die("nng open", nng_strerror(rc));
-    /* match ZeroMQ's queue (nng's default is no buffering at all) */
-    nng_socket_set_int(s->n, NNG_OPT_SENDBUF, QUEUE_DEPTH);
-    nng_socket_set_int(s->n, NNG_OPT_RECVBUF, QUEUE_DEPTH);
+    /* nng's default is no buffering at all; 8192 is its largest */
+    depth = depth > 8192 ? 8192 : depth;
+    nng_socket_set_int(s->n, NNG_OPT_SENDBUF, depth);
+    nng_socket_set_int(s->n, NNG_OPT_RECVBUF, depth);
 }
 
 static void sock_attach(struct sock *s, const char *url, int listen)
@@ -96,13 +128,34 @@ static void sock_attach(struct sock *s, const char *url, int listen)
         die(listen ? "nng_listen" : "nng_dial", nng_strerror(rc));
 }
 
-/* A new message of `size` bytes, written in place, sent. */
+static void free_buffer(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* A new message of `size` bytes, written in place (API_SEND: in the
+ * caller's buffer, which the library copies), sent. */
 static void sock_send_new(struct sock *s, size_t size, uint64_t seq)
 {
+    if (s->api == API_SEND) {
+        bench_write_payload(s->buf, size, seq);
+        if (s->lib == LIB_ZMQ ? zmq_send(s->z, s->buf, size, 0) < 0 : nng_send(s->n, s->buf, size, 0) != 0)
+            die("send", s->lib == LIB_ZMQ ? zmq_strerror(zmq_errno()) : "nng_send");
+        return;
+    }
     if (s->lib == LIB_ZMQ) {
         zmq_msg_t m;
-        zmq_msg_init_size(&m, size);
-        bench_write_payload(zmq_msg_data(&m), size, seq);
+        if (s->api == API_MSG_DATA) { /* the sender's own buffer, handed over */
+            void *data = malloc(size);
+            if (!data)
+                die("malloc", "message");
+            bench_write_payload(data, size, seq);
+            zmq_msg_init_data(&m, data, size, free_buffer, NULL);
+        } else {
+            zmq_msg_init_size(&m, size);
+            bench_write_payload(zmq_msg_data(&m), size, seq);
+        }
         if (zmq_msg_send(&m, s->z, 0) < 0)
             die("zmq_msg_send", zmq_strerror(zmq_errno()));
         return;
@@ -120,6 +173,15 @@ static void sock_send_new(struct sock *s, size_t size, uint64_t seq)
 static uint64_t sock_recv_check(struct sock *s, uint64_t seq, const char *who)
 {
     uint64_t sum;
+    if (s->api == API_SEND) { /* into the caller's buffer */
+        size_t got = s->buf_len;
+        int n = s->lib == LIB_ZMQ                 ? zmq_recv(s->z, s->buf, s->buf_len, 0)
+                : nng_recv(s->n, s->buf, &got, 0) ? -1
+                                                  : (int)got;
+        if (n < 0)
+            die("recv", s->lib == LIB_ZMQ ? zmq_strerror(zmq_errno()) : "nng_recv");
+        return bench_read_payload(s->buf, (size_t)n < s->buf_len ? (size_t)n : s->buf_len, seq, who);
+    }
     if (s->lib == LIB_ZMQ) {
         zmq_msg_t m;
         zmq_msg_init(&m);
@@ -138,9 +200,20 @@ static uint64_t sock_recv_check(struct sock *s, uint64_t seq, const char *who)
     return sum;
 }
 
-/* Receives one message and sends the same message back (no copy). */
+/* Receives one message and sends the same message back (no copy, or with
+ * API_SEND through the caller's buffer). */
 static void sock_echo(struct sock *s)
 {
+    if (s->api == API_SEND) {
+        size_t got = s->buf_len;
+        int n = s->lib == LIB_ZMQ                 ? zmq_recv(s->z, s->buf, s->buf_len, 0)
+                : nng_recv(s->n, s->buf, &got, 0) ? -1
+                                                  : (int)got;
+        if (n < 0 ||
+            (s->lib == LIB_ZMQ ? zmq_send(s->z, s->buf, (size_t)n, 0) < 0 : nng_send(s->n, s->buf, (size_t)n, 0) != 0))
+            die("echo", "send/recv");
+        return;
+    }
     if (s->lib == LIB_ZMQ) {
         zmq_msg_t m;
         zmq_msg_init(&m);
@@ -156,6 +229,7 @@ static void sock_echo(struct sock *s)
 
 static void sock_close(struct sock *s)
 {
+    free(s->buf);
     if (s->lib == LIB_ZMQ) {
         zmq_close(s->z);
         return;
@@ -167,6 +241,7 @@ static void sock_close(struct sock *s)
 
 struct run {
     enum lib lib;
+    enum api api;
     int tput; /* 1: throughput (sender/receiver), 0: ping-pong */
     size_t size;
     uint64_t count; /* messages, or timed round trips */
@@ -186,7 +261,7 @@ static void *peer_side(void *arg)
     if (r->lib == LIB_ZMQ && !zctx && !(zctx = zmq_ctx_new()))
         die("zmq_ctx_new", zmq_strerror(zmq_errno()));
     struct sock s;
-    sock_open(&s, r->lib, r->tput ? K_PUSH : K_PAIR, zctx);
+    sock_open(&s, r->lib, r->api, r->tput ? K_PUSH : K_PAIR, zctx, r->size);
     sock_attach(&s, r->url, 0);
     sock_send_new(&s, 8, UINT64_MAX); /* hello */
     bench_pin(pin ? (r->tput ? 0 : 1) : -1);
@@ -239,12 +314,14 @@ enum transport { T_INPROC, T_IPC, T_TCP };
 
 /* One run of a peer library: throughput in messages/s, or the p50 RTT in ns
  * (with every percentile in *lat). */
-static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, uint64_t count, struct lat_result *lat)
+static double peer_run(enum lib lib, enum api api, enum transport tr, int tput, size_t size, uint64_t count,
+                       struct lat_result *lat)
 {
-    int ipc = tr == T_IPC; /* the peer side is a process of its own */
+    int ipc = tr != T_INPROC; /* ipc and tcp: the peer side is a process of its own */
     struct run *r = run_state;
     memset(r, 0, sizeof *r);
     r->lib = lib;
+    r->api = api;
     r->tput = tput;
     r->size = size;
     r->count = count;
@@ -260,7 +337,7 @@ static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, u
     if (!ipc)
         r->zctx = zctx;
     struct sock s;
-    sock_open(&s, lib, tput ? K_PULL : K_PAIR, zctx);
+    sock_open(&s, lib, api, tput ? K_PULL : K_PAIR, zctx, size);
     sock_attach(&s, r->url, 1);
     struct bench_peer peer;
     bench_peer_start(&peer, ipc, ipc ? exec_peer_side : peer_side, ipc ? (void *)&run_fd : (void *)r);
@@ -293,13 +370,13 @@ static double peer_run(enum lib lib, enum transport tr, int tput, size_t size, u
 
 static double psyne_run(enum transport tr, int tput, size_t size, uint64_t count, struct lat_result *lat)
 {
-    if (tr == T_TCP) { /* tcp:// channels, both ends in this process (as the peers' tcp runs) */
+    if (tr == T_TCP) { /* tcp:// channels, the two ends in two processes (as the peers' tcp runs) */
         if (tput) {
             struct tcp_tput_result res;
-            psyne_tcp_tput(size, count, &res);
+            psyne_tcp_tput_procs(size, count, &res);
             return res.mps;
         }
-        psyne_tcp_pingpong(size, count, lat);
+        psyne_tcp_pingpong_procs(size, count, lat);
         return (double)lat->p50;
     }
     enum bench_transport t = tr == T_IPC ? BENCH_IPC : BENCH_MEMORY;
@@ -328,67 +405,129 @@ static double raw_run(int tput, size_t size, uint64_t count, bool busy_poll, str
 
 /* ---- the comparison ---- */
 
+/* One system of a comparison: psyne, a peer library with one API, or the
+ * raw socket limit. */
+struct system {
+    char name[32];
+    enum lib lib;
+    enum api api;
+    int kind; /* 0 psyne, 1 peer, 2 raw socket, 3 raw socket busy-polling */
+    double v[MAX_RUNS], ratio[MAX_RUNS], med;
+    struct lat_result lat[MAX_RUNS];
+};
+
+/* A library's figures in the table: its fastest API, and its msg API (the
+ * shape of psyne's) when that is not the fastest. */
+struct lib_row {
+    double best, best_ratio, shape, shape_ratio;
+    const char *best_api;
+};
+
 struct row {
     char workload[24];
     size_t size;
     const char *metric;
-    double psyne, peer[4], ratio[4]; /* ZeroMQ, nng, and (tcp) the raw socket limit, busy-polling (ping-pong) */
+    double psyne;
+    struct lib_row lib[2];
+    double limit, limit_ratio, busy, busy_ratio;
     int with_limit, with_busy;
 };
 static struct row rows[16];
 static int n_rows;
 
-static void compare(enum transport ipc, int tput, size_t size, uint64_t count)
+static double run_system(struct system *y, enum transport tr, int tput, size_t size, uint64_t count,
+                         struct lat_result *lat)
+{
+    switch (y->kind) {
+    case 0: return psyne_run(tr, tput, size, count, lat);
+    case 1: return peer_run(y->lib, y->api, tr, tput, size, count, lat);
+    default: return raw_run(tput, size, count, y->kind == 3, lat);
+    }
+}
+
+static void compare(enum transport tr, int tput, size_t size, uint64_t count)
 {
     static const char *names_tput[] = {"inproc-spsc-tput", "ipc-spsc-tput", "tcp-tput"};
     static const char *names_rtt[] = {"inproc-pingpong", "ipc-pingpong", "tcp-pingpong"};
-    const char *workload = tput ? names_tput[ipc] : names_rtt[ipc];
+    const char *workload = tput ? names_tput[tr] : names_rtt[tr];
+    static struct system sys[10];
+    int n = 0;
+    sys[n++] = (struct system){.name = "psyne", .kind = 0};
+    for (enum lib lib = LIB_ZMQ; lib <= LIB_NNG; lib++)
+        for (enum api api = API_MSG; api <= API_MSG_DATA; api++) {
+            if (api == API_MSG_DATA && (lib != LIB_ZMQ || size < 4096)) /* no gain below a page, nng has none */
+                continue;
+            struct system *y = &sys[n++];
+            *y = (struct system){.lib = lib, .api = api, .kind = 1};
+            snprintf(y->name, sizeof y->name, "%s-%s", lib_name[lib], api_name[api]);
+        }
     /* over tcp the limit runs too: a raw socket pair doing the same job; in
      * ping-pong also one that busy-polls (psyne spins on the socket a while
      * before it sleeps; ZeroMQ, nng and the plain pair sleep at once) */
-    int n_sys = ipc == T_TCP ? (tput ? 4 : 5) : 3;
-    double v[5][MAX_RUNS], ratio[4][MAX_RUNS];
-    struct lat_result lat[5][MAX_RUNS];
-    psyne_run(ipc, tput, size, count / 10 + 1, &lat[0][0]); /* warm-up */
-    for (int i = 0; i < runs; i++) {
-        v[0][i] = psyne_run(ipc, tput, size, count, &lat[0][i]);
-        v[1][i] = peer_run(LIB_ZMQ, ipc, tput, size, count, &lat[1][i]);
-        v[2][i] = peer_run(LIB_NNG, ipc, tput, size, count, &lat[2][i]);
-        for (int busy = 0; busy + 3 < n_sys; busy++)
-            v[3 + busy][i] = raw_run(tput, size, count, busy, &lat[3 + busy][i]);
-        for (int p = 0; p < n_sys - 1; p++) /* psyne / peer: higher is better for throughput, lower for RTT */
-            ratio[p][i] = v[0][i] / v[p + 1][i];
+    if (tr == T_TCP) {
+        sys[n++] = (struct system){.name = "raw-socket", .kind = 2};
+        if (!tput)
+            sys[n++] = (struct system){.name = "raw-socket-busy", .kind = 3};
     }
+    struct lat_result warm;
+    psyne_run(tr, tput, size, count / 10 + 1, &warm); /* warm-up */
+    for (int i = 0; i < runs; i++)
+        for (int k = 0; k < n; k++) {
+            sys[k].v[i] = run_system(&sys[k], tr, tput, size, count, &sys[k].lat[i]);
+            sys[k].ratio[i] = sys[0].v[i] / sys[k].v[i]; /* psyne / it: higher is better for throughput */
+        }
     struct row *w = &rows[n_rows++];
+    memset(w, 0, sizeof *w);
     snprintf(w->workload, sizeof w->workload, "%s", workload);
     w->size = size;
     w->metric = tput ? "mps" : "rtt_p50_ns";
-    w->with_limit = n_sys >= 4;
-    w->with_busy = n_sys == 5;
-    static const char *names[] = {"psyne", "zeromq", "nng", "raw-socket", "raw-socket-busy"};
-    for (int s = 0; s < n_sys; s++) {
-        double med = bench_median(v[s], runs);
-        if (s == 0)
-            w->psyne = med;
-        else
-            w->peer[s - 1] = med;
+    for (int k = 0; k < n; k++) {
+        struct system *y = &sys[k];
+        double tmp[MAX_RUNS];
+        memcpy(tmp, y->v, sizeof(double) * (size_t)runs);
+        y->med = bench_median(tmp, runs);
         if (tput)
-            printf("RESULT system=%s workload=%s size=%zu mps=%.0f gbps=%.3f runs=%d count=%llu\n", names[s], workload,
-                   size, med, med * (double)size / 1e9, runs, (unsigned long long)count);
+            printf("RESULT system=%s workload=%s size=%zu mps=%.0f gbps=%.3f runs=%d count=%llu\n", y->name, workload,
+                   size, y->med, y->med * (double)size / 1e9, runs, (unsigned long long)count);
         else {
             struct lat_result m;
             char fields[BENCH_RTT_FIELDS_LEN];
-            bench_lat_median(lat[s], runs, &m);
-            printf("RESULT system=%s workload=%s size=%zu %s runs=%d round_trips=%llu\n", names[s], workload, size,
+            bench_lat_median(y->lat, runs, &m);
+            printf("RESULT system=%s workload=%s size=%zu %s runs=%d round_trips=%llu\n", y->name, workload, size,
                    bench_rtt_fields(&m, fields), runs, (unsigned long long)count);
         }
-    }
-    for (int p = 0; p < n_sys - 1; p++) {
-        double lo = bench_min(ratio[p], runs), hi = bench_max(ratio[p], runs);
-        w->ratio[p] = bench_median(ratio[p], runs);
+        if (k == 0) {
+            w->psyne = y->med;
+            continue;
+        }
+        double lo = bench_min(y->ratio, runs), hi = bench_max(y->ratio, runs), ratio = bench_median(y->ratio, runs);
         printf("RATIO workload=%s size=%zu metric=%s psyne/%s=%.3f min=%.3f max=%.3f rounds=%d%s\n", workload, size,
-               w->metric, names[p + 1], w->ratio[p], lo, hi, runs, tput ? "" : " (latency: lower is better)");
+               w->metric, y->name, ratio, lo, hi, runs, tput ? "" : " (latency: lower is better)");
+        if (y->kind == 2) {
+            w->with_limit = 1;
+            w->limit = y->med;
+            w->limit_ratio = ratio;
+        } else if (y->kind == 3) {
+            w->with_busy = 1;
+            w->busy = y->med;
+            w->busy_ratio = ratio;
+        } else {
+            struct lib_row *l = &w->lib[y->lib];
+            int better = !l->best_api || (tput ? y->med > l->best : y->med < l->best);
+            if (better) {
+                l->best = y->med;
+                l->best_ratio = ratio;
+                l->best_api = api_name[y->api];
+            }
+            if (y->api == API_MSG) {
+                l->shape = y->med;
+                l->shape_ratio = ratio;
+            }
+        }
     }
+    for (enum lib lib = LIB_ZMQ; lib <= LIB_NNG; lib++) /* the headline: each library at its fastest */
+        printf("RATIO workload=%s size=%zu metric=%s psyne/%s=%.3f api=%s fastest=1\n", workload, size, w->metric,
+               lib_name[lib], w->lib[lib].best_ratio, w->lib[lib].best_api);
     fflush(stdout);
 }
 
@@ -437,8 +576,9 @@ int main(int argc, char **argv)
         die("mmap", "run state");
     int zmaj, zmin, zpat;
     zmq_version(&zmaj, &zmin, &zpat);
-    printf("# psyne vs ZeroMQ %d.%d.%d and nng %s: %d rounds, systems alternating\n", zmaj, zmin, zpat, nng_version(),
-           runs);
+    printf("# psyne vs ZeroMQ %d.%d.%d and nng %s: %d rounds, systems alternating; ipc and tcp peers in two "
+           "processes\n",
+           zmaj, zmin, zpat, nng_version(), runs);
     uint64_t div = quick ? 20 : 1;
     static const size_t sizes[] = {64, 4096, 1048576};
     static const uint64_t counts[] = {500000, 100000, 2000};
@@ -449,22 +589,29 @@ int main(int argc, char **argv)
             compare(t, 1, sizes[i], counts[i] / div);
         compare(t, 0, 64, (t == T_TCP ? 5000 : 20000) / div);
     }
-    printf("\n| workload | size | metric | psyne | ZeroMQ | nng | psyne/ZeroMQ | psyne/nng | raw socket (limit) | "
-           "psyne/limit |\n"
+    printf("\n| workload | size | metric | psyne | ZeroMQ (fastest API) | nng (fastest API) | psyne/ZeroMQ | psyne/nng "
+           "| raw socket (limit) | psyne/limit |\n"
            "|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n_rows; i++) {
         struct row *w = &rows[i];
-        printf("| %s | %zu | %s | %.0f | %.0f | %.0f | %.3g | %.3g |", w->workload, w->size, w->metric, w->psyne,
-               w->peer[0], w->peer[1], w->ratio[0], w->ratio[1]);
+        printf("| %s | %zu | %s | %.0f | %.0f (%s) | %.0f (%s) | %.3g | %.3g |", w->workload, w->size, w->metric,
+               w->psyne, w->lib[0].best, w->lib[0].best_api, w->lib[1].best, w->lib[1].best_api, w->lib[0].best_ratio,
+               w->lib[1].best_ratio);
         if (w->with_limit)
-            printf(" %.0f | %.3g |\n", w->peer[2], w->ratio[2]);
+            printf(" %.0f | %.3g |\n", w->limit, w->limit_ratio);
         else
             printf("  |  |\n");
+        if (strcmp(w->lib[0].best_api, "msg") || strcmp(w->lib[1].best_api, "msg")) /* the same API shape as psyne's */
+            printf("| %s, msg API (psyne's shape) | %zu | %s | %.0f | %.0f | %.0f | %.3g | %.3g |  |  |\n", w->workload,
+                   w->size, w->metric, w->psyne, w->lib[0].shape, w->lib[1].shape, w->lib[0].shape_ratio,
+                   w->lib[1].shape_ratio);
         if (w->with_busy) /* the same psyne runs against the busy-polling pair */
             printf("| %s, raw sockets busy-polling | %zu | %s | %.0f |  |  |  |  | %.0f | %.3g |\n", w->workload,
-                   w->size, w->metric, w->psyne, w->peer[3], w->ratio[3]);
+                   w->size, w->metric, w->psyne, w->busy, w->busy_ratio);
     }
-    printf("\nThroughput ratios: higher is better for psyne; RTT ratios: lower is better. The raw sockets of"
-           " the ping-pong block in recv(), or busy-poll it (never sleeping, a core each) in the row that says so.\n");
+    printf("\nThroughput ratios: higher is better for psyne; RTT ratios: lower is better. Each library's headline is"
+           " its fastest API for the size (in brackets); the msg rows are the API of psyne's shape (written and read"
+           " in the library's buffer). The raw sockets of the ping-pong block in recv(), or busy-poll it (never"
+           " sleeping, a core each) in the row that says so.\n");
     return 0;
 }
