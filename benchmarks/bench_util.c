@@ -63,6 +63,7 @@ int bench_tcp_wait = PSYNE_WAIT_ADAPTIVE;
 uint32_t bench_tcp_max_peers;
 uint32_t bench_channel_flags, bench_numa_node;
 int bench_publish;
+uint64_t bench_capacity;
 const struct psyne_dynamic *bench_dynamic;
 int bench_dynamic_fixed;
 

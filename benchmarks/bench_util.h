@@ -42,6 +42,8 @@ extern uint32_t bench_tcp_max_peers;
 /* Placement options every psyne channel of a run is opened with
  * (psyne_bench --hugepages, --mlock, --numa-node N): PSYNE_F_* and the node. */
 extern uint32_t bench_channel_flags, bench_numa_node;
+/* --capacity: ring bytes of the in-process and ipc workloads (0: by message size). */
+extern uint64_t bench_capacity;
 /* --publish: spsc-tput runs compare publishing handles with plain ones. */
 extern int bench_publish;
 /* psyne_bench --no-copy-check: in-process SPSC runs prove that the consumer

@@ -185,6 +185,8 @@ static void run_spsc(const struct config *c, enum bench_transport t, size_t size
                   : vs_unpublished ? "vs_unpublished"
                                    : "vs_static",
                   bench_median(ratio, c->runs));
+    if (bench_capacity)
+        bench_out(" capacity=%llu", (unsigned long long)bench_capacity);
     if (bench_copy_check && t == BENCH_MEMORY) /* every message of every run was read where it was written */
         bench_out(" copy_check=pass");
     perf_out(c, "msg");
@@ -583,6 +585,8 @@ static void usage(FILE *f)
             "                     static rings of the same initial size: vs_static. =fixed: a dynamic ring that\n"
             "                     may not resize (min = max = capacity), so vs_static is the cost of its usage\n"
             "                     tracking alone\n"
+            "  --capacity BYTES   ring bytes of the inproc-* and ipc-* channels (default: 16 messages, at\n"
+            "                     least 256 KiB; RESULT capacity=BYTES), e.g. a few large messages in the cache\n"
             "  --publish          *-spsc-tput with both handles publishing their counters for psyne-stat\n"
             "                     (PSYNE_F_PUBLISH), alternating with handles that do not: vs_unpublished\n"
             "  --listen ADDR:PORT  two machines: wait there for psyne_bench --connect, run what it asks\n"
@@ -669,6 +673,7 @@ int main(int argc, char **argv)
                                          {"listen", required_argument, 0, 'A'},
                                          {"connect", required_argument, 0, 'K'},
                                          {"publish", no_argument, 0, 'B'},
+                                         {"capacity", required_argument, 0, 'Z'},
                                          {"perf", no_argument, 0, 'f'},
                                          {"table", no_argument, 0, 'T'},
                                          {"no-table", no_argument, 0, 'U'},
@@ -722,6 +727,17 @@ int main(int argc, char **argv)
         case 'H': bench_channel_flags |= PSYNE_F_HUGEPAGES; break;
         case 'L': bench_channel_flags |= PSYNE_F_LEASES; break;
         case 'B': bench_publish = 1; break;
+        case 'Z': {
+            char *end;
+            double v = strtod(optarg, &end);
+            v *= *end == 'k' || *end == 'K' ? 1024 : *end == 'm' || *end == 'M' ? 1048576 : 1;
+            if (v < 4096 || v > (double)PSYNE_MAX_CAPACITY) {
+                fprintf(stderr, "psyne_bench: --capacity takes 4096 bytes to PSYNE_MAX_CAPACITY (k, M suffixes)\n");
+                return 2;
+            }
+            bench_capacity = (uint64_t)v;
+            break;
+        }
         case 'C': bench_copy_check_enable(); break;
         case 'I': bench_inject_copy_at = strtoull(optarg, NULL, 10); break;
         case 'D':

@@ -34,6 +34,8 @@ static void must(int rc, const char *what)
 
 uint64_t workload_capacity(size_t size)
 {
+    if (bench_capacity) /* --capacity */
+        return bench_capacity;
     uint64_t want = 16 * PSYNE_RECORD_SIZE(size), cap = 256 * 1024;
     if (bench_channel_flags & PSYNE_F_HUGEPAGES) /* smaller rings cannot have explicit huge pages */
         cap = 2 * 1024 * 1024;

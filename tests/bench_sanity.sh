@@ -39,6 +39,20 @@ for w in inproc-spsc-tput inproc-pingpong inproc-mpmc-tput ipc-spsc-tput ipc-pin
 done
 echo "bench_sanity: $n RESULT lines well formed"
 
+# --capacity sizes the rings (a 1 MiB message needs at least that much) and says so;
+# --publish alternates publishing handles with plain ones.
+"$bench" --workload inproc-spsc-tput,ipc-spsc-tput --size 4096 --capacity 64k --iterations 2000 --runs 1 \
+  >"$out" 2>"$err" || fail "--capacity 64k failed: $(cat "$err")"
+[ "$(grep -c '^RESULT .*-spsc-tput .* capacity=65536' "$out")" -ge 2 ] || fail "--capacity: $(cat "$out")"
+"$bench" --workload inproc-spsc-tput --size 1048576 --capacity 64k --iterations 10 --runs 1 >/dev/null 2>&1 &&
+  fail "--capacity 64k with 1 MiB messages did not fail"
+"$bench" --capacity 1000 >/dev/null 2>&1 && fail "--capacity 1000 accepted"
+"$bench" --workload ipc-spsc-tput --size 64 --publish --iterations 5000 --runs 1 >"$out" 2>"$err" ||
+  fail "--publish failed: $(cat "$err")"
+grep -q '^RESULT system=psyne-published workload=ipc-spsc-tput .* vs_unpublished=[0-9]' "$out" ||
+  fail "--publish: $(cat "$out")"
+echo "bench_sanity: --capacity and --publish ok"
+
 # Placement and dynamic rings: the run says what memory it got, and
 # --dynamic compares dynamic rings with static ones (vs_static).
 "$bench" --workload inproc-spsc-tput --size 64 --api single --iterations 20000 --runs 1 --dynamic --hugepages \

@@ -506,10 +506,11 @@ int main(int argc, char **argv)
 #ifdef HAVE_DPDK
         struct dpdk_ctx d32 = {counts[0] / scale, 32, 0, 0, 64};
         struct dpdk_ctx d32_72 = {counts[0] / scale, 32, 0, 0, PSYNE_RECORD_SIZE(64)};
+        /* the targets of issue 34: each psyne layout against the bursts of its own bytes per message */
         sys[n++] = system_of("rte_ring-spsc-zc-burst32", dpdk_spsc_fn, &d32, 1);
-        targets[2] = ">= 1.0";
+        targets[2] = ">= 0.95 for array32";
         sys[n++] = system_of("rte_ring-spsc-zc-burst32-72B", dpdk_spsc_fn, &d32_72, 1);
-        targets[3] = "(same bytes per message)";
+        targets[3] = ">= 0.95 for batch (same bytes)";
 #endif
         compare("inproc-spsc-tput", 64, "mps", sys, n, targets);
     }
@@ -536,7 +537,7 @@ int main(int argc, char **argv)
     struct dpdk_ctx rts_72 = {0, 0, RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ, quick ? 0.2 : 1.0, PSYNE_RECORD_SIZE(64)};
     struct dpdk_ctx mt = {0, 0, 0, quick ? 0.2 : 1.0, 64};
     mpmc[n_mp++] = system_of("rte_ring-mpmc-rts", dpdk_mpmc_fn, &rts, 1);
-    mp_targets[1] = ">= 1.5";
+    mp_targets[1] = ">= 1.2 (leases >= 1.5)"; /* the default keeps order across producers */
     mpmc[n_mp++] = system_of("rte_ring-mpmc-rts-72B", dpdk_mpmc_fn, &rts_72, 1);
     mp_targets[2] = "(same bytes per message)";
     mpmc[n_mp++] = system_of("rte_ring-mpmc-default", dpdk_mpmc_fn, &mt, 1);
