@@ -5,6 +5,9 @@
  * 1 MiB, and ping-pong RTT at 64 B.
  *
  *   psyne_compare_sockets [--runs N] [--quick] [--transport inproc,ipc,tcp] [--no-pin]
+ *                         [--size 64|4096|1048576] [--queue MESSAGES]
+ * (--size: that throughput workload only; --queue: every queue that deep,
+ * to find the depth each library is fastest with)
  *
  * Every peer runs as its users run it: for ipc and tcp the sender (or
  * ponger) is a process of its own, this program started anew (fork + exec:
@@ -83,9 +86,13 @@ struct sock {
     size_t buf_len;
 };
 
+static int queue_forced; /* --queue N: every queue this deep (experiments) */
+
 /* Messages a queue holds: 32 MiB, at least the libraries' 1000. */
 static int queue_depth(size_t size)
 {
+    if (queue_forced)
+        return queue_forced;
     size_t n = (32u << 20) / (size ? size : 1);
     return n < QUEUE_DEPTH ? QUEUE_DEPTH : n > 1000000 ? 1000000 : (int)n;
 }
@@ -533,7 +540,8 @@ static void compare(enum transport tr, int tput, size_t size, uint64_t count)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: psyne_compare_sockets [--runs N] [--quick] [--transport inproc,ipc,tcp] [--no-pin]\n");
+    fprintf(stderr, "usage: psyne_compare_sockets [--runs N] [--quick] [--transport inproc,ipc,tcp] [--no-pin]\n"
+                    "                             [--size 64|4096|1048576] [--queue MESSAGES]\n");
     exit(2);
 }
 
@@ -549,10 +557,13 @@ int main(int argc, char **argv)
         return 0;
     }
     int quick = 0, inproc = 1, ipc = 1, tcp = 1;
+    unsigned long long only_size = 0; /* --size N: that throughput size only, and no ping-pong */
     static const struct option opts[] = {{"runs", required_argument, 0, 'r'},
                                          {"quick", no_argument, 0, 'q'},
                                          {"transport", required_argument, 0, 't'},
                                          {"no-pin", no_argument, 0, 'p'},
+                                         {"queue", required_argument, 0, 'Q'},
+                                         {"size", required_argument, 0, 's'},
                                          {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         switch (c) {
@@ -564,6 +575,8 @@ int main(int argc, char **argv)
             tcp = strstr(optarg, "tcp") != NULL;
             break;
         case 'p': pin = 0; break;
+        case 'Q': queue_forced = atoi(optarg); break;
+        case 's': only_size = strtoull(optarg, NULL, 10); break;
         default: usage();
         }
     }
@@ -586,8 +599,10 @@ int main(int argc, char **argv)
         if (!(t == T_TCP ? tcp : t == T_IPC ? ipc : inproc))
             continue;
         for (int i = 0; i < 3; i++)
-            compare(t, 1, sizes[i], counts[i] / div);
-        compare(t, 0, 64, (t == T_TCP ? 5000 : 20000) / div);
+            if (!only_size || only_size == sizes[i])
+                compare(t, 1, sizes[i], counts[i] / div);
+        if (!only_size)
+            compare(t, 0, 64, (t == T_TCP ? 5000 : 20000) / div);
     }
     printf("\n| workload | size | metric | psyne | ZeroMQ (fastest API) | nng (fastest API) | psyne/ZeroMQ | psyne/nng "
            "| raw socket (limit) | psyne/limit |\n"
