@@ -18,6 +18,7 @@
 #include "bench_output.h"
 #include "bench_util.h"
 #include "psyne.h"
+#include "tcp_workloads.h"
 
 #define T_BENCH PSYNE_TYPE_USER_MIN
 #define T_CTRL (PSYNE_TYPE_USER_MIN + 1)
@@ -48,10 +49,7 @@ static psyne_channel *open_link(const char *addr, int listen)
     char uri[300];
     snprintf(uri, sizeof uri, "tcp://%s", addr);
     struct psyne_options o;
-    psyne_options_init(&o);
-    o.capacity = 4u << 20; /* as the local tcp-* runs: 1 MiB messages, 3 in flight */
-    o.wait = bench_tcp_wait;
-    o.flags = (listen ? PSYNE_F_LISTEN : 0) | bench_channel_flags;
+    bench_tcp_options(&o, listen);                              /* as the local tcp-* runs */
     o.open_timeout_ns = listen ? PSYNE_FOREVER : 30000000000ll; /* a listener waits for its client */
     psyne_channel *ch;
     int rc = psyne_channel_open(&ch, uri, &o);

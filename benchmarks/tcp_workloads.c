@@ -52,6 +52,15 @@ int bench_free_tcp_port(void)
 
 /* ---- psyne ---- */
 
+void bench_tcp_options(struct psyne_options *o, int listen)
+{
+    psyne_options_init(o);
+    o->capacity = 4u << 20; /* 1 MiB messages: 3 in flight; a larger ring measured no faster (cache footprint) */
+    o->numa_node = bench_numa_node;
+    o->wait = bench_tcp_wait;
+    o->flags = (listen ? PSYNE_F_LISTEN : 0) | bench_channel_flags;
+}
+
 struct psyne_pair {
     psyne_channel *server, *client;
 };
@@ -61,15 +70,10 @@ static void psyne_connect(struct psyne_pair *p)
     char uri[64];
     snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", bench_free_tcp_port());
     struct psyne_options o;
-    psyne_options_init(&o);
-    o.capacity = 4u << 20; /* 1 MiB messages: 3 in flight; a larger ring measured no faster (cache footprint) */
-    o.numa_node = bench_numa_node;
-    o.wait = bench_tcp_wait;
-    o.flags = PSYNE_F_LISTEN | bench_channel_flags;
+    bench_tcp_options(&o, 1);
     o.max_peers = bench_tcp_max_peers;
     must(psyne_channel_open(&p->server, uri, &o) == 0, "tcp:// listen");
-    o.flags = bench_channel_flags;
-    o.max_peers = 0;
+    bench_tcp_options(&o, 0);
     must(psyne_channel_open(&p->client, uri, &o) == 0, "tcp:// connect");
 }
 
@@ -191,10 +195,7 @@ struct procs_run {
 static psyne_channel *open_end(const char *uri, int listen)
 {
     struct psyne_options o;
-    psyne_options_init(&o);
-    o.capacity = 4u << 20;
-    o.wait = bench_tcp_wait;
-    o.flags = (listen ? PSYNE_F_LISTEN : 0) | bench_channel_flags;
+    bench_tcp_options(&o, listen);
     o.open_timeout_ns = 20000000000ll; /* the client retries until the listener is up */
     psyne_channel *ch;
     must(psyne_channel_open(&ch, uri, &o) == 0, listen ? "tcp:// listen" : "tcp:// connect");

@@ -12,12 +12,17 @@
 #include <stdint.h>
 
 #include "bench_util.h"
+#include "psyne.h"
 
 struct tcp_tput_result {
     double mps;           /* messages per second */
     double gbps;          /* payload GB/s */
     double msgs_per_send; /* psyne: messages per sendmsg call (batching) */
 };
+
+/* The options of every psyne tcp:// end the benchmarks open: a 4 MiB ring,
+ * --tcp-wait, the run's placement flags; PSYNE_F_LISTEN for the listening end. */
+void bench_tcp_options(struct psyne_options *o, int listen);
 
 /* A TCP port of 127.0.0.1 that is free now. */
 int bench_free_tcp_port(void);

@@ -503,6 +503,18 @@ static void json_process(FILE *f, const struct published *p, const struct view *
     fprintf(f, "]}");
 }
 
+/* --watch: a row's rate and idle columns; the row's end. */
+static void rate_cells(const struct view *v, const struct rate *r)
+{
+    if (v->watch && r) {
+        char ms[16], bs[32];
+        human_count(ms, sizeof ms, r->msgs_s);
+        human_bytes(bs, sizeof bs, r->bytes_s);
+        printf(" %9s %10s/s %6.0f", ms, bs, r->idle_s);
+    }
+    putchar('\n');
+}
+
 static void text_channel_row(const struct psy_inspect *in, const struct view *v, const struct rate *r)
 {
     char cap[32] = "-", fill[16] = "-", out[16] = "-", inn[16] = "-", bytes[32] = "-", handles[32];
@@ -528,13 +540,7 @@ static void text_channel_row(const struct psy_inspect *in, const struct view *v,
     printf("%-20.20s %-9s %9s %6s %9s %9s %10s %-16s %-9s", in->name,
            in->state == PSY_INSPECT_OK ? mode_name(in->stats.mode) : "-", cap, fill, out, inn, bytes, handles,
            state_name(in));
-    if (v->watch && r) {
-        char ms[16], bs[32];
-        human_count(ms, sizeof ms, r->msgs_s);
-        human_bytes(bs, sizeof bs, r->bytes_s);
-        printf(" %9s %10s/s %6.0f", ms, bs, r->idle_s);
-    }
-    putchar('\n');
+    rate_cells(v, r);
 }
 
 static void text_channel_detail(const struct psy_inspect *in)
@@ -613,13 +619,7 @@ static void text_entry_row(const struct published *p, const struct psy_pub_entry
         snprintf(peers, sizeof peers, "%u", e->n_peers);
     printf("%7d %-12.12s %-28.28s %-8s %6s %9s %9s %5s%s", p->pid, p->comm, e->uri, role_name(e->role), fill, out, inn,
            peers, p->alive ? "" : " (process gone)");
-    if (v->watch && r) {
-        char ms[16], bs[32];
-        human_count(ms, sizeof ms, r->msgs_s);
-        human_bytes(bs, sizeof bs, r->bytes_s);
-        printf(" %9s %10s/s %6.0f", ms, bs, r->idle_s);
-    }
-    putchar('\n');
+    rate_cells(v, r);
 }
 
 static void text_entry_detail(const struct published *p, const struct psy_pub_entry *e)

@@ -141,14 +141,31 @@ static void free_buffer(void *data, void *hint)
     free(data);
 }
 
+/* API_SEND: the first n bytes of the caller's buffer, copied by the library. */
+static void send_from_buffer(struct sock *s, size_t n)
+{
+    if (s->lib == LIB_ZMQ ? zmq_send(s->z, s->buf, n, 0) < 0 : nng_send(s->n, s->buf, n, 0) != 0)
+        die("send", s->lib == LIB_ZMQ ? zmq_strerror(zmq_errno()) : "nng_send");
+}
+
+/* API_SEND: the next message, copied into the caller's buffer; returns the
+ * bytes there (a longer message is cut to the buffer). */
+static size_t recv_into_buffer(struct sock *s)
+{
+    size_t got = s->buf_len;
+    int n = s->lib == LIB_ZMQ ? zmq_recv(s->z, s->buf, s->buf_len, 0) : nng_recv(s->n, s->buf, &got, 0) ? -1 : (int)got;
+    if (n < 0)
+        die("recv", s->lib == LIB_ZMQ ? zmq_strerror(zmq_errno()) : "nng_recv");
+    return (size_t)n < s->buf_len ? (size_t)n : s->buf_len;
+}
+
 /* A new message of `size` bytes, written in place (API_SEND: in the
  * caller's buffer, which the library copies), sent. */
 static void sock_send_new(struct sock *s, size_t size, uint64_t seq)
 {
     if (s->api == API_SEND) {
         bench_write_payload(s->buf, size, seq);
-        if (s->lib == LIB_ZMQ ? zmq_send(s->z, s->buf, size, 0) < 0 : nng_send(s->n, s->buf, size, 0) != 0)
-            die("send", s->lib == LIB_ZMQ ? zmq_strerror(zmq_errno()) : "nng_send");
+        send_from_buffer(s, size);
         return;
     }
     if (s->lib == LIB_ZMQ) {
@@ -180,15 +197,8 @@ static void sock_send_new(struct sock *s, size_t size, uint64_t seq)
 static uint64_t sock_recv_check(struct sock *s, uint64_t seq, const char *who)
 {
     uint64_t sum;
-    if (s->api == API_SEND) { /* into the caller's buffer */
-        size_t got = s->buf_len;
-        int n = s->lib == LIB_ZMQ                 ? zmq_recv(s->z, s->buf, s->buf_len, 0)
-                : nng_recv(s->n, s->buf, &got, 0) ? -1
-                                                  : (int)got;
-        if (n < 0)
-            die("recv", s->lib == LIB_ZMQ ? zmq_strerror(zmq_errno()) : "nng_recv");
-        return bench_read_payload(s->buf, (size_t)n < s->buf_len ? (size_t)n : s->buf_len, seq, who);
-    }
+    if (s->api == API_SEND)
+        return bench_read_payload(s->buf, recv_into_buffer(s), seq, who);
     if (s->lib == LIB_ZMQ) {
         zmq_msg_t m;
         zmq_msg_init(&m);
@@ -212,13 +222,7 @@ static uint64_t sock_recv_check(struct sock *s, uint64_t seq, const char *who)
 static void sock_echo(struct sock *s)
 {
     if (s->api == API_SEND) {
-        size_t got = s->buf_len;
-        int n = s->lib == LIB_ZMQ                 ? zmq_recv(s->z, s->buf, s->buf_len, 0)
-                : nng_recv(s->n, s->buf, &got, 0) ? -1
-                                                  : (int)got;
-        if (n < 0 ||
-            (s->lib == LIB_ZMQ ? zmq_send(s->z, s->buf, (size_t)n, 0) < 0 : nng_send(s->n, s->buf, (size_t)n, 0) != 0))
-            die("echo", "send/recv");
+        send_from_buffer(s, recv_into_buffer(s));
         return;
     }
     if (s->lib == LIB_ZMQ) {

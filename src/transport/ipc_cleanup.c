@@ -144,6 +144,20 @@ static int clean_anchor(const char *file, int flags, const struct report *rep)
     return removed;
 }
 
+/* Removes /dev/shm/<file> if no live process holds it (lock_unused) and
+ * the name still leads to the file we locked. */
+static int remove_unused(const char *file, const struct report *rep)
+{
+    char shm_name[NAME_MAX + 2];
+    snprintf(shm_name, sizeof shm_name, "/%s", file);
+    int fd = lock_unused(shm_name);
+    if (fd < 0)
+        return 0;
+    int removed = psy_ipc_still_named(fd, shm_name) && unlink_reported(shm_name, rep);
+    close(fd);
+    return removed;
+}
+
 /* A dynamic ring's segment file whose anchor is gone (or is a newer ring
  * of the same name): "psyne-seg.<name>.<id>.<generation>". */
 static int clean_orphan_segment(const char *file, const struct report *rep)
@@ -186,14 +200,7 @@ static int clean_orphan_segment(const char *file, const struct report *rep)
     } else if (errno != ENOENT) {
         return 0;
     }
-    char shm_name[NAME_MAX + 2];
-    snprintf(shm_name, sizeof shm_name, "/%s", file);
-    int fd = lock_unused(shm_name);
-    if (fd < 0)
-        return 0;
-    int removed = psy_ipc_still_named(fd, shm_name) && unlink_reported(shm_name, rep);
-    close(fd);
-    return removed;
+    return remove_unused(file, rep);
 }
 
 /* A counters segment (core/publish.h) whose process is gone: its
@@ -204,14 +211,7 @@ static int clean_counters(const char *file, const struct report *rep)
     long pid = strtol(file + strlen(PSY_PUB_PREFIX), NULL, 10);
     if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
         return 0;
-    char shm_name[NAME_MAX + 2];
-    snprintf(shm_name, sizeof shm_name, "/%s", file);
-    int fd = lock_unused(shm_name);
-    if (fd < 0)
-        return 0;
-    int removed = psy_ipc_still_named(fd, shm_name) && unlink_reported(shm_name, rep);
-    close(fd);
-    return removed;
+    return remove_unused(file, rep);
 }
 
 int psyne_ipc_cleanup(int flags)

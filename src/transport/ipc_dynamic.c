@@ -58,7 +58,7 @@ static struct psy_ipc_dyn_dir *dir_of(struct psy_ring *anchor)
     return (struct psy_ipc_dyn_dir *)anchor->data;
 }
 
-static void segment_name(char *buf, size_t n, const char *name, uint64_t id, uint64_t gen)
+void psy_ipc_segment_name(char *buf, size_t n, const char *name, uint64_t id, uint64_t gen)
 {
     snprintf(buf, n, "/psyne-seg.%s.%016llx.%llu", name, (unsigned long long)id, (unsigned long long)gen);
 }
@@ -115,7 +115,7 @@ static int make_segment(struct psy_dyn *d, uint64_t gen, uint64_t cap, uint64_t 
 {
     struct ipc_dyn *x = d->ctx;
     char path[PSY_NAME_MAX + 64];
-    segment_name(path, sizeof path, x->name, x->id, gen);
+    psy_ipc_segment_name(path, sizeof path, x->name, x->id, gen);
     int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, x->perm);
     if (fd < 0 && errno == EEXIST && shm_unlink(path) == 0)
         fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, x->perm);
@@ -166,7 +166,7 @@ static int open_segment_gen(struct psy_dyn *d, uint64_t gen, struct psy_dyn_seg 
 {
     struct ipc_dyn *x = d->ctx;
     char path[PSY_NAME_MAX + 64];
-    segment_name(path, sizeof path, x->name, x->id, gen);
+    psy_ipc_segment_name(path, sizeof path, x->name, x->id, gen);
     int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0)
         return errno == ENOENT ? -ENOENT
@@ -247,7 +247,7 @@ static bool retire(struct psy_dyn *d, struct psy_dyn_seg *s)
     if (!atomic_compare_exchange_strong(s->retired, &no, 1))
         return false; /* the other side did */
     char path[PSY_NAME_MAX + 64];
-    segment_name(path, sizeof path, x->name, x->id, s->gen);
+    psy_ipc_segment_name(path, sizeof path, x->name, x->id, s->gen);
     shm_unlink(path);
     uint64_t past = s->gen + 1, seen = atomic_load(&x->dir->cons_gen);
     while (seen < past && !atomic_compare_exchange_weak(&x->dir->cons_gen, &seen, past)) {
@@ -390,7 +390,7 @@ void psy_ipc_dyn_remove_names(const char *name, const struct psy_ipc_dyn_names *
     /* newest + 1: a producer may have died making it */
     for (uint64_t gen = n->oldest; gen <= n->newest + 1 && gen - n->oldest < MAX_NAMES_REMOVED; gen++) {
         char path[PSY_NAME_MAX + 64];
-        segment_name(path, sizeof path, name, n->id, gen);
+        psy_ipc_segment_name(path, sizeof path, name, n->id, gen);
         shm_unlink(path);
     }
 }

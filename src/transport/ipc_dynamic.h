@@ -10,6 +10,10 @@
 #include "../base/uri.h"
 #include "ipc_segment.h"
 
+/* The shm name of segment gen of the dynamic ring `name` whose directory
+ * has this id: "/psyne-seg.<name>.<id in 16 hex digits>.<gen>". */
+void psy_ipc_segment_name(char *buf, size_t n, const char *name, uint64_t id, uint64_t gen);
+
 /* The creator of an anchor, before it is marked ready: writes the
  * directory and makes segment 0 (opt->dynamic, opt->capacity). perm: the
  * mode bits of the segment files. */

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ipc_dynamic.h"
 #include "ipc_inspect.h"
 #include "ipc_segment.h"
 #include "transport.h"
@@ -222,8 +223,7 @@ static void read_dynamic(const struct ro_segment *a, struct psy_inspect *in)
         oldest = newest - (PSY_INSPECT_MAX_SEGMENTS - 1);
     for (uint64_t gen = oldest; gen - oldest <= newest - oldest; gen++) {
         char shm_name[PSY_NAME_MAX + 64];
-        snprintf(shm_name, sizeof shm_name, "/psyne-seg.%s.%016llx.%llu", in->name, (unsigned long long)id,
-                 (unsigned long long)gen);
+        psy_ipc_segment_name(shm_name, sizeof shm_name, in->name, id, gen);
         struct ro_segment s;
         const char *why;
         if (map_segment(shm_name, &s, NULL, 0) != 0) {
@@ -233,20 +233,10 @@ static void read_dynamic(const struct ro_segment *a, struct psy_inspect *in)
         if (psy_ipc_check_segment(s.hdr, id, gen, &why) == 0 &&
             !atomic_load_explicit(&s.hdr->seg_retired, memory_order_acquire)) {
             in->file_size += (uint64_t)s.st.st_size;
-            struct psyne_stats one = {0};
-            add_ring(&s.ring, &one);
-            st->msgs_out += one.msgs_out;
-            st->bytes_out += one.bytes_out;
-            st->msgs_in += one.msgs_in;
-            st->bytes_in += one.bytes_in;
-            st->full_events += one.full_events;
-            st->empty_events += one.empty_events;
-            st->waits += one.waits;
-            st->wakeups += one.wakeups;
-            st->in_use += one.in_use;
-            st->high_water = one.high_water > st->high_water ? one.high_water : st->high_water;
-            in->segments[in->n_segments++] =
-                (struct psy_inspect_segment){.generation = gen, .capacity = s.ring.cap, .in_use = one.in_use};
+            uint64_t in_use_before = st->in_use;
+            add_ring(&s.ring, st);
+            in->segments[in->n_segments++] = (struct psy_inspect_segment){
+                .generation = gen, .capacity = s.ring.cap, .in_use = st->in_use - in_use_before};
             if (!in->closed)
                 in->closed = psy_ring_closed(&s.ring);
         }
