@@ -7,6 +7,9 @@
 // cost, without the traffic between two cores). Prints a RESULT line per system and size and
 // the median of the per-round ratios (C++ / C, higher is better). The
 // producer runs on CPU 0, the consumer on CPU 1 (as psyne_bench's default).
+// The C calls are those a C program gets: psyne_claim and psyne_commit
+// inline (GCC and Clang; c_calls=inline in the RESULT line), the reference
+// the classes must match.
 //
 //   psyne_cxx_overhead [--size LIST] [--rounds N] [--messages N]
 #include <psyne.hpp>
@@ -193,6 +196,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+#ifdef PSYNE_INLINE_CALLS
+    const char *c_calls = "inline";
+#else
+    const char *c_calls = "exported";
+#endif
     pin(1); // the consumer: this thread
     struct workload {
         const char *name;
@@ -216,8 +224,8 @@ int main(int argc, char **argv)
                 cxx.push_back(b);
                 ratio.push_back(b / a);
             }
-            std::printf("RESULT system=psyne-c workload=%s size=%zu mps=%.0f runs=%d\n", w.name, size, median(c),
-                        rounds);
+            std::printf("RESULT system=psyne-c workload=%s size=%zu mps=%.0f runs=%d c_calls=%s\n", w.name, size,
+                        median(c), rounds, c_calls);
             std::printf("RESULT system=psyne-cxx workload=%s size=%zu mps=%.0f runs=%d vs_c=%.3f vs_c_min=%.3f "
                         "vs_c_max=%.3f\n",
                         w.name, size, median(cxx), rounds, median(ratio), *std::min_element(ratio.begin(), ratio.end()),

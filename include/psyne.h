@@ -33,7 +33,7 @@
  * changes with the API; the shared library's soname (libpsyne.so.N) changes
  * whenever a program built against an older header would break. */
 #define PSYNE_VERSION_MAJOR 0
-#define PSYNE_VERSION_MINOR 5
+#define PSYNE_VERSION_MINOR 6
 #define PSYNE_VERSION_PATCH 0
 #define PSYNE_VERSION_NUMBER (PSYNE_VERSION_MAJOR * 10000 + PSYNE_VERSION_MINOR * 100 + PSYNE_VERSION_PATCH)
 
@@ -51,33 +51,42 @@ extern "C" {
 #define PSYNE_API
 #endif
 
-/* psyne_claim and psyne_commit are inline functions in C11 code
- * (psyne/inline.h) and exported symbols for C++, bindings, and C built with
- * -DPSYNE_NO_INLINE or without <stdatomic.h>. */
-#if !defined(__cplusplus) && !defined(PSYNE_NO_INLINE) && !defined(__STDC_NO_ATOMICS__)
+/* psyne_claim and psyne_commit are inline functions in C and C++ built by
+ * GCC or Clang (psyne/inline.h), and exported symbols for bindings, other
+ * compilers, and code built with -DPSYNE_NO_INLINE. */
+#if defined(__GNUC__) && !defined(PSYNE_NO_INLINE)
 #define PSYNE_INLINE_CALLS 1
 #endif
 
+/* The public macros' conversions: a C cast in C, static_cast in C++ (they
+ * expand in the user's code, which may be built with -Wold-style-cast). */
+#ifdef __cplusplus
+#define PSYNE_CAST(type, value) (static_cast<type>(value))
+#else
+#define PSYNE_CAST(type, value) ((type)(value))
+#endif
+
 /* Timeouts of the waiting calls, in nanoseconds. */
-#define PSYNE_NONBLOCK ((int64_t)0)   /* never wait: -EAGAIN when full/empty */
-#define PSYNE_FOREVER ((int64_t)-1)   /* wait until it succeeds or -EPIPE */
-#define PSYNE_NO_LINGER ((int64_t)-2) /* psyne_options.linger_ns: keep nothing after the last close */
+#define PSYNE_NONBLOCK PSYNE_CAST(int64_t, 0)   /* never wait: -EAGAIN when full/empty */
+#define PSYNE_FOREVER PSYNE_CAST(int64_t, -1)   /* wait until it succeeds or -EPIPE */
+#define PSYNE_NO_LINGER PSYNE_CAST(int64_t, -2) /* psyne_options.linger_ns: keep nothing after the last close */
 
 /* Message type ids: 0 is invalid, 1..PSYNE_TYPE_USER_MIN-1 are reserved for
  * psyne, user types go up to PSYNE_TYPE_USER_MAX. */
-#define PSYNE_TYPE_USER_MIN ((uint32_t)1024)
-#define PSYNE_TYPE_USER_MAX ((uint32_t)0x7fffffff)
+#define PSYNE_TYPE_USER_MIN PSYNE_CAST(uint32_t, 1024)
+#define PSYNE_TYPE_USER_MAX PSYNE_CAST(uint32_t, 0x7fffffff)
 
 /* Ring capacity limits in bytes (capacity is rounded up to a power of two,
  * at least one page). A message of length L needs PSYNE_RECORD_SIZE(L) bytes. */
-#define PSYNE_DEFAULT_CAPACITY ((uint64_t)1 << 20)
-#define PSYNE_MAX_CAPACITY ((uint64_t)1 << 30)
+#define PSYNE_DEFAULT_CAPACITY (PSYNE_CAST(uint64_t, 1) << 20)
+#define PSYNE_MAX_CAPACITY (PSYNE_CAST(uint64_t, 1) << 30)
 #define PSYNE_MAX_PEERS 1024u /* tcp:// clients one listening handle serves at most */
 #define PSYNE_RECORD_HEADER 8u
-#define PSYNE_RECORD_SIZE(len) ((uint64_t)PSYNE_RECORD_HEADER + ((((uint64_t)(len)) + 7u) & ~(uint64_t)7u))
+#define PSYNE_RECORD_SIZE(len)                                                                                         \
+    (PSYNE_CAST(uint64_t, PSYNE_RECORD_HEADER) + ((PSYNE_CAST(uint64_t, len) + 7u) & ~PSYNE_CAST(uint64_t, 7u)))
 /* The largest message a ring of `capacity` bytes accepts (8 bytes of every
  * ring stay free to mark where the committed records end). */
-#define PSYNE_MAX_MESSAGE(capacity) ((uint64_t)(capacity)-2u * PSYNE_RECORD_HEADER)
+#define PSYNE_MAX_MESSAGE(capacity) (PSYNE_CAST(uint64_t, capacity) - 2u * PSYNE_RECORD_HEADER)
 
 /* Maximum number of simultaneous subscribers of a BROADCAST channel. */
 #define PSYNE_MAX_SUBSCRIBERS 32
@@ -365,9 +374,10 @@ struct psyne_claimed {
  * MP messages arrive in the order they were claimed; with PSYNE_F_LEASES
  * only each thread's own claims keep their order (the handle's first
  * producing thread claims from the handle's lease, the others without).
- * In C, an inline function (psyne/inline.h): SPSC and BROADCAST producers
- * of memory:// and ipc:// claim without a call while there is room. Keep
- * the claim in a local variable to let the compiler keep it in registers.
+ * An inline function (psyne/inline.h, C and C++ with GCC or Clang): SPSC
+ * and BROADCAST producers of memory:// and ipc:// claim without a call
+ * while there is room. Keep the claim in a local variable to let the
+ * compiler keep it in registers.
  */
 #ifndef PSYNE_INLINE_CALLS
 PSYNE_API int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns);
@@ -398,7 +408,7 @@ PSYNE_API int psyne_claim_to(psyne_channel *ch, uint32_t peer, size_t max_len, s
  * socket from this thread (one non-blocking send; what the socket does not
  * take, the sender thread sends); else the sender thread is woken if it
  * sleeps.
- * Threads: the thread that owns the claim. In C, an inline function, as
+ * Threads: the thread that owns the claim. An inline function, as
  * psyne_claim.
  */
 #ifndef PSYNE_INLINE_CALLS

@@ -193,11 +193,22 @@ static void raw_and_batches()
         c.commit(5, PSYNE_TYPE_USER_MIN + 1);
         CHECK_THROWS(c.commit(5), -EINVAL); // once
     }
+    {
+        auto c = e.tx->claim(16);
+        std::memcpy(c.data(), "too long", 9);
+        CHECK_THROWS(c.commit(17), -EINVAL); // more than was claimed: given up, then thrown
+        CHECK(!c && c.code() == -EAGAIN);
+        auto next = e.tx->claim(16, psyne::nonblock); // SP: another claim was open otherwise (-EBUSY)
+        CHECK(next);
+        CHECK_THROWS(next.commit(8, 7), -EINVAL); // a reserved type id
+        CHECK(!next);
+    }
     auto m = e.rx->receive(settle);
     CHECK(m && m.size() == 5 && m.type() == PSYNE_TYPE_USER_MIN + 1 &&
           std::strcmp((const char *)m.data(), "kept") == 0);
     m.release();
     CHECK(!m);
+    CHECK(!e.rx->receive(transport == "tcp" ? 100000000ll : psyne::nonblock)); // nothing of the failed commits
 
     auto b = e.tx->claim_batch<8>(32);
     CHECK(b && b.size() >= 1);

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "psyne.h"

@@ -458,6 +458,65 @@ static void test_full_empty_timeouts(int mode)
     close_ends(&e);
 }
 
+#ifndef PSYNE_INLINE_CALLS
+int psy_claim_slow(psyne_channel *ch, size_t max_len, struct psyne_claimed *c, int64_t timeout_ns); /* exported */
+#endif
+
+/* Claims of every size class through the library's path (what the inline
+ * psyne_claim calls when its fast path does not apply), each committed and
+ * received: a successful single claim is one record of max_len, not a batch,
+ * and leaves the peer as it was (0 in the inline claim's copy). psyne.hpp's
+ * claim writes these same values again after every claim, so that the
+ * compiler can fold the commit's checks of them. */
+static void check_single_claims(psyne_channel *tx, psyne_channel *rx)
+{
+    static const size_t sizes[] = {0, 1, 8, 61, 1000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        struct psyne_claimed c;
+        memset(&c, 0xa5, sizeof c);
+        c.psy_peer = 0; /* as the inline claim's copy: psyne_claim leaves it */
+        CHECK_RC(psy_claim_slow(tx, sizes[i], &c, settle_ns()), 0);
+        CHECK(c.capacity == sizes[i] && c.psy_reserved == PSYNE_RECORD_SIZE(sizes[i]));
+        CHECK(c.psy_batch == 1 && c.psy_peer == 0);
+        memset(c.data, (int)i, sizes[i]);
+        CHECK_RC(psyne_commit(tx, &c, sizes[i], PSYNE_TYPE_USER_MIN), 0);
+        struct psyne_msg m;
+        CHECK_RC(psyne_receive(rx, &m, settle_ns()), 0);
+        CHECK(m.length == sizes[i] && (sizes[i] == 0 || ((unsigned char *)m.data)[sizes[i] - 1] == i));
+        CHECK_RC(psyne_release(rx, &m), 0);
+    }
+}
+
+static void test_single_claim_fields(int mode)
+{
+    struct ends e = open_ends("claim-fields", mode, 4096, 0);
+    check_single_claims(e.tx, e.rx);
+    close_ends(&e);
+    if (tr->linked)
+        return;
+    /* the other claim paths of one process: leases (MP) and a dynamic ring */
+    char uri[96];
+    tr->uri(uri, sizeof uri, "claim-fields-more");
+    struct psyne_options o = opts(mode, 4096);
+    if (mode == PSYNE_MODE_MPSC || mode == PSYNE_MODE_MPMC) {
+        o.flags = PSYNE_F_LEASES;
+        psyne_channel *ch;
+        CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+        check_single_claims(ch, ch);
+        CHECK(psyne_channel_close(ch) == 0);
+    }
+    if (mode != PSYNE_MODE_SPSC)
+        return; /* dynamic rings are SPSC only */
+    struct psyne_dynamic d;
+    memset(&d, 0, sizeof d);
+    o = opts(mode, 4096);
+    o.dynamic = &d;
+    psyne_channel *ch;
+    CHECK_RC(psyne_channel_open(&ch, uri, &o), 0);
+    check_single_claims(ch, ch);
+    CHECK(psyne_channel_close(ch) == 0);
+}
+
 static void test_commit_abort_errors(int mode)
 {
     struct ends e = open_ends("commit", mode, 8192, 0);
@@ -1184,6 +1243,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         test_full_empty_timeouts(modes[i]);
         test_commit_abort_errors(modes[i]);
+        test_single_claim_fields(modes[i]);
         test_batches(modes[i]);
         test_claim_batch(modes[i]);
         test_release_misuse(modes[i]);

@@ -8,9 +8,13 @@
  * behind the payload stores whose lines the consumer holds, and the call's
  * register saves and the claim struct written to memory were what kept
  * psyne's 64 B stream well behind a fixed-slot ring
- * (benchmarks/sp_store_cost.c measures it). As liburing does, the same functions are
- * also exported as symbols (src/core/inline_symbols.c) for C++, bindings,
- * and C built with -DPSYNE_NO_INLINE.
+ * (benchmarks/sp_store_cost.c measures it). The same holds for C++, whose
+ * claim objects (psyne.hpp) keep their channel and status beside the claim:
+ * through a call, all of it is stored for every message. So the code uses
+ * the compilers' __atomic builtins, not <stdatomic.h>, and serves C and C++
+ * alike (GCC and Clang). As liburing does, the same functions are also
+ * exported as symbols (src/core/inline_symbols.c) for bindings, other
+ * compilers, and code built with -DPSYNE_NO_INLINE.
  *
  * The handle starts with a struct psy_lane: a read-only copy of what the
  * fast path needs of the ring, filled when the handle opens. Its tail is
@@ -23,9 +27,15 @@
 #ifndef PSYNE_INLINE_H
 #define PSYNE_INLINE_H
 
+#if defined(__cplusplus)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast" /* one text for C and C++ */
+#endif
+
 #include <errno.h>
-#include <stdatomic.h>
+#ifndef __cplusplus
 #include <stdbool.h>
+#endif
 
 #if defined(__GNUC__)
 #define psy_likely(x) __builtin_expect(!!(x), 1)
@@ -37,14 +47,16 @@
 
 #define PSY_TAIL_CLAIMED 1ull /* SP: bit 0 of the ring's tail, a claim is open */
 
-/* What the SP fast path reads; written once, before the handle is used. */
+/* What the SP fast path reads; written once, before the handle is used.
+ * The words pointed to are the ring's atomics, read and written here only
+ * through __atomic builtins (the library's C11 atomics share their layout). */
 struct psy_lane {
-    _Atomic uint64_t *tail;         /* the ring's published position (pub.tail); NULL: no fast path */
-    _Atomic uint64_t *cached_head;  /* the producer's copy of the release position */
-    _Atomic uint32_t *data_waiters; /* consumers asleep on the ring */
-    _Atomic uint32_t *closed;       /* set once by shutdown */
-    uint8_t *data;                  /* first of the two mirrored mappings */
-    uint64_t mask;                  /* header offsets: (capacity - 1) & ~7 */
+    uint64_t *tail;         /* the ring's published position (pub.tail); NULL: no fast path */
+    uint64_t *cached_head;  /* the producer's copy of the release position */
+    uint32_t *data_waiters; /* consumers asleep on the ring */
+    uint32_t *closed;       /* set once by shutdown */
+    uint8_t *data;          /* first of the two mirrored mappings */
+    uint64_t mask;          /* header offsets: (capacity - 1) & ~7 */
     uint64_t cap;
     bool wake_fence; /* fence before reading data_waiters (no membarrier here) */
 };
@@ -57,14 +69,13 @@ struct psy_lane {
  * (a claim is open) or -EAGAIN (no room as far as the cached head says). */
 static inline int psy_lane_claim(const struct psy_lane *l, uint64_t need, uint64_t *pos)
 {
-    uint64_t tail = atomic_load_explicit(l->tail, memory_order_relaxed); /* the producer is its only writer */
+    uint64_t tail = __atomic_load_n(l->tail, __ATOMIC_RELAXED); /* the producer is its only writer */
     *pos = tail & ~PSY_TAIL_CLAIMED;
     if (psy_unlikely(tail & PSY_TAIL_CLAIMED))
         return -EBUSY;
-    if (psy_unlikely(tail + need + PSY_TERMINATOR - atomic_load_explicit(l->cached_head, memory_order_relaxed) >
-                     l->cap))
+    if (psy_unlikely(tail + need + PSY_TERMINATOR - __atomic_load_n(l->cached_head, __ATOMIC_RELAXED) > l->cap))
         return -EAGAIN;
-    atomic_store_explicit(l->tail, tail | PSY_TAIL_CLAIMED, memory_order_relaxed);
+    __atomic_store_n(l->tail, tail | PSY_TAIL_CLAIMED, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -74,19 +85,18 @@ static inline int psy_lane_claim(const struct psy_lane *l, uint64_t need, uint64
  * consumer sleeps and must be woken. */
 static inline bool psy_lane_publish(const struct psy_lane *l, uint64_t pos, uint64_t first_header, uint64_t end)
 {
-    atomic_store_explicit((_Atomic uint64_t *)(void *)(l->data + (end & l->mask)), 0,
-                          memory_order_relaxed); /* published by R1 */
-    atomic_store_explicit((_Atomic uint64_t *)(void *)(l->data + (pos & l->mask)), first_header,
-                          memory_order_release); /* R1 */
-    atomic_store_explicit(l->tail, end, memory_order_release);
+    __atomic_store_n((uint64_t *)(void *)(l->data + (end & l->mask)), (uint64_t)0,
+                     __ATOMIC_RELAXED); /* published by R1 */
+    __atomic_store_n((uint64_t *)(void *)(l->data + (pos & l->mask)), first_header, __ATOMIC_RELEASE); /* R1 */
+    __atomic_store_n(l->tail, end, __ATOMIC_RELEASE);
     /* A sleeper registers, then runs a process-wide barrier before its last
      * look (src/ring/wait.c), so a compiler barrier is enough here unless
      * that barrier is missing. */
     if (l->wake_fence)
-        atomic_thread_fence(memory_order_seq_cst);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
     else
-        atomic_signal_fence(memory_order_seq_cst);
-    return atomic_load_explicit(l->data_waiters, memory_order_relaxed) != 0;
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    return __atomic_load_n(l->data_waiters, __ATOMIC_RELAXED) != 0;
 }
 
 /* The library's side of the inline calls (exported, not API). */
@@ -112,7 +122,7 @@ PSYNE_INLINE int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_cla
     /* NULL ch or c: -EINVAL from the library; c never passed on there (a
      * claim whose address escapes cannot stay in registers) */
     if (psy_likely(ch != NULL && c != NULL && l->tail != NULL && max_len < l->cap &&
-                   !atomic_load_explicit(l->closed, memory_order_acquire)) &&
+                   !__atomic_load_n(l->closed, __ATOMIC_ACQUIRE)) &&
         psy_likely(psy_lane_claim(l, PSYNE_RECORD_SIZE(max_len), &pos) == 0)) {
         c->data = l->data + (pos & l->mask) + PSYNE_RECORD_HEADER;
         c->capacity = (uint32_t)max_len;
@@ -124,7 +134,7 @@ PSYNE_INLINE int psyne_claim(psyne_channel *ch, size_t max_len, struct psyne_cla
     }
     if (psy_unlikely(c == NULL))
         return psy_claim_slow(ch, max_len, NULL, timeout_ns);
-    struct psyne_claimed copy = {0}; /* c is only written */
+    struct psyne_claimed copy = {NULL, 0, 0, 0, 0, 0}; /* c is only written */
     int rc = psy_claim_slow(ch, max_len, &copy, timeout_ns);
     *c = copy;
     return rc;
@@ -141,7 +151,7 @@ PSYNE_INLINE int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t
      * NULL ch goes to the library too (-EINVAL). */
     if (psy_likely(ch != NULL && l->tail != NULL && length <= c->capacity && type >= PSYNE_TYPE_USER_MIN &&
                    type <= PSYNE_TYPE_USER_MAX && c->psy_batch == 1) &&
-        psy_likely(atomic_load_explicit(l->tail, memory_order_relaxed) == (pos | PSY_TAIL_CLAIMED))) {
+        psy_likely(__atomic_load_n(l->tail, __ATOMIC_RELAXED) == (pos | PSY_TAIL_CLAIMED))) {
         if (psy_unlikely(
                 psy_lane_publish(l, pos, (uint64_t)length | ((uint64_t)type << 32), pos + PSYNE_RECORD_SIZE(length))))
             psy_lane_wake(ch);
@@ -152,5 +162,9 @@ PSYNE_INLINE int psyne_commit(psyne_channel *ch, struct psyne_claimed *c, size_t
     *c = copy;
     return rc;
 }
+
+#if defined(__cplusplus)
+#pragma GCC diagnostic pop
+#endif
 
 #endif /* PSYNE_INLINE_H */

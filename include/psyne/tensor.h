@@ -37,9 +37,9 @@ enum psyne_dtype {
 };
 
 #define PSYNE_TENSOR_MAX_RANK 8
-#define PSYNE_TENSOR_ALIGN 64                     /* the first element's address alignment */
-#define PSYNE_TYPE_TENSOR ((uint32_t)16)          /* record type of typed messages (psyne's range) */
-#define PSYNE_TENSOR_MAGIC ((uint32_t)0x524e5354) /* "TSNR" */
+#define PSYNE_TENSOR_ALIGN 64                               /* the first element's address alignment */
+#define PSYNE_TYPE_TENSOR PSYNE_CAST(uint32_t, 16)          /* record type of typed messages (psyne's range) */
+#define PSYNE_TENSOR_MAGIC PSYNE_CAST(uint32_t, 0x524e5354) /* "TSNR" */
 
 /* The header at the start of a typed record (little endian, as the ring),
  * followed by rank uint64 shape values (elements along each dimension) and
@@ -53,7 +53,7 @@ struct psyne_tensor_desc {
     uint32_t data_offset; /* bytes from this header to the first element */
     uint32_t reserved32;  /* zero */
 };
-#define PSYNE_TENSOR_DESC_SIZE(rank) (sizeof(struct psyne_tensor_desc) + 16u * (size_t)(rank))
+#define PSYNE_TENSOR_DESC_SIZE(rank) (sizeof(struct psyne_tensor_desc) + 16u * PSYNE_CAST(size_t, rank))
 
 /* A tensor being built in a claim, or one received (a view). data points
  * into the ring; shape and strides are this struct's own copies. */
@@ -149,7 +149,7 @@ PSYNE_API int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, 
                                                       int64_t timeout_ns)                                              \
     {                                                                                                                  \
         int rc_ = psyne_claim(ch, sizeof(ctype), c, timeout_ns);                                                       \
-        *out = rc_ == 0 ? (ctype *)c->data : (ctype *)0;                                                               \
+        *out = rc_ == 0 ? PSYNE_CAST(ctype *, c->data) : PSYNE_CAST(ctype *, 0);                                       \
         return rc_;                                                                                                    \
     }                                                                                                                  \
     PSYNE_MAYBE_UNUSED static inline int name##_commit(psyne_channel *ch, struct psyne_claimed *c)                     \
@@ -158,7 +158,8 @@ PSYNE_API int psyne_tensor_view(const struct psyne_msg *m, int dtype, int rank, 
     }                                                                                                                  \
     PSYNE_MAYBE_UNUSED static inline const ctype *name##_view(const struct psyne_msg *m)                               \
     {                                                                                                                  \
-        return m->type == (id) && m->length == sizeof(ctype) ? (const ctype *)m->data : (const ctype *)0;              \
+        return m->type == (id) && m->length == sizeof(ctype) ? PSYNE_CAST(const ctype *, m->data)                      \
+                                                             : PSYNE_CAST(const ctype *, 0);                           \
     }                                                                                                                  \
     PSYNE_CXX_TYPE_ID(ctype, id)
 

@@ -72,10 +72,11 @@ void psy_ring_view(struct psy_ring *r, struct psy_ring_shared *sh, uint8_t *data
     r->spin_ns = opt->spin_ns < 0 ? 50000 : opt->spin_ns;
     r->yield_ns = opt->yield_ns < 0 ? 200000 : opt->yield_ns;
     r->lane = (struct psy_lane){
-        .tail = &sh->pub.tail,
-        .cached_head = &sh->prod.cached_head,
-        .data_waiters = &sh->wait.data_waiters,
-        .closed = &sh->wait.closed,
+        /* the lane's plain pointers: psyne/inline.h serves C++ too, which has no _Atomic */
+        .tail = (uint64_t *)&sh->pub.tail,
+        .cached_head = (uint64_t *)&sh->prod.cached_head,
+        .data_waiters = (uint32_t *)&sh->wait.data_waiters,
+        .closed = (uint32_t *)&sh->wait.closed,
         .data = data,
         .mask = r->mask,
         .cap = cap,
