@@ -243,23 +243,32 @@ class message_ref
 class message : public message_ref
 {
   public:
-    message() noexcept : ch_(nullptr), code_(-EAGAIN) {}
-    // ch_ and code_ are written after the receive, which could read them (it
-    // sees m_): written before, they would be stored for every message.
+    message() noexcept : held_(nullptr), code_(-EAGAIN) {}
+    // held_ and code_ are written after the receive (which sees m_, so could
+    // read them): a message received costs one store of the object's own,
+    // where written before, both would be stored for every message.
     PSYNE_HPP_INLINE message(psyne_channel *ch, std::int64_t timeout_ns) : message_ref(unfilled{})
     {
         int rc = psyne_receive(ch, &m_, timeout_ns);
-        ch_ = ch;
-        code_ = check_result(rc);
+        if (rc == 0) {
+            held_ = ch; // code_ is not read while a message is held
+        } else {
+            held_ = nullptr;
+            code_ = check_result(rc);
+        }
     }
-    message(message &&o) noexcept : message_ref(o), ch_(o.ch_), code_(std::exchange(o.code_, -EAGAIN)) {}
+    message(message &&o) noexcept : message_ref(o), held_(std::exchange(o.held_, nullptr)), code_(held_ ? 0 : o.code_)
+    {
+        o.code_ = -EAGAIN;
+    }
     message &operator=(message &&o) noexcept
     {
         if (this != &o) {
             release();
             m_ = o.m_;
-            ch_ = o.ch_;
-            code_ = std::exchange(o.code_, -EAGAIN);
+            held_ = std::exchange(o.held_, nullptr);
+            code_ = held_ ? 0 : o.code_;
+            o.code_ = -EAGAIN;
         }
         return *this;
     }
@@ -267,21 +276,22 @@ class message : public message_ref
     message &operator=(const message &) = delete;
     PSYNE_HPP_INLINE ~message()
     {
-        if (code_ == 0)
-            psyne_release(ch_, &m_);
+        if (held_)
+            psyne_release(held_, &m_);
     }
-    explicit operator bool() const noexcept { return code_ == 0; }
-    int code() const noexcept { return code_; }
+    explicit operator bool() const noexcept { return held_ != nullptr; }
+    int code() const noexcept { return held_ ? 0 : code_; }
     void release() noexcept
     {
-        if (code_ == 0)
-            psyne_release(ch_, &m_);
+        if (held_)
+            psyne_release(held_, &m_);
+        held_ = nullptr;
         code_ = -EAGAIN;
     }
 
   private:
-    psyne_channel *ch_; // every constructor sets both
-    int code_;
+    psyne_channel *held_; // the channel that releases the message; nullptr: none held
+    int code_;            // why none is held
 };
 
 // A received user-type message (channel::receive<T>()): *m and m-> are the T
