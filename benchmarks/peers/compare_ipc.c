@@ -414,7 +414,7 @@ int main(int argc, char **argv)
             ps[i] = r.mps;
             iox_run_pair("producer", "consumer", size, count);
             io[i] = (double)count / ((double)(run->end - run->start) / 1e9);
-            sh[i] = slot_tput_run(size, 0, count, 1, 1);
+            sh[i] = slot_tput_run(size, 0, 0, count, 1, 1);
         }
         double ratio = median_ratio(ps, io, runs), shm_ratio = median_ratio(ps, sh, runs);
         double pm = bench_median(ps, runs), im = bench_median(io, runs), sm = bench_median(sh, runs);

@@ -20,11 +20,12 @@
 struct lat_result; /* bench_util.h */
 
 /* Messages per second through the fixed-slot ring moving size-byte
- * messages in slots of stride bytes (0: size rounded up to 64 bytes), as
- * many slots as fit psyne's ring bytes (workload_capacity), a power of two.
- * A stride of size + 8 lays messages out as psyne's records do (8-byte
- * header, then the payload): the limit of that layout. */
-double slot_tput_run(size_t size, size_t stride, uint64_t count, int pin, int as_process);
+ * messages in slots of stride bytes (0: size rounded up to 64 bytes):
+ * `slots` slots (a power of two), or with 0 as many as fit psyne's ring
+ * bytes (workload_capacity), a power of two. A stride of size + 8 lays
+ * messages out as psyne's records do (8-byte header, then the payload): the
+ * limit of that layout. */
+double slot_tput_run(size_t size, size_t stride, unsigned slots, uint64_t count, int pin, int as_process);
 /* Round trips (percentiles in ns) over two fixed-slot rings of 64-byte
  * slots. */
 void slot_pingpong_run(uint64_t trips, int pin, int as_process, struct lat_result *out);
