@@ -32,11 +32,18 @@ static void must(int rc, const char *what)
     }
 }
 
+/* Ring bytes in flight beyond which large messages run slower: a producer
+ * that writes far ahead of its consumer writes lines that left the cache
+ * (docs/benchmarks/history.md, "Large messages and the ring size"). */
+#define LARGE_MESSAGE_RING (8u << 20)
+
 uint64_t workload_capacity(size_t size)
 {
     if (bench_capacity) /* --capacity */
         return bench_capacity;
     uint64_t want = 16 * PSYNE_RECORD_SIZE(size), cap = 256 * 1024;
+    if (want > LARGE_MESSAGE_RING) /* a few large messages, not 16 */
+        want = 4 * PSYNE_RECORD_SIZE(size) > LARGE_MESSAGE_RING ? 4 * PSYNE_RECORD_SIZE(size) : LARGE_MESSAGE_RING;
     if (bench_channel_flags & PSYNE_F_HUGEPAGES) /* smaller rings cannot have explicit huge pages */
         cap = 2 * 1024 * 1024;
     while (cap < want)
