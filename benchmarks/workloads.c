@@ -41,9 +41,9 @@ uint64_t workload_capacity(size_t size)
 {
     if (bench_capacity) /* --capacity */
         return bench_capacity;
-    uint64_t want = 16 * PSYNE_RECORD_SIZE(size), cap = 256 * 1024;
+    uint64_t record = PSYNE_RECORD_SIZE(size), want = 16 * record, cap = 256 * 1024;
     if (want > LARGE_MESSAGE_RING) /* a few large messages, not 16 */
-        want = 4 * PSYNE_RECORD_SIZE(size) > LARGE_MESSAGE_RING ? 4 * PSYNE_RECORD_SIZE(size) : LARGE_MESSAGE_RING;
+        want = 4 * record > LARGE_MESSAGE_RING ? 4 * record : LARGE_MESSAGE_RING;
     if (bench_channel_flags & PSYNE_F_HUGEPAGES) /* smaller rings cannot have explicit huge pages */
         cap = 2 * 1024 * 1024;
     while (cap < want)

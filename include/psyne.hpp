@@ -274,14 +274,10 @@ class message : public message_ref
     }
     message(const message &) = delete;
     message &operator=(const message &) = delete;
-    PSYNE_HPP_INLINE ~message()
-    {
-        if (held_)
-            psyne_release(held_, &m_);
-    }
+    PSYNE_HPP_INLINE ~message() { release(); }
     explicit operator bool() const noexcept { return held_ != nullptr; }
     int code() const noexcept { return held_ ? 0 : code_; }
-    void release() noexcept
+    PSYNE_HPP_INLINE void release() noexcept
     {
         if (held_)
             psyne_release(held_, &m_);
@@ -398,11 +394,7 @@ class claimed
     }
     claimed(const claimed &) = delete;
     claimed &operator=(const claimed &) = delete;
-    PSYNE_HPP_INLINE ~claimed()
-    {
-        if (code_ == 0)
-            give_up(ch_, c_);
-    }
+    PSYNE_HPP_INLINE ~claimed() { abort(); }
     explicit operator bool() const noexcept { return code_ == 0; }
     int code() const noexcept { return code_; }
     void *data() const noexcept { return c_.data; }
@@ -421,7 +413,7 @@ class claimed
             throw_error(rc);
         }
     }
-    void abort() noexcept
+    PSYNE_HPP_INLINE void abort() noexcept
     {
         if (code_ == 0)
             give_up(ch_, c_);

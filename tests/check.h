@@ -24,7 +24,7 @@
         int rc_ = (expr);                                                                                              \
         if (rc_ != (want)) {                                                                                           \
             fprintf(stderr, "%s:%d: %s returned %d (%s), expected %d; detail: %s\n", __FILE__, __LINE__, #expr, rc_,   \
-                    psyne_strerror(rc_), (int)(want), psyne_last_error());                                             \
+                    psyne_strerror(rc_), PSYNE_CAST(int, want), psyne_last_error());                                   \
             abort();                                                                                                   \
         }                                                                                                              \
     } while (0)
@@ -34,7 +34,7 @@ static inline unsigned long test_scale(unsigned long n)
 {
     const char *s = getenv("PSYNE_TEST_SCALE");
     double f = s ? atof(s) : 1.0;
-    unsigned long v = (unsigned long)((double)n * f);
+    unsigned long v = PSYNE_CAST(unsigned long, PSYNE_CAST(double, n) * f);
     return v ? v : 1;
 }
 

@@ -8,19 +8,13 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "check.h"
+
 struct Sample {
     double value;
     unsigned id;
 };
 PSYNE_MESSAGE_TYPE(sample_msg, Sample, PSYNE_TYPE_USER_MIN + 5)
-
-#define EXPECT(cond)                                                                                                   \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);                                            \
-            std::abort();                                                                                              \
-        }                                                                                                              \
-    } while (0)
 
 int main()
 {
@@ -45,35 +39,35 @@ int main()
     o.capacity = 1 << 16;
     o.flags = PSYNE_F_NO_PREFAULT;
     psyne_channel *ch = nullptr;
-    EXPECT(psyne_channel_open(&ch, "memory://cxx", &o) == 0);
+    CHECK(psyne_channel_open(&ch, "memory://cxx", &o) == 0);
     psyne_claimed c;
-    EXPECT(psyne_claim(ch, 16, &c, PSYNE_NONBLOCK) == 0);
+    CHECK(psyne_claim(ch, 16, &c, PSYNE_NONBLOCK) == 0);
     std::memcpy(c.data, "c++", 4);
-    EXPECT(psyne_commit(ch, &c, 4, PSYNE_TYPE_USER_MIN) == 0);
+    CHECK(psyne_commit(ch, &c, 4, PSYNE_TYPE_USER_MIN) == 0);
     psyne_msg m;
-    EXPECT(psyne_receive(ch, &m, PSYNE_FOREVER) == 0);
-    EXPECT(m.length == 4 && std::strcmp(static_cast<const char *>(m.data), "c++") == 0);
-    EXPECT(psyne_release(ch, &m) == 0);
-    EXPECT(psyne_receive(ch, &m, PSYNE_NONBLOCK) == -EAGAIN);
+    CHECK(psyne_receive(ch, &m, PSYNE_FOREVER) == 0);
+    CHECK(m.length == 4 && std::strcmp(static_cast<const char *>(m.data), "c++") == 0);
+    CHECK(psyne_release(ch, &m) == 0);
+    CHECK(psyne_receive(ch, &m, PSYNE_NONBLOCK) == -EAGAIN);
     Sample *sp;
-    EXPECT(sample_msg_claim(ch, &sp, &c, PSYNE_NONBLOCK) == 0);
+    CHECK(sample_msg_claim(ch, &sp, &c, PSYNE_NONBLOCK) == 0);
     sp->value = 2.5;
     sp->id = 7;
-    EXPECT(sample_msg_commit(ch, &c) == 0);
-    EXPECT(psyne_receive(ch, &m, PSYNE_FOREVER) == 0);
-    EXPECT(sample_msg_view(&m) && sample_msg_view(&m)->id == 7);
-    EXPECT(psyne_release(ch, &m) == 0);
+    CHECK(sample_msg_commit(ch, &c) == 0);
+    CHECK(psyne_receive(ch, &m, PSYNE_FOREVER) == 0);
+    CHECK(sample_msg_view(&m) && sample_msg_view(&m)->id == 7);
+    CHECK(psyne_release(ch, &m) == 0);
     psyne_tensor t;
-    EXPECT(psyne_claim_tensor(ch, PSYNE_F32, 1, 16, &t, PSYNE_NONBLOCK) == 0);
+    CHECK(psyne_claim_tensor(ch, PSYNE_F32, 1, 16, &t, PSYNE_NONBLOCK) == 0);
     static_cast<float *>(t.data)[0] = 1.5f;
-    EXPECT(psyne_commit_tensor(ch, &t) == 0);
-    EXPECT(psyne_receive(ch, &m, PSYNE_FOREVER) == 0);
-    EXPECT(psyne_tensor_view(&m, PSYNE_F32, 1, &t) == 0 && static_cast<float *>(t.data)[0] == 1.5f);
-    EXPECT(psyne_release(ch, &m) == 0);
+    CHECK(psyne_commit_tensor(ch, &t) == 0);
+    CHECK(psyne_receive(ch, &m, PSYNE_FOREVER) == 0);
+    CHECK(psyne_tensor_view(&m, PSYNE_F32, 1, &t) == 0 && static_cast<float *>(t.data)[0] == 1.5f);
+    CHECK(psyne_release(ch, &m) == 0);
     psyne_stats st;
-    EXPECT(psyne_channel_stats(ch, &st) == 0 && st.msgs_in == 3);
-    EXPECT(std::strlen(psyne_strerror(-EPIPE)) > 0);
-    EXPECT(psyne_channel_close(ch) == 0);
+    CHECK(psyne_channel_stats(ch, &st) == 0 && st.msgs_in == 3);
+    CHECK(std::strlen(psyne_strerror(-EPIPE)) > 0);
+    CHECK(psyne_channel_close(ch) == 0);
     std::puts("cxx_header: ok");
     return 0;
 }

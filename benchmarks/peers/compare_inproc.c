@@ -485,8 +485,7 @@ int main(int argc, char **argv)
         if (sizes[i] >= 4096) {
             sys[n++] = system_of("fixed-slot-ring-8", slot_fn, &single_8, 1);
             targets[n - 2] = ">= 0.9";
-        }
-        if (sizes[i] >= 4096) { /* what one copy of each message would cost (a limit, not a peer) */
+            /* what one copy of each message would cost (a limit, not a peer) */
             sys[n++] = system_of("memcpy", memcpy_fn, &single, 1);
             targets[n - 2] = "(one copy)";
         }

@@ -53,9 +53,10 @@ static void *slot_producer(void *arg)
 double slot_tput_run(size_t size, size_t stride, unsigned slots, uint64_t count, int pin, int as_process)
 {
     size_t slot = stride ? stride : (size + 63) & ~(size_t)63;
-    uint64_t n_slots = slots ? slots : 1;
-    while (!slots && 2 * n_slots * slot <= workload_capacity(size)) /* a power of two, at most psyne's ring bytes */
-        n_slots *= 2;
+    uint64_t n_slots = slots;
+    if (!n_slots) /* a power of two, at most psyne's ring bytes */
+        for (n_slots = 1; 2 * n_slots * slot <= workload_capacity(size);)
+            n_slots *= 2;
     struct slot_tput *s = bench_shared_alloc(sizeof *s);
     *s = (struct slot_tput){.r = new_ring(n_slots, slot, as_process), .size = size, .count = count, .pin = pin};
     struct bench_peer producer;
